@@ -1,0 +1,142 @@
+//! The one API error type and the one place where lower-layer errors become HTTP answers.
+//! Every error body is `{code, classifier, message}`; 422 adds `validation_errors`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// One fault in a request: `path` is a JSON path into the body (`$.expiry_month`) or names the
+/// parameter (`query.limit`, `path.id`, `header.x-idempotency-key`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    classifier: &'static str,
+    message: String,
+    validation_errors: Vec<FieldError>,
+}
+
+/// The error body of every failed request.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status code.
+    pub code: u16,
+    /// A stable, machine-readable name of the error.
+    pub classifier: String,
+    pub message: String,
+    /// Present on 422: each fault with its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_errors: Option<Vec<FieldError>>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, classifier: &'static str, message: impl Into<String>) -> Self {
+        Self { status, classifier, message: message.into(), validation_errors: Vec::new() }
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "No valid means of authentication was provided")
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Not allowed to access this resource or feature")
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "This method is not allowed on this resource")
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("The request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "The request body must be sent with Content-Type: application/json",
+        )
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        Self { validation_errors: errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "Validation error") }
+    }
+
+    pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(path, message)])
+    }
+
+    /// A failure whose cause must not reach the client; the cause is logged here, inside the request span.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "An internal error occurred")
+    }
+
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "a dependency is unavailable");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is temporarily unavailable")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.status.as_u16(),
+            classifier: self.classifier.to_owned(),
+            message: self.message.clone(),
+            validation_errors: (self.status == StatusCode::UNPROCESSABLE_ENTITY).then(|| self.validation_errors.clone()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => ApiError::unavailable(&err),
+            StoreError::Constraint(_) => ApiError::conflict("The request conflicts with the current state"),
+            StoreError::Corrupt(_) | StoreError::Other(_) => ApiError::internal(&err),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The body of a 500 for a handler that panicked; the panic payload is not looked at (it could hold data).
+pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(&"a request handler panicked").into_response()
+}

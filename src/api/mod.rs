@@ -1,0 +1,126 @@
+//! The HTTP API: routing, authentication, idempotency, the error model, pagination and the OpenAPI
+//! document, which is generated from the same route list that the router is built from.
+
+pub mod account;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod pagination;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use hmac::Hmac;
+use sha2::Sha256;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+use crate::store::DynStore;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub config: Arc<Config>,
+    /// Keys the fingerprints of idempotent requests.
+    pub idempotency_mac: Hmac<Sha256>,
+}
+
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-hellgate-version");
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Strongroom: Commerce API", version = "2.0", description = "A self-hosted card vault and payments API speaking the Commerce API v2."),
+    modifiers(&ApiKeyAuth),
+    components(schemas(error::ErrorBody, error::FieldError, pagination::Pagination)),
+)]
+struct ApiDoc;
+
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "APIKeyAuth",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(auth::API_KEY_HEADER))),
+        );
+    }
+}
+
+/// The routes and their OpenAPI description, built from one list.
+fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let protected = OpenApiRouter::new()
+        .routes(routes!(account::get_account))
+        .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .merge(protected)
+}
+
+/// The OpenAPI 3.1 document of what this build serves.
+pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
+    routes(state).into_openapi()
+}
+
+/// The complete application: routes, fallbacks and the layers every request passes.
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = routes(&state).split_for_parts();
+    let openapi = Arc::new(openapi);
+    router
+        .route("/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(from_fn(request_context))
+        .with_state(state)
+}
+
+/// Gives each request an id (the client's, if it sent a sane one), a tracing span keyed on the matched
+/// route and that id, and the headers every response carries. Bodies are never logged.
+async fn request_context(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        request_id = %request_id,
+        account = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), latency_us = started.elapsed().as_micros() as u64, "request")
+    });
+    let headers = response.headers_mut();
+    headers.insert(VERSION_HEADER, HeaderValue::from_static("2.0"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}

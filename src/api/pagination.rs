@@ -1,0 +1,133 @@
+//! The shared pagination of every list: `limit` 1..=500 (default 50) and `page` from 1, answered with
+//! `{data, pagination}`. A page past the end is `data: []` with the right totals.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::FieldError;
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// The `limit` and `page` query parameters, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Records per page, 1 to 500.
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    pub limit: u32,
+    /// Page number, from 1.
+    #[param(minimum = 1, default = 1)]
+    pub page: u32,
+}
+
+impl Default for PageParams {
+    fn default() -> Self {
+        Self { limit: DEFAULT_LIMIT, page: 1 }
+    }
+}
+
+impl PageParams {
+    /// Reads `limit` and `page` from the query, adding a fault for each bad one to `errors`.
+    pub fn from_query(query: &HashMap<String, String>, errors: &mut Vec<FieldError>) -> Self {
+        let limit = parse_bounded(query, "limit", 1, MAX_LIMIT, errors).unwrap_or(DEFAULT_LIMIT);
+        let page = parse_bounded(query, "page", 1, u32::MAX, errors).unwrap_or(1);
+        Self { limit, page }
+    }
+
+    /// Rows to skip before this page.
+    pub fn offset(&self) -> i64 {
+        (i64::from(self.page) - 1) * i64::from(self.limit)
+    }
+}
+
+fn parse_bounded(query: &HashMap<String, String>, name: &str, min: u32, max: u32, errors: &mut Vec<FieldError>) -> Option<u32> {
+    let raw = query.get(name)?;
+    let message = if max == u32::MAX {
+        format!("must be a whole number of at least {min}")
+    } else {
+        format!("must be a whole number from {min} to {max}")
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            errors.push(FieldError::new(format!("query.{name}"), message));
+            None
+        }
+    }
+}
+
+/// The pagination block of a list response.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct Pagination {
+    pub current_page: u32,
+    pub page_size: u32,
+    pub total_items: u64,
+    pub total_pages: u64,
+}
+
+impl Pagination {
+    pub fn new(params: PageParams, total_items: u64) -> Self {
+        Self {
+            current_page: params.page,
+            page_size: params.limit,
+            total_items,
+            total_pages: total_items.div_ceil(u64::from(params.limit)),
+        }
+    }
+}
+
+/// A page of `T`.
+#[derive(Debug, Serialize)]
+pub struct Paginated<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+impl<T> Paginated<T> {
+    pub fn new(data: Vec<T>, params: PageParams, total_items: u64) -> Self {
+        Self { data, pagination: Pagination::new(params, total_items) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> (PageParams, Vec<FieldError>) {
+        let query = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut errors = Vec::new();
+        (PageParams::from_query(&query, &mut errors), errors)
+    }
+
+    #[test]
+    fn defaults_are_fifty_per_page_from_page_one() {
+        assert_eq!(parse(&[]), (PageParams { limit: 50, page: 1 }, vec![]));
+    }
+
+    #[test]
+    fn limits_outside_one_to_five_hundred_are_rejected_with_their_path() {
+        for bad in ["0", "501", "-1", "ten", ""] {
+            let (_, errors) = parse(&[("limit", bad)]);
+            assert_eq!(errors, vec![FieldError::new("query.limit", "must be a whole number from 1 to 500")], "{bad}");
+        }
+        assert!(parse(&[("limit", "500")]).1.is_empty());
+    }
+
+    #[test]
+    fn page_zero_and_words_are_rejected() {
+        for bad in ["0", "x", "1.5"] {
+            let (_, errors) = parse(&[("page", bad)]);
+            assert_eq!(errors, vec![FieldError::new("query.page", "must be a whole number of at least 1")], "{bad}");
+        }
+    }
+
+    #[test]
+    fn totals_round_up_to_whole_pages() {
+        let p = Pagination::new(PageParams { limit: 50, page: 3 }, 101);
+        assert_eq!((p.total_pages, p.current_page, p.page_size), (3, 3, 50));
+        assert_eq!(Pagination::new(PageParams::default(), 0).total_pages, 0);
+    }
+}

@@ -1,0 +1,243 @@
+//! The command line: `serve` and the admin commands, which use the same settings as `serve` and work
+//! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::{Config, Settings};
+use crate::domain::accounts::{self, ADMIN_CLI};
+use crate::store::{Feature, FeatureSet};
+use crate::{server, telemetry};
+
+#[derive(Parser, Debug)]
+#[command(name = "strongroom", version, about = "Self-hosted card vault and payments API")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs the API and its job workers until SIGTERM or Ctrl-C.
+    Serve,
+    /// Applies the database migrations and exits.
+    Migrate,
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Creates an account and its first API key (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A gated feature to enable; repeat for several.
+        #[arg(long = "feature", value_enum)]
+        features: Vec<Feature>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Creates an API key for an account (shown once).
+    Create {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists an account's API keys (never their secrets).
+    List {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes an API key at once.
+    Revoke {
+        id: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line and turns its outcome into an exit code, printing errors on stderr.
+pub fn main(cli: Cli) -> ExitCode {
+    let config = match Config::resolve(&cli.settings) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let default_filter = match cli.command {
+        Command::Serve => "info,sqlx=warn",
+        _ => "warn",
+    };
+    telemetry::init(config.log_format, default_filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            server::open_store(&config).await?.close().await;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Account(cmd) => account(cmd, config).await,
+        Command::Key(cmd) => key(cmd, config).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (STRONGROOM_LISTEN)", config.listen))?;
+    let server = server::start(config, listener).await?;
+    if let Some(key) = &server.default_api_key {
+        println!(
+            "Created the `default` account with every feature on this first start.\n\
+             Its API key is shown only this once; keep it safe:\n\n    {}\n",
+            key.expose()
+        );
+    }
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        token.cancel();
+    });
+    server.wait().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn account(cmd: AccountCommand, config: Config) -> anyhow::Result<()> {
+    let store = server::open_store(&config).await?;
+    match cmd {
+        AccountCommand::Create { name, features, json } => {
+            if name.trim().is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            let features: FeatureSet = features.into_iter().collect();
+            let (account, _, secret) = accounts::create_account(&store, &name, features, ADMIN_CLI).await?;
+            if json {
+                println!("{}", json!({"id": account.id, "name": account.name, "api_key": secret.expose()}));
+            } else {
+                println!("account {} ({})\napi key (shown once): {}", account.id, account.name, secret.expose());
+            }
+        }
+        AccountCommand::List { json } => {
+            let list = store.list_accounts().await?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|a| {
+                    json!({"id": a.id, "name": a.name, "features": a.features.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+                           "created_at": a.created_at})
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for a in list {
+                    println!("{}  {}  [{}]  {}", a.id, a.name, a.features.to_db(), a.created_at);
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn key(cmd: KeyCommand, config: Config) -> anyhow::Result<()> {
+    let store = server::open_store(&config).await?;
+    match cmd {
+        KeyCommand::Create { account, label, json } => {
+            let (key, secret) = accounts::create_key(&store, account, &label, ADMIN_CLI).await?;
+            if json {
+                println!("{}", json!({"id": key.id, "api_key": secret.expose()}));
+            } else {
+                println!("key {} for account {}\napi key (shown once): {}", key.id, account, secret.expose());
+            }
+        }
+        KeyCommand::List { account, json } => {
+            let keys = store.list_api_keys(account).await?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({"id": k.id, "label": k.label, "created_at": k.created_at, "revoked_at": k.revoked_at}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for k in keys {
+                    let state = k.revoked_at.map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into());
+                    println!("{}  {}  {}", k.id, k.label, state);
+                }
+            }
+        }
+        KeyCommand::Revoke { id, json } => {
+            let key = accounts::revoke_key(&store, id, ADMIN_CLI).await?;
+            if json {
+                println!("{}", json!({"id": key.id, "revoked": true}));
+            } else {
+                println!("key {} revoked", key.id);
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}

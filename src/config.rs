@@ -1,0 +1,279 @@
+//! Configuration: defaults in code, then an optional TOML file, then `STRONGROOM_*` environment variables,
+//! then command-line flags (the last one given wins). Checked once at start with errors naming the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// The settings every command accepts, as flags or `STRONGROOM_*` variables.
+#[derive(Args, Debug, Default, Clone)]
+pub struct Settings {
+    /// TOML file with the same settings (keys without the STRONGROOM_ prefix, in lower case).
+    #[arg(long, global = true, env = "STRONGROOM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the API listens on.
+    #[arg(long, global = true, env = "STRONGROOM_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the SQLite file and the development master key.
+    #[arg(long, global = true, env = "STRONGROOM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default: SQLite in the data directory.
+    #[arg(long, global = true, env = "STRONGROOM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Most connections the pool opens to the database.
+    #[arg(long, global = true, env = "STRONGROOM_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
+    /// File holding the master key; default: a development key generated in the data directory.
+    #[arg(long, global = true, env = "STRONGROOM_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// How Stripe reaches this server; default `http://` + the listen address.
+    #[arg(long, global = true, env = "STRONGROOM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Base URL of Stripe's API.
+    #[arg(long, global = true, env = "STRONGROOM_STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+    /// Optional Redis for the shared security-code cache of several nodes.
+    #[arg(long, global = true, env = "STRONGROOM_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, global = true, env = "STRONGROOM_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Background job workers this node runs beside the API (0: none).
+    #[arg(long, global = true, env = "STRONGROOM_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, global = true, env = "STRONGROOM_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    database_max_connections: Option<u32>,
+    master_key_file: Option<PathBuf>,
+    public_url: Option<String>,
+    stripe_api_base: Option<String>,
+    redis_url: Option<String>,
+    max_body_bytes: Option<usize>,
+    workers: Option<usize>,
+    log_format: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The checked configuration the server and the admin commands run with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub master_key_file: Option<PathBuf>,
+    pub public_url: String,
+    pub stripe_api_base: String,
+    pub redis_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+    pub log_format: LogFormat,
+    /// How long a job lease lasts before another worker may take the job over.
+    pub job_lease: Duration,
+    /// How often an idle worker looks for new jobs.
+    pub job_poll_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DATA_DIR: &str = "./strongroom-data";
+
+impl Config {
+    /// A configuration for a server on `data_dir` with every other setting at its default.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let listen: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        Self {
+            listen,
+            database_url: default_database_url(&data_dir),
+            data_dir,
+            database_max_connections: 16,
+            master_key_file: None,
+            public_url: format!("http://{listen}"),
+            stripe_api_base: "https://api.stripe.com".to_owned(),
+            redis_url: None,
+            max_body_bytes: 256 * 1024,
+            workers: 2,
+            log_format: LogFormat::Text,
+            job_lease: Duration::from_secs(30),
+            job_poll_interval: Duration::from_millis(250),
+        }
+    }
+
+    /// Resolves flags and environment (already merged by clap) over the optional file over the defaults.
+    pub fn resolve(settings: &Settings) -> Result<Self, ConfigError> {
+        let file = match &settings.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let data_dir = settings
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let mut config = Self::for_data_dir(&data_dir);
+
+        let listen = pick(&settings.listen, file.listen, "listen", "STRONGROOM_LISTEN");
+        let listen_text = listen.value.clone().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        config.listen = listen_text
+            .parse()
+            .map_err(|_| listen.error(&format!("`{listen_text}` is not an address like 127.0.0.1:8080")))?;
+
+        let db = pick(&settings.database_url, file.database_url, "database_url", "STRONGROOM_DATABASE_URL");
+        if let Some(url) = db.value.clone() {
+            if url.trim().is_empty() {
+                return Err(db.error("is empty"));
+            }
+            config.database_url = url;
+        }
+        config.database_max_connections = settings
+            .database_max_connections
+            .or(file.database_max_connections)
+            .unwrap_or(config.database_max_connections);
+        if config.database_max_connections == 0 {
+            return Err(ConfigError(
+                "STRONGROOM_DATABASE_MAX_CONNECTIONS (database_max_connections) must be at least 1".into(),
+            ));
+        }
+        config.master_key_file = settings.master_key_file.clone().or(file.master_key_file);
+
+        let public = pick(&settings.public_url, file.public_url, "public_url", "STRONGROOM_PUBLIC_URL");
+        config.public_url = match public.value.clone() {
+            Some(url) => check_http_url(&url).map_err(|m| public.error(&m))?,
+            None => format!("http://{}", config.listen),
+        };
+        let stripe = pick(&settings.stripe_api_base, file.stripe_api_base, "stripe_api_base", "STRONGROOM_STRIPE_API_BASE");
+        if let Some(url) = stripe.value.clone() {
+            config.stripe_api_base = check_http_url(&url).map_err(|m| stripe.error(&m))?;
+        }
+        config.redis_url = settings.redis_url.clone().or(file.redis_url);
+        config.max_body_bytes = settings.max_body_bytes.or(file.max_body_bytes).unwrap_or(config.max_body_bytes);
+        if config.max_body_bytes < 1024 {
+            return Err(ConfigError("STRONGROOM_MAX_BODY_BYTES (max_body_bytes) must be at least 1024".into()));
+        }
+        config.workers = settings.workers.or(file.workers).unwrap_or(config.workers);
+
+        let format = pick(&settings.log_format, file.log_format, "log_format", "STRONGROOM_LOG_FORMAT");
+        config.log_format = match format.value.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(format.error(&format!("`{other}` is neither `text` nor `json`"))),
+        };
+        Ok(config)
+    }
+
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        self.database_url
+            .strip_prefix("sqlite://")
+            .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+}
+
+fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("strongroom.db").display())
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.message())))
+}
+
+/// A setting's value and where it came from, so that an error can name it.
+struct Picked {
+    value: Option<String>,
+    from_file: bool,
+    key: &'static str,
+    env: &'static str,
+}
+
+impl Picked {
+    fn error(&self, message: &str) -> ConfigError {
+        if self.from_file {
+            ConfigError(format!("`{}` in the config file: {message}", self.key))
+        } else {
+            ConfigError(format!("{} (--{}): {message}", self.env, self.key.replace('_', "-")))
+        }
+    }
+}
+
+fn pick(flag_or_env: &Option<String>, file: Option<String>, key: &'static str, env: &'static str) -> Picked {
+    match flag_or_env {
+        Some(v) => Picked { value: Some(v.clone()), from_file: false, key, env },
+        None => Picked { from_file: file.is_some(), value: file, key, env },
+    }
+}
+
+fn check_http_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{url}` must start with http:// or https://"))?;
+    if rest.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_put_sqlite_in_the_data_dir() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://./strongroom-data/strongroom.db");
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_the_setting() {
+        let settings = Settings { listen: Some("nowhere".into()), ..Default::default() };
+        let err = Config::resolve(&settings).unwrap_err().to_string();
+        assert!(err.contains("STRONGROOM_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strongroom.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nworkers = 5\n").unwrap();
+        let settings = Settings { config: Some(path.clone()), workers: Some(1), ..Default::default() };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.workers, 1);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strongroom.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9999\"\n").unwrap();
+        let settings = Settings { config: Some(path), ..Default::default() };
+        let err = Config::resolve(&settings).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

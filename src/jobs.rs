@@ -1,0 +1,186 @@
+//! The durable job queue's worker: claims one job at a time under a lease, renews the lease while the
+//! handler runs, and records the outcome. Handlers must make every step idempotent, since a job whose
+//! worker died is taken over by another once its lease expires and runs again from its saved position.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::store::{DynStore, Job, NewJob, StoreError, StoreResult, Ts};
+
+/// How a handler's run ended when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth trying again later (with backoff), until the job's attempts run out.
+    #[error("{0}")]
+    Retry(String),
+    /// Trying again cannot help.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(err: StoreError) -> Self {
+        JobError::Retry(err.to_string())
+    }
+}
+
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// The `kind` of the jobs this handler runs.
+    fn kind(&self) -> &'static str;
+    async fn run(&self, job: &Job) -> Result<(), JobError>;
+}
+
+/// Adds a job to the queue, to run as soon as a worker is free.
+pub async fn enqueue(store: &DynStore, kind: &str, payload: &impl Serialize, max_attempts: i32) -> StoreResult<Uuid> {
+    let id = Uuid::new_v4();
+    let payload = serde_json::to_string(payload).map_err(|e| StoreError::Other(e.to_string()))?;
+    store
+        .enqueue_job(&NewJob { id, kind: kind.to_owned(), payload, max_attempts, run_at: Ts::now() })
+        .await?;
+    Ok(id)
+}
+
+/// What one step of a worker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// No job was due.
+    Idle,
+    Completed(Uuid),
+    /// The job failed and was put back in the queue for a later attempt.
+    Rescheduled(Uuid),
+    /// The job failed for good.
+    Failed(Uuid),
+    /// The lease ran out while the handler worked and another worker took the job; its result was dropped.
+    LeaseLost(Uuid),
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    store: DynStore,
+    owner: String,
+    handlers: Arc<HashMap<&'static str, Arc<dyn JobHandler>>>,
+    lease: Duration,
+}
+
+impl Worker {
+    pub fn new(store: DynStore, handlers: Vec<Arc<dyn JobHandler>>, lease: Duration) -> Self {
+        let handlers = handlers.into_iter().map(|h| (h.kind(), h)).collect();
+        Self { store, owner: format!("worker-{}", Uuid::new_v4()), handlers: Arc::new(handlers), lease }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims and runs at most one due job.
+    pub async fn step(&self) -> StoreResult<Step> {
+        let kinds: Vec<&str> = self.handlers.keys().copied().collect();
+        let now = Ts::now();
+        let Some(job) = self.store.claim_next_job(&kinds, &self.owner, now, now.plus(self.lease)).await? else {
+            return Ok(Step::Idle);
+        };
+        let Some(handler) = self.handlers.get(job.kind.as_str()).cloned() else {
+            self.store.fail_job(job.id, &self.owner, "no handler for this job kind", Ts::now()).await?;
+            return Ok(Step::Failed(job.id));
+        };
+        let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
+        let result = self.run_with_renewal(handler, &job).instrument(span.clone()).await;
+        let now = Ts::now();
+        let id = job.id;
+        let recorded = match &result {
+            Ok(()) => self.store.complete_job(id, &self.owner, now).await?,
+            Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
+                let run_at = now.plus(backoff(job.attempts));
+                self.store.reschedule_job(id, &self.owner, run_at, msg, now).await?
+            }
+            Err(err) => self.store.fail_job(id, &self.owner, &err.to_string(), now).await?,
+        };
+        span.in_scope(|| match &result {
+            Ok(()) => tracing::debug!(recorded, "job finished"),
+            Err(err) => tracing::warn!(recorded, error = %err, "job did not succeed"),
+        });
+        Ok(match (recorded, result) {
+            (false, _) => Step::LeaseLost(id),
+            (true, Ok(())) => Step::Completed(id),
+            (true, Err(JobError::Retry(_))) if job.attempts < job.max_attempts => Step::Rescheduled(id),
+            (true, Err(_)) => Step::Failed(id),
+        })
+    }
+
+    /// Runs the handler while a side task keeps the lease fresh.
+    async fn run_with_renewal(&self, handler: Arc<dyn JobHandler>, job: &Job) -> Result<(), JobError> {
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let lease = self.lease;
+        let id = job.id;
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let now = Ts::now();
+                match store.renew_job_lease(id, &owner, now.plus(lease), now).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = %id, "job lease was lost to another worker");
+                        break;
+                    }
+                    Err(err) => tracing::warn!(job = %id, error = %err, "could not renew job lease"),
+                }
+            }
+        });
+        let result = handler.run(job).await;
+        renewer.abort();
+        result
+    }
+
+    /// Steps until `shutdown` fires, sleeping `poll` between empty looks.
+    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let idle = match self.step().await {
+                Ok(Step::Idle) => true,
+                Ok(_) => false,
+                Err(err) => {
+                    tracing::warn!(error = %err, "job worker could not reach the store");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: about 1 s, 2 s, 4 s … capped at one hour.
+pub fn backoff(attempt: i32) -> Duration {
+    let exp = attempt.clamp(1, 13) as u32 - 1;
+    let base = Duration::from_secs(1u64 << exp).min(Duration::from_secs(3600));
+    let jitter = rand::thread_rng().gen_range(0.0..0.25);
+    base.mul_f64(1.0 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) >= Duration::from_secs(1) && backoff(1) < Duration::from_secs(2));
+        assert!(backoff(3) >= Duration::from_secs(4));
+        assert!(backoff(40) <= Duration::from_secs(4500));
+    }
+}

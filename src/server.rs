@@ -1,0 +1,134 @@
+//! Start-up: the one function that the CLI, the tests and the benchmarks use to run the very same server
+//! on a listener they bound, and the handle to stop it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::domain::accounts::{self, ApiKeySecret};
+use crate::jobs::{JobHandler, Worker};
+use crate::store::{self, DynStore, Ts};
+use crate::vault::master::MasterKeys;
+
+/// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    if config.sqlite_file().is_some() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    }
+    let store = store::open(&config.database_url, config.database_max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The job handlers this build knows. Each capability that brings a job kind registers it here.
+pub fn job_handlers(_state: &AppState) -> Vec<Arc<dyn JobHandler>> {
+    Vec::new()
+}
+
+/// A server running on its listener, with its workers.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+    http: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    /// The key of the `default` account if this start created it (shown once).
+    pub default_api_key: Option<ApiKeySecret>,
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.state.store
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that stops the server when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops taking requests, lets those in flight finish, stops the workers and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.http.await;
+        for task in self.background {
+            let _ = task.await;
+        }
+        self.state.store.close().await;
+        served.context("the HTTP server task failed")?.context("the HTTP server failed")
+    }
+}
+
+/// Builds the application state for `config`: store, keys, settings.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let master = MasterKeys::load(&config)?;
+    let store = open_store(&config).await?;
+    let idempotency_key = master
+        .derive(master.current_version(), "idempotency-fingerprint")
+        .context("the master key has no current version")?;
+    let idempotency_mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(idempotency_key.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot key the idempotency fingerprint: {e}"))?;
+    Ok(AppState { store, config: Arc::new(config), idempotency_mac })
+}
+
+/// Starts the server on `listener` with `config`: migrations, first-start bootstrap, the API and
+/// `config.workers` job workers.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    let state = build_state(config).await?;
+    let default_api_key = accounts::bootstrap_default_account(&state.store).await?.map(|(_, key)| key);
+
+    let shutdown = CancellationToken::new();
+    let addr = listener.local_addr()?;
+    let app = api::app(state.clone());
+    let stop = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    });
+
+    let mut background = Vec::new();
+    let handlers = job_handlers(&state);
+    for _ in 0..state.config.workers {
+        let worker = Worker::new(state.store.clone(), handlers.clone(), state.config.job_lease);
+        background.push(tokio::spawn(worker.run(state.config.job_poll_interval, shutdown.clone())));
+    }
+    background.push(tokio::spawn(housekeeping(state.store.clone(), shutdown.clone())));
+    tracing::info!(%addr, backend = ?state.store.backend(), workers = state.config.workers, "strongroom is serving");
+    Ok(RunningServer { addr, state, shutdown, http, background, default_api_key })
+}
+
+/// Periodic clean-up: idempotency records past their 24 hours.
+async fn housekeeping(store: DynStore, shutdown: CancellationToken) {
+    let every = Duration::from_secs(600);
+    loop {
+        match store.purge_idempotency_records(Ts::now().minus(Duration::from_secs(24 * 3600))).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "expired idempotency records removed"),
+            Err(err) => tracing::warn!(error = %err, "could not purge idempotency records"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Storage: one trait whose methods are named by intent and do one query each (multi-step flows live in
+//! the domain layer). SQLite and PostgreSQL implement it; the backend is chosen from the database URL.
+
+mod sql;
+#[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
+mod postgres;
+#[cfg_attr(not(feature = "sqlite"), path = "sqlite_missing.rs")]
+mod sqlite;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness or foreign-key constraint refused the write; carries the constraint's name.
+    #[error("constraint `{0}` refused the write")]
+    Constraint(String),
+    /// The database could not be reached or did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row did not decode into its record.
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) => match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation | sqlx::error::ErrorKind::ForeignKeyViolation => {
+                    StoreError::Constraint(db.constraint().unwrap_or("unnamed").to_owned())
+                }
+                _ => StoreError::Other(db.message().to_owned()),
+            },
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                StoreError::Corrupt(err.to_string())
+            }
+            _ => StoreError::Other(err.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Other(format!("migration failed: {err}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Everything Strongroom keeps. Every method is one statement (or one short transaction where a
+/// marker and its rows must land together).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Applies the embedded migrations of this backend.
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self);
+
+    // Accounts and keys.
+    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    async fn get_account(&self, id: Uuid) -> StoreResult<Option<Account>>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// Creates `account` with `key` only if the database has never had an account bootstrapped and holds
+    /// no account; returns whether it did. Safe when several nodes start at once.
+    async fn bootstrap_default_account(&self, account: &Account, key: &ApiKeyRecord) -> StoreResult<bool>;
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    async fn get_api_key(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn get_key_with_account(&self, key_id: Uuid) -> StoreResult<Option<KeyWithAccount>>;
+    async fn list_api_keys(&self, account_id: Uuid) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Marks the key revoked; false if it does not exist or was revoked already.
+    async fn revoke_api_key(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+
+    // Idempotency records.
+    /// Claims `(account, key)` for a new request; false if a record exists.
+    async fn insert_idempotency_claim(&self, account_id: Uuid, key: &str, request_hash: &[u8], at: Ts)
+        -> StoreResult<bool>;
+    async fn get_idempotency_record(&self, account_id: Uuid, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Re-claims a record that expired (created before `expired_before`) or whose request was abandoned
+    /// in flight (no response and created before `abandoned_before`).
+    async fn reclaim_idempotency_record(
+        &self,
+        account_id: Uuid,
+        key: &str,
+        request_hash: &[u8],
+        at: Ts,
+        expired_before: Ts,
+        abandoned_before: Ts,
+    ) -> StoreResult<bool>;
+    async fn save_idempotent_response(&self, account_id: Uuid, key: &str, status: i32, body: &[u8]) -> StoreResult<()>;
+    async fn delete_idempotency_record(&self, account_id: Uuid, key: &str) -> StoreResult<()>;
+    async fn purge_idempotency_records(&self, created_before: Ts) -> StoreResult<u64>;
+
+    // The durable job table.
+    async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
+    /// Leases the oldest runnable job of one of `kinds`: queued and due, or running with an expired lease.
+    async fn claim_next_job(&self, kinds: &[&str], owner: &str, now: Ts, lease_until: Ts) -> StoreResult<Option<Job>>;
+    /// Extends a lease still held by `owner`; false if it was lost.
+    async fn renew_job_lease(&self, id: Uuid, owner: &str, lease_until: Ts, now: Ts) -> StoreResult<bool>;
+    /// Marks done a job whose lease `owner` still holds; false if the lease was lost.
+    async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool>;
+    /// Puts a leased job back in the queue to run at `run_at`, recording why.
+    async fn reschedule_job(&self, id: Uuid, owner: &str, run_at: Ts, error: &str, now: Ts) -> StoreResult<bool>;
+    /// Gives up on a leased job for good.
+    async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool>;
+    async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+
+    // Audit trail.
+    async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    async fn list_audit_events(&self, account_id: Uuid, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "STRONGROOM_DATABASE_URL: unsupported scheme `{0}`; use `sqlite://PATH` or `postgres://USER@HOST/DB`"
+    )]
+    UnknownScheme(String),
+    #[error("STRONGROOM_DATABASE_URL: this strongroom binary was built without {0} support (cargo feature `{1}`)")]
+    NotCompiled(&'static str, &'static str),
+    #[error("STRONGROOM_DATABASE_URL: {0}")]
+    Invalid(String),
+    #[error("could not open the database: {0}")]
+    Connect(String),
+}
+
+/// Opens the store named by `url` (without running migrations).
+pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "sqlite" => sqlite::open(url, max_connections).await,
+        "postgres" | "postgresql" => postgres::open(url, max_connections).await,
+        _ => Err(OpenError::UnknownScheme(scheme.to_owned())),
+    }
+}

@@ -1,0 +1,58 @@
+//! PostgreSQL, for several stateless nodes on one database. Job claiming uses `FOR UPDATE SKIP LOCKED`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgPoolOptions, PgTypeInfo, PgValueRef};
+use sqlx::{Decode, Encode, PgPool, Postgres, Type};
+use uuid::Uuid;
+
+use super::sql::impl_store;
+use super::{Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult, Ts};
+use super::{Backend, DynStore, OpenError};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+}
+
+pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
+    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| OpenError::Invalid(e.to_string()))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| OpenError::Connect(e.to_string()))?;
+    Ok(Arc::new(PgStore { pool }))
+}
+
+impl_store!(PgStore, backend = Backend::Postgres, claim_lock = "FOR UPDATE SKIP LOCKED");
+
+// `Ts` is a TIMESTAMPTZ, which keeps microseconds: what `Ts` holds.
+impl Type<Postgres> for Ts {
+    fn type_info() -> PgTypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Postgres> for Ts {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<Postgres>>::encode_by_ref(&self.datetime(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Ts {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Ts::from_datetime(<DateTime<Utc> as Decode<'r, Postgres>>::decode(value)?))
+    }
+}

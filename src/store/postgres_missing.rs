@@ -1,0 +1,7 @@
+//! Stands in for the PostgreSQL backend in builds without the `postgres` feature.
+
+use super::{DynStore, OpenError};
+
+pub async fn open(_url: &str, _max_connections: u32) -> Result<DynStore, OpenError> {
+    Err(OpenError::NotCompiled("PostgreSQL", "postgres"))
+}

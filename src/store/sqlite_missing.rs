@@ -1,0 +1,7 @@
+//! Stands in for the SQLite backend in builds without the `sqlite` feature.
+
+use super::{DynStore, OpenError};
+
+pub async fn open(_url: &str, _max_connections: u32) -> Result<DynStore, OpenError> {
+    Err(OpenError::NotCompiled("SQLite", "sqlite"))
+}

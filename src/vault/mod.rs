@@ -1,0 +1,3 @@
+//! The vault: the master key hierarchy and, built on it, the sealing of card data.
+
+pub mod master;
