@@ -14,7 +14,11 @@ use crate::store::{Feature, FeatureSet};
 use crate::{server, telemetry};
 
 #[derive(Parser, Debug)]
-#[command(name = "strongroom", version, about = "Self-hosted card vault and payments API")]
+#[command(
+    name = "strongroom",
+    version,
+    about = "Self-hosted card vault and payments API"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -95,7 +99,10 @@ pub fn main(cli: Cli) -> ExitCode {
         _ => "warn",
     };
     telemetry::init(config.log_format, default_filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -169,16 +176,29 @@ async fn shutdown_signal() {
 async fn account(cmd: AccountCommand, config: Config) -> anyhow::Result<()> {
     let store = server::open_store(&config).await?;
     match cmd {
-        AccountCommand::Create { name, features, json } => {
+        AccountCommand::Create {
+            name,
+            features,
+            json,
+        } => {
             if name.trim().is_empty() {
                 anyhow::bail!("--name must not be empty");
             }
             let features: FeatureSet = features.into_iter().collect();
-            let (account, _, secret) = accounts::create_account(&store, &name, features, ADMIN_CLI).await?;
+            let (account, _, secret) =
+                accounts::create_account(&store, &name, features, ADMIN_CLI).await?;
             if json {
-                println!("{}", json!({"id": account.id, "name": account.name, "api_key": secret.expose()}));
+                println!(
+                    "{}",
+                    json!({"id": account.id, "name": account.name, "api_key": secret.expose()})
+                );
             } else {
-                println!("account {} ({})\napi key (shown once): {}", account.id, account.name, secret.expose());
+                println!(
+                    "account {} ({})\napi key (shown once): {}",
+                    account.id,
+                    account.name,
+                    secret.expose()
+                );
             }
         }
         AccountCommand::List { json } => {
@@ -194,7 +214,13 @@ async fn account(cmd: AccountCommand, config: Config) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 for a in list {
-                    println!("{}  {}  [{}]  {}", a.id, a.name, a.features.to_db(), a.created_at);
+                    println!(
+                        "{}  {}  [{}]  {}",
+                        a.id,
+                        a.name,
+                        a.features.to_db(),
+                        a.created_at
+                    );
                 }
             }
         }
@@ -206,12 +232,21 @@ async fn account(cmd: AccountCommand, config: Config) -> anyhow::Result<()> {
 async fn key(cmd: KeyCommand, config: Config) -> anyhow::Result<()> {
     let store = server::open_store(&config).await?;
     match cmd {
-        KeyCommand::Create { account, label, json } => {
+        KeyCommand::Create {
+            account,
+            label,
+            json,
+        } => {
             let (key, secret) = accounts::create_key(&store, account, &label, ADMIN_CLI).await?;
             if json {
                 println!("{}", json!({"id": key.id, "api_key": secret.expose()}));
             } else {
-                println!("key {} for account {}\napi key (shown once): {}", key.id, account, secret.expose());
+                println!(
+                    "key {} for account {}\napi key (shown once): {}",
+                    key.id,
+                    account,
+                    secret.expose()
+                );
             }
         }
         KeyCommand::List { account, json } => {
@@ -224,7 +259,10 @@ async fn key(cmd: KeyCommand, config: Config) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 for k in keys {
-                    let state = k.revoked_at.map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into());
+                    let state = k
+                        .revoked_at
+                        .map(|t| format!("revoked {t}"))
+                        .unwrap_or_else(|| "active".into());
                     println!("{}  {}  {}", k.id, k.label, state);
                 }
             }

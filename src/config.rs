@@ -21,7 +21,12 @@ pub struct Settings {
     #[arg(long, global = true, env = "STRONGROOM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default: SQLite in the data directory.
-    #[arg(long, global = true, env = "STRONGROOM_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Most connections the pool opens to the database.
     #[arg(long, global = true, env = "STRONGROOM_DATABASE_MAX_CONNECTIONS")]
@@ -36,7 +41,12 @@ pub struct Settings {
     #[arg(long, global = true, env = "STRONGROOM_STRIPE_API_BASE")]
     pub stripe_api_base: Option<String>,
     /// Optional Redis for the shared security-code cache of several nodes.
-    #[arg(long, global = true, env = "STRONGROOM_REDIS_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
     /// Largest request body accepted, in bytes.
     #[arg(long, global = true, env = "STRONGROOM_MAX_BODY_BYTES")]
@@ -135,12 +145,22 @@ impl Config {
         let mut config = Self::for_data_dir(&data_dir);
 
         let listen = pick(&settings.listen, file.listen, "listen", "STRONGROOM_LISTEN");
-        let listen_text = listen.value.clone().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        config.listen = listen_text
-            .parse()
-            .map_err(|_| listen.error(&format!("`{listen_text}` is not an address like 127.0.0.1:8080")))?;
+        let listen_text = listen
+            .value
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        config.listen = listen_text.parse().map_err(|_| {
+            listen.error(&format!(
+                "`{listen_text}` is not an address like 127.0.0.1:8080"
+            ))
+        })?;
 
-        let db = pick(&settings.database_url, file.database_url, "database_url", "STRONGROOM_DATABASE_URL");
+        let db = pick(
+            &settings.database_url,
+            file.database_url,
+            "database_url",
+            "STRONGROOM_DATABASE_URL",
+        );
         if let Some(url) = db.value.clone() {
             if url.trim().is_empty() {
                 return Err(db.error("is empty"));
@@ -153,32 +173,55 @@ impl Config {
             .unwrap_or(config.database_max_connections);
         if config.database_max_connections == 0 {
             return Err(ConfigError(
-                "STRONGROOM_DATABASE_MAX_CONNECTIONS (database_max_connections) must be at least 1".into(),
+                "STRONGROOM_DATABASE_MAX_CONNECTIONS (database_max_connections) must be at least 1"
+                    .into(),
             ));
         }
         config.master_key_file = settings.master_key_file.clone().or(file.master_key_file);
 
-        let public = pick(&settings.public_url, file.public_url, "public_url", "STRONGROOM_PUBLIC_URL");
+        let public = pick(
+            &settings.public_url,
+            file.public_url,
+            "public_url",
+            "STRONGROOM_PUBLIC_URL",
+        );
         config.public_url = match public.value.clone() {
             Some(url) => check_http_url(&url).map_err(|m| public.error(&m))?,
             None => format!("http://{}", config.listen),
         };
-        let stripe = pick(&settings.stripe_api_base, file.stripe_api_base, "stripe_api_base", "STRONGROOM_STRIPE_API_BASE");
+        let stripe = pick(
+            &settings.stripe_api_base,
+            file.stripe_api_base,
+            "stripe_api_base",
+            "STRONGROOM_STRIPE_API_BASE",
+        );
         if let Some(url) = stripe.value.clone() {
             config.stripe_api_base = check_http_url(&url).map_err(|m| stripe.error(&m))?;
         }
         config.redis_url = settings.redis_url.clone().or(file.redis_url);
-        config.max_body_bytes = settings.max_body_bytes.or(file.max_body_bytes).unwrap_or(config.max_body_bytes);
+        config.max_body_bytes = settings
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(config.max_body_bytes);
         if config.max_body_bytes < 1024 {
-            return Err(ConfigError("STRONGROOM_MAX_BODY_BYTES (max_body_bytes) must be at least 1024".into()));
+            return Err(ConfigError(
+                "STRONGROOM_MAX_BODY_BYTES (max_body_bytes) must be at least 1024".into(),
+            ));
         }
         config.workers = settings.workers.or(file.workers).unwrap_or(config.workers);
 
-        let format = pick(&settings.log_format, file.log_format, "log_format", "STRONGROOM_LOG_FORMAT");
+        let format = pick(
+            &settings.log_format,
+            file.log_format,
+            "log_format",
+            "STRONGROOM_LOG_FORMAT",
+        );
         config.log_format = match format.value.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(format.error(&format!("`{other}` is neither `text` nor `json`"))),
+            Some(other) => {
+                return Err(format.error(&format!("`{other}` is neither `text` nor `json`")))
+            }
         };
         Ok(config)
     }
@@ -197,7 +240,8 @@ fn default_database_url(data_dir: &Path) -> String {
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.message())))
+    toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.message())))
 }
 
 /// A setting's value and where it came from, so that an error can name it.
@@ -213,15 +257,34 @@ impl Picked {
         if self.from_file {
             ConfigError(format!("`{}` in the config file: {message}", self.key))
         } else {
-            ConfigError(format!("{} (--{}): {message}", self.env, self.key.replace('_', "-")))
+            ConfigError(format!(
+                "{} (--{}): {message}",
+                self.env,
+                self.key.replace('_', "-")
+            ))
         }
     }
 }
 
-fn pick(flag_or_env: &Option<String>, file: Option<String>, key: &'static str, env: &'static str) -> Picked {
+fn pick(
+    flag_or_env: &Option<String>,
+    file: Option<String>,
+    key: &'static str,
+    env: &'static str,
+) -> Picked {
     match flag_or_env {
-        Some(v) => Picked { value: Some(v.clone()), from_file: false, key, env },
-        None => Picked { from_file: file.is_some(), value: file, key, env },
+        Some(v) => Picked {
+            value: Some(v.clone()),
+            from_file: false,
+            key,
+            env,
+        },
+        None => Picked {
+            from_file: file.is_some(),
+            value: file,
+            key,
+            env,
+        },
     }
 }
 
@@ -245,13 +308,19 @@ mod tests {
     fn defaults_put_sqlite_in_the_data_dir() {
         let config = Config::resolve(&Settings::default()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.database_url, "sqlite://./strongroom-data/strongroom.db");
+        assert_eq!(
+            config.database_url,
+            "sqlite://./strongroom-data/strongroom.db"
+        );
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
     }
 
     #[test]
     fn a_bad_listen_address_names_the_setting() {
-        let settings = Settings { listen: Some("nowhere".into()), ..Default::default() };
+        let settings = Settings {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        };
         let err = Config::resolve(&settings).unwrap_err().to_string();
         assert!(err.contains("STRONGROOM_LISTEN"), "{err}");
     }
@@ -261,7 +330,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strongroom.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nworkers = 5\n").unwrap();
-        let settings = Settings { config: Some(path.clone()), workers: Some(1), ..Default::default() };
+        let settings = Settings {
+            config: Some(path.clone()),
+            workers: Some(1),
+            ..Default::default()
+        };
         let config = Config::resolve(&settings).unwrap();
         assert_eq!(config.listen.port(), 9999);
         assert_eq!(config.workers, 1);
@@ -272,7 +345,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strongroom.toml");
         std::fs::write(&path, "lisen = \"127.0.0.1:9999\"\n").unwrap();
-        let settings = Settings { config: Some(path), ..Default::default() };
+        let settings = Settings {
+            config: Some(path),
+            ..Default::default()
+        };
         let err = Config::resolve(&settings).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
     }

@@ -40,11 +40,22 @@ pub trait JobHandler: Send + Sync + 'static {
 }
 
 /// Adds a job to the queue, to run as soon as a worker is free.
-pub async fn enqueue(store: &DynStore, kind: &str, payload: &impl Serialize, max_attempts: i32) -> StoreResult<Uuid> {
+pub async fn enqueue(
+    store: &DynStore,
+    kind: &str,
+    payload: &impl Serialize,
+    max_attempts: i32,
+) -> StoreResult<Uuid> {
     let id = Uuid::new_v4();
     let payload = serde_json::to_string(payload).map_err(|e| StoreError::Other(e.to_string()))?;
     store
-        .enqueue_job(&NewJob { id, kind: kind.to_owned(), payload, max_attempts, run_at: Ts::now() })
+        .enqueue_job(&NewJob {
+            id,
+            kind: kind.to_owned(),
+            payload,
+            max_attempts,
+            run_at: Ts::now(),
+        })
         .await?;
     Ok(id)
 }
@@ -74,7 +85,12 @@ pub struct Worker {
 impl Worker {
     pub fn new(store: DynStore, handlers: Vec<Arc<dyn JobHandler>>, lease: Duration) -> Self {
         let handlers = handlers.into_iter().map(|h| (h.kind(), h)).collect();
-        Self { store, owner: format!("worker-{}", Uuid::new_v4()), handlers: Arc::new(handlers), lease }
+        Self {
+            store,
+            owner: format!("worker-{}", Uuid::new_v4()),
+            handlers: Arc::new(handlers),
+            lease,
+        }
     }
 
     pub fn owner(&self) -> &str {
@@ -85,24 +101,45 @@ impl Worker {
     pub async fn step(&self) -> StoreResult<Step> {
         let kinds: Vec<&str> = self.handlers.keys().copied().collect();
         let now = Ts::now();
-        let Some(job) = self.store.claim_next_job(&kinds, &self.owner, now, now.plus(self.lease)).await? else {
+        let Some(job) = self
+            .store
+            .claim_next_job(&kinds, &self.owner, now, now.plus(self.lease))
+            .await?
+        else {
             return Ok(Step::Idle);
         };
         let Some(handler) = self.handlers.get(job.kind.as_str()).cloned() else {
-            self.store.fail_job(job.id, &self.owner, "no handler for this job kind", Ts::now()).await?;
+            self.store
+                .fail_job(
+                    job.id,
+                    &self.owner,
+                    "no handler for this job kind",
+                    Ts::now(),
+                )
+                .await?;
             return Ok(Step::Failed(job.id));
         };
-        let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
-        let result = self.run_with_renewal(handler, &job).instrument(span.clone()).await;
+        let span =
+            tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
+        let result = self
+            .run_with_renewal(handler, &job)
+            .instrument(span.clone())
+            .await;
         let now = Ts::now();
         let id = job.id;
         let recorded = match &result {
             Ok(()) => self.store.complete_job(id, &self.owner, now).await?,
             Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
                 let run_at = now.plus(backoff(job.attempts));
-                self.store.reschedule_job(id, &self.owner, run_at, msg, now).await?
+                self.store
+                    .reschedule_job(id, &self.owner, run_at, msg, now)
+                    .await?
             }
-            Err(err) => self.store.fail_job(id, &self.owner, &err.to_string(), now).await?,
+            Err(err) => {
+                self.store
+                    .fail_job(id, &self.owner, &err.to_string(), now)
+                    .await?
+            }
         };
         span.in_scope(|| match &result {
             Ok(()) => tracing::debug!(recorded, "job finished"),
@@ -111,13 +148,19 @@ impl Worker {
         Ok(match (recorded, result) {
             (false, _) => Step::LeaseLost(id),
             (true, Ok(())) => Step::Completed(id),
-            (true, Err(JobError::Retry(_))) if job.attempts < job.max_attempts => Step::Rescheduled(id),
+            (true, Err(JobError::Retry(_))) if job.attempts < job.max_attempts => {
+                Step::Rescheduled(id)
+            }
             (true, Err(_)) => Step::Failed(id),
         })
     }
 
     /// Runs the handler while a side task keeps the lease fresh.
-    async fn run_with_renewal(&self, handler: Arc<dyn JobHandler>, job: &Job) -> Result<(), JobError> {
+    async fn run_with_renewal(
+        &self,
+        handler: Arc<dyn JobHandler>,
+        job: &Job,
+    ) -> Result<(), JobError> {
         let store = self.store.clone();
         let owner = self.owner.clone();
         let lease = self.lease;
@@ -126,13 +169,18 @@ impl Worker {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let now = Ts::now();
-                match store.renew_job_lease(id, &owner, now.plus(lease), now).await {
+                match store
+                    .renew_job_lease(id, &owner, now.plus(lease), now)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(job = %id, "job lease was lost to another worker");
                         break;
                     }
-                    Err(err) => tracing::warn!(job = %id, error = %err, "could not renew job lease"),
+                    Err(err) => {
+                        tracing::warn!(job = %id, error = %err, "could not renew job lease")
+                    }
                 }
             }
         });

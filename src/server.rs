@@ -21,8 +21,12 @@ use crate::vault::master::MasterKeys;
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     if config.sqlite_file().is_some() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
     }
     let store = store::open(&config.database_url, config.database_max_connections).await?;
     store.migrate().await?;
@@ -76,7 +80,9 @@ impl RunningServer {
             let _ = task.await;
         }
         self.state.store.close().await;
-        served.context("the HTTP server task failed")?.context("the HTTP server failed")
+        served
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")
     }
 }
 
@@ -89,39 +95,66 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("the master key has no current version")?;
     let idempotency_mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(idempotency_key.as_ref())
         .map_err(|e| anyhow::anyhow!("cannot key the idempotency fingerprint: {e}"))?;
-    Ok(AppState { store, config: Arc::new(config), idempotency_mac })
+    Ok(AppState {
+        store,
+        config: Arc::new(config),
+        idempotency_mac,
+    })
 }
 
 /// Starts the server on `listener` with `config`: migrations, first-start bootstrap, the API and
 /// `config.workers` job workers.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let state = build_state(config).await?;
-    let default_api_key = accounts::bootstrap_default_account(&state.store).await?.map(|(_, key)| key);
+    let default_api_key = accounts::bootstrap_default_account(&state.store)
+        .await?
+        .map(|(_, key)| key);
 
     let shutdown = CancellationToken::new();
     let addr = listener.local_addr()?;
     let app = api::app(state.clone());
     let stop = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
     });
 
     let mut background = Vec::new();
     let handlers = job_handlers(&state);
     for _ in 0..state.config.workers {
-        let worker = Worker::new(state.store.clone(), handlers.clone(), state.config.job_lease);
-        background.push(tokio::spawn(worker.run(state.config.job_poll_interval, shutdown.clone())));
+        let worker = Worker::new(
+            state.store.clone(),
+            handlers.clone(),
+            state.config.job_lease,
+        );
+        background.push(tokio::spawn(
+            worker.run(state.config.job_poll_interval, shutdown.clone()),
+        ));
     }
-    background.push(tokio::spawn(housekeeping(state.store.clone(), shutdown.clone())));
+    background.push(tokio::spawn(housekeeping(
+        state.store.clone(),
+        shutdown.clone(),
+    )));
     tracing::info!(%addr, backend = ?state.store.backend(), workers = state.config.workers, "strongroom is serving");
-    Ok(RunningServer { addr, state, shutdown, http, background, default_api_key })
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown,
+        http,
+        background,
+        default_api_key,
+    })
 }
 
 /// Periodic clean-up: idempotency records past their 24 hours.
 async fn housekeeping(store: DynStore, shutdown: CancellationToken) {
     let every = Duration::from_secs(600);
     loop {
-        match store.purge_idempotency_records(Ts::now().minus(Duration::from_secs(24 * 3600))).await {
+        match store
+            .purge_idempotency_records(Ts::now().minus(Duration::from_secs(24 * 3600)))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "expired idempotency records removed"),
             Err(err) => tracing::warn!(error = %err, "could not purge idempotency records"),

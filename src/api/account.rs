@@ -26,8 +26,15 @@ pub struct AccountResponse {
     (status = 200, body = AccountResponse),
     (status = 401, body = ErrorBody),
 ))]
-pub async fn get_account(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<AccountResponse>> {
-    let account = state.store.get_account(principal.account_id).await?.ok_or_else(ApiError::not_found)?;
+pub async fn get_account(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<AccountResponse>> {
+    let account = state
+        .store
+        .get_account(principal.account_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(AccountResponse {
         id: account.id,
         name: account.name,

@@ -34,10 +34,15 @@ impl Principal {
 }
 
 /// Middleware for every protected route.
-pub async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match authenticate(&state, req.headers()).await {
         Ok(principal) => {
-            tracing::Span::current().record("account", tracing::field::display(principal.account_id));
+            tracing::Span::current()
+                .record("account", tracing::field::display(principal.account_id));
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
@@ -50,22 +55,29 @@ async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> ApiR
         .get(API_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::unauthorized)?;
-    let (key_id, secret) = parse_presented_key(presented.trim()).ok_or_else(ApiError::unauthorized)?;
-    let record = state.store.get_key_with_account(key_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let (key_id, secret) =
+        parse_presented_key(presented.trim()).ok_or_else(ApiError::unauthorized)?;
+    let record = state
+        .store
+        .get_key_with_account(key_id)
+        .await?
+        .ok_or_else(ApiError::unauthorized)?;
     if record.revoked_at.is_some() || !secret_matches(secret, &record.secret_digest) {
         return Err(ApiError::unauthorized());
     }
-    Ok(Principal { account_id: record.account_id, key_id: record.key_id, features: record.features })
+    Ok(Principal {
+        account_id: record.account_id,
+        key_id: record.key_id,
+        features: record.features,
+    })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Principal>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal(&"a protected handler was routed without authentication"))
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            ApiError::internal(&"a protected handler was routed without authentication")
+        })
     }
 }

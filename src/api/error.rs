@@ -19,7 +19,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -46,23 +49,44 @@ pub struct ErrorBody {
 
 impl ApiError {
     fn new(status: StatusCode, classifier: &'static str, message: impl Into<String>) -> Self {
-        Self { status, classifier, message: message.into(), validation_errors: Vec::new() }
+        Self {
+            status,
+            classifier,
+            message: message.into(),
+            validation_errors: Vec::new(),
+        }
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "No valid means of authentication was provided")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "No valid means of authentication was provided",
+        )
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "Not allowed to access this resource or feature")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "Not allowed to access this resource or feature",
+        )
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource was not found")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource was not found",
+        )
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "This method is not allowed on this resource")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "This method is not allowed on this resource",
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -86,7 +110,14 @@ impl ApiError {
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        Self { validation_errors: errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR", "Validation error") }
+        Self {
+            validation_errors: errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "Validation error",
+            )
+        }
     }
 
     pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
@@ -96,12 +127,20 @@ impl ApiError {
     /// A failure whose cause must not reach the client; the cause is logged here, inside the request span.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "An internal error occurred")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "An internal error occurred",
+        )
     }
 
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "a dependency is unavailable");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is temporarily unavailable")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "The service is temporarily unavailable",
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -113,7 +152,8 @@ impl ApiError {
             code: self.status.as_u16(),
             classifier: self.classifier.to_owned(),
             message: self.message.clone(),
-            validation_errors: (self.status == StatusCode::UNPROCESSABLE_ENTITY).then(|| self.validation_errors.clone()),
+            validation_errors: (self.status == StatusCode::UNPROCESSABLE_ENTITY)
+                .then(|| self.validation_errors.clone()),
         }
     }
 }
@@ -128,7 +168,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => ApiError::unavailable(&err),
-            StoreError::Constraint(_) => ApiError::conflict("The request conflicts with the current state"),
+            StoreError::Constraint(_) => {
+                ApiError::conflict("The request conflicts with the current state")
+            }
             StoreError::Corrupt(_) | StoreError::Other(_) => ApiError::internal(&err),
         }
     }

@@ -28,7 +28,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = json_bytes(req, state).await?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(json_error)?;
-        de.end().map_err(|e| ApiError::invalid("$", syntax_message(&e)))?;
+        de.end()
+            .map_err(|e| ApiError::invalid("$", syntax_message(&e)))?;
         Ok(ApiJson(value))
     }
 }
@@ -48,9 +49,14 @@ async fn json_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     if !is_json(req.headers()) {
         return Err(ApiError::unsupported_media_type());
     }
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| body_rejection(rejection, state))?;
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| body_rejection(rejection, state))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid("$", "the request body is empty; a JSON object is expected"));
+        return Err(ApiError::invalid(
+            "$",
+            "the request body is empty; a JSON object is expected",
+        ));
     }
     Ok(bytes)
 }
@@ -64,10 +70,18 @@ pub fn body_rejection(rejection: BytesRejection, state: &AppState) -> ApiError {
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -79,11 +93,25 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         serde_json::error::Category::Data => {
             let text = inner.to_string();
             let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
-            if let Some(field) = text.strip_prefix("missing field `").and_then(|t| t.split('`').next()) {
-                path = if path == "$" { format!("$.{field}") } else { format!("{path}.{field}") };
+            if let Some(field) = text
+                .strip_prefix("missing field `")
+                .and_then(|t| t.split('`').next())
+            {
+                path = if path == "$" {
+                    format!("$.{field}")
+                } else {
+                    format!("{path}.{field}")
+                };
                 "is required".to_owned()
-            } else if let Some(field) = text.strip_prefix("unknown field `").and_then(|t| t.split('`').next()) {
-                path = if path == "$" { format!("$.{field}") } else { format!("{path}.{field}") };
+            } else if let Some(field) = text
+                .strip_prefix("unknown field `")
+                .and_then(|t| t.split('`').next())
+            {
+                path = if path == "$" {
+                    format!("$.{field}")
+                } else {
+                    format!("{path}.{field}")
+                };
                 "is not a known field".to_owned()
             } else {
                 match text.rsplit_once("expected ") {
@@ -103,7 +131,11 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 fn syntax_message(err: &serde_json::Error) -> String {
     match err.classify() {
         serde_json::error::Category::Eof => "the JSON document ends too early".to_owned(),
-        _ => format!("malformed JSON at line {} column {}", err.line(), err.column()),
+        _ => format!(
+            "malformed JSON at line {} column {}",
+            err.line(),
+            err.column()
+        ),
     }
 }
 
@@ -123,11 +155,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) = axum::extract::Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid("path.id", "must be a UUID"))?;
-        let id = raw.get("id").ok_or_else(|| ApiError::invalid("path.id", "is required"))?;
-        Uuid::try_parse(id).map(PathId).map_err(|_| ApiError::invalid("path.id", "must be a UUID"))
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::invalid("path.id", "must be a UUID"))?;
+        let id = raw
+            .get("id")
+            .ok_or_else(|| ApiError::invalid("path.id", "is required"))?;
+        Uuid::try_parse(id)
+            .map(PathId)
+            .map_err(|_| ApiError::invalid("path.id", "must be a UUID"))
     }
 }
 

@@ -26,6 +26,10 @@ pub async fn health() -> Json<HealthStatus> {
     (status = 503, description = "The database does not answer", body = ErrorBody),
 ))]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<HealthStatus>> {
-    state.store.ping().await.map_err(|e| ApiError::unavailable(&e))?;
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
     Ok(Json(HealthStatus { status: "ready" }))
 }

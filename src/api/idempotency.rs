@@ -33,9 +33,13 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 
 async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Response> {
     let key = idempotency_key(&req).map_err(IntoResponse::into_response)?;
-    let principal = req.extensions().get::<Principal>().cloned().ok_or_else(|| {
-        ApiError::internal(&"idempotency ran before authentication").into_response()
-    })?;
+    let principal = req
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::internal(&"idempotency ran before authentication").into_response()
+        })?;
     let (parts, body) = req.into_parts();
     let limit = state.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit)
@@ -44,11 +48,16 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let fingerprint = request_fingerprint(&state, &parts.method, parts.uri.path(), &bytes);
     let account = principal.account_id;
 
-    if !claim(&state, account, &key, &fingerprint).await.map_err(IntoResponse::into_response)? {
+    if !claim(&state, account, &key, &fingerprint)
+        .await
+        .map_err(IntoResponse::into_response)?
+    {
         return Err(replay_or_conflict(&state, account, &key, &fingerprint).await);
     }
 
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (parts, body) = response.into_parts();
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(body) => body,
@@ -60,7 +69,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let stored = if parts.status.is_server_error() {
         state.store.delete_idempotency_record(account, &key).await
     } else {
-        state.store.save_idempotent_response(account, &key, i32::from(parts.status.as_u16()), &body).await
+        state
+            .store
+            .save_idempotent_response(account, &key, i32::from(parts.status.as_u16()), &body)
+            .await
     };
     if let Err(err) = stored {
         tracing::error!(error = %err, "could not record the idempotent response");
@@ -69,7 +81,11 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
 }
 
 fn idempotency_key(req: &Request) -> ApiResult<String> {
-    let value = req.headers().get(IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = req
+        .headers()
+        .get(IDEMPOTENCY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if value.is_empty() || value.len() > 255 {
         return Err(ApiError::invalid(
             format!("header.{IDEMPOTENCY_HEADER}"),
@@ -91,34 +107,66 @@ fn request_fingerprint(state: &AppState, method: &Method, path: &str, body: &Byt
 }
 
 /// Claims the key for this request: a fresh insert, or taking over an expired or abandoned record.
-async fn claim(state: &AppState, account: uuid::Uuid, key: &str, fingerprint: &[u8]) -> ApiResult<bool> {
+async fn claim(
+    state: &AppState,
+    account: uuid::Uuid,
+    key: &str,
+    fingerprint: &[u8],
+) -> ApiResult<bool> {
     let now = Ts::now();
-    if state.store.insert_idempotency_claim(account, key, fingerprint, now).await? {
+    if state
+        .store
+        .insert_idempotency_claim(account, key, fingerprint, now)
+        .await?
+    {
         return Ok(true);
     }
     Ok(state
         .store
-        .reclaim_idempotency_record(account, key, fingerprint, now, now.minus(KEEP_FOR), now.minus(ABANDONED_AFTER))
+        .reclaim_idempotency_record(
+            account,
+            key,
+            fingerprint,
+            now,
+            now.minus(KEEP_FOR),
+            now.minus(ABANDONED_AFTER),
+        )
         .await?)
 }
 
-async fn replay_or_conflict(state: &AppState, account: uuid::Uuid, key: &str, fingerprint: &[u8]) -> Response {
+async fn replay_or_conflict(
+    state: &AppState,
+    account: uuid::Uuid,
+    key: &str,
+    fingerprint: &[u8],
+) -> Response {
     let record = match state.store.get_idempotency_record(account, key).await {
         Ok(Some(record)) => record,
-        Ok(None) => return ApiError::conflict("The idempotency key is being released; retry").into_response(),
+        Ok(None) => {
+            return ApiError::conflict("The idempotency key is being released; retry")
+                .into_response()
+        }
         Err(err) => return ApiError::from(err).into_response(),
     };
     if record.request_hash != fingerprint {
-        return ApiError::conflict("The idempotency key was already used for a different request").into_response();
+        return ApiError::conflict("The idempotency key was already used for a different request")
+            .into_response();
     }
     let (Some(status), Some(body)) = (record.response_status, record.response_body) else {
-        return ApiError::conflict("A request with this idempotency key is still in progress").into_response();
+        return ApiError::conflict("A request with this idempotency key is still in progress")
+            .into_response();
     };
-    let status = u16::try_from(status).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     if !headers.contains_key(axum::http::header::CONTENT_TYPE) && status != StatusCode::NO_CONTENT {
-        headers.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     response

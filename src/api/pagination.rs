@@ -25,7 +25,10 @@ pub struct PageParams {
 
 impl Default for PageParams {
     fn default() -> Self {
-        Self { limit: DEFAULT_LIMIT, page: 1 }
+        Self {
+            limit: DEFAULT_LIMIT,
+            page: 1,
+        }
     }
 }
 
@@ -43,7 +46,13 @@ impl PageParams {
     }
 }
 
-fn parse_bounded(query: &HashMap<String, String>, name: &str, min: u32, max: u32, errors: &mut Vec<FieldError>) -> Option<u32> {
+fn parse_bounded(
+    query: &HashMap<String, String>,
+    name: &str,
+    min: u32,
+    max: u32,
+    errors: &mut Vec<FieldError>,
+) -> Option<u32> {
     let raw = query.get(name)?;
     let message = if max == u32::MAX {
         format!("must be a whole number of at least {min}")
@@ -88,7 +97,10 @@ pub struct Paginated<T> {
 
 impl<T> Paginated<T> {
     pub fn new(data: Vec<T>, params: PageParams, total_items: u64) -> Self {
-        Self { data, pagination: Pagination::new(params, total_items) }
+        Self {
+            data,
+            pagination: Pagination::new(params, total_items),
+        }
     }
 }
 
@@ -97,7 +109,10 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> (PageParams, Vec<FieldError>) {
-        let query = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let query = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut errors = Vec::new();
         (PageParams::from_query(&query, &mut errors), errors)
     }
@@ -111,7 +126,14 @@ mod tests {
     fn limits_outside_one_to_five_hundred_are_rejected_with_their_path() {
         for bad in ["0", "501", "-1", "ten", ""] {
             let (_, errors) = parse(&[("limit", bad)]);
-            assert_eq!(errors, vec![FieldError::new("query.limit", "must be a whole number from 1 to 500")], "{bad}");
+            assert_eq!(
+                errors,
+                vec![FieldError::new(
+                    "query.limit",
+                    "must be a whole number from 1 to 500"
+                )],
+                "{bad}"
+            );
         }
         assert!(parse(&[("limit", "500")]).1.is_empty());
     }
@@ -120,7 +142,14 @@ mod tests {
     fn page_zero_and_words_are_rejected() {
         for bad in ["0", "x", "1.5"] {
             let (_, errors) = parse(&[("page", bad)]);
-            assert_eq!(errors, vec![FieldError::new("query.page", "must be a whole number of at least 1")], "{bad}");
+            assert_eq!(
+                errors,
+                vec![FieldError::new(
+                    "query.page",
+                    "must be a whole number of at least 1"
+                )],
+                "{bad}"
+            );
         }
     }
 

@@ -11,7 +11,9 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::store::{Account, ApiKeyRecord, AuditEvent, DynStore, FeatureSet, StoreError, StoreResult, Ts};
+use crate::store::{
+    Account, ApiKeyRecord, AuditEvent, DynStore, FeatureSet, StoreError, StoreResult, Ts,
+};
 
 const KEY_PREFIX: &str = "sr_";
 
@@ -80,18 +82,39 @@ pub async fn create_account(
     features: FeatureSet,
     actor: &str,
 ) -> StoreResult<(Account, ApiKeyRecord, ApiKeySecret)> {
-    let account = Account { id: Uuid::new_v4(), name: name.to_owned(), features, created_at: Ts::now() };
+    let account = Account {
+        id: Uuid::new_v4(),
+        name: name.to_owned(),
+        features,
+        created_at: Ts::now(),
+    };
     store.insert_account(&account).await?;
     let (key, secret) = generate_api_key(account.id, "initial");
     store.insert_api_key(&key).await?;
-    audit(store, Some(account.id), actor, "account.create", Some(account.id.to_string())).await?;
-    audit(store, Some(account.id), actor, "api_key.create", Some(key.id.to_string())).await?;
+    audit(
+        store,
+        Some(account.id),
+        actor,
+        "account.create",
+        Some(account.id.to_string()),
+    )
+    .await?;
+    audit(
+        store,
+        Some(account.id),
+        actor,
+        "api_key.create",
+        Some(key.id.to_string()),
+    )
+    .await?;
     Ok((account, key, secret))
 }
 
 /// Creates the `default` account with every feature on the first start of an empty database.
 /// Returns its key, to be shown once, or `None` if the database was not empty.
-pub async fn bootstrap_default_account(store: &DynStore) -> StoreResult<Option<(Account, ApiKeySecret)>> {
+pub async fn bootstrap_default_account(
+    store: &DynStore,
+) -> StoreResult<Option<(Account, ApiKeySecret)>> {
     let account = Account {
         id: Uuid::new_v4(),
         name: "default".to_owned(),
@@ -102,7 +125,14 @@ pub async fn bootstrap_default_account(store: &DynStore) -> StoreResult<Option<(
     if !store.bootstrap_default_account(&account, &key).await? {
         return Ok(None);
     }
-    audit(store, Some(account.id), "server-bootstrap", "account.create", Some(account.id.to_string())).await?;
+    audit(
+        store,
+        Some(account.id),
+        "server-bootstrap",
+        "account.create",
+        Some(account.id.to_string()),
+    )
+    .await?;
     Ok(Some((account, secret)))
 }
 
@@ -127,16 +157,40 @@ pub async fn create_key(
     }
     let (key, secret) = generate_api_key(account_id, label);
     store.insert_api_key(&key).await?;
-    audit(store, Some(account_id), actor, "api_key.create", Some(key.id.to_string())).await?;
+    audit(
+        store,
+        Some(account_id),
+        actor,
+        "api_key.create",
+        Some(key.id.to_string()),
+    )
+    .await?;
     Ok((key, secret))
 }
 
-pub async fn revoke_key(store: &DynStore, key_id: Uuid, actor: &str) -> Result<ApiKeyRecord, KeyError> {
-    let key = store.get_api_key(key_id).await?.ok_or(KeyError::UnknownKey(key_id))?;
+pub async fn revoke_key(
+    store: &DynStore,
+    key_id: Uuid,
+    actor: &str,
+) -> Result<ApiKeyRecord, KeyError> {
+    let key = store
+        .get_api_key(key_id)
+        .await?
+        .ok_or(KeyError::UnknownKey(key_id))?;
     let revoked = store.revoke_api_key(key_id, Ts::now()).await?;
-    let outcome = if revoked { "success" } else { "already_revoked" };
+    let outcome = if revoked {
+        "success"
+    } else {
+        "already_revoked"
+    };
     store
-        .insert_audit_event(&AuditEvent::new(Some(key.account_id), actor, "api_key.revoke", Some(key_id.to_string()), outcome))
+        .insert_audit_event(&AuditEvent::new(
+            Some(key.account_id),
+            actor,
+            "api_key.revoke",
+            Some(key_id.to_string()),
+            outcome,
+        ))
         .await?;
     if !revoked {
         return Err(KeyError::UnknownKey(key_id));
@@ -144,8 +198,16 @@ pub async fn revoke_key(store: &DynStore, key_id: Uuid, actor: &str) -> Result<A
     Ok(key)
 }
 
-async fn audit(store: &DynStore, account: Option<Uuid>, actor: &str, action: &str, target: Option<String>) -> StoreResult<()> {
-    store.insert_audit_event(&AuditEvent::new(account, actor, action, target, "success")).await
+async fn audit(
+    store: &DynStore,
+    account: Option<Uuid>,
+    actor: &str,
+    action: &str,
+    target: Option<String>,
+) -> StoreResult<()> {
+    store
+        .insert_audit_event(&AuditEvent::new(account, actor, action, target, "success"))
+        .await
 }
 
 #[cfg(test)]
@@ -164,7 +226,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_not_parsed() {
-        for bad in ["", "sr_", "sk_test_123", "sr_nothex_secret", "sr_0123456789abcdef0123456789abcdef_"] {
+        for bad in [
+            "",
+            "sr_",
+            "sk_test_123",
+            "sr_nothex_secret",
+            "sr_0123456789abcdef0123456789abcdef_",
+        ] {
             assert!(parse_presented_key(bad).is_none(), "{bad}");
         }
     }

@@ -1,9 +1,9 @@
 //! Storage: one trait whose methods are named by intent and do one query each (multi-step flows live in
 //! the domain layer). SQLite and PostgreSQL implement it; the backend is chosen from the database URL.
 
-mod sql;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
 mod postgres;
+mod sql;
 #[cfg_attr(not(feature = "sqlite"), path = "sqlite_missing.rs")]
 mod sqlite;
 pub mod types;
@@ -34,17 +34,19 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) => match db.kind() {
-                sqlx::error::ErrorKind::UniqueViolation | sqlx::error::ErrorKind::ForeignKeyViolation => {
+                sqlx::error::ErrorKind::UniqueViolation
+                | sqlx::error::ErrorKind::ForeignKeyViolation => {
                     StoreError::Constraint(db.constraint().unwrap_or("unnamed").to_owned())
                 }
                 _ => StoreError::Other(db.message().to_owned()),
             },
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                StoreError::Unavailable(err.to_string())
-            }
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-                StoreError::Corrupt(err.to_string())
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(err.to_string()),
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(err.to_string()),
             _ => StoreError::Other(err.to_string()),
         }
     }
@@ -80,7 +82,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
     /// Creates `account` with `key` only if the database has never had an account bootstrapped and holds
     /// no account; returns whether it did. Safe when several nodes start at once.
-    async fn bootstrap_default_account(&self, account: &Account, key: &ApiKeyRecord) -> StoreResult<bool>;
+    async fn bootstrap_default_account(
+        &self,
+        account: &Account,
+        key: &ApiKeyRecord,
+    ) -> StoreResult<bool>;
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     async fn get_api_key(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
     async fn get_key_with_account(&self, key_id: Uuid) -> StoreResult<Option<KeyWithAccount>>;
@@ -90,9 +96,18 @@ pub trait Store: Send + Sync + 'static {
 
     // Idempotency records.
     /// Claims `(account, key)` for a new request; false if a record exists.
-    async fn insert_idempotency_claim(&self, account_id: Uuid, key: &str, request_hash: &[u8], at: Ts)
-        -> StoreResult<bool>;
-    async fn get_idempotency_record(&self, account_id: Uuid, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+    async fn insert_idempotency_claim(
+        &self,
+        account_id: Uuid,
+        key: &str,
+        request_hash: &[u8],
+        at: Ts,
+    ) -> StoreResult<bool>;
+    async fn get_idempotency_record(
+        &self,
+        account_id: Uuid,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
     /// Re-claims a record that expired (created before `expired_before`) or whose request was abandoned
     /// in flight (no response and created before `abandoned_before`).
     async fn reclaim_idempotency_record(
@@ -104,27 +119,53 @@ pub trait Store: Send + Sync + 'static {
         expired_before: Ts,
         abandoned_before: Ts,
     ) -> StoreResult<bool>;
-    async fn save_idempotent_response(&self, account_id: Uuid, key: &str, status: i32, body: &[u8]) -> StoreResult<()>;
+    async fn save_idempotent_response(
+        &self,
+        account_id: Uuid,
+        key: &str,
+        status: i32,
+        body: &[u8],
+    ) -> StoreResult<()>;
     async fn delete_idempotency_record(&self, account_id: Uuid, key: &str) -> StoreResult<()>;
     async fn purge_idempotency_records(&self, created_before: Ts) -> StoreResult<u64>;
 
     // The durable job table.
     async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
     /// Leases the oldest runnable job of one of `kinds`: queued and due, or running with an expired lease.
-    async fn claim_next_job(&self, kinds: &[&str], owner: &str, now: Ts, lease_until: Ts) -> StoreResult<Option<Job>>;
+    async fn claim_next_job(
+        &self,
+        kinds: &[&str],
+        owner: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> StoreResult<Option<Job>>;
     /// Extends a lease still held by `owner`; false if it was lost.
-    async fn renew_job_lease(&self, id: Uuid, owner: &str, lease_until: Ts, now: Ts) -> StoreResult<bool>;
+    async fn renew_job_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+        lease_until: Ts,
+        now: Ts,
+    ) -> StoreResult<bool>;
     /// Marks done a job whose lease `owner` still holds; false if the lease was lost.
     async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool>;
     /// Puts a leased job back in the queue to run at `run_at`, recording why.
-    async fn reschedule_job(&self, id: Uuid, owner: &str, run_at: Ts, error: &str, now: Ts) -> StoreResult<bool>;
+    async fn reschedule_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        run_at: Ts,
+        error: &str,
+        now: Ts,
+    ) -> StoreResult<bool>;
     /// Gives up on a leased job for good.
     async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool>;
     async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
 
     // Audit trail.
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
-    async fn list_audit_events(&self, account_id: Uuid, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+    async fn list_audit_events(&self, account_id: Uuid, limit: i64)
+        -> StoreResult<Vec<AuditEvent>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -11,7 +11,10 @@ use sqlx::{Decode, Encode, PgPool, Postgres, Type};
 use uuid::Uuid;
 
 use super::sql::impl_store;
-use super::{Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult, Ts};
+use super::{
+    Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult,
+    Ts,
+};
 use super::{Backend, DynStore, OpenError};
 
 pub struct PgStore {
@@ -23,7 +26,9 @@ impl PgStore {
 }
 
 pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
-    let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| OpenError::Invalid(e.to_string()))?;
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| OpenError::Invalid(e.to_string()))?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))
@@ -33,7 +38,11 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(PgStore { pool }))
 }
 
-impl_store!(PgStore, backend = Backend::Postgres, claim_lock = "FOR UPDATE SKIP LOCKED");
+impl_store!(
+    PgStore,
+    backend = Backend::Postgres,
+    claim_lock = "FOR UPDATE SKIP LOCKED"
+);
 
 // `Ts` is a TIMESTAMPTZ, which keeps microseconds: what `Ts` holds.
 impl Type<Postgres> for Ts {
@@ -53,6 +62,9 @@ impl Encode<'_, Postgres> for Ts {
 
 impl<'r> Decode<'r, Postgres> for Ts {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ok(Ts::from_datetime(<DateTime<Utc> as Decode<'r, Postgres>>::decode(value)?))
+        Ok(Ts::from_datetime(<DateTime<Utc> as Decode<
+            'r,
+            Postgres,
+        >>::decode(value)?))
     }
 }

@@ -2,12 +2,16 @@
 //! natively on each, so one text serves both; the macro stamps it into each backend's `Store` impl.
 //! What differs (job claiming) is passed in as `claim_lock`.
 
-pub(crate) const JOB_COLUMNS: &str = "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
+pub(crate) const JOB_COLUMNS: &str =
+    "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
      lease_expires_at, last_error, created_at, updated_at";
 
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {

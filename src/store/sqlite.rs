@@ -12,7 +12,10 @@ use sqlx::{Decode, Encode, Sqlite, SqlitePool, Type};
 use uuid::Uuid;
 
 use super::sql::impl_store;
-use super::{Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult, Ts};
+use super::{
+    Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult,
+    Ts,
+};
 use super::{Backend, DynStore, OpenError};
 
 pub struct SqliteStore {
@@ -53,7 +56,10 @@ impl Type<Sqlite> for Ts {
 }
 
 impl<'q> Encode<'q, Sqlite> for Ts {
-    fn encode_by_ref(&self, buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<IsNull, BoxDynError> {
         <i64 as Encode<'q, Sqlite>>::encode(self.micros(), buf)
     }
 }

@@ -39,12 +39,20 @@ impl Ts {
 
     pub fn plus(&self, duration: std::time::Duration) -> Self {
         let delta = chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
-        Self::from_datetime(self.0.checked_add_signed(delta).unwrap_or(DateTime::<Utc>::MAX_UTC))
+        Self::from_datetime(
+            self.0
+                .checked_add_signed(delta)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
     }
 
     pub fn minus(&self, duration: std::time::Duration) -> Self {
         let delta = chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
-        Self::from_datetime(self.0.checked_sub_signed(delta).unwrap_or(DateTime::<Utc>::MIN_UTC))
+        Self::from_datetime(
+            self.0
+                .checked_sub_signed(delta)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
     }
 
     /// RFC 3339 in UTC with a `Z`, as the wire contract asks.
@@ -66,7 +74,19 @@ impl fmt::Display for Ts {
 }
 
 /// Gated capabilities of an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum Feature {
@@ -108,7 +128,11 @@ impl FeatureSet {
     }
 
     pub fn to_db(&self) -> String {
-        self.0.iter().map(Feature::as_str).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(Feature::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Feature> + '_ {
@@ -247,7 +271,13 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn new(account_id: Option<Uuid>, actor: impl Into<String>, action: &str, target: Option<String>, outcome: &str) -> Self {
+    pub fn new(
+        account_id: Option<Uuid>,
+        actor: impl Into<String>,
+        action: &str,
+        target: Option<String>,
+        outcome: &str,
+    ) -> Self {
         Self {
             id: Uuid::new_v4(),
             at: Ts::now(),

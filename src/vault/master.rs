@@ -23,7 +23,9 @@ pub struct MasterKeys {
 
 impl fmt::Debug for MasterKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKeys").field("versions", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("MasterKeys")
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -57,7 +59,8 @@ impl MasterKeys {
 
     pub fn read(path: &Path) -> Result<Self, MasterKeyError> {
         let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| MasterKeyError::File(path.to_owned(), e.to_string()))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| MasterKeyError::File(path.to_owned(), e.to_string()))?,
         );
         Self::parse(&text).map_err(|m| MasterKeyError::File(path.to_owned(), m))
     }
@@ -73,7 +76,9 @@ impl MasterKeys {
                 .strip_prefix('v')
                 .and_then(|l| l.split_once(':'))
                 .ok_or_else(|| format!("line {}: expected `v<N>:<64 hex digits>`", n + 1))?;
-            let version: u32 = version.parse().map_err(|_| format!("line {}: bad version number", n + 1))?;
+            let version: u32 = version
+                .parse()
+                .map_err(|_| format!("line {}: bad version number", n + 1))?;
             let mut key = Zeroizing::new([0u8; 32]);
             hex::decode_to_slice(hex_key.trim(), key.as_mut())
                 .map_err(|_| format!("line {}: the key must be 64 hex digits (256 bits)", n + 1))?;

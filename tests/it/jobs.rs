@@ -1,0 +1,207 @@
+//! The durable job table: leased claiming, take-over of expired leases, and finished jobs staying finished.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strongroom::jobs::{enqueue, JobError, JobHandler, Step, Worker};
+use strongroom::store::{Job, JobStatus, Ts};
+
+use crate::helpers::{Backend, TestDb};
+use crate::on_both_backends;
+
+on_both_backends!(
+    two_workers_never_hold_the_same_job,
+    an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish_it,
+    a_finished_job_is_never_run_again,
+    a_retryable_failure_is_rescheduled_until_its_attempts_run_out,
+    parallel_workers_run_every_job_exactly_once,
+);
+
+/// Counts how often each job ran; fails the jobs whose payload says so.
+#[derive(Default)]
+struct Recorder {
+    runs: Mutex<HashMap<uuid::Uuid, u32>>,
+}
+
+#[async_trait]
+impl JobHandler for Recorder {
+    fn kind(&self) -> &'static str {
+        "test.record"
+    }
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        *self.runs.lock().unwrap().entry(job.id).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        match job.payload.as_str() {
+            "\"retry\"" => Err(JobError::Retry("asked to retry".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn two_workers_never_hold_the_same_job(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let id = enqueue(&store, "test.record", &"one", 3).await.unwrap();
+    let now = Ts::now();
+    let lease = now.plus(Duration::from_secs(30));
+    let a = store
+        .claim_next_job(&["test.record"], "worker-a", now, lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.id, a.status, a.attempts), (id, JobStatus::Running, 1));
+    assert!(store
+        .claim_next_job(&["test.record"], "worker-b", Ts::now(), lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .claim_next_job(&["other.kind"], "worker-b", Ts::now(), lease)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}
+
+async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let id = enqueue(&store, "test.record", &"one", 3).await.unwrap();
+    let now = Ts::now();
+    store
+        .claim_next_job(
+            &["test.record"],
+            "worker-a",
+            now,
+            now.plus(Duration::from_millis(20)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+
+    let now = Ts::now();
+    let taken = store
+        .claim_next_job(
+            &["test.record"],
+            "worker-b",
+            now,
+            now.plus(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (taken.id, taken.lease_owner.as_deref(), taken.attempts),
+        (id, Some("worker-b"), 2)
+    );
+    assert!(!store
+        .renew_job_lease(id, "worker-a", now.plus(Duration::from_secs(30)), now)
+        .await
+        .unwrap());
+    assert!(!store.complete_job(id, "worker-a", Ts::now()).await.unwrap());
+    assert!(store.complete_job(id, "worker-b", Ts::now()).await.unwrap());
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().status,
+        JobStatus::Done
+    );
+    store.close().await;
+}
+
+async fn a_finished_job_is_never_run_again(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let recorder = Arc::new(Recorder::default());
+    let worker = Worker::new(
+        store.clone(),
+        vec![recorder.clone()],
+        Duration::from_millis(50),
+    );
+    let id = enqueue(&store, "test.record", &"once", 3).await.unwrap();
+    assert_eq!(worker.step().await.unwrap(), Step::Completed(id));
+    tokio::time::sleep(Duration::from_millis(100)).await; // well past the old lease
+    assert_eq!(worker.step().await.unwrap(), Step::Idle);
+    let other = Worker::new(
+        store.clone(),
+        vec![recorder.clone()],
+        Duration::from_millis(50),
+    );
+    assert_eq!(other.step().await.unwrap(), Step::Idle);
+    assert_eq!(recorder.runs.lock().unwrap().get(&id), Some(&1));
+    store.close().await;
+}
+
+async fn a_retryable_failure_is_rescheduled_until_its_attempts_run_out(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let worker = Worker::new(
+        store.clone(),
+        vec![Arc::new(Recorder::default())],
+        Duration::from_secs(30),
+    );
+    let id = enqueue(&store, "test.record", &"retry", 2).await.unwrap();
+    assert_eq!(worker.step().await.unwrap(), Step::Rescheduled(id));
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.attempts, job.last_error.as_deref()),
+        (JobStatus::Queued, 1, Some("asked to retry"))
+    );
+    assert!(
+        job.run_at > Ts::now(),
+        "backoff puts the retry in the future"
+    );
+    assert_eq!(worker.step().await.unwrap(), Step::Idle, "not due yet");
+
+    // Make it due now and let the last attempt fail for good.
+    let now = Ts::now();
+    let claimed = store
+        .claim_next_job(
+            &["test.record"],
+            "impatient",
+            job.run_at,
+            job.run_at.plus(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .reschedule_job(claimed.id, "impatient", now, "made due", now)
+        .await
+        .unwrap());
+    assert_eq!(worker.step().await.unwrap(), Step::Failed(id));
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().status,
+        JobStatus::Failed
+    );
+    store.close().await;
+}
+
+async fn parallel_workers_run_every_job_exactly_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let recorder = Arc::new(Recorder::default());
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(enqueue(&store, "test.record", &n, 3).await.unwrap());
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let worker = Worker::new(
+            store.clone(),
+            vec![recorder.clone()],
+            Duration::from_secs(30),
+        );
+        tasks.push(tokio::spawn(async move {
+            while worker.step().await.unwrap() != Step::Idle {}
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let runs = recorder.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), ids.len());
+    assert!(ids.iter().all(|id| runs.get(id) == Some(&1)), "{runs:?}");
+    store.close().await;
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: each starts the real server (or opens the real store) on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod api_basics;
+mod cli;
+mod helpers;
+mod jobs;
+mod store_contract;
