@@ -38,6 +38,19 @@ pub enum Command {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The master key that wraps every account's data keys.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MasterKeyCommand {
+    /// Adds a new master key version to the key file and re-wraps every data key under it, while
+    /// servers keep running. Older versions stay in the file until you remove them.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +141,24 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account(cmd, config).await,
         Command::Key(cmd) => key(cmd, config).await,
+        Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
+            let store = server::open_store(&config).await?;
+            let key_file = crate::vault::master_key_path(&config);
+            let report =
+                crate::vault::rotate::rotate_master_key(&store, &key_file, ADMIN_CLI).await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "master key version {} added to {}; {} account key sets re-wrapped",
+                    report.new_version,
+                    key_file.display(),
+                    report.rewrapped_accounts
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Settings {
     /// Log lines as `text` or `json`.
     #[arg(long, global = true, env = "STRONGROOM_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// How long a security code stays in memory after tokenization, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_CVC_TTL_SECONDS")]
+    pub cvc_ttl_seconds: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -74,6 +77,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     workers: Option<usize>,
     log_format: Option<String>,
+    cvc_ttl_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +104,8 @@ pub struct Config {
     pub job_lease: Duration,
     /// How often an idle worker looks for new jobs.
     pub job_poll_interval: Duration,
+    /// How long a security code is kept in memory.
+    pub cvc_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +134,7 @@ impl Config {
             log_format: LogFormat::Text,
             job_lease: Duration::from_secs(30),
             job_poll_interval: Duration::from_millis(250),
+            cvc_ttl: Duration::from_secs(15 * 60),
         }
     }
 
@@ -209,6 +216,14 @@ impl Config {
             ));
         }
         config.workers = settings.workers.or(file.workers).unwrap_or(config.workers);
+        if let Some(seconds) = settings.cvc_ttl_seconds.or(file.cvc_ttl_seconds) {
+            if seconds == 0 || seconds > 24 * 3600 {
+                return Err(ConfigError(
+                    "STRONGROOM_CVC_TTL_SECONDS (cvc_ttl_seconds) must be from 1 to 86400".into(),
+                ));
+            }
+            config.cvc_ttl = Duration::from_secs(seconds);
+        }
 
         let format = pick(
             &settings.log_format,

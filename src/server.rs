@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hmac::{Hmac, Mac};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -14,9 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::domain::accounts::{self, ApiKeySecret};
+use crate::domain::tokens::Tokens;
 use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
+use crate::vault::cvc::CvcCache;
 use crate::vault::master::MasterKeys;
+use crate::vault::{master_key_path, Vault};
 
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
@@ -90,15 +92,13 @@ impl RunningServer {
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let master = MasterKeys::load(&config)?;
     let store = open_store(&config).await?;
-    let idempotency_key = master
-        .derive(master.current_version(), "idempotency-fingerprint")
-        .context("the master key has no current version")?;
-    let idempotency_mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(idempotency_key.as_ref())
-        .map_err(|e| anyhow::anyhow!("cannot key the idempotency fingerprint: {e}"))?;
+    let vault = Arc::new(Vault::new(store.clone(), master_key_path(&config), master));
+    let cvc = Arc::new(CvcCache::new(config.cvc_ttl));
+    let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc));
     Ok(AppState {
         store,
         config: Arc::new(config),
-        idempotency_mac,
+        tokens,
     })
 }
 
@@ -132,10 +132,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             worker.run(state.config.job_poll_interval, shutdown.clone()),
         ));
     }
-    background.push(tokio::spawn(housekeeping(
-        state.store.clone(),
-        shutdown.clone(),
-    )));
+    background.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
     tracing::info!(%addr, backend = ?state.store.backend(), workers = state.config.workers, "strongroom is serving");
     Ok(RunningServer {
         addr,
@@ -147,21 +144,32 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     })
 }
 
-/// Periodic clean-up: idempotency records past their 24 hours.
-async fn housekeeping(store: DynStore, shutdown: CancellationToken) {
-    let every = Duration::from_secs(600);
+/// Periodic clean-up: security codes past their TTL (every few seconds), then idempotency records past
+/// their 24 hours and tokens past their expiry (every ten minutes).
+async fn housekeeping(state: AppState, shutdown: CancellationToken) {
+    let tick = Duration::from_secs(5);
+    let mut ticks = 0u64;
     loop {
-        match store
-            .purge_idempotency_records(Ts::now().minus(Duration::from_secs(24 * 3600)))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(purged = n, "expired idempotency records removed"),
-            Err(err) => tracing::warn!(error = %err, "could not purge idempotency records"),
+        state.tokens.cvc.sweep();
+        if ticks % 120 == 0 {
+            let store = &state.store;
+            let now = Ts::now();
+            if let Err(err) = store
+                .purge_idempotency_records(now.minus(Duration::from_secs(24 * 3600)))
+                .await
+            {
+                tracing::warn!(error = %err, "could not purge idempotency records");
+            }
+            match store.delete_expired_tokens(now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired tokens deleted"),
+                Err(err) => tracing::warn!(error = %err, "could not delete expired tokens"),
+            }
         }
+        ticks += 1;
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
     }
 }

@@ -9,22 +9,7 @@ use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
-/// One fault in a request: `path` is a JSON path into the body (`$.expiry_month`) or names the
-/// parameter (`query.limit`, `path.id`, `header.x-idempotency-key`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::domain::FieldError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hmac::Mac;
 
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult};
@@ -45,8 +44,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::payload_too_large(limit).into_response())?;
-    let fingerprint = request_fingerprint(&state, &parts.method, parts.uri.path(), &bytes);
     let account = principal.account_id;
+    let fingerprint = request_fingerprint(&state, account, &parts.method, parts.uri.path(), &bytes)
+        .await
+        .map_err(IntoResponse::into_response)?;
 
     if !claim(&state, account, &key, &fingerprint)
         .await
@@ -95,15 +96,29 @@ fn idempotency_key(req: &Request) -> ApiResult<String> {
     Ok(value.to_owned())
 }
 
-/// A keyed digest of the request, so that the stored record reveals nothing of a body holding card data.
-fn request_fingerprint(state: &AppState, method: &Method, path: &str, body: &Bytes) -> Vec<u8> {
-    let mut mac = state.idempotency_mac.clone();
-    mac.update(method.as_str().as_bytes());
-    mac.update(b"\0");
-    mac.update(path.as_bytes());
-    mac.update(b"\0");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+/// A keyed digest of the request (under the account's fingerprint key, which outlives master-key
+/// rotations), so that the stored record reveals nothing of a body holding card data.
+async fn request_fingerprint(
+    state: &AppState,
+    account: uuid::Uuid,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> ApiResult<Vec<u8>> {
+    let request = [
+        method.as_str().as_bytes(),
+        b"\0",
+        path.as_bytes(),
+        b"\0",
+        body,
+    ]
+    .concat();
+    state
+        .tokens
+        .vault
+        .fingerprint(account, b"idempotency", &request)
+        .await
+        .map_err(|e| ApiError::internal(&e))
 }
 
 /// Claims the key for this request: a fresh insert, or taking over an expired or abandoned record.

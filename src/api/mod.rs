@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod pagination;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +19,6 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use hmac::Hmac;
-use sha2::Sha256;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -36,8 +35,7 @@ use error::ApiError;
 pub struct AppState {
     pub store: DynStore,
     pub config: Arc<Config>,
-    /// Keys the fingerprints of idempotent requests.
-    pub idempotency_mac: Hmac<Sha256>,
+    pub tokens: Arc<crate::domain::tokens::Tokens>,
 }
 
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-hellgate-version");
@@ -67,6 +65,11 @@ impl Modify for ApiKeyAuth {
 fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let protected = OpenApiRouter::new()
         .routes(routes!(account::get_account))
+        .routes(routes!(tokens::cde_import))
+        .routes(routes!(tokens::list_tokens))
+        .routes(routes!(tokens::get_token, tokens::delete_token))
+        .routes(routes!(tokens::consume_token))
+        .routes(routes!(tokens::card_art))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

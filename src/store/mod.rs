@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 pub use types::*;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness or foreign-key constraint refused the write; carries the constraint's name.
     #[error("constraint `{0}` refused the write")]
@@ -161,6 +161,32 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up on a leased job for good.
     async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool>;
     async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+
+    // Vault keys.
+    async fn get_account_keys(&self, account_id: Uuid) -> StoreResult<Option<AccountKeysRecord>>;
+    /// Stores an account's first keys; false if another node stored them first.
+    async fn insert_account_keys(&self, keys: &AccountKeysRecord) -> StoreResult<bool>;
+    async fn list_account_keys_wrapped_before(
+        &self,
+        master_version: i32,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountKeysRecord>>;
+    /// Replaces the wrapping of an account's keys if they are still wrapped by `old_master_version`.
+    async fn rewrap_account_keys(
+        &self,
+        keys: &AccountKeysRecord,
+        old_master_version: i32,
+    ) -> StoreResult<bool>;
+
+    // Tokens.
+    /// Inserts tokens and their audit events in one transaction (one durable commit for the batch).
+    async fn insert_tokens(&self, tokens: &[(TokenRecord, AuditEvent)]) -> StoreResult<()>;
+    async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
+    async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenRecord>>;
+    async fn count_tokens(&self, query: &TokenQuery) -> StoreResult<u64>;
+    /// Deletes the token row with its sealed card; false if there was none.
+    async fn delete_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
+    async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64>;
 
     // Audit trail.
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;

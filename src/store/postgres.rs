@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::sql::impl_store;
 use super::{
-    Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult,
-    Ts,
+    Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
+    NewJob, StoreResult, TokenQuery, TokenRecord, Ts,
 };
 use super::{Backend, DynStore, OpenError};
 
@@ -40,6 +40,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
 
 impl_store!(
     PgStore,
+    db = sqlx::Postgres,
     backend = Backend::Postgres,
     claim_lock = "FOR UPDATE SKIP LOCKED"
 );

@@ -6,6 +6,31 @@ pub(crate) const JOB_COLUMNS: &str =
     "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
      lease_expires_at, last_error, created_at, updated_at";
 
+pub(crate) const TOKEN_COLUMNS: &str = "id, account_id, created_at, expiry_month, expiry_year, cardholder_name, \
+     issuer_identification_number, masked_account_number, account_number_last_four, account_number_length, scheme, \
+     status, fingerprint, sealed_card, business_key, import_provider, expires_at";
+
+pub(crate) const ACCOUNT_KEYS_COLUMNS: &str =
+    "account_id, dek_version, master_version, wrapped_dek, wrapped_fingerprint_key, created_at, rewrapped_at";
+
+/// Rows per multi-row INSERT: well under both backends' limits on bound parameters.
+pub(crate) const INSERT_CHUNK: usize = 200;
+
+/// `WHERE` for a token listing; binds `$1` account, then `from` and `until` when present, in that order.
+pub(crate) fn token_filter(query: &crate::store::TokenQuery) -> (String, usize) {
+    let mut sql = String::from(" WHERE account_id = $1");
+    let mut next = 2;
+    if query.from.is_some() {
+        sql.push_str(&format!(" AND created_at >= ${next}"));
+        next += 1;
+    }
+    if query.until.is_some() {
+        sql.push_str(&format!(" AND created_at < ${next}"));
+        next += 1;
+    }
+    (sql, next)
+}
+
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -28,7 +53,7 @@ pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
 }
 
 macro_rules! impl_store {
-    ($store:ty, backend = $backend:expr, claim_lock = $claim_lock:expr) => {
+    ($store:ty, db = $db:ty, backend = $backend:expr, claim_lock = $claim_lock:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::store::Backend {
@@ -334,6 +359,159 @@ macro_rules! impl_store {
             async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>> {
                 let sql = format!("SELECT {} FROM jobs WHERE id = $1", $crate::store::sql::JOB_COLUMNS);
                 Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn get_account_keys(&self, account_id: Uuid) -> StoreResult<Option<AccountKeysRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM account_keys WHERE account_id = $1",
+                    $crate::store::sql::ACCOUNT_KEYS_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(account_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn insert_account_keys(&self, k: &AccountKeysRecord) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO account_keys (account_id, dek_version, master_version, wrapped_dek, \
+                     wrapped_fingerprint_key, created_at, rewrapped_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (account_id) DO NOTHING",
+                )
+                .bind(k.account_id)
+                .bind(k.dek_version)
+                .bind(k.master_version)
+                .bind(&k.wrapped_dek)
+                .bind(&k.wrapped_fingerprint_key)
+                .bind(k.created_at)
+                .bind(k.rewrapped_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_account_keys_wrapped_before(&self, master_version: i32, limit: i64) -> StoreResult<Vec<AccountKeysRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM account_keys WHERE master_version < $1 ORDER BY account_id LIMIT $2",
+                    $crate::store::sql::ACCOUNT_KEYS_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(master_version).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn rewrap_account_keys(&self, k: &AccountKeysRecord, old_master_version: i32) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE account_keys SET master_version = $2, wrapped_dek = $3, wrapped_fingerprint_key = $4, \
+                     rewrapped_at = $5 WHERE account_id = $1 AND master_version = $6",
+                )
+                .bind(k.account_id)
+                .bind(k.master_version)
+                .bind(&k.wrapped_dek)
+                .bind(&k.wrapped_fingerprint_key)
+                .bind(k.rewrapped_at)
+                .bind(old_master_version)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_tokens(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in batch.chunks($crate::store::sql::INSERT_CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO tokens ({}) ",
+                        $crate::store::sql::TOKEN_COLUMNS
+                    ));
+                    insert.push_values(chunk, |mut row, (t, _)| {
+                        row.push_bind(t.id)
+                            .push_bind(t.account_id)
+                            .push_bind(t.created_at)
+                            .push_bind(t.expiry_month)
+                            .push_bind(t.expiry_year)
+                            .push_bind(t.cardholder_name.clone())
+                            .push_bind(t.issuer_identification_number.clone())
+                            .push_bind(t.masked_account_number.clone())
+                            .push_bind(t.account_number_last_four.clone())
+                            .push_bind(t.account_number_length)
+                            .push_bind(t.scheme.clone())
+                            .push_bind(t.status.clone())
+                            .push_bind(t.fingerprint.clone())
+                            .push_bind(t.sealed_card.clone())
+                            .push_bind(t.business_key.clone())
+                            .push_bind(t.import_provider.clone())
+                            .push_bind(t.expires_at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+
+                    let mut audit = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_events (id, at, account_id, actor, action, target, outcome) ",
+                    );
+                    audit.push_values(chunk, |mut row, (_, e)| {
+                        row.push_bind(e.id)
+                            .push_bind(e.at)
+                            .push_bind(e.account_id)
+                            .push_bind(e.actor.clone())
+                            .push_bind(e.action.clone())
+                            .push_bind(e.target.clone())
+                            .push_bind(e.outcome.clone());
+                    });
+                    audit.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM tokens WHERE id = $1 AND account_id = $2",
+                    $crate::store::sql::TOKEN_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenRecord>> {
+                let (filter, next) = $crate::store::sql::token_filter(q);
+                let order = if q.oldest_first { "ASC" } else { "DESC" };
+                let sql = format!(
+                    "SELECT {} FROM tokens{filter} ORDER BY created_at {order}, id {order} LIMIT ${} OFFSET ${}",
+                    $crate::store::sql::TOKEN_COLUMNS,
+                    next,
+                    next + 1
+                );
+                let mut query = sqlx::query_as(&sql).bind(q.account_id);
+                if let Some(from) = q.from {
+                    query = query.bind(from);
+                }
+                if let Some(until) = q.until {
+                    query = query.bind(until);
+                }
+                Ok(query.bind(q.limit).bind(q.offset).fetch_all(&self.pool).await?)
+            }
+
+            async fn count_tokens(&self, q: &TokenQuery) -> StoreResult<u64> {
+                let (filter, _) = $crate::store::sql::token_filter(q);
+                let sql = format!("SELECT COUNT(*) FROM tokens{filter}");
+                let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(q.account_id);
+                if let Some(from) = q.from {
+                    query = query.bind(from);
+                }
+                if let Some(until) = q.until {
+                    query = query.bind(until);
+                }
+                Ok(u64::try_from(query.fetch_one(&self.pool).await?).unwrap_or(0))
+            }
+
+            async fn delete_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM tokens WHERE id = $1 AND account_id = $2")
+                    .bind(id)
+                    .bind(account_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {

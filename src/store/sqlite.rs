@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::sql::impl_store;
 use super::{
-    Account, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount, NewJob, StoreResult,
-    Ts,
+    Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
+    NewJob, StoreResult, TokenQuery, TokenRecord, Ts,
 };
 use super::{Backend, DynStore, OpenError};
 
@@ -43,7 +43,12 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(SqliteStore { pool }))
 }
 
-impl_store!(SqliteStore, backend = Backend::Sqlite, claim_lock = "");
+impl_store!(
+    SqliteStore,
+    db = sqlx::Sqlite,
+    backend = Backend::Sqlite,
+    claim_lock = ""
+);
 
 // `Ts` is stored as INTEGER microseconds: exact, and sorts as it should.
 impl Type<Sqlite> for Ts {

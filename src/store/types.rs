@@ -289,3 +289,58 @@ impl AuditEvent {
         }
     }
 }
+
+/// An account's data key and fingerprint key, each wrapped (AES-256-GCM) by master key `master_version`.
+#[derive(Clone, sqlx::FromRow)]
+pub struct AccountKeysRecord {
+    pub account_id: Uuid,
+    pub dek_version: i32,
+    pub master_version: i32,
+    pub wrapped_dek: Vec<u8>,
+    pub wrapped_fingerprint_key: Vec<u8>,
+    pub created_at: Ts,
+    pub rewrapped_at: Option<Ts>,
+}
+
+/// A token row. `sealed_card` is the only place the card number lives, sealed; `fingerprint` is keyed.
+#[derive(Clone, sqlx::FromRow)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub created_at: Ts,
+    pub expiry_month: i32,
+    pub expiry_year: i32,
+    pub cardholder_name: Option<String>,
+    pub issuer_identification_number: String,
+    pub masked_account_number: String,
+    pub account_number_last_four: String,
+    pub account_number_length: i32,
+    pub scheme: String,
+    pub status: String,
+    pub fingerprint: Vec<u8>,
+    pub sealed_card: Vec<u8>,
+    pub business_key: Option<String>,
+    pub import_provider: Option<String>,
+    pub expires_at: Option<Ts>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("masked_account_number", &self.masked_account_number)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which tokens of an account to list: created in `[from, until)`, oldest or newest first.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenQuery {
+    pub account_id: Uuid,
+    pub from: Option<Ts>,
+    pub until: Option<Ts>,
+    pub oldest_first: bool,
+    pub limit: i64,
+    pub offset: i64,
+}

@@ -1,3 +1,368 @@
-//! The vault: the master key hierarchy and, built on it, the sealing of card data.
+//! The vault: master key → per-account data keys → each card sealed with AES-256-GCM under its account's
+//! data key, with a random nonce and the token id as associated data. Every ciphertext names the version
+//! of the key that sealed it. Also the keyed (HMAC-SHA256) fingerprints, with a per-account key of their own.
 
+pub mod cvc;
 pub mod master;
+pub mod rotate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::domain::cards::CardData;
+use crate::store::{AccountKeysRecord, DynStore, StoreError, Ts};
+use master::{KeyBytes, MasterKeyError, MasterKeys};
+
+/// The format byte that starts every sealed card and wrapped key.
+const FORMAT_V1: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    #[error("master key version {0} is not in the key file")]
+    UnknownMasterVersion(i32),
+    #[error("data key version {0} is not the account's")]
+    UnknownDataKeyVersion(u32),
+    /// Authentication of a ciphertext failed: wrong key, wrong associated data, or tampering.
+    #[error("a ciphertext failed to open")]
+    Integrity,
+}
+
+/// An account's unwrapped keys, kept in memory while the process runs.
+struct AccountKeys {
+    dek_version: u32,
+    dek: Aes256Gcm,
+    fingerprint: Hmac<Sha256>,
+}
+
+pub struct Vault {
+    store: DynStore,
+    key_file: PathBuf,
+    master: RwLock<Arc<MasterKeys>>,
+    accounts: RwLock<HashMap<Uuid, Arc<AccountKeys>>>,
+}
+
+/// A card sealed for storage, with its keyed fingerprint.
+pub struct Sealed {
+    pub sealed_card: Vec<u8>,
+    pub fingerprint: Vec<u8>,
+}
+
+/// Where the master key is read from: the configured file, or the development key in the data directory.
+pub fn master_key_path(config: &Config) -> PathBuf {
+    config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(master::DEV_KEY_FILE))
+}
+
+impl Vault {
+    pub fn new(store: DynStore, key_file: PathBuf, master: MasterKeys) -> Self {
+        Self {
+            store,
+            key_file,
+            master: RwLock::new(Arc::new(master)),
+            accounts: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn master(&self) -> Arc<MasterKeys> {
+        self.master
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Re-reads the key file, so that a rotation made by another process is seen without a restart.
+    fn reload_master(&self) -> Result<Arc<MasterKeys>, VaultError> {
+        let fresh = Arc::new(MasterKeys::read(&self.key_file)?);
+        match self.master.write() {
+            Ok(mut slot) => *slot = fresh.clone(),
+            Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
+        }
+        Ok(fresh)
+    }
+
+    /// The master keys, reloaded once if `version` is not among them.
+    fn master_with(&self, version: i32) -> Result<Arc<MasterKeys>, VaultError> {
+        let current = self.master();
+        let wanted =
+            u32::try_from(version).map_err(|_| VaultError::UnknownMasterVersion(version))?;
+        if current.get(wanted).is_some() {
+            return Ok(current);
+        }
+        let fresh = self.reload_master()?;
+        fresh
+            .get(wanted)
+            .map(|_| fresh.clone())
+            .ok_or(VaultError::UnknownMasterVersion(version))
+    }
+
+    async fn account_keys(&self, account_id: Uuid) -> Result<Arc<AccountKeys>, VaultError> {
+        if let Some(keys) = self
+            .accounts
+            .read()
+            .ok()
+            .and_then(|m| m.get(&account_id).cloned())
+        {
+            return Ok(keys);
+        }
+        let record = match self.store.get_account_keys(account_id).await? {
+            Some(record) => record,
+            None => {
+                // New keys are wrapped by the newest master key, which another process may have just added.
+                let master = self.reload_master()?;
+                let fresh = new_account_keys(account_id, &master)?;
+                if self.store.insert_account_keys(&fresh).await? {
+                    fresh
+                } else {
+                    self.store
+                        .get_account_keys(account_id)
+                        .await?
+                        .ok_or(VaultError::Integrity)?
+                }
+            }
+        };
+        let master = self.master_with(record.master_version)?;
+        let keys = Arc::new(unwrap_account_keys(&record, &master)?);
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.insert(account_id, keys.clone());
+        }
+        Ok(keys)
+    }
+
+    /// Seals `card` for token `token_id` of `account_id` and computes its fingerprint.
+    pub async fn seal(
+        &self,
+        account_id: Uuid,
+        token_id: Uuid,
+        card: &CardData,
+    ) -> Result<Sealed, VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        let plaintext = card.to_plaintext();
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ciphertext = keys
+            .dek
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: token_id.as_bytes(),
+                },
+            )
+            .map_err(|_| VaultError::Integrity)?;
+        let mut sealed_card = Vec::with_capacity(1 + 4 + NONCE_LEN + ciphertext.len());
+        sealed_card.push(FORMAT_V1);
+        sealed_card.extend_from_slice(&keys.dek_version.to_be_bytes());
+        sealed_card.extend_from_slice(&nonce);
+        sealed_card.extend_from_slice(&ciphertext);
+        let fingerprint = keyed_digest(&keys.fingerprint, b"pan", card.pan.peek().as_bytes());
+        Ok(Sealed {
+            sealed_card,
+            fingerprint,
+        })
+    }
+
+    /// Opens the card sealed for `token_id`. Callers write the audit event for the access.
+    pub async fn open(
+        &self,
+        account_id: Uuid,
+        token_id: Uuid,
+        sealed: &[u8],
+    ) -> Result<CardData, VaultError> {
+        if sealed.len() < 1 + 4 + NONCE_LEN + 16 || sealed[0] != FORMAT_V1 {
+            return Err(VaultError::Integrity);
+        }
+        let version = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
+        let keys = self.account_keys(account_id).await?;
+        if version != keys.dek_version {
+            return Err(VaultError::UnknownDataKeyVersion(version));
+        }
+        let nonce = &sealed[5..5 + NONCE_LEN];
+        let plaintext = Zeroizing::new(
+            keys.dek
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: &sealed[5 + NONCE_LEN..],
+                        aad: token_id.as_bytes(),
+                    },
+                )
+                .map_err(|_| VaultError::Integrity)?,
+        );
+        CardData::from_plaintext(&plaintext).ok_or(VaultError::Integrity)
+    }
+
+    /// A keyed digest of `data` for `purpose` under the account's fingerprint key. Never an unkeyed hash.
+    pub async fn fingerprint(
+        &self,
+        account_id: Uuid,
+        purpose: &[u8],
+        data: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        Ok(keyed_digest(&keys.fingerprint, purpose, data))
+    }
+
+    /// Forgets the cached keys (after a rotation in this process, or in tests).
+    pub fn forget_cached_keys(&self) {
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.clear();
+        }
+    }
+}
+
+fn keyed_digest(key: &Hmac<Sha256>, purpose: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = key.clone();
+    mac.update(purpose);
+    mac.update(b"\0");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn cipher(key: &KeyBytes) -> Aes256Gcm {
+    Aes256Gcm::new(key.as_ref().into())
+}
+
+/// `[format][nonce][AES-256-GCM(key)]` under the master key, bound to the account and the key's role.
+fn wrap(
+    master: &KeyBytes,
+    account_id: Uuid,
+    role: &[u8],
+    key: &KeyBytes,
+) -> Result<Vec<u8>, VaultError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let aad = [role, account_id.as_bytes()].concat();
+    let ciphertext = cipher(master)
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: key.as_ref(),
+                aad: &aad,
+            },
+        )
+        .map_err(|_| VaultError::Integrity)?;
+    Ok([&[FORMAT_V1][..], &nonce, &ciphertext].concat())
+}
+
+fn unwrap(
+    master: &KeyBytes,
+    account_id: Uuid,
+    role: &[u8],
+    wrapped: &[u8],
+) -> Result<KeyBytes, VaultError> {
+    if wrapped.len() != 1 + NONCE_LEN + 32 + 16 || wrapped[0] != FORMAT_V1 {
+        return Err(VaultError::Integrity);
+    }
+    let aad = [role, account_id.as_bytes()].concat();
+    let plain = Zeroizing::new(
+        cipher(master)
+            .decrypt(
+                Nonce::from_slice(&wrapped[1..1 + NONCE_LEN]),
+                Payload {
+                    msg: &wrapped[1 + NONCE_LEN..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Integrity)?,
+    );
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&plain);
+    Ok(key)
+}
+
+const DEK_ROLE: &[u8] = b"strongroom/dek/";
+const FPK_ROLE: &[u8] = b"strongroom/fingerprint-key/";
+
+fn random_key() -> KeyBytes {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(key.as_mut());
+    key
+}
+
+fn new_account_keys(
+    account_id: Uuid,
+    master: &MasterKeys,
+) -> Result<AccountKeysRecord, VaultError> {
+    let version = master.current_version();
+    let kek = master
+        .get(version)
+        .ok_or(VaultError::UnknownMasterVersion(version as i32))?;
+    Ok(AccountKeysRecord {
+        account_id,
+        dek_version: 1,
+        master_version: version as i32,
+        wrapped_dek: wrap(kek, account_id, DEK_ROLE, &random_key())?,
+        wrapped_fingerprint_key: wrap(kek, account_id, FPK_ROLE, &random_key())?,
+        created_at: Ts::now(),
+        rewrapped_at: None,
+    })
+}
+
+fn unwrap_account_keys(
+    record: &AccountKeysRecord,
+    master: &MasterKeys,
+) -> Result<AccountKeys, VaultError> {
+    let kek = u32::try_from(record.master_version)
+        .ok()
+        .and_then(|v| master.get(v))
+        .ok_or(VaultError::UnknownMasterVersion(record.master_version))?;
+    let dek = unwrap(kek, record.account_id, DEK_ROLE, &record.wrapped_dek)?;
+    let fpk = unwrap(
+        kek,
+        record.account_id,
+        FPK_ROLE,
+        &record.wrapped_fingerprint_key,
+    )?;
+    Ok(AccountKeys {
+        dek_version: u32::try_from(record.dek_version).map_err(|_| VaultError::Integrity)?,
+        dek: cipher(&dek),
+        fingerprint: <Hmac<Sha256> as Mac>::new_from_slice(fpk.as_ref())
+            .map_err(|_| VaultError::Integrity)?,
+    })
+}
+
+/// Re-wraps an account's keys from the master key they are under to `new_version`.
+fn rewrap_account_keys(
+    record: &AccountKeysRecord,
+    master: &MasterKeys,
+    new_version: u32,
+) -> Result<AccountKeysRecord, VaultError> {
+    let old = u32::try_from(record.master_version)
+        .ok()
+        .and_then(|v| master.get(v))
+        .ok_or(VaultError::UnknownMasterVersion(record.master_version))?;
+    let new = master
+        .get(new_version)
+        .ok_or(VaultError::UnknownMasterVersion(new_version as i32))?;
+    let dek = unwrap(old, record.account_id, DEK_ROLE, &record.wrapped_dek)?;
+    let fpk = unwrap(
+        old,
+        record.account_id,
+        FPK_ROLE,
+        &record.wrapped_fingerprint_key,
+    )?;
+    Ok(AccountKeysRecord {
+        master_version: new_version as i32,
+        wrapped_dek: wrap(new, record.account_id, DEK_ROLE, &dek)?,
+        wrapped_fingerprint_key: wrap(new, record.account_id, FPK_ROLE, &fpk)?,
+        rewrapped_at: Some(Ts::now()),
+        ..record.clone()
+    })
+}

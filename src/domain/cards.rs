@@ -1,0 +1,354 @@
+//! Card data as checked types: a `Pan` and a `SecurityCode` can only be built through their checks, print
+//! as `****`, are read only through `peek`, and wipe their memory on drop. Also the derived, non-secret
+//! facts of a card: scheme, IIN, mask.
+
+use std::fmt;
+
+use serde::Serialize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// A primary account number: 12 to 19 digits passing the Luhn check.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct Pan(String);
+
+impl Pan {
+    /// Checks `digits`; the error names what is wrong without repeating the number.
+    pub fn parse(digits: &str) -> Result<Self, &'static str> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must contain digits only");
+        }
+        if !(12..=19).contains(&digits.len()) {
+            return Err("must be 12 to 19 digits long");
+        }
+        if !luhn_valid(digits) {
+            return Err("is not a valid card number (Luhn check failed)");
+        }
+        Ok(Self(digits.to_owned()))
+    }
+
+    /// The digits, for sealing or for the processor; never for logs.
+    pub fn peek(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        Scheme::of(&self.0)
+    }
+
+    /// First 8 digits for numbers of 16 digits or more, else first 6.
+    pub fn issuer_identification_number(&self) -> String {
+        let n = if self.0.len() >= 16 { 8 } else { 6 };
+        self.0[..n].to_owned()
+    }
+
+    pub fn last_four(&self) -> String {
+        self.0[self.0.len() - 4..].to_owned()
+    }
+
+    /// First 6, an `X` for each hidden digit, last 4: the full length.
+    pub fn masked(&self) -> String {
+        let len = self.0.len();
+        format!(
+            "{}{}{}",
+            &self.0[..6],
+            "X".repeat(len - 10),
+            &self.0[len - 4..]
+        )
+    }
+}
+
+impl fmt::Debug for Pan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pan(****)")
+    }
+}
+
+pub fn luhn_valid(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let dd = d * 2;
+                if dd > 9 {
+                    dd - 9
+                } else {
+                    dd
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// A card security code (CVC2/CVV2/CID): 3 digits, or 4 for American Express. Held in memory only.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct SecurityCode(String);
+
+impl SecurityCode {
+    pub fn parse(code: &str, scheme: Scheme) -> Result<Self, &'static str> {
+        if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must contain digits only");
+        }
+        match (scheme, code.len()) {
+            (Scheme::AmericanExpress, 4) => Ok(Self(code.to_owned())),
+            (Scheme::AmericanExpress, _) => Err("must be 4 digits for American Express"),
+            (_, 3) => Ok(Self(code.to_owned())),
+            (_, 4) => Err("must be 3 digits (4 only for American Express)"),
+            _ => Err("must be 3 or 4 digits"),
+        }
+    }
+
+    pub fn peek(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecurityCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecurityCode(****)")
+    }
+}
+
+/// The card data that is sealed: everything needed to pay with it again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardData {
+    pub pan: Pan,
+    pub expiry_month: u8,
+    pub expiry_year: u16,
+    pub cardholder_name: Option<String>,
+}
+
+impl fmt::Debug for CardData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardData")
+            .field("pan", &self.pan)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CardData {
+    fn drop(&mut self) {
+        if let Some(name) = self.cardholder_name.as_mut() {
+            name.zeroize();
+        }
+    }
+}
+
+impl CardData {
+    /// The plaintext that is sealed, in memory that is wiped after use.
+    pub fn to_plaintext(&self) -> Zeroizing<Vec<u8>> {
+        #[derive(Serialize)]
+        struct SealedRef<'a> {
+            pan: &'a str,
+            m: u8,
+            y: u16,
+            name: Option<&'a str>,
+        }
+        // Room for the largest record, so that no reallocation leaves a copy behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(1024));
+        let record = SealedRef {
+            pan: self.pan.peek(),
+            m: self.expiry_month,
+            y: self.expiry_year,
+            name: self.cardholder_name.as_deref(),
+        };
+        // Writing JSON into a Vec cannot fail; an empty plaintext would fail to open, never leak.
+        let _ = serde_json::to_writer(&mut *out, &record);
+        out
+    }
+
+    pub fn from_plaintext(plaintext: &[u8]) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Sealed<'a> {
+            pan: &'a str,
+            m: u8,
+            y: u16,
+            name: Option<String>,
+        }
+        let sealed: Sealed = serde_json::from_slice(plaintext).ok()?;
+        Some(Self {
+            pan: Pan::parse(sealed.pan).ok()?,
+            expiry_month: sealed.m,
+            expiry_year: sealed.y,
+            cardholder_name: sealed.name,
+        })
+    }
+}
+
+/// Card schemes, spelled as the spec's enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum Scheme {
+    #[serde(rename = "VISA")]
+    Visa,
+    Mastercard,
+    #[serde(rename = "American Express")]
+    AmericanExpress,
+    Discover,
+    #[serde(rename = "Diners Club")]
+    DinersClub,
+    #[serde(rename = "JCB")]
+    Jcb,
+    UnionPay,
+    Unknown,
+}
+
+impl Scheme {
+    /// The scheme from the IIN ranges; Discover's ranges are checked before UnionPay's 62.
+    pub fn of(digits: &str) -> Self {
+        let prefix = |n: usize| {
+            digits
+                .get(..n)
+                .and_then(|p| p.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let (p2, p3, p4) = (prefix(2), prefix(3), prefix(4));
+        if digits.starts_with('4') {
+            Scheme::Visa
+        } else if (51..=55).contains(&p2) || (2221..=2720).contains(&p4) {
+            Scheme::Mastercard
+        } else if p2 == 34 || p2 == 37 {
+            Scheme::AmericanExpress
+        } else if p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 {
+            Scheme::Discover
+        } else if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 {
+            Scheme::DinersClub
+        } else if (3528..=3589).contains(&p4) {
+            Scheme::Jcb
+        } else if p2 == 62 || p2 == 81 {
+            Scheme::UnionPay
+        } else {
+            Scheme::Unknown
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scheme::Visa => "VISA",
+            Scheme::Mastercard => "Mastercard",
+            Scheme::AmericanExpress => "American Express",
+            Scheme::Discover => "Discover",
+            Scheme::DinersClub => "Diners Club",
+            Scheme::Jcb => "JCB",
+            Scheme::UnionPay => "UnionPay",
+            Scheme::Unknown => "Unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        [
+            Scheme::Visa,
+            Scheme::Mastercard,
+            Scheme::AmericanExpress,
+            Scheme::Discover,
+            Scheme::DinersClub,
+            Scheme::Jcb,
+            Scheme::UnionPay,
+        ]
+        .into_iter()
+        .find(|s2| s2.as_str() == s)
+        .unwrap_or(Scheme::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_test_cards_and_rejects_a_changed_digit() {
+        for pan in [
+            "4111111111111111",
+            "5555555555554444",
+            "378282246310005",
+            "6011111111111117",
+        ] {
+            assert!(luhn_valid(pan), "{pan}");
+        }
+        assert!(!luhn_valid("4111111111111112"));
+    }
+
+    #[test]
+    fn schemes_follow_the_iin_ranges() {
+        let cases = [
+            ("4111111111111111", Scheme::Visa),
+            ("5555555555554444", Scheme::Mastercard),
+            ("2223003122003222", Scheme::Mastercard),
+            ("378282246310005", Scheme::AmericanExpress),
+            ("6011111111111117", Scheme::Discover),
+            ("6445644564456445", Scheme::Discover),
+            ("6500000000000002", Scheme::Discover),
+            ("30569309025904", Scheme::DinersClub),
+            ("3530111333300000", Scheme::Jcb),
+            ("6200000000000005", Scheme::UnionPay),
+            ("8171999927660000", Scheme::UnionPay),
+            ("9999999999999995", Scheme::Unknown),
+        ];
+        for (pan, scheme) in cases {
+            assert_eq!(Scheme::of(pan), scheme, "{pan}");
+        }
+    }
+
+    #[test]
+    fn mask_iin_and_last_four_follow_the_length() {
+        let visa = Pan::parse("4111111111111111").unwrap();
+        assert_eq!(visa.masked(), "411111XXXXXX1111");
+        assert_eq!(visa.issuer_identification_number(), "41111111");
+        let amex = Pan::parse("378282246310005").unwrap();
+        assert_eq!(amex.masked(), "378282XXXXX0005");
+        assert_eq!(amex.issuer_identification_number(), "378282");
+        assert_eq!(amex.last_four(), "0005");
+    }
+
+    #[test]
+    fn card_data_never_prints_its_digits() {
+        let card = CardData {
+            pan: Pan::parse("4111111111111111").unwrap(),
+            expiry_month: 4,
+            expiry_year: 2031,
+            cardholder_name: Some("Jane Holder".into()),
+        };
+        let shown = format!(
+            "{card:?} {:?}",
+            SecurityCode::parse("123", Scheme::Visa).unwrap()
+        );
+        assert!(
+            !shown.contains("4111") && !shown.contains("123") && !shown.contains("Jane"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn card_data_survives_its_plaintext_form() {
+        let card = CardData {
+            pan: Pan::parse("378282246310005").unwrap(),
+            expiry_month: 12,
+            expiry_year: 2030,
+            cardholder_name: None,
+        };
+        assert_eq!(CardData::from_plaintext(&card.to_plaintext()), Some(card));
+    }
+
+    #[test]
+    fn security_code_length_depends_on_the_scheme() {
+        assert!(SecurityCode::parse("123", Scheme::Visa).is_ok());
+        assert!(SecurityCode::parse("1234", Scheme::AmericanExpress).is_ok());
+        assert!(SecurityCode::parse("123", Scheme::AmericanExpress).is_err());
+        assert!(SecurityCode::parse("1234", Scheme::Visa).is_err());
+        assert!(SecurityCode::parse("12", Scheme::Visa).is_err());
+        assert!(SecurityCode::parse("12345", Scheme::Visa).is_err());
+        assert!(SecurityCode::parse("12a", Scheme::Visa).is_err());
+    }
+}
