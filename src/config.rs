@@ -94,7 +94,8 @@ pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
     pub master_key_file: Option<PathBuf>,
-    pub public_url: String,
+    /// How Stripe and clients reach this server; `None` until known: then `http://` + the bound address.
+    pub public_url: Option<String>,
     pub stripe_api_base: String,
     pub redis_url: Option<String>,
     pub max_body_bytes: usize,
@@ -126,7 +127,7 @@ impl Config {
             data_dir,
             database_max_connections: 16,
             master_key_file: None,
-            public_url: format!("http://{listen}"),
+            public_url: None,
             stripe_api_base: "https://api.stripe.com".to_owned(),
             redis_url: None,
             max_body_bytes: 256 * 1024,
@@ -192,10 +193,9 @@ impl Config {
             "public_url",
             "STRONGROOM_PUBLIC_URL",
         );
-        config.public_url = match public.value.clone() {
-            Some(url) => check_http_url(&url).map_err(|m| public.error(&m))?,
-            None => format!("http://{}", config.listen),
-        };
+        if let Some(url) = public.value.clone() {
+            config.public_url = Some(check_http_url(&url).map_err(|m| public.error(&m))?);
+        }
         let stripe = pick(
             &settings.stripe_api_base,
             file.stripe_api_base,
@@ -239,6 +239,13 @@ impl Config {
             }
         };
         Ok(config)
+    }
+
+    /// The public base URL, given or derived from the address actually bound.
+    pub fn public_url_or(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
     }
 
     pub fn sqlite_file(&self) -> Option<PathBuf> {
@@ -327,7 +334,7 @@ mod tests {
             config.database_url,
             "sqlite://./strongroom-data/strongroom.db"
         );
-        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.public_url, None);
     }
 
     #[test]

@@ -104,14 +104,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 
 /// Starts the server on `listener` with `config`: migrations, first-start bootstrap, the API and
 /// `config.workers` job workers.
-pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
+pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    config.public_url = Some(config.public_url_or(addr));
     let state = build_state(config).await?;
     let default_api_key = accounts::bootstrap_default_account(&state.store)
         .await?
         .map(|(_, key)| key);
 
     let shutdown = CancellationToken::new();
-    let addr = listener.local_addr()?;
     let app = api::app(state.clone());
     let stop = shutdown.clone();
     let http = tokio::spawn(async move {

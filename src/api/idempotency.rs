@@ -98,7 +98,7 @@ fn idempotency_key(req: &Request) -> ApiResult<String> {
 
 /// A keyed digest of the request (under the account's fingerprint key, which outlives master-key
 /// rotations), so that the stored record reveals nothing of a body holding card data.
-async fn request_fingerprint(
+pub async fn request_fingerprint(
     state: &AppState,
     account: uuid::Uuid,
     method: &Method,

@@ -38,6 +38,13 @@ pub struct AppState {
     pub tokens: Arc<crate::domain::tokens::Tokens>,
 }
 
+impl AppState {
+    /// The base URL links in responses start with (set at start from the bound address if not given).
+    pub fn public_url(&self) -> &str {
+        self.config.public_url.as_deref().unwrap_or("")
+    }
+}
+
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-hellgate-version");
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -104,6 +104,41 @@ impl<T> Paginated<T> {
     }
 }
 
+/// `from` and `to` as inclusive UTC dates (`YYYY-MM-DD`), turned into the half-open instant range
+/// `[from 00:00, to+1 00:00)`. Adds a fault to `errors` for each bad one.
+pub fn date_range(
+    query: &HashMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> (Option<crate::store::Ts>, Option<crate::store::Ts>) {
+    let mut day = |name: &str| -> Option<chrono::NaiveDate> {
+        let raw = query.get(name)?;
+        match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+            Ok(date) if raw.len() == 10 => Some(date),
+            _ => {
+                errors.push(FieldError::new(
+                    format!("query.{name}"),
+                    "must be a date written YYYY-MM-DD",
+                ));
+                None
+            }
+        }
+    };
+    let (from, to) = (day("from"), day("to"));
+    if let (Some(from), Some(to)) = (from, to) {
+        if to < from {
+            errors.push(FieldError::new("query.to", "must not be before `from`"));
+        }
+    }
+    let start = |date: chrono::NaiveDate| {
+        date.and_hms_opt(0, 0, 0)
+            .map(|t| crate::store::Ts::from_datetime(t.and_utc()))
+    };
+    (
+        from.and_then(start),
+        to.and_then(|d| d.succ_opt()).and_then(start),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,39 +194,4 @@ mod tests {
         assert_eq!((p.total_pages, p.current_page, p.page_size), (3, 3, 50));
         assert_eq!(Pagination::new(PageParams::default(), 0).total_pages, 0);
     }
-}
-
-/// `from` and `to` as inclusive UTC dates (`YYYY-MM-DD`), turned into the half-open instant range
-/// `[from 00:00, to+1 00:00)`. Adds a fault to `errors` for each bad one.
-pub fn date_range(
-    query: &HashMap<String, String>,
-    errors: &mut Vec<FieldError>,
-) -> (Option<crate::store::Ts>, Option<crate::store::Ts>) {
-    let mut day = |name: &str| -> Option<chrono::NaiveDate> {
-        let raw = query.get(name)?;
-        match chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-            Ok(date) if raw.len() == 10 => Some(date),
-            _ => {
-                errors.push(FieldError::new(
-                    format!("query.{name}"),
-                    "must be a date written YYYY-MM-DD",
-                ));
-                None
-            }
-        }
-    };
-    let (from, to) = (day("from"), day("to"));
-    if let (Some(from), Some(to)) = (from, to) {
-        if to < from {
-            errors.push(FieldError::new("query.to", "must not be before `from`"));
-        }
-    }
-    let start = |date: chrono::NaiveDate| {
-        date.and_hms_opt(0, 0, 0)
-            .map(|t| crate::store::Ts::from_datetime(t.and_utc()))
-    };
-    (
-        from.and_then(start),
-        to.and_then(|d| d.succ_opt()).and_then(start),
-    )
 }

@@ -136,7 +136,7 @@ pub async fn cde_import(
             Origin::default(),
         )
         .await?;
-    Ok(Json(TokenResponse::new(token, &state.config.public_url)))
+    Ok(Json(TokenResponse::new(token, state.public_url())))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -188,7 +188,7 @@ pub async fn list_tokens(
     let (rows, total) = state.tokens.list(&q).await?;
     let data = rows
         .into_iter()
-        .map(|t| TokenResponse::new(t, &state.config.public_url))
+        .map(|t| TokenResponse::new(t, state.public_url()))
         .collect();
     Ok(Json(Paginated::new(data, page, total)))
 }
@@ -211,7 +211,7 @@ pub async fn get_token(
     PathId(id): PathId,
 ) -> ApiResult<Json<TokenResponse>> {
     let token = own_token(&state, &principal, id).await?;
-    Ok(Json(TokenResponse::new(token, &state.config.public_url)))
+    Ok(Json(TokenResponse::new(token, state.public_url())))
 }
 
 /// Deletes a token: its card data and security code are destroyed, and the id is 404 from then on.

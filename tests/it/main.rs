@@ -6,3 +6,4 @@ mod cli;
 mod helpers;
 mod jobs;
 mod store_contract;
+mod tokens;
