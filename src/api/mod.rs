@@ -130,6 +130,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         account = tracing::field::Empty,
     );
     let started = Instant::now();
+    span.in_scope(|| tracing::trace!(content_length = ?req.headers().get("content-length"), "request started"));
     let mut response = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::info!(

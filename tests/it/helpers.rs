@@ -239,12 +239,6 @@ impl TestApp {
                 .expect("account");
         (account.id, key.expose().to_owned())
     }
-
-    pub async fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await.expect("clean shutdown");
-        }
-    }
 }
 
 /// The exact error body the API gives for `status`.

@@ -4,6 +4,8 @@
 mod api_basics;
 mod cli;
 mod helpers;
+mod idempotency;
 mod jobs;
 mod store_contract;
 mod tokens;
+mod vault;

@@ -1,0 +1,192 @@
+//! Idempotent POSTs and request-size limits, over HTTP.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use strongroom::api::idempotency::request_fingerprint;
+use strongroom::store::Ts;
+
+use crate::helpers::{error_body, send, spawn_app, spawn_app_with, validation_body, Backend};
+use crate::on_both_backends;
+use crate::tokens::{app_account, card};
+
+on_both_backends!(
+    the_same_key_and_body_replays_the_first_answer,
+    the_same_key_with_another_body_is_409,
+    a_key_still_in_flight_is_409,
+    a_bad_idempotency_key_is_422,
+    a_body_over_the_limit_is_413,
+);
+
+async fn the_same_key_and_body_replays_the_first_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = card("4111111111111111");
+    let first = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "order-1")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("x-idempotent-replayed"), None);
+    let second = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "order-1")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(
+        second.body, first.body,
+        "the stored answer, not a new token"
+    );
+    assert_eq!(second.header("x-idempotent-replayed"), Some("true"));
+    assert_eq!(second.header("x-hellgate-version"), Some("2.0"));
+    assert_eq!(
+        app.get("/tokens").await.body["pagination"]["total_items"],
+        json!(1)
+    );
+
+    // A 422 is an answer too and is replayed; another account may use the same key freely.
+    let bad = json!({"account_number": "1"});
+    let refused = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "order-2")
+            .json(&bad),
+    )
+    .await;
+    let replayed = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "order-2")
+            .json(&bad),
+    )
+    .await;
+    assert_eq!(
+        (replayed.status, &replayed.body),
+        (StatusCode::UNPROCESSABLE_ENTITY, &refused.body)
+    );
+    let (_, other) = app
+        .create_account("other", &[strongroom::store::Feature::CdeImport])
+        .await;
+    let theirs = send(
+        app.anonymous(Method::POST, "/cde-import")
+            .header("X-API-Key", &other)
+            .header("x-idempotency-key", "order-1")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert_ne!(theirs.body["id"], first.body["id"]);
+}
+
+async fn the_same_key_with_another_body_is_409(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "k")
+            .json(&card("4111111111111111")),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let changed = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "k")
+            .json(&card("5555555555554444")),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::CONFLICT);
+    assert_eq!(
+        changed.body,
+        error_body(
+            409,
+            "CONFLICT",
+            "The idempotency key was already used for a different request"
+        )
+    );
+}
+
+async fn a_key_still_in_flight_is_409(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app_account(&app).await;
+    let body = serde_json::to_vec(&card("4111111111111111")).unwrap();
+    // Claim the key as a request in progress elsewhere would have.
+    let state = app.server.as_ref().unwrap().state();
+    let fingerprint = request_fingerprint(
+        state,
+        account,
+        &Method::POST,
+        "/cde-import",
+        &body.clone().into(),
+    )
+    .await
+    .unwrap();
+    assert!(app
+        .store()
+        .insert_idempotency_claim(account, "busy", &fingerprint, Ts::now())
+        .await
+        .unwrap());
+    let answer = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "busy")
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(
+        answer.body,
+        error_body(
+            409,
+            "CONFLICT",
+            "A request with this idempotency key is still in progress"
+        )
+    );
+    assert_eq!(
+        app.get("/tokens").await.body["pagination"]["total_items"],
+        json!(0)
+    );
+}
+
+async fn a_bad_idempotency_key_is_422(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let long = "k".repeat(256);
+    let answer = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", long)
+            .json(&card("4111111111111111")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer.body,
+        validation_body(&[(
+            "header.x-idempotency-key",
+            "must be 1 to 255 visible ASCII characters"
+        )])
+    );
+}
+
+async fn a_body_over_the_limit_is_413(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.max_body_bytes = 4096).await;
+    let mut body = card("4111111111111111");
+    body["cardholder_name"] = json!("x".repeat(5000));
+    let expected = error_body(
+        413,
+        "PAYLOAD_TOO_LARGE",
+        "The request body is larger than the limit of 4096 bytes",
+    );
+    let plain = app.post_json("/cde-import", &body).await;
+    assert_eq!(
+        (plain.status, &plain.body),
+        (StatusCode::PAYLOAD_TOO_LARGE, &expected)
+    );
+    let idempotent = send(
+        app.request(Method::POST, "/cde-import")
+            .header("x-idempotency-key", "big")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(
+        (idempotent.status, &idempotent.body),
+        (StatusCode::PAYLOAD_TOO_LARGE, &expected)
+    );
+}

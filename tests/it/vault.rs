@@ -1,0 +1,338 @@
+//! The vault as a user would check it: no card data in the database files, the dumps or the trace logs;
+//! nothing lost to a kill -9 after a 200; tokens sealed before a master-key rotation open after it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::{Connection, Row};
+use strongroom::store::Feature;
+use strongroom::vault::master::MasterKeys;
+use strongroom::vault::Vault;
+
+use crate::helpers::{spawn_app, Backend, TestDb};
+use crate::on_both_backends;
+use crate::tokens::{app_account, card, tokenize};
+
+on_both_backends!(
+    no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing,
+    tokens_sealed_before_a_master_key_rotation_open_after_it,
+);
+
+/// The real binary, serving on a port of its own choosing, with every log line at trace level kept.
+struct ServerProcess {
+    child: Child,
+    base: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl ServerProcess {
+    fn start(db: &TestDb, run: &str) -> Self {
+        let stdout = db.dir.path().join(format!("{run}.stdout"));
+        let stderr = db.dir.path().join(format!("{run}.stderr"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+            .arg("serve")
+            .env("STRONGROOM_DATA_DIR", db.dir.path())
+            .env("STRONGROOM_DATABASE_URL", &db.url)
+            .env("STRONGROOM_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let base = loop {
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            if let Some(addr) = log
+                .lines()
+                .find(|l| l.contains("strongroom is serving"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr="))
+                        .map(str::to_owned)
+                })
+            {
+                break format!("http://{addr}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            base,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn kill_9(mut self) -> (String, String) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (
+            std::fs::read_to_string(&self.stdout).unwrap(),
+            std::fs::read_to_string(&self.stderr).unwrap(),
+        )
+    }
+}
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        file.read_to_end(&mut bytes).unwrap();
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Every row of every table as text, as a dump would show it (bytea as hex).
+async fn postgres_dump(url: &str) -> String {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut dump = String::new();
+    for table in tables {
+        for row in sqlx::query(&format!("SELECT t::text FROM {table} t"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+        {
+            dump.push_str(&row.get::<String, _>(0));
+            dump.push('\n');
+        }
+    }
+    dump
+}
+
+async fn no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let client = reqwest::Client::new();
+    let server = ServerProcess::start(&db, "first");
+    let key = std::fs::read_to_string(&server.stdout).unwrap();
+    let key = key
+        .split_whitespace()
+        .find(|w| w.starts_with("sr_"))
+        .unwrap()
+        .to_owned();
+
+    let cards = [
+        ("4111111111111111", "\"737\""),
+        ("5555555555554444", "\"862\""),
+        ("378282246310005", "\"8642\""),
+        ("6011111111111117", "\"419\""),
+        ("3530111333300000", "\"503\""),
+    ];
+    let mut ids = Vec::new();
+    for (n, (pan, code)) in cards.iter().enumerate() {
+        let mut body = card(pan);
+        body["security_code"] = serde_json::from_str::<Value>(code).unwrap();
+        let mut request = client
+            .post(format!("{}/cde-import", server.base))
+            .header("X-API-Key", &key)
+            .json(&body);
+        if n % 2 == 0 {
+            request = request.header("x-idempotency-key", format!("card-{n}"));
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        ids.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Rejected card data must not leak either.
+    let rejected = json!({"account_number": "4000056655665556", "expiry_month": 1, "expiry_year": 2020, "security_code": "9137"});
+    let response = client
+        .post(format!("{}/cde-import", server.base))
+        .header("X-API-Key", &key)
+        .json(&rejected)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // kill -9 straight after the 200s: every token must still be there on the next start.
+    let (first_out, first_log) = server.kill_9();
+    let server = ServerProcess::start(&db, "second");
+    let listed: Value = client
+        .get(format!("{}/tokens?limit=500", server.base))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut found: Vec<String> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids, "a token answered 200 survives kill -9");
+    let (second_out, second_log) = server.kill_9();
+    assert!(
+        first_log.contains("TRACE"),
+        "the server logged at trace level"
+    );
+
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("first run's log".into(), first_log.into_bytes()),
+        ("second run's log".into(), second_log.into_bytes()),
+        (
+            "stdout".into(),
+            format!("{first_out}{second_out}").into_bytes(),
+        ),
+    ];
+    match backend {
+        Backend::Sqlite => {
+            for suffix in ["", "-wal", "-shm"] {
+                let path = db.dir.path().join(format!("strongroom.db{suffix}"));
+                places.push((path.display().to_string(), file_bytes(&path)));
+            }
+        }
+        Backend::Postgres => places.push((
+            "the PostgreSQL tables".into(),
+            postgres_dump(&db.url).await.into_bytes(),
+        )),
+    }
+    // The scan reads the real data: the masked number, which is meant to be stored, is found.
+    let stored = places
+        .iter()
+        .skip(3)
+        .any(|(_, bytes)| contains(bytes, "411111XXXXXX1111"));
+    assert!(stored, "the database scan found no token at all");
+    let mut secrets: Vec<String> = cards
+        .iter()
+        .flat_map(|(pan, code)| [pan.to_string(), hex::encode(pan), code.to_string()])
+        .collect();
+    secrets.extend([
+        "4000056655665556".to_owned(),
+        "\"9137\"".to_owned(),
+        "security_code".to_owned(),
+    ]);
+    for (place, bytes) in &places {
+        assert!(
+            !bytes.is_empty() || place.ends_with("-shm") || place.ends_with("-wal"),
+            "{place} is empty"
+        );
+        for secret in &secrets {
+            assert!(!contains(bytes, secret), "{secret} found in {place}");
+        }
+    }
+}
+
+async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let account = app_account(&app).await;
+    let mut tokens = Vec::new();
+    for pan in ["4111111111111111", "5555555555554444"] {
+        tokens.push((
+            account,
+            tokenize(&app, &card(pan)).await["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            pan,
+        ));
+    }
+
+    let output = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+        .args(["master-key", "rotate", "--json"])
+        .env("STRONGROOM_DATA_DIR", app.db.dir.path())
+        .env("STRONGROOM_DATABASE_URL", &app.db.url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report, json!({"new_version": 2, "rewrapped_accounts": 1}));
+
+    // The running server goes on tokenizing, for old accounts and new ones.
+    tokens.push((
+        account,
+        tokenize(&app, &card("6011111111111117")).await["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        "6011111111111117",
+    ));
+    let (other, other_key) = app
+        .create_account("after-rotation", &[Feature::CdeImport])
+        .await;
+    let answer = crate::helpers::send(
+        app.anonymous(reqwest::Method::POST, "/cde-import")
+            .header("X-API-Key", &other_key)
+            .json(&card("3530111333300000")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    tokens.push((
+        other,
+        answer.body["id"].as_str().unwrap().parse().unwrap(),
+        "3530111333300000",
+    ));
+    for owner in [account, other] {
+        assert_eq!(
+            app.store()
+                .get_account_keys(owner)
+                .await
+                .unwrap()
+                .unwrap()
+                .master_version,
+            2
+        );
+    }
+
+    // Retire version 1: a fresh process with only version 2 opens every token, old and new.
+    let key_file = app.db.dir.path().join("master.key");
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| l.starts_with("v2:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&key_file, kept).unwrap();
+    let fresh = Vault::new(
+        app.store().clone(),
+        key_file.clone(),
+        MasterKeys::read(&key_file).unwrap(),
+    );
+    for (owner, id, pan) in tokens {
+        let record = app.store().get_token(owner, id).await.unwrap().unwrap();
+        let card = fresh.open(owner, id, &record.sealed_card).await.unwrap();
+        assert_eq!(card.pan.peek(), pan);
+        // Sealed for one token, a ciphertext does not open as another.
+        assert!(fresh
+            .open(owner, uuid::Uuid::new_v4(), &record.sealed_card)
+            .await
+            .is_err());
+    }
+    let audit = app.store().list_audit_events(account, 100).await.unwrap();
+    assert!(audit.iter().all(|e| !e.action.is_empty()));
+}
