@@ -60,6 +60,10 @@ pub struct Settings {
     /// How long a security code stays in memory after tokenization, in seconds.
     #[arg(long, global = true, env = "STRONGROOM_CVC_TTL_SECONDS")]
     pub cvc_ttl_seconds: Option<u64>,
+    /// How long a node trusts an API key it has read before reading it again, in seconds; a revoked
+    /// key is refused everywhere within this time (0: read on every request).
+    #[arg(long, global = true, env = "STRONGROOM_AUTH_CACHE_SECONDS")]
+    pub auth_cache_seconds: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -78,6 +82,7 @@ struct FileSettings {
     workers: Option<usize>,
     log_format: Option<String>,
     cvc_ttl_seconds: Option<u64>,
+    auth_cache_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +112,8 @@ pub struct Config {
     pub job_poll_interval: Duration,
     /// How long a security code is kept in memory.
     pub cvc_ttl: Duration,
+    /// How long a node trusts an API key it has read (bounds how long a revocation takes to apply).
+    pub auth_cache_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +143,7 @@ impl Config {
             job_lease: Duration::from_secs(30),
             job_poll_interval: Duration::from_millis(250),
             cvc_ttl: Duration::from_secs(15 * 60),
+            auth_cache_ttl: Duration::from_secs(2),
         }
     }
 
@@ -216,6 +224,14 @@ impl Config {
             ));
         }
         config.workers = settings.workers.or(file.workers).unwrap_or(config.workers);
+        if let Some(seconds) = settings.auth_cache_seconds.or(file.auth_cache_seconds) {
+            if seconds > 60 {
+                return Err(ConfigError(
+                    "STRONGROOM_AUTH_CACHE_SECONDS (auth_cache_seconds) must be at most 60".into(),
+                ));
+            }
+            config.auth_cache_ttl = Duration::from_secs(seconds);
+        }
         if let Some(seconds) = settings.cvc_ttl_seconds.or(file.cvc_ttl_seconds) {
             if seconds == 0 || seconds > 24 * 3600 {
                 return Err(ConfigError(

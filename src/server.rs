@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::AuthCache;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::domain::accounts::{self, ApiKeySecret};
@@ -95,10 +96,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let vault = Arc::new(Vault::new(store.clone(), master_key_path(&config), master));
     let cvc = Arc::new(CvcCache::new(config.cvc_ttl));
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc));
+    let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
     Ok(AppState {
         store,
         config: Arc::new(config),
         tokens,
+        auth_cache,
     })
 }
 

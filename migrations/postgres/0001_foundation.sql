@@ -53,7 +53,7 @@ CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE status = 'running';
 
 -- Who did what, when, with which outcome. Never card data. No foreign key: the trail outlives what it names.
 CREATE TABLE audit_events (
-    id          UUID PRIMARY KEY,
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at          TIMESTAMPTZ NOT NULL,
     account_id  UUID,
     actor       TEXT NOT NULL,
@@ -61,4 +61,4 @@ CREATE TABLE audit_events (
     target      TEXT,
     outcome     TEXT NOT NULL
 );
-CREATE INDEX audit_events_by_account ON audit_events (account_id, at);
+CREATE INDEX audit_events_by_account ON audit_events (account_id, id);

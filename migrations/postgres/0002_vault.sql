@@ -11,7 +11,8 @@ CREATE TABLE account_keys (
 );
 CREATE INDEX account_keys_by_master_version ON account_keys (master_version);
 
--- Only the sealed blob holds the card number; the other columns are what the API shows.
+-- Only the sealed blob holds the card number; the other columns are what the API shows. The keyed
+-- fingerprint gets its index with the first query that looks tokens up by it.
 CREATE TABLE tokens (
     id                            UUID PRIMARY KEY,
     account_id                    UUID NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
@@ -32,7 +33,6 @@ CREATE TABLE tokens (
     expires_at                    TIMESTAMPTZ
 );
 CREATE INDEX tokens_by_account_created ON tokens (account_id, created_at, id);
-CREATE INDEX tokens_by_fingerprint ON tokens (account_id, fingerprint);
 CREATE UNIQUE INDEX tokens_by_business_key ON tokens (account_id, import_provider, business_key)
     WHERE business_key IS NOT NULL;
 CREATE INDEX tokens_expiring ON tokens (expires_at) WHERE expires_at IS NOT NULL;

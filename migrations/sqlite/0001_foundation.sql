@@ -54,7 +54,7 @@ CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE status = 'running';
 
 -- Who did what, when, with which outcome. Never card data. No foreign key: the trail outlives what it names.
 CREATE TABLE audit_events (
-    id          BLOB PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,
     at          INTEGER NOT NULL,
     account_id  BLOB,
     actor       TEXT NOT NULL,
@@ -62,4 +62,4 @@ CREATE TABLE audit_events (
     target      TEXT,
     outcome     TEXT NOT NULL
 ) STRICT;
-CREATE INDEX audit_events_by_account ON audit_events (account_id, at);
+CREATE INDEX audit_events_by_account ON audit_events (account_id, id);

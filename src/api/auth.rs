@@ -5,12 +5,16 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::accounts::{parse_presented_key, secret_matches};
-use crate::store::{Feature, FeatureSet};
+use crate::store::{Feature, FeatureSet, KeyWithAccount};
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -57,11 +61,18 @@ async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> ApiR
         .ok_or_else(ApiError::unauthorized)?;
     let (key_id, secret) =
         parse_presented_key(presented.trim()).ok_or_else(ApiError::unauthorized)?;
-    let record = state
-        .store
-        .get_key_with_account(key_id)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let record = match state.auth_cache.get(key_id) {
+        Some(record) => record,
+        None => {
+            let record = state
+                .store
+                .get_key_with_account(key_id)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            state.auth_cache.put(record.clone());
+            record
+        }
+    };
     if record.revoked_at.is_some() || !secret_matches(secret, &record.secret_digest) {
         return Err(ApiError::unauthorized());
     }
@@ -70,6 +81,45 @@ async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> ApiR
         key_id: record.key_id,
         features: record.features,
     })
+}
+
+/// Known keys as last read from the store, for `ttl`: a revocation reaches every node within `ttl`.
+/// The secret is still checked against the digest on every request. Unknown keys are never cached.
+pub struct AuthCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<Uuid, (KeyWithAccount, Instant)>>,
+}
+
+const AUTH_CACHE_MAX_ENTRIES: usize = 10_000;
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key_id: Uuid) -> Option<KeyWithAccount> {
+        let entries = self.entries.read().ok()?;
+        let (record, read_at) = entries.get(&key_id)?;
+        (read_at.elapsed() < self.ttl).then(|| record.clone())
+    }
+
+    fn put(&self, record: KeyWithAccount) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+                entries.retain(|_, (_, read_at)| read_at.elapsed() < self.ttl);
+                if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(record.key_id, (record, Instant::now()));
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

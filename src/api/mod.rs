@@ -36,6 +36,7 @@ pub struct AppState {
     pub store: DynStore,
     pub config: Arc<Config>,
     pub tokens: Arc<crate::domain::tokens::Tokens>,
+    pub auth_cache: Arc<auth::AuthCache>,
 }
 
 impl AppState {

@@ -255,7 +255,7 @@ impl Tokens {
             Some(id.to_string()),
             "success",
         );
-        self.writer.insert(record.clone(), audit).await?;
+        let record = self.writer.insert(record, audit).await?;
         if let Some(code) = valid.security_code {
             self.cvc.put(id, code);
         }
@@ -355,7 +355,7 @@ impl Tokens {
 type Pending = (
     TokenRecord,
     AuditEvent,
-    oneshot::Sender<Result<(), StoreError>>,
+    oneshot::Sender<Result<TokenRecord, StoreError>>,
 );
 
 /// Batches concurrent token inserts into one transaction each, so that SQLite's `synchronous=FULL`
@@ -365,7 +365,7 @@ pub struct TokenWriter {
     tx: mpsc::Sender<Pending>,
 }
 
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 200;
 
 impl TokenWriter {
     pub fn spawn(store: DynStore) -> Self {
@@ -374,38 +374,45 @@ impl TokenWriter {
         Self { tx }
     }
 
-    pub async fn insert(&self, token: TokenRecord, audit: AuditEvent) -> Result<(), StoreError> {
+    /// Stores the token with its audit event; hands the record back once it is durable.
+    pub async fn insert(
+        &self,
+        token: TokenRecord,
+        audit: AuditEvent,
+    ) -> Result<TokenRecord, StoreError> {
+        let stopped = || StoreError::Unavailable("the token writer has stopped".into());
         let (done, answer) = oneshot::channel();
         self.tx
             .send((token, audit, done))
             .await
-            .map_err(|_| StoreError::Unavailable("the token writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the token writer has stopped".into()))?
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
 async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<(TokenRecord, AuditEvent)> = batch
-            .iter()
-            .map(|(t, a, _)| (t.clone(), a.clone()))
-            .collect();
+    let mut pending = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
+        let (rows, answers): (Vec<_>, Vec<_>) =
+            pending.drain(..).map(|(t, a, done)| ((t, a), done)).unzip();
         match store.insert_tokens(&rows).await {
-            Ok(()) => batch.drain(..).for_each(|(_, _, done)| {
-                let _ = done.send(Ok(()));
-            }),
-            // One bad row must not fail its neighbours: write them one by one to find it.
-            Err(StoreError::Constraint(_)) if batch.len() > 1 => {
-                for (token, audit, done) in batch.drain(..) {
-                    let _ = done.send(store.insert_tokens(&[(token, audit)]).await);
+            Ok(()) => {
+                for ((token, _), done) in rows.into_iter().zip(answers) {
+                    let _ = done.send(Ok(token));
                 }
             }
-            Err(err) => batch.drain(..).for_each(|(_, _, done)| {
-                let _ = done.send(Err(err.clone()));
-            }),
+            // One bad row must not fail its neighbours: write them one by one to find it.
+            Err(StoreError::Constraint(_)) if rows.len() > 1 => {
+                for (row, done) in rows.into_iter().zip(answers) {
+                    let result = store.insert_tokens(std::slice::from_ref(&row)).await;
+                    let _ = done.send(result.map(|()| row.0));
+                }
+            }
+            Err(err) => {
+                for done in answers {
+                    let _ = done.send(Err(err.clone()));
+                }
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgPoolOptions, PgTypeIn
 use sqlx::{Decode, Encode, PgPool, Postgres, Type};
 use uuid::Uuid;
 
-use super::sql::impl_store;
+use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
 use super::{
     Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
     NewJob, StoreResult, TokenQuery, TokenRecord, Ts,
@@ -23,6 +23,32 @@ pub struct PgStore {
 
 impl PgStore {
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+    async fn close_pools(&self) {
+        self.pool.close().await;
+    }
+
+    /// Each chunk is one statement (`WITH … INSERT INTO tokens …) INSERT INTO audit_events …`), atomic on
+    /// its own; a batch of several chunks runs them in one transaction.
+    async fn insert_token_batch(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
+        let statement = |chunk| {
+            let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
+            push_token_insert(&mut statement, chunk);
+            statement.push(" RETURNING 1) ");
+            push_audit_insert(&mut statement, chunk);
+            statement
+        };
+        if batch.len() <= INSERT_CHUNK {
+            statement(batch).build().execute(&self.pool).await?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            statement(chunk).build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {

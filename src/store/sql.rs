@@ -2,6 +2,10 @@
 //! natively on each, so one text serves both; the macro stamps it into each backend's `Store` impl.
 //! What differs (job claiming) is passed in as `claim_lock`.
 
+use uuid::Uuid;
+
+use crate::store::{AuditEvent, TokenRecord, Ts};
+
 pub(crate) const JOB_COLUMNS: &str =
     "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
      lease_expires_at, last_error, created_at, updated_at";
@@ -29,6 +33,64 @@ pub(crate) fn token_filter(query: &crate::store::TokenQuery) -> (String, usize) 
         next += 1;
     }
     (sql, next)
+}
+
+/// Appends `INSERT INTO tokens (…) VALUES (…), …` for `rows` to `query`.
+pub(crate) fn push_token_insert<'a, DB>(
+    query: &mut sqlx::QueryBuilder<'a, DB>,
+    rows: &'a [(TokenRecord, AuditEvent)],
+) where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<Ts>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query.push(format!("INSERT INTO tokens ({TOKEN_COLUMNS}) "));
+    query.push_values(rows, |mut row, (t, _)| {
+        row.push_bind(t.id)
+            .push_bind(t.account_id)
+            .push_bind(t.created_at)
+            .push_bind(t.expiry_month)
+            .push_bind(t.expiry_year)
+            .push_bind(t.cardholder_name.as_deref())
+            .push_bind(t.issuer_identification_number.as_str())
+            .push_bind(t.masked_account_number.as_str())
+            .push_bind(t.account_number_last_four.as_str())
+            .push_bind(t.account_number_length)
+            .push_bind(t.scheme.as_str())
+            .push_bind(t.status.as_str())
+            .push_bind(t.fingerprint.as_slice())
+            .push_bind(t.sealed_card.as_slice())
+            .push_bind(t.business_key.as_deref())
+            .push_bind(t.import_provider.as_deref())
+            .push_bind(t.expires_at);
+    });
+}
+
+/// Appends `INSERT INTO audit_events (…) VALUES (…), …` for the events of `rows` to `query`.
+pub(crate) fn push_audit_insert<'a, DB>(
+    query: &mut sqlx::QueryBuilder<'a, DB>,
+    rows: &'a [(TokenRecord, AuditEvent)],
+) where
+    DB: sqlx::Database,
+    Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<Uuid>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query.push("INSERT INTO audit_events (at, account_id, actor, action, target, outcome) ");
+    query.push_values(rows, |mut row, (_, e)| {
+        row.push_bind(e.at)
+            .push_bind(e.account_id)
+            .push_bind(e.actor.as_str())
+            .push_bind(e.action.as_str())
+            .push_bind(e.target.as_deref())
+            .push_bind(e.outcome.as_str());
+    });
 }
 
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
@@ -71,7 +133,7 @@ macro_rules! impl_store {
             }
 
             async fn close(&self) {
-                self.pool.close().await
+                self.close_pools().await
             }
 
             async fn insert_account(&self, a: &Account) -> StoreResult<()> {
@@ -412,49 +474,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_tokens(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                for chunk in batch.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO tokens ({}) ",
-                        $crate::store::sql::TOKEN_COLUMNS
-                    ));
-                    insert.push_values(chunk, |mut row, (t, _)| {
-                        row.push_bind(t.id)
-                            .push_bind(t.account_id)
-                            .push_bind(t.created_at)
-                            .push_bind(t.expiry_month)
-                            .push_bind(t.expiry_year)
-                            .push_bind(t.cardholder_name.clone())
-                            .push_bind(t.issuer_identification_number.clone())
-                            .push_bind(t.masked_account_number.clone())
-                            .push_bind(t.account_number_last_four.clone())
-                            .push_bind(t.account_number_length)
-                            .push_bind(t.scheme.clone())
-                            .push_bind(t.status.clone())
-                            .push_bind(t.fingerprint.clone())
-                            .push_bind(t.sealed_card.clone())
-                            .push_bind(t.business_key.clone())
-                            .push_bind(t.import_provider.clone())
-                            .push_bind(t.expires_at);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-
-                    let mut audit = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO audit_events (id, at, account_id, actor, action, target, outcome) ",
-                    );
-                    audit.push_values(chunk, |mut row, (_, e)| {
-                        row.push_bind(e.id)
-                            .push_bind(e.at)
-                            .push_bind(e.account_id)
-                            .push_bind(e.actor.clone())
-                            .push_bind(e.action.clone())
-                            .push_bind(e.target.clone())
-                            .push_bind(e.outcome.clone());
-                    });
-                    audit.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                self.insert_token_batch(batch).await
             }
 
             async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>> {
@@ -516,10 +536,9 @@ macro_rules! impl_store {
 
             async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO audit_events (id, at, account_id, actor, action, target, outcome) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO audit_events (at, account_id, actor, action, target, outcome) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
-                .bind(e.id)
                 .bind(e.at)
                 .bind(e.account_id)
                 .bind(&e.actor)
@@ -534,7 +553,7 @@ macro_rules! impl_store {
             async fn list_audit_events(&self, account_id: Uuid, limit: i64) -> StoreResult<Vec<AuditEvent>> {
                 Ok(sqlx::query_as(
                     "SELECT id, at, account_id, actor, action, target, outcome FROM audit_events \
-                     WHERE account_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+                     WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
                 )
                 .bind(account_id)
                 .bind(limit)

@@ -261,7 +261,8 @@ pub struct NewJob {
 /// One line of the audit trail. `target` names what was acted on (an id), never card data.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct AuditEvent {
-    pub id: Uuid,
+    /// Assigned by the database in insertion order; 0 until stored.
+    pub id: i64,
     pub at: Ts,
     pub account_id: Option<Uuid>,
     pub actor: String,
@@ -279,7 +280,7 @@ impl AuditEvent {
         outcome: &str,
     ) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            id: 0,
             at: Ts::now(),
             account_id,
             actor: actor.into(),
