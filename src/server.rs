@@ -110,6 +110,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     config.public_url = Some(config.public_url_or(addr));
+    if config.redis_url.is_some() {
+        tracing::warn!(
+            "STRONGROOM_REDIS_URL is set, but this version keeps security codes in this node's memory only: \
+             with several nodes, a code can be used only on the node that received it"
+        );
+    }
     let state = build_state(config).await?;
     let default_api_key = accounts::bootstrap_default_account(&state.store)
         .await?

@@ -76,11 +76,7 @@ async fn a_revoked_key_is_401(backend: Backend) {
     strongroom::domain::accounts::revoke_key(app.store(), key_id, "test")
         .await
         .unwrap();
-    let answer = send(
-        app.anonymous(Method::GET, "/account")
-            .header("X-API-Key", &key),
-    )
-    .await;
+    let answer = app.wait_until_refused(&key).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         answer.body,

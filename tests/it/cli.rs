@@ -82,11 +82,7 @@ async fn admin_commands_work_while_the_server_runs(backend: Backend) {
 
     let (ok, _, stderr) = strongroom(&app, &["key", "revoke", key["id"].as_str().unwrap()]);
     assert!(ok, "{stderr}");
-    let revoked = send(
-        app.anonymous(Method::GET, "/account")
-            .header("X-API-Key", &secret),
-    )
-    .await;
+    let revoked = app.wait_until_refused(&secret).await;
     assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
 
     let (ok, _, stderr) = strongroom(&app, &["key", "revoke", key["id"].as_str().unwrap()]);

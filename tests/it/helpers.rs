@@ -107,6 +107,8 @@ impl TestDb {
         let mut config = Config::for_data_dir(self.dir.path());
         config.database_url = self.url.clone();
         config.workers = 0;
+        // Short, so that revocation tests (which wait for it) run quickly.
+        config.auth_cache_ttl = Duration::from_millis(300);
         config.database_max_connections = 8;
         config
     }
@@ -220,6 +222,23 @@ impl TestApp {
     /// A request with no key at all.
     pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Calls `GET /account` with `key` until it is refused (a node trusts a key it has read for the auth
+    /// cache's TTL), for at most three seconds; returns the last answer.
+    pub async fn wait_until_refused(&self, key: &str) -> Answer {
+        let started = std::time::Instant::now();
+        loop {
+            let answer = send(
+                self.anonymous(Method::GET, "/account")
+                    .header("X-API-Key", key),
+            )
+            .await;
+            if answer.status != StatusCode::OK || started.elapsed() > Duration::from_secs(3) {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> Answer {
