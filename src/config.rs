@@ -64,6 +64,12 @@ pub struct Settings {
     /// key is refused everywhere within this time (0: read on every request).
     #[arg(long, global = true, env = "STRONGROOM_AUTH_CACHE_SECONDS")]
     pub auth_cache_seconds: Option<u64>,
+    /// Delay the built-in sandbox processor adds to every call, in milliseconds (for benchmarks).
+    #[arg(long, global = true, env = "STRONGROOM_SANDBOX_LATENCY_MS")]
+    pub sandbox_latency_ms: Option<u64>,
+    /// How long after capture a payment is settled, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_SETTLE_AFTER_SECONDS")]
+    pub settle_after_seconds: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -83,6 +89,8 @@ struct FileSettings {
     log_format: Option<String>,
     cvc_ttl_seconds: Option<u64>,
     auth_cache_seconds: Option<u64>,
+    sandbox_latency_ms: Option<u64>,
+    settle_after_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +122,10 @@ pub struct Config {
     pub cvc_ttl: Duration,
     /// How long a node trusts an API key it has read (bounds how long a revocation takes to apply).
     pub auth_cache_ttl: Duration,
+    /// Delay of the sandbox processor.
+    pub sandbox_latency: Duration,
+    /// How long after capture a payment is settled.
+    pub settle_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +156,8 @@ impl Config {
             job_poll_interval: Duration::from_millis(250),
             cvc_ttl: Duration::from_secs(15 * 60),
             auth_cache_ttl: Duration::from_secs(2),
+            sandbox_latency: Duration::ZERO,
+            settle_after: Duration::from_secs(3600),
         }
     }
 
@@ -224,6 +238,12 @@ impl Config {
             ));
         }
         config.workers = settings.workers.or(file.workers).unwrap_or(config.workers);
+        if let Some(ms) = settings.sandbox_latency_ms.or(file.sandbox_latency_ms) {
+            config.sandbox_latency = Duration::from_millis(ms.min(60_000));
+        }
+        if let Some(seconds) = settings.settle_after_seconds.or(file.settle_after_seconds) {
+            config.settle_after = Duration::from_secs(seconds);
+        }
         if let Some(seconds) = settings.auth_cache_seconds.or(file.auth_cache_seconds) {
             if seconds > 60 {
                 return Err(ConfigError(

@@ -14,6 +14,8 @@ use crate::api::auth::AuthCache;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::domain::accounts::{self, ApiKeySecret};
+use crate::domain::payments::{PaymentStep, Payments};
+use crate::domain::processor::{Router, Sandbox};
 use crate::domain::tokens::Tokens;
 use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
@@ -37,8 +39,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 }
 
 /// The job handlers this build knows. Each capability that brings a job kind registers it here.
-pub fn job_handlers(_state: &AppState) -> Vec<Arc<dyn JobHandler>> {
-    Vec::new()
+pub fn job_handlers(state: &AppState) -> Vec<Arc<dyn JobHandler>> {
+    PaymentStep::all(&state.payments)
 }
 
 /// A server running on its listener, with its workers.
@@ -96,12 +98,20 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let vault = Arc::new(Vault::new(store.clone(), master_key_path(&config), master));
     let cvc = Arc::new(CvcCache::new(config.cvc_ttl));
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc));
+    let router = Router::new(Arc::new(Sandbox::new(config.sandbox_latency)));
+    let payments = Arc::new(Payments::new(
+        store.clone(),
+        tokens.clone(),
+        router,
+        config.settle_after,
+    ));
     let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
     Ok(AppState {
         store,
         config: Arc::new(config),
         tokens,
         auth_cache,
+        payments,
     })
 }
 

@@ -45,6 +45,29 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
+/// A JSON body that may be left out altogether (an empty body); when sent, it is held to the same rules.
+pub struct OptionalJsonBody(pub Option<serde_json::Value>);
+
+impl FromRequest<AppState> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| body_rejection(rejection, state))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        if !is_json(&parts.headers) {
+            return Err(ApiError::unsupported_media_type());
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| OptionalJsonBody(Some(v)))
+            .map_err(|e| ApiError::invalid("$", syntax_message(&e)))
+    }
+}
+
 async fn json_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     if !is_json(req.headers()) {
         return Err(ApiError::unsupported_media_type());

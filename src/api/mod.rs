@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod pagination;
+pub mod payments;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub tokens: Arc<crate::domain::tokens::Tokens>,
     pub auth_cache: Arc<auth::AuthCache>,
+    pub payments: Arc<crate::domain::payments::Payments>,
 }
 
 impl AppState {
@@ -78,6 +80,18 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::get_token, tokens::delete_token))
         .routes(routes!(tokens::consume_token))
         .routes(routes!(tokens::card_art))
+        .routes(routes!(payments::list_payments))
+        .routes(routes!(payments::one_off))
+        .routes(routes!(payments::unscheduled))
+        .routes(routes!(payments::recurring))
+        .routes(routes!(payments::unscheduled_subsequent))
+        .routes(routes!(payments::recurring_subsequent))
+        .routes(routes!(payments::get_payment))
+        .routes(routes!(payments::capture))
+        .routes(routes!(payments::void))
+        .routes(routes!(payments::refund, payments::list_refunds))
+        .routes(routes!(payments::get_refund))
+        .routes(routes!(payments::list_transactions))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

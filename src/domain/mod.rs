@@ -2,6 +2,9 @@
 
 pub mod accounts;
 pub mod cards;
+pub mod payment_input;
+pub mod payments;
+pub mod processor;
 pub mod tokens;
 
 use serde::Serialize;

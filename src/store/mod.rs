@@ -1,6 +1,7 @@
 //! Storage: one trait whose methods are named by intent and do one query each (multi-step flows live in
 //! the domain layer). SQLite and PostgreSQL implement it; the backend is chosen from the database URL.
 
+mod payment_records;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
 mod postgres;
 mod sql;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use payment_records::*;
 pub use types::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -187,6 +189,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the token row with its sealed card; false if there was none.
     async fn delete_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<bool>;
     async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64>;
+
+    // Payments.
+    /// Inserts a new payment with its day count and, if given, its job.
+    async fn insert_payment(
+        &self,
+        payment: &PaymentRecord,
+        job: Option<&NewJob>,
+    ) -> StoreResult<()>;
+    /// Inserts many payments (with their day counts) in one transaction, for seeding.
+    async fn insert_payments(&self, payments: &[PaymentRecord]) -> StoreResult<()>;
+    async fn get_payment(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<PaymentRecord>>;
+    /// Applies a change atomically; false if the payment moved on since it was read.
+    async fn apply_payment_change(&self, change: &PaymentChange) -> StoreResult<bool>;
+    /// Matching payments per UTC day, newest day first.
+    async fn payment_day_counts(&self, filter: &PaymentFilter) -> StoreResult<Vec<(i64, i64)>>;
+    /// Matching payments created in `[lower, upper)`, newest first (ties by id), skipping `offset`.
+    async fn list_payments_between(
+        &self,
+        filter: &PaymentFilter,
+        lower: Option<Ts>,
+        upper: Option<Ts>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<PaymentRecord>>;
+    async fn get_refund(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<RefundRecord>>;
+    async fn list_refunds(&self, payment_id: Uuid) -> StoreResult<Vec<RefundRecord>>;
+    async fn list_transactions(&self, payment_id: Uuid) -> StoreResult<Vec<TransactionRecord>>;
 
     // Audit trail.
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use crate::store::{AuditEvent, TokenRecord, Ts};
+use crate::store::{day_of, AuditEvent, PaymentFilter, PaymentRecord, TokenRecord, Ts};
 
 pub(crate) const JOB_COLUMNS: &str =
     "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
@@ -91,6 +91,123 @@ pub(crate) fn push_audit_insert<'a, DB>(
             .push_bind(e.target.as_deref())
             .push_bind(e.outcome.as_str());
     });
+}
+
+pub(crate) const PAYMENT_COLUMNS: &str = "id, account_id, version, created_at, updated_at, use_case, status, \
+     currency_code, reference, capture_mode, amount_requested, amount_authorized, amount_captured, amount_voided, \
+     amount_refunded, amount_refund_reserved, capture_requested, token_id, source, flow_matrix_rule, processor, \
+     processor_reference, failure_details, initial_payment_id, recurring_frequency, recurring_expiry, metadata";
+
+pub(crate) const REFUND_COLUMNS: &str =
+    "id, payment_id, account_id, created_at, updated_at, amount, currency_code, status, reference, failure_details";
+
+pub(crate) const TRANSACTION_COLUMNS: &str =
+    "id, payment_id, created_at, kind, status, amount, processor_reference, message";
+
+pub(crate) const JOB_INSERT: &str =
+    "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, \
+     created_at, updated_at) VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)";
+
+pub(crate) const COUNT_ADD: &str =
+    "INSERT INTO payment_day_counts (account_id, day, status, currency_code, n) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, day, status, currency_code) \
+     DO UPDATE SET n = payment_day_counts.n + excluded.n";
+
+/// Appends `INSERT INTO payments (…) VALUES (…), …` for `rows` to `query`.
+pub(crate) fn push_payment_insert<'a, DB>(
+    query: &mut sqlx::QueryBuilder<'a, DB>,
+    rows: &'a [PaymentRecord],
+) where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<Uuid>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i32>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query.push(format!("INSERT INTO payments ({PAYMENT_COLUMNS}) "));
+    query.push_values(rows, |mut row, p| {
+        row.push_bind(p.id)
+            .push_bind(p.account_id)
+            .push_bind(p.version)
+            .push_bind(p.created_at)
+            .push_bind(p.updated_at)
+            .push_bind(p.use_case.as_str())
+            .push_bind(p.status.as_str())
+            .push_bind(p.currency_code.as_str())
+            .push_bind(p.reference.as_str())
+            .push_bind(p.capture_mode.as_str())
+            .push_bind(p.amount_requested)
+            .push_bind(p.amount_authorized)
+            .push_bind(p.amount_captured)
+            .push_bind(p.amount_voided)
+            .push_bind(p.amount_refunded)
+            .push_bind(p.amount_refund_reserved)
+            .push_bind(p.capture_requested)
+            .push_bind(p.token_id)
+            .push_bind(p.source.as_str())
+            .push_bind(p.flow_matrix_rule.as_str())
+            .push_bind(p.processor.as_str())
+            .push_bind(p.processor_reference.as_deref())
+            .push_bind(p.failure_details.as_deref())
+            .push_bind(p.initial_payment_id)
+            .push_bind(p.recurring_frequency)
+            .push_bind(p.recurring_expiry.as_deref())
+            .push_bind(p.metadata.as_deref());
+    });
+}
+
+/// The day counts a set of new payments adds: one entry per (account, day, status, currency).
+pub(crate) fn day_count_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64, String, String), i64)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for p in rows {
+        *counts
+            .entry((
+                p.account_id,
+                day_of(p.created_at),
+                p.status.clone(),
+                p.currency_code.clone(),
+            ))
+            .or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// `WHERE` for a payment listing: `$1` account, then `from`, `until`, the statuses and the currencies, in
+/// that order, each only when present; returns the next free placeholder number.
+pub(crate) fn payment_filter(
+    filter: &PaymentFilter,
+    column: &str,
+    first: usize,
+) -> (String, usize) {
+    let mut sql = String::from(" WHERE account_id = $1");
+    let mut next = first;
+    if filter.from.is_some() {
+        sql.push_str(&format!(" AND {column} >= ${next}"));
+        next += 1;
+    }
+    if filter.until.is_some() {
+        sql.push_str(&format!(" AND {column} < ${next}"));
+        next += 1;
+    }
+    if !filter.statuses.is_empty() {
+        sql.push_str(&format!(
+            " AND status IN ({})",
+            placeholders(next, filter.statuses.len())
+        ));
+        next += filter.statuses.len();
+    }
+    if !filter.currencies.is_empty() {
+        sql.push_str(&format!(
+            " AND currency_code IN ({})",
+            placeholders(next, filter.currencies.len())
+        ));
+        next += filter.currencies.len();
+    }
+    (sql, next)
 }
 
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
@@ -334,10 +451,7 @@ macro_rules! impl_store {
             }
 
             async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'queued', 0, $4, $5, $6, $6)",
-                )
+                sqlx::query($crate::store::sql::JOB_INSERT)
                 .bind(job.id)
                 .bind(&job.kind)
                 .bind(&job.payload)
@@ -532,6 +646,246 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn insert_payment(&self, p: &PaymentRecord, job: Option<&NewJob>) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let mut insert = sqlx::QueryBuilder::<$db>::new("");
+                $crate::store::sql::push_payment_insert(&mut insert, std::slice::from_ref(p));
+                insert.build().execute(&mut *tx).await?;
+                sqlx::query($crate::store::sql::COUNT_ADD)
+                    .bind(p.account_id)
+                    .bind($crate::store::day_of(p.created_at))
+                    .bind(&p.status)
+                    .bind(&p.currency_code)
+                    .bind(1i64)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(job) = job {
+                    sqlx::query($crate::store::sql::JOB_INSERT)
+                        .bind(job.id)
+                        .bind(&job.kind)
+                        .bind(&job.payload)
+                        .bind(job.max_attempts)
+                        .bind(job.run_at)
+                        .bind(Ts::now())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_payments(&self, rows: &[PaymentRecord]) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in rows.chunks($crate::store::sql::INSERT_CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("");
+                    $crate::store::sql::push_payment_insert(&mut insert, chunk);
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for ((account, day, status, currency), n) in $crate::store::sql::day_count_deltas(rows) {
+                    sqlx::query($crate::store::sql::COUNT_ADD)
+                        .bind(account)
+                        .bind(day)
+                        .bind(status)
+                        .bind(currency)
+                        .bind(n)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_payment(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<PaymentRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM payments WHERE id = $1 AND account_id = $2",
+                    $crate::store::sql::PAYMENT_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn apply_payment_change(&self, c: &PaymentChange) -> StoreResult<bool> {
+                let p = &c.payment;
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE payments SET version = $3, updated_at = $4, status = $5, amount_authorized = $6, \
+                     amount_captured = $7, amount_voided = $8, amount_refunded = $9, amount_refund_reserved = $10, \
+                     capture_requested = $11, processor_reference = $12, failure_details = $13 \
+                     WHERE id = $1 AND version = $2",
+                )
+                .bind(p.id)
+                .bind(c.expected_version)
+                .bind(p.version)
+                .bind(p.updated_at)
+                .bind(&p.status)
+                .bind(p.amount_authorized)
+                .bind(p.amount_captured)
+                .bind(p.amount_voided)
+                .bind(p.amount_refunded)
+                .bind(p.amount_refund_reserved)
+                .bind(p.capture_requested)
+                .bind(&p.processor_reference)
+                .bind(&p.failure_details)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if c.previous_status != p.status {
+                    let day = $crate::store::day_of(p.created_at);
+                    for (status, delta) in [(&c.previous_status, -1i64), (&p.status, 1i64)] {
+                        sqlx::query($crate::store::sql::COUNT_ADD)
+                            .bind(p.account_id)
+                            .bind(day)
+                            .bind(status)
+                            .bind(&p.currency_code)
+                            .bind(delta)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                if let Some(t) = &c.transaction {
+                    let sql = format!(
+                        "INSERT INTO payment_transactions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        $crate::store::sql::TRANSACTION_COLUMNS
+                    );
+                    sqlx::query(&sql)
+                        .bind(t.id)
+                        .bind(t.payment_id)
+                        .bind(t.created_at)
+                        .bind(&t.kind)
+                        .bind(&t.status)
+                        .bind(t.amount)
+                        .bind(&t.processor_reference)
+                        .bind(&t.message)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(r) = &c.new_refund {
+                    let sql = format!(
+                        "INSERT INTO refunds ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        $crate::store::sql::REFUND_COLUMNS
+                    );
+                    sqlx::query(&sql)
+                        .bind(r.id)
+                        .bind(r.payment_id)
+                        .bind(r.account_id)
+                        .bind(r.created_at)
+                        .bind(r.updated_at)
+                        .bind(r.amount)
+                        .bind(&r.currency_code)
+                        .bind(&r.status)
+                        .bind(&r.reference)
+                        .bind(&r.failure_details)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(r) = &c.finished_refund {
+                    let done = sqlx::query(
+                        "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
+                         WHERE id = $1 AND status = 'processing'",
+                    )
+                    .bind(r.id)
+                    .bind(&r.status)
+                    .bind(r.updated_at)
+                    .bind(&r.failure_details)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                }
+                if let Some(job) = &c.job {
+                    sqlx::query($crate::store::sql::JOB_INSERT)
+                        .bind(job.id)
+                        .bind(&job.kind)
+                        .bind(&job.payload)
+                        .bind(job.max_attempts)
+                        .bind(job.run_at)
+                        .bind(Ts::now())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn payment_day_counts(&self, f: &PaymentFilter) -> StoreResult<Vec<(i64, i64)>> {
+                let (filter, _) = $crate::store::sql::payment_filter(f, "day", 2);
+                let sql = format!(
+                    "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_counts{filter} \
+                     GROUP BY day HAVING SUM(n) > 0 ORDER BY day DESC"
+                );
+                let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(f.account_id);
+                if let Some(from) = f.from {
+                    query = query.bind($crate::store::day_of(from));
+                }
+                if let Some(until) = f.until {
+                    query = query.bind($crate::store::day_of(until));
+                }
+                for s in &f.statuses {
+                    query = query.bind(s);
+                }
+                for c in &f.currencies {
+                    query = query.bind(c);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
+            }
+
+            async fn list_payments_between(
+                &self,
+                f: &PaymentFilter,
+                lower: Option<Ts>,
+                upper: Option<Ts>,
+                limit: i64,
+                offset: i64,
+            ) -> StoreResult<Vec<PaymentRecord>> {
+                let window = PaymentFilter { from: lower, until: upper, ..f.clone() };
+                let (filter, next) = $crate::store::sql::payment_filter(&window, "created_at", 2);
+                let sql = format!(
+                    "SELECT {} FROM payments{filter} ORDER BY created_at DESC, id DESC LIMIT ${next} OFFSET ${}",
+                    $crate::store::sql::PAYMENT_COLUMNS,
+                    next + 1
+                );
+                let mut query = sqlx::query_as(&sql).bind(f.account_id);
+                if let Some(lower) = lower {
+                    query = query.bind(lower);
+                }
+                if let Some(upper) = upper {
+                    query = query.bind(upper);
+                }
+                for s in &f.statuses {
+                    query = query.bind(s);
+                }
+                for c in &f.currencies {
+                    query = query.bind(c);
+                }
+                Ok(query.bind(limit).bind(offset).fetch_all(&self.pool).await?)
+            }
+
+            async fn get_refund(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<RefundRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM refunds WHERE id = $1 AND account_id = $2",
+                    $crate::store::sql::REFUND_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_refunds(&self, payment_id: Uuid) -> StoreResult<Vec<RefundRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM refunds WHERE payment_id = $1 ORDER BY created_at, id",
+                    $crate::store::sql::REFUND_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(payment_id).fetch_all(&self.pool).await?)
+            }
+
+            async fn list_transactions(&self, payment_id: Uuid) -> StoreResult<Vec<TransactionRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM payment_transactions WHERE payment_id = $1 ORDER BY created_at, id",
+                    $crate::store::sql::TRANSACTION_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(payment_id).fetch_all(&self.pool).await?)
             }
 
             async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
 use super::{
     Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
-    NewJob, StoreResult, TokenQuery, TokenRecord, Ts,
+    NewJob, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord, StoreResult, TokenQuery,
+    TokenRecord, TransactionRecord, Ts,
 };
 use super::{Backend, DynStore, OpenError};
 
