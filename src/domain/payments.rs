@@ -767,3 +767,92 @@ impl JobHandler for PaymentStep {
         self.payments.run_job(self.kind, job).await
     }
 }
+
+/// Realistic payments for demos and benchmarks: spread over the `days` before `now`, in several
+/// currencies and every status, on one token of the account.
+pub fn synthetic_payments(
+    rng: &mut impl rand::Rng,
+    account_id: Uuid,
+    token: &crate::store::TokenRecord,
+    now: Ts,
+    days: u32,
+    count: usize,
+) -> Vec<PaymentRecord> {
+    const CURRENCIES: [(&str, u32); 5] = [
+        ("EUR", 40),
+        ("USD", 30),
+        ("GBP", 15),
+        ("CHF", 10),
+        ("JPY", 5),
+    ];
+    const STATUSES: [(&str, u32); 9] = [
+        ("captured", 35),
+        ("settled", 25),
+        ("authorized", 14),
+        ("failed", 10),
+        ("voided", 8),
+        ("settling", 3),
+        ("processing", 2),
+        ("capturing", 2),
+        ("voiding", 1),
+    ];
+    fn pick<'a>(rng: &mut impl rand::Rng, weighted: &[(&'a str, u32)]) -> &'a str {
+        let mut n = rng.gen_range(0..weighted.iter().map(|(_, w)| w).sum::<u32>());
+        for (value, weight) in weighted {
+            if n < *weight {
+                return value;
+            }
+            n -= weight;
+        }
+        weighted[0].0
+    }
+    let source = json!({
+        "type": "card", "cardholder_name": token.cardholder_name, "expiry_month": token.expiry_month,
+        "expiry_year": token.expiry_year, "masked_account_number": token.masked_account_number, "pan_type": "FPAN",
+        "issuer": {"identification_number": token.issuer_identification_number, "scheme": token.scheme},
+    })
+    .to_string();
+    let span_micros = i64::from(days.max(1)) * 86_400_000_000;
+    (0..count)
+        .map(|_| {
+            let created_at = Ts::from_micros(now.micros() - rng.gen_range(0..span_micros)).unwrap_or(now);
+            let status = pick(rng, &STATUSES);
+            let amount = rng.gen_range(100..200_000i64);
+            let authorized = if ["failed", "processing"].contains(&status) { 0 } else { amount };
+            let captured = if ["captured", "settled", "settling"].contains(&status) { amount } else { 0 };
+            let refunded = if captured > 0 && rng.gen_ratio(1, 10) { captured / 2 } else { 0 };
+            PaymentRecord {
+                id: Uuid::new_v4(),
+                account_id,
+                version: 1,
+                created_at,
+                updated_at: created_at,
+                use_case: ["ONE_OFF", "UNSCHEDULED", "RECURRING"][rng.gen_range(0..3)].to_owned(),
+                status: status.to_owned(),
+                currency_code: pick(rng, &CURRENCIES).to_owned(),
+                reference: format!("Order #{}", rng.gen_range(100_000..999_999)),
+                capture_mode: if captured > 0 { "automatic" } else { "manual" }.to_owned(),
+                amount_requested: amount,
+                amount_authorized: authorized,
+                amount_captured: captured,
+                amount_voided: if status == "voided" { amount } else { 0 },
+                amount_refunded: refunded,
+                amount_refund_reserved: 0,
+                capture_requested: (status == "capturing").then_some(amount),
+                token_id: token.id,
+                source: source.clone(),
+                flow_matrix_rule: "default: all payments to sandbox".to_owned(),
+                processor: "sandbox".to_owned(),
+                processor_reference: (authorized > 0).then(|| format!("sbx_seed_{}", rng.gen::<u64>())),
+                failure_details: (status == "failed").then(|| {
+                    json!([{"classifier": "DECLINED", "message": "The issuer declined the payment", "source": "processor"}])
+                        .to_string()
+                }),
+                initial_payment_id: None,
+                recurring_frequency: None,
+                recurring_expiry: None,
+                metadata: None,
+            }
+        })
+        .collect()
+}

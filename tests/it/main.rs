@@ -6,6 +6,8 @@ mod cli;
 mod helpers;
 mod idempotency;
 mod jobs;
+mod payments;
+mod payments_list;
 mod store_contract;
 mod tokens;
 mod vault;
