@@ -38,9 +38,30 @@ pub enum Command {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Payments.
+    #[command(subcommand)]
+    Payments(PaymentsCommand),
     /// The master key that wraps every account's data keys.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PaymentsCommand {
+    /// Creates COUNT realistic payments (spread over DAYS days, several currencies and statuses) on one
+    /// test-card token of the account, for demos and benchmarks.
+    Seed {
+        #[arg(long)]
+        count: usize,
+        /// The account; default: the one named `default`.
+        #[arg(long)]
+        account: Option<Uuid>,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// No progress bar (for scripts).
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,6 +162,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account(cmd, config).await,
         Command::Key(cmd) => key(cmd, config).await,
+        Command::Payments(PaymentsCommand::Seed { count, account, days, quiet }) => {
+            seed_payments(config, count, account, days, quiet).await
+        }
         Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
             let store = server::open_store(&config).await?;
             let key_file = crate::vault::master_key_path(&config);
@@ -308,5 +332,59 @@ async fn key(cmd: KeyCommand, config: Config) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn seed_payments(config: Config, count: usize, account: Option<Uuid>, days: u32, quiet: bool) -> anyhow::Result<()> {
+    use crate::domain::tokens::{validate_card, NumberForm, Origin};
+    let state = server::build_state(config).await?;
+    let account_id = match account {
+        Some(id) => id,
+        None => state
+            .store
+            .list_accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.name == "default")
+            .map(|a| a.id)
+            .context("no account named `default`; pass --account")?,
+    };
+    if state.store.get_account(account_id).await?.is_none() {
+        anyhow::bail!("no account with id {account_id}");
+    }
+    let card = json!({"account_number": "4111111111111111", "expiry_month": 12, "expiry_year": 2034,
+                      "cardholder_name": "Seed Holder"});
+    let valid = validate_card(&card, chrono::Utc::now(), NumberForm::Strict)
+        .map_err(|_| anyhow::anyhow!("the seed card did not validate"))?;
+    let token = state.tokens.create(account_id, ADMIN_CLI, valid, Origin::default()).await?;
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(count as u64) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} payments  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut rng = rand::thread_rng();
+    let now = crate::store::Ts::now();
+    let started = std::time::Instant::now();
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(5000);
+        let rows = crate::domain::payments::synthetic_payments(&mut rng, account_id, &token, now, days, n);
+        state.store.insert_payments(&rows).await?;
+        left -= n;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    state
+        .store
+        .insert_audit_event(&crate::store::AuditEvent::new(
+            Some(account_id),
+            ADMIN_CLI,
+            "payments.seed",
+            Some(format!("{count} payments")),
+            "success",
+        ))
+        .await?;
+    eprintln!("seeded {count} payments for account {account_id} in {:.1} s", started.elapsed().as_secs_f64());
+    state.store.close().await;
     Ok(())
 }

@@ -35,15 +35,24 @@ CREATE TABLE payments (
 CREATE INDEX payments_by_account_created ON payments (account_id, created_at, id, status, currency_code);
 
 -- Payments per account, UTC day (days since 1970-01-01), status and currency, kept in the same
--- transaction as every insert and status change.
+-- transaction as every insert and status change. Keyed status first, so that a status filter reads only
+-- its own rows; a currency-only filter has its own index; unfiltered totals have their own table.
 CREATE TABLE payment_day_counts (
     account_id     BLOB NOT NULL,
-    day            INTEGER NOT NULL,
     status         TEXT NOT NULL,
     currency_code  TEXT NOT NULL,
+    day            INTEGER NOT NULL,
     n              INTEGER NOT NULL,
-    PRIMARY KEY (account_id, day, status, currency_code)
-) STRICT;
+    PRIMARY KEY (account_id, status, currency_code, day)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX payment_day_counts_by_currency ON payment_day_counts (account_id, currency_code, day);
+
+CREATE TABLE payment_day_totals (
+    account_id  BLOB NOT NULL,
+    day         INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (account_id, day)
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE refunds (
     id               BLOB PRIMARY KEY,

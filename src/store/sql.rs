@@ -110,8 +110,20 @@ pub(crate) const JOB_INSERT: &str =
 
 pub(crate) const COUNT_ADD: &str =
     "INSERT INTO payment_day_counts (account_id, day, status, currency_code, n) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, day, status, currency_code) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, status, currency_code, day) \
      DO UPDATE SET n = payment_day_counts.n + excluded.n";
+
+pub(crate) const TOTAL_ADD: &str = "INSERT INTO payment_day_totals (account_id, day, n) VALUES ($1, $2, $3) \
+     ON CONFLICT (account_id, day) DO UPDATE SET n = payment_day_totals.n + excluded.n";
+
+/// The per-day totals a set of new payments adds.
+pub(crate) fn day_total_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64), i64)> {
+    let mut totals = std::collections::BTreeMap::new();
+    for p in rows {
+        *totals.entry((p.account_id, day_of(p.created_at))).or_insert(0) += 1;
+    }
+    totals.into_iter().collect()
+}
 
 /// Appends `INSERT INTO payments (…) VALUES (…), …` for `rows` to `query`.
 pub(crate) fn push_payment_insert<'a, DB>(
@@ -661,6 +673,12 @@ macro_rules! impl_store {
                     .bind(1i64)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query($crate::store::sql::TOTAL_ADD)
+                    .bind(p.account_id)
+                    .bind($crate::store::day_of(p.created_at))
+                    .bind(1i64)
+                    .execute(&mut *tx)
+                    .await?;
                 if let Some(job) = job {
                     sqlx::query($crate::store::sql::JOB_INSERT)
                         .bind(job.id)
@@ -689,6 +707,14 @@ macro_rules! impl_store {
                         .bind(day)
                         .bind(status)
                         .bind(currency)
+                        .bind(n)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for ((account, day), n) in $crate::store::sql::day_total_deltas(rows) {
+                    sqlx::query($crate::store::sql::TOTAL_ADD)
+                        .bind(account)
+                        .bind(day)
                         .bind(n)
                         .execute(&mut *tx)
                         .await?;
@@ -813,10 +839,14 @@ macro_rules! impl_store {
 
             async fn payment_day_counts(&self, f: &PaymentFilter) -> StoreResult<Vec<(i64, i64)>> {
                 let (filter, _) = $crate::store::sql::payment_filter(f, "day", 2);
-                let sql = format!(
-                    "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_counts{filter} \
-                     GROUP BY day HAVING SUM(n) > 0 ORDER BY day DESC"
-                );
+                let sql = if f.statuses.is_empty() && f.currencies.is_empty() {
+                    format!("SELECT day, n FROM payment_day_totals{filter} AND n > 0 ORDER BY day DESC")
+                } else {
+                    format!(
+                        "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_counts{filter} \
+                         GROUP BY day HAVING SUM(n) > 0 ORDER BY day DESC"
+                    )
+                };
                 let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(f.account_id);
                 if let Some(from) = f.from {
                     query = query.bind($crate::store::day_of(from));

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# GET /payments at scale: seeds COUNT payments (default 1,000,000) with `strongroom payments seed` on SQLite
+# and on PostgreSQL, then measures latency (p50/p99) and throughput of four listings with wrk. It measures
+# and prints; it asserts nothing.
+#
+#   bench/payments-list.sh
+#   COUNT=200000 DURATION=5s BACKENDS=sqlite bench/payments-list.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COUNT="${COUNT:-1000000}"
+DURATION="${DURATION:-10s}"
+CONNS="${CONNS:-4}"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+PG_ADMIN_URL="${STRONGROOM_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "installing wrk" >&2
+    (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)) >/dev/null
+fi
+cargo build --release --quiet
+BIN="$PWD/target/release/strongroom"
+WORK="$(mktemp -d)"
+SERVER_PID=""
+PG_DB=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    [ -n "$PG_DB" ] && psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+FROM=$(date -u -d '-270 days' +%F)
+TO=$(date -u -d '-90 days' +%F)
+FILTER="status=authorized,captured&currency_code=EUR,USD&from=$FROM&to=$TO"
+QUERIES=(
+    "no filter, page 1|"
+    "status=captured, page 1|status=captured"
+    "status+currency+dates, page 1|$FILTER"
+    "same, page 1000, limit 500|$FILTER&page=1000&limit=500"
+)
+
+measure() {
+    wrk -t2 -c"$CONNS" -d"$DURATION" --latency -H "X-API-Key: $KEY" "$1" | awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000;
+            return v;
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /^Requests\/sec/ { rps = $2 }
+        /Non-2xx/ { errors = $NF }
+        END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (errors == "" ? 0 : errors) }'
+}
+
+RESULTS=()
+for backend in $BACKENDS; do
+    dir="$WORK/$backend"
+    mkdir -p "$dir"
+    case $backend in
+        sqlite) url="sqlite://$dir/strongroom.db" ;;
+        postgres)
+            if ! psql "$PG_ADMIN_URL" -qc 'SELECT 1' >/dev/null 2>&1; then
+                echo "postgres: not reachable at $PG_ADMIN_URL, skipped" >&2
+                continue
+            fi
+            PG_DB="strongroom_bench_$$"
+            psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
+            url="${PG_ADMIN_URL%/*}/$PG_DB" ;;
+        *) echo "unknown backend $backend" >&2; exit 2 ;;
+    esac
+    export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$url"
+    KEY=$("$BIN" account create --name default --json 2>/dev/null | sed 's/.*"api_key":"\([^"]*\)".*/\1/')
+    echo "$backend: seeding $COUNT payments" >&2
+    seed_started=$(date +%s.%N)
+    "$BIN" payments seed --count "$COUNT" --quiet
+    seed_seconds=$(awk -v s="$seed_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    [ "$backend" = postgres ] && psql "$url" -qc 'VACUUM ANALYZE' >/dev/null
+    STRONGROOM_LISTEN=127.0.0.1:0 RUST_LOG=warn,strongroom::server=info "$BIN" serve >"$dir/stdout" 2>"$dir/stderr" &
+    SERVER_PID=$!
+    BASE=""
+    for _ in $(seq 1 100); do
+        BASE=$(grep -o 'addr=[0-9.:]*' "$dir/stderr" 2>/dev/null | head -1 | sed 's/addr=/http:\/\//') || true
+        [ -n "$BASE" ] && break
+        sleep 0.1
+    done
+    [ -n "$BASE" ] || { cat "$dir/stderr" >&2; exit 1; }
+    for entry in "${QUERIES[@]}"; do
+        name=${entry%%|*}
+        query=${entry#*|}
+        total=$(curl -s -H "X-API-Key: $KEY" "$BASE/payments?$query" | sed 's/.*"total_items":\([0-9]*\).*/\1/')
+        read -r rps p50 p99 errors < <(measure "$BASE/payments?$query")
+        RESULTS+=("$(printf '%-9s %-30s %10s %9s %9s %9s %7s   (seeded in %s s)' "$backend" "$name" "$total" "$rps" "$p50" "$p99" "$errors" "$seed_seconds")")
+    done
+    kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    if [ "$backend" = postgres ]; then
+        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
+        PG_DB=""
+    fi
+done
+
+printf '\n%s payments, wrk %s connections for %s each; from=%s to=%s\n' "$COUNT" "$CONNS" "$DURATION" "$FROM" "$TO"
+printf '%-9s %-30s %10s %9s %9s %9s %7s\n' backend query total_items "req/s" "p50 ms" "p99 ms" errors
+printf '%s\n' "${RESULTS[@]}"
