@@ -162,9 +162,12 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account(cmd, config).await,
         Command::Key(cmd) => key(cmd, config).await,
-        Command::Payments(PaymentsCommand::Seed { count, account, days, quiet }) => {
-            seed_payments(config, count, account, days, quiet).await
-        }
+        Command::Payments(PaymentsCommand::Seed {
+            count,
+            account,
+            days,
+            quiet,
+        }) => seed_payments(config, count, account, days, quiet).await,
         Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
             let store = server::open_store(&config).await?;
             let key_file = crate::vault::master_key_path(&config);
@@ -335,7 +338,13 @@ async fn key(cmd: KeyCommand, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed_payments(config: Config, count: usize, account: Option<Uuid>, days: u32, quiet: bool) -> anyhow::Result<()> {
+async fn seed_payments(
+    config: Config,
+    count: usize,
+    account: Option<Uuid>,
+    days: u32,
+    quiet: bool,
+) -> anyhow::Result<()> {
     use crate::domain::tokens::{validate_card, NumberForm, Origin};
     let state = server::build_state(config).await?;
     let account_id = match account {
@@ -356,11 +365,20 @@ async fn seed_payments(config: Config, count: usize, account: Option<Uuid>, days
                       "cardholder_name": "Seed Holder"});
     let valid = validate_card(&card, chrono::Utc::now(), NumberForm::Strict)
         .map_err(|_| anyhow::anyhow!("the seed card did not validate"))?;
-    let token = state.tokens.create(account_id, ADMIN_CLI, valid, Origin::default()).await?;
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(count as u64) };
+    let token = state
+        .tokens
+        .create(account_id, ADMIN_CLI, valid, Origin::default())
+        .await?;
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(count as u64)
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} payments  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} payments  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut rng = rand::thread_rng();
     let now = crate::store::Ts::now();
@@ -368,7 +386,8 @@ async fn seed_payments(config: Config, count: usize, account: Option<Uuid>, days
     let mut left = count;
     while left > 0 {
         let n = left.min(5000);
-        let rows = crate::domain::payments::synthetic_payments(&mut rng, account_id, &token, now, days, n);
+        let rows =
+            crate::domain::payments::synthetic_payments(&mut rng, account_id, &token, now, days, n);
         state.store.insert_payments(&rows).await?;
         left -= n;
         bar.inc(n as u64);
@@ -384,7 +403,10 @@ async fn seed_payments(config: Config, count: usize, account: Option<Uuid>, days
             "success",
         ))
         .await?;
-    eprintln!("seeded {count} payments for account {account_id} in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {count} payments for account {account_id} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     state.store.close().await;
     Ok(())
 }

@@ -113,14 +113,17 @@ pub(crate) const COUNT_ADD: &str =
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, status, currency_code, day) \
      DO UPDATE SET n = payment_day_counts.n + excluded.n";
 
-pub(crate) const TOTAL_ADD: &str = "INSERT INTO payment_day_totals (account_id, day, n) VALUES ($1, $2, $3) \
+pub(crate) const TOTAL_ADD: &str =
+    "INSERT INTO payment_day_totals (account_id, day, n) VALUES ($1, $2, $3) \
      ON CONFLICT (account_id, day) DO UPDATE SET n = payment_day_totals.n + excluded.n";
 
 /// The per-day totals a set of new payments adds.
 pub(crate) fn day_total_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64), i64)> {
     let mut totals = std::collections::BTreeMap::new();
     for p in rows {
-        *totals.entry((p.account_id, day_of(p.created_at))).or_insert(0) += 1;
+        *totals
+            .entry((p.account_id, day_of(p.created_at)))
+            .or_insert(0) += 1;
     }
     totals.into_iter().collect()
 }
