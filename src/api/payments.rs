@@ -266,49 +266,37 @@ create_endpoint!(
     "Creates the customer-initiated first payment of a recurring series."
 );
 
-/// Creates a merchant-initiated payment on the source of an unscheduled initial payment.
-#[utoipa::path(post, path = "/payments/unscheduled/{id}/subsequent", tag = "payments_mi", security(("APIKeyAuth" = [])),
-    params(("id" = Uuid, Path, description = "The initial payment")),
-    request_body(content = PaymentRequest, content_type = "application/json"),
-    responses((status = 200, body = PaymentResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn unscheduled_subsequent(
-    State(state): State<AppState>,
-    principal: Principal,
-    PathId(id): PathId,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<PaymentResponse>> {
-    create(
-        &state,
-        &principal,
-        UseCase::SubsequentUnscheduled,
-        &body,
-        RequestKind::Subsequent,
-        Some(id),
-    )
-    .await
+macro_rules! subsequent_endpoint {
+    ($name:ident, $path:literal, $use_case:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "payments_mi", security(("APIKeyAuth" = [])),
+            params(("id" = Uuid, Path, description = "The initial payment")),
+            request_body(content = PaymentRequest, content_type = "application/json"),
+            responses((status = 200, body = PaymentResponse), (status = 404, body = ErrorBody),
+                      (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            principal: Principal,
+            PathId(id): PathId,
+            JsonBody(body): JsonBody,
+        ) -> ApiResult<Json<PaymentResponse>> {
+            create(&state, &principal, $use_case, &body, RequestKind::Subsequent, Some(id)).await
+        }
+    };
 }
 
-/// Creates a merchant-initiated payment on the source of a recurring initial payment.
-#[utoipa::path(post, path = "/payments/recurring/{id}/subsequent", tag = "payments_mi", security(("APIKeyAuth" = [])),
-    params(("id" = Uuid, Path, description = "The initial payment")),
-    request_body(content = PaymentRequest, content_type = "application/json"),
-    responses((status = 200, body = PaymentResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn recurring_subsequent(
-    State(state): State<AppState>,
-    principal: Principal,
-    PathId(id): PathId,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<PaymentResponse>> {
-    create(
-        &state,
-        &principal,
-        UseCase::SubsequentRecurring,
-        &body,
-        RequestKind::Subsequent,
-        Some(id),
-    )
-    .await
-}
+subsequent_endpoint!(
+    unscheduled_subsequent,
+    "/payments/unscheduled/{id}/subsequent",
+    UseCase::SubsequentUnscheduled,
+    "Creates a merchant-initiated payment on the source of an unscheduled initial payment."
+);
+subsequent_endpoint!(
+    recurring_subsequent,
+    "/payments/recurring/{id}/subsequent",
+    UseCase::SubsequentRecurring,
+    "Creates a merchant-initiated payment on the source of a recurring initial payment."
+);
 
 /// Shows one payment.
 #[utoipa::path(get, path = "/payments/{id}", tag = "payments_data", security(("APIKeyAuth" = [])),

@@ -8,6 +8,7 @@ pub mod processor;
 pub mod tokens;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// One fault in a request: `path` is a JSON path into the body (`$.expiry_month`) or names the
@@ -25,4 +26,15 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// The field's value, treating JSON `null` as absent (`null` unsets).
+pub(crate) fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object.get(name).filter(|v| !v.is_null())
+}
+
+/// Records a fault at `path` and yields nothing, for use where a checked value is expected.
+pub(crate) fn fault<T>(errors: &mut Vec<FieldError>, path: &str, message: &str) -> Option<T> {
+    errors.push(FieldError::new(path, message));
+    None
 }

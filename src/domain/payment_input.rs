@@ -4,7 +4,7 @@ use chrono::{NaiveDate, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::FieldError;
+use super::{fault, present, FieldError};
 
 /// Active ISO 4217 currency codes.
 const CURRENCIES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP \
@@ -156,15 +156,6 @@ pub fn validate_payment(body: &Value, kind: RequestKind) -> Result<PaymentInput,
         }),
         _ => Err(errors),
     }
-}
-
-fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).filter(|v| !v.is_null())
-}
-
-fn fault<T>(errors: &mut Vec<FieldError>, path: &str, message: &str) -> Option<T> {
-    errors.push(FieldError::new(path, message));
-    None
 }
 
 fn source_token(object: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Uuid> {

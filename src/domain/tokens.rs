@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::cards::{CardData, Pan, Scheme, SecurityCode};
-use super::FieldError;
+use super::{fault, present, FieldError};
 use crate::store::{AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
 use crate::vault::cvc::CvcCache;
 use crate::vault::{Vault, VaultError};
@@ -61,29 +61,33 @@ pub fn validate_card(
     }
 
     let pan = match present(object, "account_number") {
-        None => fault(&mut errors, "account_number", "is required"),
+        None => fault(&mut errors, "$.account_number", "is required"),
         Some(Value::String(s)) if s.is_empty() => {
-            fault(&mut errors, "account_number", "must not be empty")
+            fault(&mut errors, "$.account_number", "must not be empty")
         }
         Some(Value::String(s)) => Pan::parse(s)
             .map_err(|m| errors.push(field("account_number", m)))
             .ok(),
-        Some(_) => fault(&mut errors, "account_number", "must be a string of digits"),
+        Some(_) => fault(
+            &mut errors,
+            "$.account_number",
+            "must be a string of digits",
+        ),
     };
     let month = integer(object, "expiry_month", form, &mut errors).and_then(|m| {
         if (1..=12).contains(&m) {
             Some(m as u8)
         } else {
-            fault(&mut errors, "expiry_month", "must be from 1 to 12")
+            fault(&mut errors, "$.expiry_month", "must be from 1 to 12")
         }
     });
     let year = integer(object, "expiry_year", form, &mut errors).and_then(|y| {
         if y < 2000 {
-            fault(&mut errors, "expiry_year", "must be 2000 or later")
+            fault(&mut errors, "$.expiry_year", "must be 2000 or later")
         } else if y > i64::from(now.year() + MAX_YEARS_AHEAD) {
             fault(
                 &mut errors,
-                "expiry_year",
+                "$.expiry_year",
                 "must be no more than 50 years ahead",
             )
         } else {
@@ -102,7 +106,7 @@ pub fn validate_card(
     let security_code = match present(object, "security_code") {
         None => None,
         Some(Value::String(s)) if s.is_empty() => {
-            fault(&mut errors, "security_code", "must not be empty")
+            fault(&mut errors, "$.security_code", "must not be empty")
         }
         Some(Value::String(s)) => match scheme {
             Some(scheme) => SecurityCode::parse(s, scheme)
@@ -110,22 +114,22 @@ pub fn validate_card(
                 .ok(),
             // The number is invalid, so only the scheme-independent checks can be made.
             None if s.bytes().all(|b| b.is_ascii_digit()) && (3..=4).contains(&s.len()) => None,
-            None => fault(&mut errors, "security_code", "must be 3 or 4 digits"),
+            None => fault(&mut errors, "$.security_code", "must be 3 or 4 digits"),
         },
-        Some(_) => fault(&mut errors, "security_code", "must be a string of digits"),
+        Some(_) => fault(&mut errors, "$.security_code", "must be a string of digits"),
     };
     let cardholder_name = match present(object, "cardholder_name") {
         None => None,
         Some(Value::String(s)) if s.trim().is_empty() => {
-            fault(&mut errors, "cardholder_name", "must not be empty")
+            fault(&mut errors, "$.cardholder_name", "must not be empty")
         }
         Some(Value::String(s)) if s.chars().count() > MAX_NAME_CHARS => fault(
             &mut errors,
-            "cardholder_name",
+            "$.cardholder_name",
             "must be at most 200 characters",
         ),
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => fault(&mut errors, "cardholder_name", "must be a string"),
+        Some(_) => fault(&mut errors, "$.cardholder_name", "must be a string"),
     };
 
     match (pan, month, year) {
@@ -142,18 +146,8 @@ pub fn validate_card(
     }
 }
 
-/// The field's value, treating JSON `null` as absent.
-fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).filter(|v| !v.is_null())
-}
-
 fn field(name: &str, message: &str) -> FieldError {
     FieldError::new(format!("$.{name}"), message)
-}
-
-fn fault<T>(errors: &mut Vec<FieldError>, name: &str, message: &str) -> Option<T> {
-    errors.push(field(name, message));
-    None
 }
 
 fn integer(
@@ -163,19 +157,19 @@ fn integer(
     errors: &mut Vec<FieldError>,
 ) -> Option<i64> {
     match (present(object, name), form) {
-        (None, _) => fault(errors, name, "is required"),
+        (None, _) => fault(errors, &format!("$.{name}"), "is required"),
         (Some(Value::Number(n)), _) => n
             .as_i64()
-            .or_else(|| fault(errors, name, "must be an integer")),
+            .or_else(|| fault(errors, &format!("$.{name}"), "must be an integer")),
         (Some(Value::String(s)), NumberForm::Forwarded) if s.is_empty() => {
-            fault(errors, name, "is required")
+            fault(errors, &format!("$.{name}"), "is required")
         }
         (Some(Value::String(s)), NumberForm::Forwarded)
             if s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()) =>
         {
             s.parse().ok()
         }
-        (Some(_), _) => fault(errors, name, "must be an integer"),
+        (Some(_), _) => fault(errors, &format!("$.{name}"), "must be an integer"),
     }
 }
 

@@ -315,10 +315,11 @@ fn new_account_keys(
     })
 }
 
-fn unwrap_account_keys(
+/// The data key and fingerprint key of `record`, unwrapped with the master key version it names.
+fn unwrap_both(
     record: &AccountKeysRecord,
     master: &MasterKeys,
-) -> Result<AccountKeys, VaultError> {
+) -> Result<(KeyBytes, KeyBytes), VaultError> {
     let kek = u32::try_from(record.master_version)
         .ok()
         .and_then(|v| master.get(v))
@@ -330,6 +331,14 @@ fn unwrap_account_keys(
         FPK_ROLE,
         &record.wrapped_fingerprint_key,
     )?;
+    Ok((dek, fpk))
+}
+
+fn unwrap_account_keys(
+    record: &AccountKeysRecord,
+    master: &MasterKeys,
+) -> Result<AccountKeys, VaultError> {
+    let (dek, fpk) = unwrap_both(record, master)?;
     Ok(AccountKeys {
         dek_version: u32::try_from(record.dek_version).map_err(|_| VaultError::Integrity)?,
         dek: cipher(&dek),
@@ -344,20 +353,10 @@ fn rewrap_account_keys(
     master: &MasterKeys,
     new_version: u32,
 ) -> Result<AccountKeysRecord, VaultError> {
-    let old = u32::try_from(record.master_version)
-        .ok()
-        .and_then(|v| master.get(v))
-        .ok_or(VaultError::UnknownMasterVersion(record.master_version))?;
     let new = master
         .get(new_version)
         .ok_or(VaultError::UnknownMasterVersion(new_version as i32))?;
-    let dek = unwrap(old, record.account_id, DEK_ROLE, &record.wrapped_dek)?;
-    let fpk = unwrap(
-        old,
-        record.account_id,
-        FPK_ROLE,
-        &record.wrapped_fingerprint_key,
-    )?;
+    let (dek, fpk) = unwrap_both(record, master)?;
     Ok(AccountKeysRecord {
         master_version: new_version as i32,
         wrapped_dek: wrap(new, record.account_id, DEK_ROLE, &dek)?,

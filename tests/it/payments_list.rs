@@ -32,7 +32,7 @@ async fn seeded(app: &TestApp, count: usize, days: u32) -> Vec<PaymentRecord> {
     rows[1].created_at = rows[0].created_at;
     rows[2].created_at = rows[0].created_at;
     app.store().insert_payments(&rows).await.unwrap();
-    rows.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    rows.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
     rows
 }
 
