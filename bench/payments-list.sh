@@ -15,17 +15,15 @@ CONNS="${CONNS:-4}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 PG_ADMIN_URL="${STRONGROOM_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk" >&2
-    (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)) >/dev/null
-fi
+source bench/lib.sh
+ensure_wrk
 cargo build --release --quiet
 BIN="$PWD/target/release/strongroom"
 WORK="$(mktemp -d)"
 SERVER_PID=""
 PG_DB=""
 cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    stop_server
     [ -n "$PG_DB" ] && psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
@@ -43,18 +41,7 @@ QUERIES=(
 )
 
 measure() {
-    wrk -t2 -c"$CONNS" -d"$DURATION" --latency -H "X-API-Key: $KEY" "$1" | awk '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
-            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000;
-            return v;
-        }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /^Requests\/sec/ { rps = $2 }
-        /Non-2xx/ { errors = $NF }
-        END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (errors == "" ? 0 : errors) }'
+    wrk -t2 -c"$CONNS" -d"$DURATION" --latency -H "X-API-Key: $KEY" "$1" | wrk_summary
 }
 
 RESULTS=()
@@ -80,15 +67,7 @@ for backend in $BACKENDS; do
     "$BIN" payments seed --count "$COUNT" --quiet
     seed_seconds=$(awk -v s="$seed_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     [ "$backend" = postgres ] && psql "$url" -qc 'VACUUM ANALYZE' >/dev/null
-    STRONGROOM_LISTEN=127.0.0.1:0 RUST_LOG=warn,strongroom::server=info "$BIN" serve >"$dir/stdout" 2>"$dir/stderr" &
-    SERVER_PID=$!
-    BASE=""
-    for _ in $(seq 1 100); do
-        BASE=$(grep -o 'addr=[0-9.:]*' "$dir/stderr" 2>/dev/null | head -1 | sed 's/addr=/http:\/\//') || true
-        [ -n "$BASE" ] && break
-        sleep 0.1
-    done
-    [ -n "$BASE" ] || { cat "$dir/stderr" >&2; exit 1; }
+    RUST_LOG=warn,strongroom::server=info start_server "$dir"
     for entry in "${QUERIES[@]}"; do
         name=${entry%%|*}
         query=${entry#*|}
@@ -96,8 +75,7 @@ for backend in $BACKENDS; do
         read -r rps p50 p99 errors < <(measure "$BASE/payments?$query")
         RESULTS+=("$(printf '%-9s %-30s %10s %9s %9s %9s %7s   (seeded in %s s)' "$backend" "$name" "$total" "$rps" "$p50" "$p99" "$errors" "$seed_seconds")")
     done
-    kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
+    stop_server
     if [ "$backend" = postgres ]; then
         psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
         PG_DB=""

@@ -1,0 +1,49 @@
+# Shared by the benchmark scripts: wrk, the summary of its output, and starting the release server.
+
+ensure_wrk() {
+    if ! command -v wrk >/dev/null 2>&1; then
+        echo "installing wrk" >&2
+        (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)) >/dev/null
+    fi
+}
+
+# Reads wrk --latency output; prints "req/s p50_ms p99_ms non_2xx".
+wrk_summary() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0;
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000;
+            return v;
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /^Requests\/sec/ { rps = $2 }
+        /Non-2xx/ { errors = $NF }
+        /Socket errors/ { errors = errors "+sock" }
+        END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (errors == "" ? 0 : errors) }'
+}
+
+# start_server DIR: runs `$BIN serve` (settings from the environment) on a free port, logs in DIR;
+# sets SERVER_PID and BASE.
+start_server() {
+    local dir=$1
+    STRONGROOM_LISTEN=127.0.0.1:0 "$BIN" serve >"$dir/stdout" 2>"$dir/stderr" &
+    SERVER_PID=$!
+    BASE=""
+    for _ in $(seq 1 100); do
+        BASE=$(grep -o 'addr=[0-9.:]*' "$dir/stderr" 2>/dev/null | head -1 | sed 's/addr=/http:\/\//') || true
+        [ -n "$BASE" ] && return 0
+        sleep 0.1
+    done
+    echo "the server did not start:" >&2
+    cat "$dir/stderr" >&2
+    exit 1
+}
+
+stop_server() {
+    if [ -n "${SERVER_PID:-}" ]; then
+        kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
