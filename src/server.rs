@@ -96,7 +96,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let master = MasterKeys::load(&config)?;
     let store = open_store(&config).await?;
     let vault = Arc::new(Vault::new(store.clone(), master_key_path(&config), master));
-    let cvc = Arc::new(CvcCache::new(config.cvc_ttl));
+    let cvc = Arc::new(match &config.redis_url {
+        Some(url) => CvcCache::redis(url, config.cvc_ttl, vault.clone())
+            .await
+            .map_err(anyhow::Error::msg)?,
+        None => CvcCache::memory(config.cvc_ttl),
+    });
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc));
     let router = Router::new(Arc::new(Sandbox::new(config.sandbox_latency)));
     let payments = Arc::new(Payments::new(
@@ -120,12 +125,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     config.public_url = Some(config.public_url_or(addr));
-    if config.redis_url.is_some() {
-        tracing::warn!(
-            "STRONGROOM_REDIS_URL is set, but this version keeps security codes in this node's memory only: \
-             with several nodes, a code can be used only on the node that received it"
-        );
-    }
     let state = build_state(config).await?;
     let default_api_key = accounts::bootstrap_default_account(&state.store)
         .await?

@@ -114,6 +114,12 @@ impl SecurityCode {
     pub fn peek(&self) -> &str {
         &self.0
     }
+
+    /// A code read back from the cache, where it was stored after `parse` checked it against its scheme.
+    pub fn from_cache(code: &str) -> Option<Self> {
+        ((3..=4).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(code.to_owned()))
+    }
 }
 
 impl fmt::Debug for SecurityCode {

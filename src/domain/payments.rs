@@ -341,7 +341,7 @@ impl Payments {
             (Some(token), Some(processor)) => {
                 let card = self.tokens.open(payment.account_id, actor, &token).await?;
                 let code = if customer_present {
-                    self.tokens.cvc.take(token.id)
+                    self.tokens.cvc.take(payment.account_id, token.id).await
                 } else {
                     None
                 };

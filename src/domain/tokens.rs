@@ -251,7 +251,7 @@ impl Tokens {
         );
         let record = self.writer.insert(record, audit).await?;
         if let Some(code) = valid.security_code {
-            self.cvc.put(id, code);
+            self.cvc.put(account_id, id, code).await;
         }
         Ok(record)
     }
@@ -274,7 +274,7 @@ impl Tokens {
         id: Uuid,
     ) -> Result<bool, TokenError> {
         let deleted = self.store.delete_token(account_id, id).await?;
-        self.cvc.drop_code(id);
+        self.cvc.drop_code(id).await;
         if deleted {
             self.store
                 .insert_audit_event(&AuditEvent::new(
@@ -299,7 +299,7 @@ impl Tokens {
         if self.store.get_token(account_id, id).await?.is_none() {
             return Ok(false);
         }
-        let dropped = self.cvc.drop_code(id);
+        let dropped = self.cvc.drop_code(id).await;
         let outcome = if dropped {
             "success"
         } else {

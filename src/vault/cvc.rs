@@ -1,20 +1,174 @@
-//! The security-code cache: codes live in this process's memory only, for a TTL (15 minutes by default),
-//! and are dropped on use, on consume, on token deletion and when the TTL passes. Never written anywhere.
+//! The security-code cache: a code lives for a TTL (15 minutes by default) and is dropped on use, on
+//! consume, on token deletion and when the TTL passes; it is never written to disk or the database. One
+//! node keeps codes in its own memory; several nodes share them through Redis (run it without
+//! persistence), where each code is stored sealed under its account's data key, bound to its token.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
+use super::Vault;
 use crate::domain::cards::SecurityCode;
 
-pub struct CvcCache {
+pub enum CvcCache {
+    Memory(MemoryCvc),
+    Redis(RedisCvc),
+}
+
+impl CvcCache {
+    pub fn memory(ttl: Duration) -> Self {
+        CvcCache::Memory(MemoryCvc::new(ttl))
+    }
+
+    /// Connects to Redis at `url`; the error names the setting.
+    pub async fn redis(url: &str, ttl: Duration, vault: Arc<Vault>) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("STRONGROOM_REDIS_URL: {e}"))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
+            .await
+            .map_err(|_| "STRONGROOM_REDIS_URL: Redis did not answer within 10 s".to_owned())?
+            .map_err(|e| format!("STRONGROOM_REDIS_URL: cannot connect: {e}"))?;
+        Ok(CvcCache::Redis(RedisCvc { conn, ttl, vault }))
+    }
+
+    /// Keeps the code for the TTL. A cache that cannot be reached loses the code (logged), rather than
+    /// failing the tokenization that carried it.
+    pub async fn put(&self, account_id: Uuid, token_id: Uuid, code: SecurityCode) {
+        match self {
+            CvcCache::Memory(m) => m.put(token_id, code),
+            CvcCache::Redis(r) => {
+                if let Err(err) = r.put(account_id, token_id, &code).await {
+                    tracing::warn!(token = %token_id, error = %err, "the security code could not be cached");
+                }
+            }
+        }
+    }
+
+    /// Takes the code out for one use; it is gone afterwards.
+    pub async fn take(&self, account_id: Uuid, token_id: Uuid) -> Option<SecurityCode> {
+        match self {
+            CvcCache::Memory(m) => m.take(token_id),
+            CvcCache::Redis(r) => r.take(account_id, token_id).await.unwrap_or_else(|err| {
+                tracing::warn!(token = %token_id, error = %err, "the security code cache is unreachable");
+                None
+            }),
+        }
+    }
+
+    /// Whether a live code is held for the token.
+    pub async fn holds(&self, token_id: Uuid) -> bool {
+        match self {
+            CvcCache::Memory(m) => m.holds(token_id),
+            CvcCache::Redis(r) => r.holds(token_id).await.unwrap_or(false),
+        }
+    }
+
+    /// Drops the code, if any; true if one was live.
+    pub async fn drop_code(&self, token_id: Uuid) -> bool {
+        match self {
+            CvcCache::Memory(m) => m.drop_code(token_id),
+            CvcCache::Redis(r) => r.drop_code(token_id).await.unwrap_or_else(|err| {
+                tracing::warn!(token = %token_id, error = %err, "the security code cache is unreachable");
+                false
+            }),
+        }
+    }
+
+    /// Removes expired codes from memory (Redis expires its own).
+    pub fn sweep(&self) -> usize {
+        match self {
+            CvcCache::Memory(m) => m.sweep(),
+            CvcCache::Redis(_) => 0,
+        }
+    }
+}
+
+/// Codes in Redis under `strongroom:cvc:<token id>`, sealed, with Redis's own expiry.
+pub struct RedisCvc {
+    conn: ConnectionManager,
+    ttl: Duration,
+    vault: Arc<Vault>,
+}
+
+fn redis_key(token_id: Uuid) -> String {
+    format!("strongroom:cvc:{token_id}")
+}
+
+fn aad(token_id: Uuid) -> Vec<u8> {
+    [&b"cvc/"[..], token_id.as_bytes()].concat()
+}
+
+impl RedisCvc {
+    async fn put(
+        &self,
+        account_id: Uuid,
+        token_id: Uuid,
+        code: &SecurityCode,
+    ) -> Result<(), String> {
+        let sealed = self
+            .vault
+            .seal_bytes(account_id, &aad(token_id), code.peek().as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(redis_key(token_id))
+            .arg(sealed)
+            .arg("EX")
+            .arg(self.ttl.as_secs().max(1))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn take(&self, account_id: Uuid, token_id: Uuid) -> Result<Option<SecurityCode>, String> {
+        let mut conn = self.conn.clone();
+        let sealed: Option<Vec<u8>> = redis::cmd("GETDEL")
+            .arg(redis_key(token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self
+            .vault
+            .open_bytes(account_id, &aad(token_id), &sealed)
+            .await
+            .map_err(|e| e.to_string())?;
+        let code =
+            std::str::from_utf8(&plain).map_err(|_| "a cached code is not text".to_owned())?;
+        Ok(SecurityCode::from_cache(code))
+    }
+
+    async fn holds(&self, token_id: Uuid) -> Result<bool, String> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EXISTS")
+            .arg(redis_key(token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn drop_code(&self, token_id: Uuid) -> Result<bool, String> {
+        let mut conn = self.conn.clone();
+        let removed: i64 = redis::cmd("DEL")
+            .arg(redis_key(token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(removed > 0)
+    }
+}
+
+pub struct MemoryCvc {
     ttl: Duration,
     entries: Mutex<HashMap<Uuid, (SecurityCode, Instant)>>,
 }
 
-impl CvcCache {
+impl MemoryCvc {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
@@ -70,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_code_is_taken_once() {
-        let cache = CvcCache::new(Duration::from_secs(60));
+        let cache = MemoryCvc::new(Duration::from_secs(60));
         let id = Uuid::new_v4();
         cache.put(id, SecurityCode::parse("123", Scheme::Visa).unwrap());
         assert!(cache.holds(id));
@@ -83,7 +237,7 @@ mod tests {
 
     #[test]
     fn an_expired_code_is_gone() {
-        let cache = CvcCache::new(Duration::from_millis(1));
+        let cache = MemoryCvc::new(Duration::from_millis(1));
         let id = Uuid::new_v4();
         cache.put(id, SecurityCode::parse("123", Scheme::Visa).unwrap());
         std::thread::sleep(Duration::from_millis(5));

@@ -152,26 +152,12 @@ impl Vault {
         token_id: Uuid,
         card: &CardData,
     ) -> Result<Sealed, VaultError> {
-        let keys = self.account_keys(account_id).await?;
-        let plaintext = card.to_plaintext();
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ciphertext = keys
-            .dek
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: token_id.as_bytes(),
-                },
-            )
-            .map_err(|_| VaultError::Integrity)?;
-        let mut sealed_card = Vec::with_capacity(1 + 4 + NONCE_LEN + ciphertext.len());
-        sealed_card.push(FORMAT_V1);
-        sealed_card.extend_from_slice(&keys.dek_version.to_be_bytes());
-        sealed_card.extend_from_slice(&nonce);
-        sealed_card.extend_from_slice(&ciphertext);
-        let fingerprint = keyed_digest(&keys.fingerprint, b"pan", card.pan.peek().as_bytes());
+        let sealed_card = self
+            .seal_bytes(account_id, token_id.as_bytes(), &card.to_plaintext())
+            .await?;
+        let fingerprint = self
+            .fingerprint(account_id, b"pan", card.pan.peek().as_bytes())
+            .await?;
         Ok(Sealed {
             sealed_card,
             fingerprint,
@@ -185,6 +171,48 @@ impl Vault {
         token_id: Uuid,
         sealed: &[u8],
     ) -> Result<CardData, VaultError> {
+        let plaintext = self
+            .open_bytes(account_id, token_id.as_bytes(), sealed)
+            .await?;
+        CardData::from_plaintext(&plaintext).ok_or(VaultError::Integrity)
+    }
+
+    /// `[format][data key version][nonce][AES-256-GCM]` of `plaintext` under the account's data key,
+    /// bound to `aad`.
+    pub async fn seal_bytes(
+        &self,
+        account_id: Uuid,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ciphertext = keys
+            .dek
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| VaultError::Integrity)?;
+        let mut sealed = Vec::with_capacity(1 + 4 + NONCE_LEN + ciphertext.len());
+        sealed.push(FORMAT_V1);
+        sealed.extend_from_slice(&keys.dek_version.to_be_bytes());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    /// Opens what `seal_bytes` sealed with the same `aad`.
+    pub async fn open_bytes(
+        &self,
+        account_id: Uuid,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         if sealed.len() < 1 + 4 + NONCE_LEN + 16 || sealed[0] != FORMAT_V1 {
             return Err(VaultError::Integrity);
         }
@@ -194,18 +222,17 @@ impl Vault {
             return Err(VaultError::UnknownDataKeyVersion(version));
         }
         let nonce = &sealed[5..5 + NONCE_LEN];
-        let plaintext = Zeroizing::new(
-            keys.dek
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: &sealed[5 + NONCE_LEN..],
-                        aad: token_id.as_bytes(),
-                    },
-                )
-                .map_err(|_| VaultError::Integrity)?,
-        );
-        CardData::from_plaintext(&plaintext).ok_or(VaultError::Integrity)
+        let plaintext = keys
+            .dek
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &sealed[5 + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map_err(|_| VaultError::Integrity)?;
+        Ok(Zeroizing::new(plaintext))
     }
 
     /// A keyed digest of `data` for `purpose` under the account's fingerprint key. Never an unkeyed hash.

@@ -418,10 +418,10 @@ async fn consume_drops_the_security_code(backend: Backend) {
     let token = tokenize(&app, &body).await;
     let id: uuid::Uuid = token["id"].as_str().unwrap().parse().unwrap();
     let cvc = &app.server.as_ref().unwrap().state().tokens.cvc;
-    assert!(cvc.holds(id));
+    assert!(cvc.holds(id).await);
     let consumed = send(app.request(Method::POST, &format!("/tokens/{id}/consume"))).await;
     assert_eq!(consumed.status, StatusCode::NO_CONTENT);
-    assert!(!cvc.holds(id));
+    assert!(!cvc.holds(id).await);
     let again = send(app.request(Method::POST, &format!("/tokens/{id}/consume"))).await;
     assert_eq!(
         again.status,
@@ -440,7 +440,7 @@ async fn consume_drops_the_security_code(backend: Backend) {
     let token = tokenize(&app, &body).await;
     let id: uuid::Uuid = token["id"].as_str().unwrap().parse().unwrap();
     send(app.request(Method::DELETE, &format!("/tokens/{id}"))).await;
-    assert!(!cvc.holds(id), "deleting a token drops its code");
+    assert!(!cvc.holds(id).await, "deleting a token drops its code");
 }
 
 async fn card_art_shows_the_scheme_and_only_the_last_four(backend: Backend) {
@@ -560,4 +560,75 @@ async fn bad_list_parameters_and_ids_are_422_with_their_paths(backend: Backend) 
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
         assert_eq!(answer.body, validation_body(&[(param, message)]), "{path}");
     }
+}
+
+on_both_backends!(two_nodes_share_security_codes_through_redis);
+
+/// Node A tokenizes with a security code; node B, on the same database and Redis, sees it and consumes
+/// it; Redis holds the code only sealed.
+async fn two_nodes_share_security_codes_through_redis(backend: Backend) {
+    let Some(redis_url) = std::env::var("STRONGROOM_TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!("skipped: set STRONGROOM_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis test");
+        return;
+    };
+    let app =
+        crate::helpers::spawn_app_with(backend, |c| c.redis_url = Some(redis_url.clone())).await;
+    let mut config = app.db.config();
+    config.redis_url = Some(redis_url.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node_b = strongroom::server::start(config, listener).await.unwrap();
+    let base_b = format!("http://{}", node_b.local_addr());
+
+    let mut body = card("4111111111111111");
+    body["security_code"] = json!("737");
+    let token = tokenize(&app, &body).await;
+    let id: uuid::Uuid = token["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        node_b.state().tokens.cvc.holds(id).await,
+        "node B sees the code node A cached"
+    );
+
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(format!("strongroom:cvc:{id}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        !stored.is_empty() && !stored.windows(3).any(|w| w == b"737"),
+        "Redis holds the code sealed"
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("strongroom:cvc:{id}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!((1..=900).contains(&ttl), "{ttl}");
+
+    let consumed = send(
+        app.client
+            .post(format!("{base_b}/tokens/{id}/consume"))
+            .header("X-API-Key", &app.api_key),
+    )
+    .await;
+    assert_eq!(consumed.status, StatusCode::NO_CONTENT);
+    assert!(
+        !app.server
+            .as_ref()
+            .unwrap()
+            .state()
+            .tokens
+            .cvc
+            .holds(id)
+            .await,
+        "gone for node A too"
+    );
+    node_b.shutdown().await.unwrap();
 }
