@@ -163,8 +163,11 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
     })
 }
 
+/// How long ended jobs stay in the table, for inspection.
+const FINISHED_JOBS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Periodic clean-up: security codes past their TTL (every few seconds), then idempotency records past
-/// their 24 hours and tokens past their expiry (every ten minutes).
+/// their 24 hours, jobs ended a week ago and tokens past their expiry (every ten minutes).
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     let tick = Duration::from_secs(5);
     let mut ticks = 0u64;
@@ -178,6 +181,12 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 .await
             {
                 tracing::warn!(error = %err, "could not purge idempotency records");
+            }
+            if let Err(err) = store
+                .purge_finished_jobs(now.minus(FINISHED_JOBS_KEPT))
+                .await
+            {
+                tracing::warn!(error = %err, "could not purge finished jobs");
             }
             match store.delete_expired_tokens(now).await {
                 Ok(0) => {}

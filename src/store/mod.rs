@@ -163,6 +163,8 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up on a leased job for good.
     async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool>;
     async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+    /// Deletes jobs that ended (done or failed) before `before`.
+    async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64>;
 
     // Vault keys.
     async fn get_account_keys(&self, account_id: Uuid) -> StoreResult<Option<AccountKeysRecord>>;

@@ -921,6 +921,14 @@ macro_rules! impl_store {
                 Ok(sqlx::query_as(&sql).bind(payment_id).fetch_all(&self.pool).await?)
             }
 
+            async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO audit_events (at, account_id, actor, action, target, outcome) \

@@ -130,6 +130,21 @@ async fn a_finished_job_is_never_run_again(backend: Backend) {
     );
     assert_eq!(other.step().await.unwrap(), Step::Idle);
     assert_eq!(recorder.runs.lock().unwrap().get(&id), Some(&1));
+    assert_eq!(
+        store
+            .purge_finished_jobs(Ts::now().minus(Duration::from_secs(3600)))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_finished_jobs(Ts::now().plus(Duration::from_secs(1)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.get_job(id).await.unwrap().is_none());
     store.close().await;
 }
 
