@@ -11,22 +11,9 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
-PG_ADMIN_URL="${STRONGROOM_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 source bench/lib.sh
-ensure_wrk
-cargo build --release --quiet
-BIN="$PWD/target/release/strongroom"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-PG_DB=""
-
-cleanup() {
-    stop_server
-    [ -n "$PG_DB" ] && psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup
 
 # measure URL CONNECTIONS [wrk args...]: prints "req/s p50_ms p99_ms errors".
 measure() {
@@ -37,20 +24,10 @@ measure() {
 
 printf '\n%-9s %6s  %-18s %10s %9s %9s %8s\n' backend conns endpoint "req/s" "p50 ms" "p99 ms" errors
 for backend in $BACKENDS; do
-    case $backend in
-        sqlite) url="sqlite://$WORK/sqlite/strongroom.db" ;;
-        postgres)
-            if ! psql "$PG_ADMIN_URL" -qc 'SELECT 1' >/dev/null 2>&1; then
-                echo "postgres: not reachable at $PG_ADMIN_URL, skipped" >&2
-                continue
-            fi
-            PG_DB="strongroom_bench_$$"
-            psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
-            url="${PG_ADMIN_URL%/*}/$PG_DB" ;;
-        *) echo "unknown backend $backend" >&2; exit 2 ;;
-    esac
     mkdir -p "$WORK/$backend"
-    STRONGROOM_DATA_DIR="$WORK/$backend" STRONGROOM_DATABASE_URL="$url" start_server "$WORK/$backend"
+    open_backend "$backend" "$WORK/$backend"
+    [ -n "$URL" ] || continue
+    STRONGROOM_DATA_DIR="$WORK/$backend" STRONGROOM_DATABASE_URL="$URL" start_server "$WORK/$backend"
     KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$WORK/$backend/stdout" | head -1)
     for conns in $CONNECTIONS; do
         read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
@@ -60,8 +37,5 @@ for backend in $BACKENDS; do
             "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
     done
     stop_server
-    if [ "$backend" = postgres ]; then
-        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
-        PG_DB=""
-    fi
+    drop_backend
 done

@@ -1,4 +1,52 @@
-# Shared by the benchmark scripts: wrk, the summary of its output, and starting the release server.
+# Shared by the benchmark scripts: set-up and clean-up, a database per backend, wrk and the summary of
+# its output, and starting the release server. Scripts set BACKENDS and may set
+# STRONGROOM_BENCH_POSTGRES_URL before sourcing it.
+
+PG_ADMIN_URL="${STRONGROOM_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+SERVER_PID=""
+PG_DB=""
+
+# Installs wrk if needed, builds the release binary (BIN) and makes a work directory (WORK) that is
+# removed, with any server and benchmark database, on exit.
+bench_setup() {
+    ensure_wrk
+    cargo build --release --quiet
+    BIN="$PWD/target/release/strongroom"
+    WORK="$(mktemp -d)"
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    stop_server
+    drop_backend
+    rm -rf "$WORK"
+}
+
+# open_backend BACKEND DIR: sets URL to a fresh database of BACKEND (PostgreSQL: one made for this run,
+# dropped by drop_backend), or to nothing if the backend cannot be reached.
+open_backend() {
+    URL=""
+    case $1 in
+        sqlite) URL="sqlite://$2/strongroom.db" ;;
+        postgres)
+            if ! psql "$PG_ADMIN_URL" -qc 'SELECT 1' >/dev/null 2>&1; then
+                echo "postgres: not reachable at $PG_ADMIN_URL, skipped" >&2
+                return 0
+            fi
+            PG_DB="strongroom_bench_$$"
+            psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
+            URL="${PG_ADMIN_URL%/*}/$PG_DB" ;;
+        *) echo "unknown backend $1" >&2; exit 2 ;;
+    esac
+}
+
+# Drops the PostgreSQL database of this run, if there is one.
+drop_backend() {
+    if [ -n "$PG_DB" ]; then
+        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+        PG_DB=""
+    fi
+}
 
 ensure_wrk() {
     if ! command -v wrk >/dev/null 2>&1; then

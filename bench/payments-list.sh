@@ -13,21 +13,9 @@ COUNT="${COUNT:-1000000}"
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-4}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
-PG_ADMIN_URL="${STRONGROOM_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 source bench/lib.sh
-ensure_wrk
-cargo build --release --quiet
-BIN="$PWD/target/release/strongroom"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-PG_DB=""
-cleanup() {
-    stop_server
-    [ -n "$PG_DB" ] && psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup
 
 FROM=$(date -u -d '-270 days' +%F)
 TO=$(date -u -d '-90 days' +%F)
@@ -48,25 +36,15 @@ RESULTS=()
 for backend in $BACKENDS; do
     dir="$WORK/$backend"
     mkdir -p "$dir"
-    case $backend in
-        sqlite) url="sqlite://$dir/strongroom.db" ;;
-        postgres)
-            if ! psql "$PG_ADMIN_URL" -qc 'SELECT 1' >/dev/null 2>&1; then
-                echo "postgres: not reachable at $PG_ADMIN_URL, skipped" >&2
-                continue
-            fi
-            PG_DB="strongroom_bench_$$"
-            psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
-            url="${PG_ADMIN_URL%/*}/$PG_DB" ;;
-        *) echo "unknown backend $backend" >&2; exit 2 ;;
-    esac
-    export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$url"
+    open_backend "$backend" "$dir"
+    [ -n "$URL" ] || continue
+    export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
     KEY=$("$BIN" account create --name default --json 2>/dev/null | sed 's/.*"api_key":"\([^"]*\)".*/\1/')
     echo "$backend: seeding $COUNT payments" >&2
     seed_started=$(date +%s.%N)
     "$BIN" payments seed --count "$COUNT" --quiet
     seed_seconds=$(awk -v s="$seed_started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-    [ "$backend" = postgres ] && psql "$url" -qc 'VACUUM ANALYZE' >/dev/null
+    [ "$backend" = postgres ] && psql "$URL" -qc 'VACUUM ANALYZE' >/dev/null
     RUST_LOG=warn,strongroom::server=info start_server "$dir"
     for entry in "${QUERIES[@]}"; do
         name=${entry%%|*}
@@ -76,10 +54,7 @@ for backend in $BACKENDS; do
         RESULTS+=("$(printf '%-9s %-30s %10s %9s %9s %9s %7s   (seeded in %s s)' "$backend" "$name" "$total" "$rps" "$p50" "$p99" "$errors" "$seed_seconds")")
     done
     stop_server
-    if [ "$backend" = postgres ]; then
-        psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
-        PG_DB=""
-    fi
+    drop_backend
 done
 
 printf '\n%s payments, wrk %s connections for %s each; from=%s to=%s\n' "$COUNT" "$CONNS" "$DURATION" "$FROM" "$TO"
