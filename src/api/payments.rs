@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -62,13 +63,13 @@ pub struct PaymentResponse {
     pub use_case: String,
     /// `{type: "card", cardholder_name, expiry_month, expiry_year, masked_account_number, pan_type: "FPAN", issuer}`.
     #[schema(value_type = Object)]
-    pub source: Value,
+    pub source: Box<RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
-    pub failure_details: Option<Value>,
+    pub failure_details: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_payment_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,13 +82,15 @@ fn positive(n: i64) -> Option<i64> {
     (n > 0).then_some(n)
 }
 
+/// Stored JSON, embedded as it is (it was written by this server from checked values).
+fn raw(json: String) -> Option<Box<RawValue>> {
+    RawValue::from_string(json).ok()
+}
+
 impl From<PaymentRecord> for PaymentResponse {
     fn from(p: PaymentRecord) -> Self {
-        let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
-        let mut source: Value = serde_json::from_str(&p.source).unwrap_or(Value::Null);
-        if let Some(map) = source.as_object_mut() {
-            map.retain(|_, v| !v.is_null());
-        }
+        let source = raw(p.source)
+            .unwrap_or_else(|| RawValue::from_string("{}".to_owned()).unwrap_or_default());
         Self {
             id: p.id,
             amount: Amounts {
@@ -104,8 +107,8 @@ impl From<PaymentRecord> for PaymentResponse {
             status: p.status,
             use_case: p.use_case,
             source,
-            metadata: json(p.metadata),
-            failure_details: json(p.failure_details),
+            metadata: p.metadata.and_then(raw),
+            failure_details: p.failure_details.and_then(raw),
             initial_payment_id: p.initial_payment_id,
             recurring_frequency: p.recurring_frequency,
             recurring_expiry: p.recurring_expiry,

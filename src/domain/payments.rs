@@ -231,15 +231,7 @@ impl Payments {
             })?;
         let (rule, processor) = self.router.route(&currency_code);
         let now = Ts::now();
-        let source = json!({
-            "type": "card",
-            "cardholder_name": token.cardholder_name,
-            "expiry_month": token.expiry_month,
-            "expiry_year": token.expiry_year,
-            "masked_account_number": token.masked_account_number,
-            "pan_type": "FPAN",
-            "issuer": {"identification_number": token.issuer_identification_number, "scheme": token.scheme},
-        });
+        let source = card_source(&token);
         let payment = PaymentRecord {
             id: Uuid::new_v4(),
             account_id,
@@ -264,7 +256,7 @@ impl Payments {
             amount_refund_reserved: 0,
             capture_requested: None,
             token_id,
-            source: source.to_string(),
+            source,
             flow_matrix_rule: rule.to_owned(),
             processor: processor.name().to_owned(),
             processor_reference: None,
@@ -768,6 +760,22 @@ impl JobHandler for PaymentStep {
     }
 }
 
+/// The `source` of a payment on `token`: the card's non-secret facts as JSON, without empty fields.
+fn card_source(token: &crate::store::TokenRecord) -> String {
+    let mut source = json!({
+        "type": "card",
+        "expiry_month": token.expiry_month,
+        "expiry_year": token.expiry_year,
+        "masked_account_number": token.masked_account_number,
+        "pan_type": "FPAN",
+        "issuer": {"identification_number": token.issuer_identification_number, "scheme": token.scheme},
+    });
+    if let Some(name) = &token.cardholder_name {
+        source["cardholder_name"] = json!(name);
+    }
+    source.to_string()
+}
+
 /// Realistic payments for demos and benchmarks: spread over the `days` before `now`, in several
 /// currencies and every status, on one token of the account.
 pub fn synthetic_payments(
@@ -806,12 +814,7 @@ pub fn synthetic_payments(
         }
         weighted[0].0
     }
-    let source = json!({
-        "type": "card", "cardholder_name": token.cardholder_name, "expiry_month": token.expiry_month,
-        "expiry_year": token.expiry_year, "masked_account_number": token.masked_account_number, "pan_type": "FPAN",
-        "issuer": {"identification_number": token.issuer_identification_number, "scheme": token.scheme},
-    })
-    .to_string();
+    let source = card_source(token);
     let span_micros = i64::from(days.max(1)) * 86_400_000_000;
     (0..count)
         .map(|_| {
