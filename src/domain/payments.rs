@@ -276,8 +276,24 @@ impl Payments {
         };
         let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(AUTHORIZE_RECOVERY_AFTER));
         self.store.insert_payment(&payment, Some(&recovery)).await?;
-        self.authorize(&payment, actor, use_case.customer_initiated())
+        // From here on the payment exists: a failure must not answer 5xx (the client would retry with
+        // its idempotency key and make a second payment), since the recovery job finishes this one.
+        match self
+            .authorize(&payment, actor, use_case.customer_initiated())
             .await
+        {
+            Ok(authorized) => Ok(authorized),
+            Err(err) => {
+                tracing::warn!(payment = %payment.id, error = %err, "authorization not saved; recovery will finish it");
+                Ok(self
+                    .store
+                    .get_payment(account_id, payment.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(payment))
+            }
+        }
     }
 
     fn check_initial(
@@ -645,15 +661,14 @@ impl Payments {
                 ("void", payment.amount_authorized, outcome)
             }
             (SETTLE_JOB, "captured") => {
+                // Only a status move: the settlement transaction is recorded once, when it completes.
                 updated.status = "settling".into();
-                step_job = Some(new_job(SETTLE_JOB, &payload, Ts::now()));
-                (
-                    "settlement",
-                    payment.amount_captured,
-                    Outcome::Approved {
-                        reference: reference.clone(),
-                    },
-                )
+                let mut step = change(&payment, updated);
+                step.job = Some(new_job(SETTLE_JOB, &payload, Ts::now()));
+                return match self.store.apply_payment_change(&step).await? {
+                    true => Ok(()),
+                    false => Err(JobError::Retry("the payment changed meanwhile".into())),
+                };
             }
             (SETTLE_JOB, "settling") => {
                 updated.status = "settled".into();
@@ -701,31 +716,46 @@ impl Payments {
                 refund.amount,
             )
             .await;
-        let mut updated = next(payment);
         let mut finished = RefundRecord {
             updated_at: Ts::now(),
             ..refund.clone()
         };
-        updated.amount_refund_reserved -= refund.amount;
         match &outcome {
-            Outcome::Approved { .. } => {
-                updated.amount_refunded += refund.amount;
-                finished.status = "completed".into();
-            }
+            Outcome::Approved { .. } => finished.status = "completed".into(),
             Outcome::Declined { .. } => {
                 finished.status = "failed".into();
                 finished.failure_details = failure_details(&outcome);
             }
             Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
         }
-        let mut step = change(payment, updated);
-        step.transaction = Some(transaction(payment.id, "refund", refund.amount, &outcome));
-        step.finished_refund = Some(finished);
-        if self.store.apply_payment_change(&step).await? {
-            Ok(())
-        } else {
-            Err(JobError::Retry("the payment changed meanwhile".into()))
+        // The processor has answered: record that answer, re-reading the payment if another refund moved
+        // it meanwhile, and never ask the processor again for this refund.
+        let mut current = payment.clone();
+        for _ in 0..20 {
+            let mut updated = next(&current);
+            updated.amount_refund_reserved -= refund.amount;
+            if finished.status == "completed" {
+                updated.amount_refunded += refund.amount;
+            }
+            let mut step = change(&current, updated);
+            step.transaction = Some(transaction(payment.id, "refund", refund.amount, &outcome));
+            step.finished_refund = Some(finished.clone());
+            if self.store.apply_payment_change(&step).await? {
+                return Ok(());
+            }
+            match self.store.get_refund(payment.account_id, refund.id).await? {
+                Some(r) if r.status == "processing" => {}
+                _ => return Ok(()),
+            }
+            current = self
+                .store
+                .get_payment(payment.account_id, payment.id)
+                .await?
+                .ok_or_else(|| JobError::Fatal("the payment disappeared".into()))?;
         }
+        Err(JobError::Fatal(
+            "the refund's answer could not be recorded".into(),
+        ))
     }
 }
 

@@ -274,8 +274,8 @@ impl Tokens {
         id: Uuid,
     ) -> Result<bool, TokenError> {
         let deleted = self.store.delete_token(account_id, id).await?;
-        self.cvc.drop_code(id).await;
         if deleted {
+            self.cvc.drop_code(id).await;
             self.store
                 .insert_audit_event(&AuditEvent::new(
                     Some(account_id),

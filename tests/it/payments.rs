@@ -362,6 +362,18 @@ async fn a_captured_payment_settles(backend: Backend) {
         StatusCode::OK,
         "a settled payment can be refunded"
     );
+    let transactions = app.get(&format!("/payments/{id}/transactions")).await.body;
+    let kinds: Vec<Value> = transactions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [json!("authorization"), json!("settlement")],
+        "settlement is recorded once"
+    );
 }
 
 async fn subsequent_payments_follow_the_initial(backend: Backend) {
