@@ -184,9 +184,13 @@ impl Worker {
                 }
             }
         });
-        let result = handler.run(job).await;
-        renewer.abort();
-        result
+        let _renewer = AbortOnDrop(renewer);
+        // Its own task, so that a handler that panics fails the job instead of the worker.
+        let job = job.clone();
+        match tokio::spawn(async move { handler.run(&job).await }).await {
+            Ok(result) => result,
+            Err(_) => Err(JobError::Retry("the job handler panicked".into())),
+        }
     }
 
     /// Steps until `shutdown` fires, sleeping `poll` between empty looks.
@@ -210,6 +214,15 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Stops the lease renewer however the run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
