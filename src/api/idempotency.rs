@@ -1,6 +1,7 @@
 //! Idempotent POSTs: a request carrying `x-idempotency-key` is recorded per account and key for 24 hours.
 //! The same key with the same method, path and body replays the stored answer; with another request, or
-//! while the first is still in flight, it is 409. A 5xx answer is not kept, so that a retry runs again.
+//! while the first is still in flight, it is 409. Only a success is kept: after any other answer the
+//! key is free again, so that a retry runs again.
 
 use std::time::Duration;
 
@@ -49,36 +50,52 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         .await
         .map_err(IntoResponse::into_response)?;
 
-    if !claim(&state, account, &key, &fingerprint)
+    let Some(claimed_at) = claim(&state, account, &key, &fingerprint)
         .await
         .map_err(IntoResponse::into_response)?
-    {
+    else {
         return Err(replay_or_conflict(&state, account, &key, &fingerprint).await);
-    }
+    };
 
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    let (parts, body) = response.into_parts();
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(body) => body,
-        Err(err) => {
-            let _ = state.store.delete_idempotency_record(account, &key).await;
-            return Err(ApiError::internal(&err).into_response());
+    // The request runs to its end in a task of its own: a client that hangs up must not leave a payment
+    // half made with its key still claimed, and a handler that panics must release the key.
+    let store = state.store.clone();
+    let task_key = key.clone();
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let finished = tokio::spawn(async move {
+        let (parts, body) = next.run(request).await.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await;
+        let recorded = match &body {
+            // Only a success is kept; any other answer may be asked for again with the same key.
+            Ok(bytes) if parts.status.is_success() => {
+                let status = i32::from(parts.status.as_u16());
+                store
+                    .save_idempotent_response(account, &task_key, claimed_at, status, bytes)
+                    .await
+            }
+            _ => {
+                store
+                    .delete_idempotency_record(account, &task_key, claimed_at)
+                    .await
+            }
+        };
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, "could not record the idempotent response");
         }
-    };
-    let stored = if parts.status.is_server_error() {
-        state.store.delete_idempotency_record(account, &key).await
-    } else {
-        state
-            .store
-            .save_idempotent_response(account, &key, i32::from(parts.status.as_u16()), &body)
-            .await
-    };
-    if let Err(err) = stored {
-        tracing::error!(error = %err, "could not record the idempotent response");
+        body.map(|bytes| Response::from_parts(parts, Body::from(bytes)))
+    })
+    .await;
+    match finished {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(ApiError::internal(&err).into_response()),
+        Err(_) => {
+            let _ = state
+                .store
+                .delete_idempotency_record(account, &key, claimed_at)
+                .await;
+            Err(ApiError::internal(&"a request handler panicked").into_response())
+        }
     }
-    Ok(Response::from_parts(parts, Body::from(body)))
 }
 
 fn idempotency_key(req: &Request) -> ApiResult<String> {
@@ -121,22 +138,23 @@ pub async fn request_fingerprint(
         .map_err(|e| ApiError::internal(&e))
 }
 
-/// Claims the key for this request: a fresh insert, or taking over an expired or abandoned record.
+/// Claims the key for this request (a fresh insert, or taking over an expired or abandoned record);
+/// returns the claim's time, which the answer is recorded against, or `None` if another holds the key.
 async fn claim(
     state: &AppState,
     account: uuid::Uuid,
     key: &str,
     fingerprint: &[u8],
-) -> ApiResult<bool> {
+) -> ApiResult<Option<Ts>> {
     let now = Ts::now();
     if state
         .store
         .insert_idempotency_claim(account, key, fingerprint, now)
         .await?
     {
-        return Ok(true);
+        return Ok(Some(now));
     }
-    Ok(state
+    let reclaimed = state
         .store
         .reclaim_idempotency_record(
             account,
@@ -146,7 +164,8 @@ async fn claim(
             now.minus(KEEP_FOR),
             now.minus(ABANDONED_AFTER),
         )
-        .await?)
+        .await?;
+    Ok(reclaimed.then_some(now))
 }
 
 async fn replay_or_conflict(

@@ -121,14 +121,22 @@ pub trait Store: Send + Sync + 'static {
         expired_before: Ts,
         abandoned_before: Ts,
     ) -> StoreResult<bool>;
+    /// Records the answer of the request that claimed the key at `claimed_at` (not of a later claimant).
     async fn save_idempotent_response(
         &self,
         account_id: Uuid,
         key: &str,
+        claimed_at: Ts,
         status: i32,
         body: &[u8],
     ) -> StoreResult<()>;
-    async fn delete_idempotency_record(&self, account_id: Uuid, key: &str) -> StoreResult<()>;
+    /// Releases the key, if the claim made at `claimed_at` still holds it.
+    async fn delete_idempotency_record(
+        &self,
+        account_id: Uuid,
+        key: &str,
+        claimed_at: Ts,
+    ) -> StoreResult<()>;
     async fn purge_idempotency_records(&self, created_before: Ts) -> StoreResult<u64>;
 
     // The durable job table.

@@ -434,13 +434,21 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn save_idempotent_response(&self, account_id: Uuid, key: &str, status: i32, body: &[u8]) -> StoreResult<()> {
+            async fn save_idempotent_response(
+                &self,
+                account_id: Uuid,
+                key: &str,
+                claimed_at: Ts,
+                status: i32,
+                body: &[u8],
+            ) -> StoreResult<()> {
                 sqlx::query(
-                    "UPDATE idempotency_records SET response_status = $3, response_body = $4 \
-                     WHERE account_id = $1 AND idempotency_key = $2",
+                    "UPDATE idempotency_records SET response_status = $4, response_body = $5 \
+                     WHERE account_id = $1 AND idempotency_key = $2 AND created_at = $3 AND response_status IS NULL",
                 )
                 .bind(account_id)
                 .bind(key)
+                .bind(claimed_at)
                 .bind(status)
                 .bind(body)
                 .execute(&self.pool)
@@ -448,10 +456,14 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn delete_idempotency_record(&self, account_id: Uuid, key: &str) -> StoreResult<()> {
-                sqlx::query("DELETE FROM idempotency_records WHERE account_id = $1 AND idempotency_key = $2")
+            async fn delete_idempotency_record(&self, account_id: Uuid, key: &str, claimed_at: Ts) -> StoreResult<()> {
+                sqlx::query(
+                    "DELETE FROM idempotency_records WHERE account_id = $1 AND idempotency_key = $2 \
+                     AND created_at = $3 AND response_status IS NULL",
+                )
                     .bind(account_id)
                     .bind(key)
+                    .bind(claimed_at)
                     .execute(&self.pool)
                     .await?;
                 Ok(())

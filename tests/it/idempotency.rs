@@ -46,7 +46,8 @@ async fn the_same_key_and_body_replays_the_first_answer(backend: Backend) {
         json!(1)
     );
 
-    // A 422 is an answer too and is replayed; another account may use the same key freely.
+    // Only a success is kept: a refused request runs again (same answer, not a replay); another account
+    // may use the same key freely.
     let bad = json!({"account_number": "1"});
     let refused = send(
         app.request(Method::POST, "/cde-import")
@@ -64,6 +65,7 @@ async fn the_same_key_and_body_replays_the_first_answer(backend: Backend) {
         (replayed.status, &replayed.body),
         (StatusCode::UNPROCESSABLE_ENTITY, &refused.body)
     );
+    assert_eq!(replayed.header("x-idempotent-replayed"), None);
     let (_, other) = app
         .create_account("other", &[strongroom::store::Feature::CdeImport])
         .await;

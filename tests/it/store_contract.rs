@@ -118,8 +118,27 @@ async fn an_idempotency_key_is_claimed_by_one_request_at_a_time(backend: Backend
         (None, &b"hash-a"[..])
     );
 
+    // Only the claim that holds the key may record its answer.
+    let other_claim = now.plus(Duration::from_secs(1));
     store
-        .save_idempotent_response(a.id, "k1", 200, b"{\"ok\":true}")
+        .save_idempotent_response(a.id, "k1", other_claim, 201, b"late")
+        .await
+        .unwrap();
+    store
+        .delete_idempotency_record(a.id, "k1", other_claim)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_idempotency_record(a.id, "k1")
+            .await
+            .unwrap()
+            .unwrap()
+            .response_status,
+        None
+    );
+    store
+        .save_idempotent_response(a.id, "k1", now, 200, b"{\"ok\":true}")
         .await
         .unwrap();
     let done = store
