@@ -248,6 +248,86 @@ pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
 
 macro_rules! impl_store {
     ($store:ty, db = $db:ty, backend = $backend:expr, claim_lock = $claim_lock:expr) => {
+        /// Writes shared by several `Store` methods, on the pool or inside a transaction.
+        impl $store {
+            async fn write_account<'e>(db: impl sqlx::Executor<'e, Database = $db>, a: &Account) -> Result<(), sqlx::Error> {
+                sqlx::query("INSERT INTO accounts (id, name, features, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(a.id)
+                    .bind(&a.name)
+                    .bind(a.features.to_db())
+                    .bind(a.created_at)
+                    .execute(db)
+                    .await?;
+                Ok(())
+            }
+
+            async fn write_api_key<'e>(db: impl sqlx::Executor<'e, Database = $db>, k: &ApiKeyRecord) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, account_id, label, secret_digest, created_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(k.id)
+                .bind(k.account_id)
+                .bind(&k.label)
+                .bind(&k.secret_digest)
+                .bind(k.created_at)
+                .bind(k.revoked_at)
+                .execute(db)
+                .await?;
+                Ok(())
+            }
+
+            async fn write_job<'e>(db: impl sqlx::Executor<'e, Database = $db>, job: &NewJob) -> Result<(), sqlx::Error> {
+                sqlx::query($crate::store::sql::JOB_INSERT)
+                    .bind(job.id)
+                    .bind(&job.kind)
+                    .bind(&job.payload)
+                    .bind(job.max_attempts)
+                    .bind(job.run_at)
+                    .bind(Ts::now())
+                    .execute(db)
+                    .await?;
+                Ok(())
+            }
+
+            async fn add_day_count<'e>(
+                db: impl sqlx::Executor<'e, Database = $db>,
+                (account, day, status, currency): (Uuid, i64, &str, &str),
+                n: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query($crate::store::sql::COUNT_ADD)
+                    .bind(account)
+                    .bind(day)
+                    .bind(status)
+                    .bind(currency)
+                    .bind(n)
+                    .execute(db)
+                    .await?;
+                Ok(())
+            }
+
+            /// Payment rows with their day counts and totals, inside the caller's transaction.
+            async fn write_payments(tx: &mut sqlx::Transaction<'_, $db>, rows: &[PaymentRecord]) -> Result<(), sqlx::Error> {
+                for chunk in rows.chunks($crate::store::sql::INSERT_CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("");
+                    $crate::store::sql::push_payment_insert(&mut insert, chunk);
+                    insert.build().execute(&mut **tx).await?;
+                }
+                for ((account, day, status, currency), n) in $crate::store::sql::day_count_deltas(rows) {
+                    Self::add_day_count(&mut **tx, (account, day, &status, &currency), n).await?;
+                }
+                for ((account, day), n) in $crate::store::sql::day_total_deltas(rows) {
+                    sqlx::query($crate::store::sql::TOTAL_ADD)
+                        .bind(account)
+                        .bind(day)
+                        .bind(n)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::store::Backend {
@@ -269,14 +349,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_account(&self, a: &Account) -> StoreResult<()> {
-                sqlx::query("INSERT INTO accounts (id, name, features, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(a.id)
-                    .bind(&a.name)
-                    .bind(a.features.to_db())
-                    .bind(a.created_at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                Ok(Self::write_account(&self.pool, a).await?)
             }
 
             async fn get_account(&self, id: Uuid) -> StoreResult<Option<Account>> {
@@ -306,43 +379,14 @@ macro_rules! impl_store {
                 if !claimed {
                     return Ok(false);
                 }
-                sqlx::query("INSERT INTO accounts (id, name, features, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(a.id)
-                    .bind(&a.name)
-                    .bind(a.features.to_db())
-                    .bind(a.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO api_keys (id, account_id, label, secret_digest, created_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(k.id)
-                .bind(k.account_id)
-                .bind(&k.label)
-                .bind(&k.secret_digest)
-                .bind(k.created_at)
-                .bind(k.revoked_at)
-                .execute(&mut *tx)
-                .await?;
+                Self::write_account(&mut *tx, a).await?;
+                Self::write_api_key(&mut *tx, k).await?;
                 tx.commit().await?;
                 Ok(true)
             }
 
             async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO api_keys (id, account_id, label, secret_digest, created_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(k.id)
-                .bind(k.account_id)
-                .bind(&k.label)
-                .bind(&k.secret_digest)
-                .bind(k.created_at)
-                .bind(k.revoked_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                Ok(Self::write_api_key(&self.pool, k).await?)
             }
 
             async fn get_api_key(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>> {
@@ -478,16 +522,7 @@ macro_rules! impl_store {
             }
 
             async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()> {
-                sqlx::query($crate::store::sql::JOB_INSERT)
-                .bind(job.id)
-                .bind(&job.kind)
-                .bind(&job.payload)
-                .bind(job.max_attempts)
-                .bind(job.run_at)
-                .bind(Ts::now())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                Ok(Self::write_job(&self.pool, job).await?)
             }
 
             async fn claim_next_job(&self, kinds: &[&str], owner: &str, now: Ts, lease_until: Ts) -> StoreResult<Option<Job>> {
@@ -677,33 +712,9 @@ macro_rules! impl_store {
 
             async fn insert_payment(&self, p: &PaymentRecord, job: Option<&NewJob>) -> StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                let mut insert = sqlx::QueryBuilder::<$db>::new("");
-                $crate::store::sql::push_payment_insert(&mut insert, std::slice::from_ref(p));
-                insert.build().execute(&mut *tx).await?;
-                sqlx::query($crate::store::sql::COUNT_ADD)
-                    .bind(p.account_id)
-                    .bind($crate::store::day_of(p.created_at))
-                    .bind(&p.status)
-                    .bind(&p.currency_code)
-                    .bind(1i64)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query($crate::store::sql::TOTAL_ADD)
-                    .bind(p.account_id)
-                    .bind($crate::store::day_of(p.created_at))
-                    .bind(1i64)
-                    .execute(&mut *tx)
-                    .await?;
+                Self::write_payments(&mut tx, std::slice::from_ref(p)).await?;
                 if let Some(job) = job {
-                    sqlx::query($crate::store::sql::JOB_INSERT)
-                        .bind(job.id)
-                        .bind(&job.kind)
-                        .bind(&job.payload)
-                        .bind(job.max_attempts)
-                        .bind(job.run_at)
-                        .bind(Ts::now())
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::write_job(&mut *tx, job).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -711,29 +722,7 @@ macro_rules! impl_store {
 
             async fn insert_payments(&self, rows: &[PaymentRecord]) -> StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                for chunk in rows.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new("");
-                    $crate::store::sql::push_payment_insert(&mut insert, chunk);
-                    insert.build().execute(&mut *tx).await?;
-                }
-                for ((account, day, status, currency), n) in $crate::store::sql::day_count_deltas(rows) {
-                    sqlx::query($crate::store::sql::COUNT_ADD)
-                        .bind(account)
-                        .bind(day)
-                        .bind(status)
-                        .bind(currency)
-                        .bind(n)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for ((account, day), n) in $crate::store::sql::day_total_deltas(rows) {
-                    sqlx::query($crate::store::sql::TOTAL_ADD)
-                        .bind(account)
-                        .bind(day)
-                        .bind(n)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                Self::write_payments(&mut tx, rows).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -776,14 +765,7 @@ macro_rules! impl_store {
                 if c.previous_status != p.status {
                     let day = $crate::store::day_of(p.created_at);
                     for (status, delta) in [(&c.previous_status, -1i64), (&p.status, 1i64)] {
-                        sqlx::query($crate::store::sql::COUNT_ADD)
-                            .bind(p.account_id)
-                            .bind(day)
-                            .bind(status)
-                            .bind(&p.currency_code)
-                            .bind(delta)
-                            .execute(&mut *tx)
-                            .await?;
+                        Self::add_day_count(&mut *tx, (p.account_id, day, status, &p.currency_code), delta).await?;
                     }
                 }
                 if let Some(t) = &c.transaction {
@@ -838,15 +820,7 @@ macro_rules! impl_store {
                     }
                 }
                 if let Some(job) = &c.job {
-                    sqlx::query($crate::store::sql::JOB_INSERT)
-                        .bind(job.id)
-                        .bind(&job.kind)
-                        .bind(&job.payload)
-                        .bind(job.max_attempts)
-                        .bind(job.run_at)
-                        .bind(Ts::now())
-                        .execute(&mut *tx)
-                        .await?;
+                    Self::write_job(&mut *tx, job).await?;
                 }
                 tx.commit().await?;
                 Ok(true)
