@@ -127,32 +127,33 @@ impl Worker {
             .await;
         let now = Ts::now();
         let id = job.id;
-        let recorded = match &result {
-            Ok(()) => self.store.complete_job(id, &self.owner, now).await?,
+        // What the run means for the job, and whether this worker still held it to record that.
+        let (step, recorded) = match &result {
+            Ok(()) => (
+                Step::Completed(id),
+                self.store.complete_job(id, &self.owner, now).await?,
+            ),
             Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
                 let run_at = now.plus(backoff(job.attempts));
-                self.store
-                    .reschedule_job(id, &self.owner, run_at, msg, now)
-                    .await?
+                (
+                    Step::Rescheduled(id),
+                    self.store
+                        .reschedule_job(id, &self.owner, run_at, msg, now)
+                        .await?,
+                )
             }
-            Err(err) => {
+            Err(err) => (
+                Step::Failed(id),
                 self.store
                     .fail_job(id, &self.owner, &err.to_string(), now)
-                    .await?
-            }
+                    .await?,
+            ),
         };
         span.in_scope(|| match &result {
             Ok(()) => tracing::debug!(recorded, "job finished"),
             Err(err) => tracing::warn!(recorded, error = %err, "job did not succeed"),
         });
-        Ok(match (recorded, result) {
-            (false, _) => Step::LeaseLost(id),
-            (true, Ok(())) => Step::Completed(id),
-            (true, Err(JobError::Retry(_))) if job.attempts < job.max_attempts => {
-                Step::Rescheduled(id)
-            }
-            (true, Err(_)) => Step::Failed(id),
-        })
+        Ok(if recorded { step } else { Step::LeaseLost(id) })
     }
 
     /// Runs the handler while a side task keeps the lease fresh.
