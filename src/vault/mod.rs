@@ -152,12 +152,9 @@ impl Vault {
         token_id: Uuid,
         card: &CardData,
     ) -> Result<Sealed, VaultError> {
-        let sealed_card = self
-            .seal_bytes(account_id, token_id.as_bytes(), &card.to_plaintext())
-            .await?;
-        let fingerprint = self
-            .fingerprint(account_id, b"pan", card.pan.peek().as_bytes())
-            .await?;
+        let keys = self.account_keys(account_id).await?;
+        let sealed_card = seal_under(&keys, token_id.as_bytes(), &card.to_plaintext())?;
+        let fingerprint = keyed_digest(&keys.fingerprint, b"pan", card.pan.peek().as_bytes());
         Ok(Sealed {
             sealed_card,
             fingerprint,
@@ -185,25 +182,7 @@ impl Vault {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
-        let keys = self.account_keys(account_id).await?;
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ciphertext = keys
-            .dek
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| VaultError::Integrity)?;
-        let mut sealed = Vec::with_capacity(1 + 4 + NONCE_LEN + ciphertext.len());
-        sealed.push(FORMAT_V1);
-        sealed.extend_from_slice(&keys.dek_version.to_be_bytes());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        Ok(sealed)
+        seal_under(&*self.account_keys(account_id).await?, aad, plaintext)
     }
 
     /// Opens what `seal_bytes` sealed with the same `aad`.
@@ -252,6 +231,28 @@ impl Vault {
             cache.clear();
         }
     }
+}
+
+/// `[format][data key version][nonce][AES-256-GCM]` of `plaintext` under `keys`' data key, bound to `aad`.
+fn seal_under(keys: &AccountKeys, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ciphertext = keys
+        .dek
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| VaultError::Integrity)?;
+    let mut sealed = Vec::with_capacity(1 + 4 + NONCE_LEN + ciphertext.len());
+    sealed.push(FORMAT_V1);
+    sealed.extend_from_slice(&keys.dek_version.to_be_bytes());
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
 }
 
 fn keyed_digest(key: &Hmac<Sha256>, purpose: &[u8], data: &[u8]) -> Vec<u8> {
