@@ -70,6 +70,16 @@ pub struct Settings {
     /// How long after capture a payment is settled, in seconds.
     #[arg(long, global = true, env = "STRONGROOM_SETTLE_AFTER_SECONDS")]
     pub settle_after_seconds: Option<u64>,
+    /// Most requests per second an import sends to Stripe (0: no ceiling).
+    #[arg(long, global = true, env = "STRONGROOM_STRIPE_RATE_LIMIT")]
+    pub stripe_rate_limit: Option<u32>,
+    /// First delay before retrying a Stripe request that failed for a passing reason, in milliseconds
+    /// (doubling on each retry).
+    #[arg(long, global = true, env = "STRONGROOM_STRIPE_RETRY_BASE_MS")]
+    pub stripe_retry_base_ms: Option<u64>,
+    /// How many cards an import forwards at once.
+    #[arg(long, global = true, env = "STRONGROOM_IMPORT_CONCURRENCY")]
+    pub import_concurrency: Option<usize>,
 }
 
 /// The same settings as read from a TOML file.
@@ -91,6 +101,9 @@ struct FileSettings {
     auth_cache_seconds: Option<u64>,
     sandbox_latency_ms: Option<u64>,
     settle_after_seconds: Option<u64>,
+    stripe_rate_limit: Option<u32>,
+    stripe_retry_base_ms: Option<u64>,
+    import_concurrency: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +139,12 @@ pub struct Config {
     pub sandbox_latency: Duration,
     /// How long after capture a payment is settled.
     pub settle_after: Duration,
+    /// Ceiling on requests per second to Stripe during an import; `None`: unthrottled.
+    pub stripe_rate_limit: Option<u32>,
+    /// First retry delay for Stripe requests (429, 5xx, network, forwarding 402), doubled each time.
+    pub stripe_retry_base: Duration,
+    /// Cards forwarded at once by an import.
+    pub import_concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +177,9 @@ impl Config {
             auth_cache_ttl: Duration::from_secs(2),
             sandbox_latency: Duration::ZERO,
             settle_after: Duration::from_secs(3600),
+            stripe_rate_limit: Some(20),
+            stripe_retry_base: Duration::from_millis(500),
+            import_concurrency: 16,
         }
     }
 
@@ -243,6 +265,21 @@ impl Config {
         }
         if let Some(seconds) = settings.settle_after_seconds.or(file.settle_after_seconds) {
             config.settle_after = Duration::from_secs(seconds);
+        }
+        if let Some(rate) = settings.stripe_rate_limit.or(file.stripe_rate_limit) {
+            config.stripe_rate_limit = (rate > 0).then_some(rate);
+        }
+        if let Some(ms) = settings.stripe_retry_base_ms.or(file.stripe_retry_base_ms) {
+            config.stripe_retry_base = Duration::from_millis(ms.clamp(1, 60_000));
+        }
+        if let Some(n) = settings.import_concurrency.or(file.import_concurrency) {
+            if n == 0 || n > 256 {
+                return Err(ConfigError(
+                    "STRONGROOM_IMPORT_CONCURRENCY (import_concurrency) must be from 1 to 256"
+                        .into(),
+                ));
+            }
+            config.import_concurrency = n;
         }
         if let Some(seconds) = settings.auth_cache_seconds.or(file.auth_cache_seconds) {
             if seconds > 60 {

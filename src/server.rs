@@ -14,6 +14,8 @@ use crate::api::auth::AuthCache;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::domain::accounts::{self, ApiKeySecret};
+use crate::domain::import_job::ImportJob;
+use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::processor::{Router, Sandbox};
 use crate::domain::tokens::Tokens;
@@ -40,7 +42,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 
 /// The job handlers this build knows. Each capability that brings a job kind registers it here.
 pub fn job_handlers(state: &AppState) -> Vec<Arc<dyn JobHandler>> {
-    PaymentStep::all(&state.payments)
+    let mut handlers = PaymentStep::all(&state.payments);
+    handlers.push(Arc::new(ImportJob(state.imports.clone())));
+    handlers
 }
 
 /// A server running on its listener, with its workers.
@@ -110,6 +114,23 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         router,
         config.settle_after,
     ));
+    let imports = Arc::new(
+        Imports::new(
+            store.clone(),
+            tokens.clone(),
+            ImportSettings {
+                stripe_api_base: config.stripe_api_base.clone(),
+                ingest_url: format!(
+                    "{}/tokens/imports/ingest",
+                    config.public_url_or(config.listen)
+                ),
+                rate_limit: config.stripe_rate_limit,
+                retry_base: config.stripe_retry_base,
+                concurrency: config.import_concurrency,
+            },
+        )
+        .context("cannot build the HTTP client for Stripe")?,
+    );
     let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
     Ok(AppState {
         store,
@@ -117,6 +138,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokens,
         auth_cache,
         payments,
+        imports,
     })
 }
 

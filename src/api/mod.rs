@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod imports;
 pub mod pagination;
 pub mod payments;
 pub mod tokens;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub tokens: Arc<crate::domain::tokens::Tokens>,
     pub auth_cache: Arc<auth::AuthCache>,
     pub payments: Arc<crate::domain::payments::Payments>,
+    pub imports: Arc<crate::domain::imports::Imports>,
 }
 
 impl AppState {
@@ -80,6 +82,10 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::get_token, tokens::delete_token))
         .routes(routes!(tokens::consume_token))
         .routes(routes!(tokens::card_art))
+        .routes(routes!(imports::create_import, imports::list_imports))
+        .routes(routes!(imports::get_import))
+        .routes(routes!(imports::abort_import))
+        .routes(routes!(imports::list_failures))
         .routes(routes!(payments::list_payments))
         .routes(routes!(payments::one_off))
         .routes(routes!(payments::unscheduled))
@@ -97,6 +103,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+        .routes(routes!(imports::ingest))
         .merge(protected)
 }
 

@@ -2,9 +2,12 @@
 
 pub mod accounts;
 pub mod cards;
+pub mod import_job;
+pub mod imports;
 pub mod payment_input;
 pub mod payments;
 pub mod processor;
+pub mod stripe;
 pub mod tokens;
 
 use serde::Serialize;

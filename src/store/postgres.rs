@@ -10,6 +10,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgPoolOptions, PgTypeIn
 use sqlx::{Decode, Encode, PgPool, Postgres, Type};
 use uuid::Uuid;
 
+use super::imports::impl_import_store;
 use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
 use super::{
     Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
@@ -17,6 +18,7 @@ use super::{
     TokenRecord, TransactionRecord, Ts,
 };
 use super::{Backend, DynStore, OpenError};
+use super::{ImportFailure, ImportOutcome, ImportRecord};
 
 pub struct PgStore {
     pool: PgPool,
@@ -64,6 +66,8 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
         .map_err(|e| OpenError::Connect(e.to_string()))?;
     Ok(Arc::new(PgStore { pool }))
 }
+
+impl_import_store!(PgStore, db = sqlx::Postgres);
 
 impl_store!(
     PgStore,

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Decode, Encode, Sqlite, SqlitePool, Type};
 use uuid::Uuid;
 
+use super::imports::impl_import_store;
 use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
 use super::{
     Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
@@ -18,6 +19,7 @@ use super::{
     TokenRecord, TransactionRecord, Ts,
 };
 use super::{Backend, DynStore, OpenError};
+use super::{ImportFailure, ImportOutcome, ImportRecord};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -79,6 +81,8 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
         .connect_lazy_with(options);
     Ok(Arc::new(SqliteStore { pool, batch_writer }))
 }
+
+impl_import_store!(SqliteStore, db = sqlx::Sqlite);
 
 impl_store!(
     SqliteStore,

@@ -1,0 +1,443 @@
+//! The job that drives an import: checks the Stripe key, pages through customers and their cards, has
+//! Stripe forward each card to the ingest endpoint, and records each card's outcome exactly once.
+//!
+//! Cards are forwarded in batches, several at once; each batch's outcomes are written in one
+//! transaction, and the position (the last customer whose cards are all recorded) moves with the last
+//! batch of each customer page. A job that died resumes from that position and skips what the import
+//! has already counted, so a card is never counted twice; and since the ingest endpoint answers with the
+//! existing token for a payment method it has seen, a card forwarded twice never becomes two tokens.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::imports::{Imports, BUSINESS_KEY_HEADER, IMPORT_JOB, PROVIDER_STRIPE};
+use super::stripe::{Forward, StripeClient, StripeError};
+use crate::jobs::{JobError, JobHandler};
+use crate::store::{ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
+
+/// Stripe's largest page.
+const PAGE: u32 = 100;
+/// Cards per recorded batch.
+const BATCH: usize = 100;
+/// The forwarded body: the `/cde-import` fields, which Stripe fills in.
+const FORWARD_BODY: &str = r#"{"account_number":"","expiry_month":"","expiry_year":"","cardholder_name":"","security_code":""}"#;
+const REPLACEMENTS: [&str; 4] = ["card_number", "card_expiry", "cardholder_name", "card_cvc"];
+
+#[derive(Deserialize)]
+struct Payload {
+    import_id: Uuid,
+}
+
+/// Where a resumed job starts listing customers.
+#[derive(Default, Serialize, Deserialize)]
+struct Position {
+    customers_after: Option<String>,
+}
+
+/// A card listed and not yet counted.
+struct Card {
+    payment_method: String,
+    customer: String,
+}
+
+/// Why the run stopped before the end.
+enum Stop {
+    /// The import cannot go on: it is aborted with this failure entry.
+    Fatal(ImportFailure),
+    /// Stripe is unavailable: the job is tried again later from its position.
+    Unavailable(StripeError),
+    Store(StoreError),
+    /// The import was aborted (or ended) by someone else.
+    Ended,
+}
+
+impl From<StoreError> for Stop {
+    fn from(err: StoreError) -> Self {
+        Stop::Store(err)
+    }
+}
+
+pub struct ImportJob(pub Arc<Imports>);
+
+#[async_trait]
+impl JobHandler for ImportJob {
+    fn kind(&self) -> &'static str {
+        IMPORT_JOB
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let payload: Payload = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::Fatal(format!("bad import job payload: {e}")))?;
+        let imports = &self.0;
+        let Some(import) = imports.store.get_import(payload.import_id).await? else {
+            return Ok(());
+        };
+        if !import.is_active() {
+            return Ok(());
+        }
+        let keys = imports
+            .open_keys(&import)
+            .await
+            .map_err(|e| JobError::Retry(format!("cannot open the import's keys: {e}")))?;
+        let Some((stripe_key, ingest_key)) = keys else {
+            return Ok(());
+        };
+        let settings = &imports.settings;
+        let run = Run {
+            imports,
+            import: &import,
+            stripe: StripeClient::new(
+                imports.http.clone(),
+                &settings.stripe_api_base,
+                stripe_key,
+                settings.rate_limit,
+                settings.retry_base,
+            ),
+            ingest_key: &ingest_key,
+        };
+        let failure = match run.drive().await {
+            Ok(()) | Err(Stop::Ended) => return Ok(()),
+            Err(Stop::Fatal(failure)) => failure,
+            Err(Stop::Store(err)) => return Err(err.into()),
+            Err(Stop::Unavailable(err)) if job.attempts < job.max_attempts => {
+                return Err(JobError::Retry(err.to_string()));
+            }
+            Err(Stop::Unavailable(err)) => failure(
+                "source_unavailable",
+                json!({
+                    "http_status": err.status(),
+                    "stripe_error": err.detail(),
+                    "detail": "Stripe kept failing while the cards were listed; the import was aborted",
+                }),
+            ),
+        };
+        imports
+            .store
+            .end_import(import.id, "aborted", Some(&failure), Ts::now())
+            .await?;
+        tracing::warn!(import = %import.id, reason = %failure.reason, "import aborted");
+        Ok(())
+    }
+}
+
+struct Run<'a> {
+    imports: &'a Imports,
+    import: &'a ImportRecord,
+    stripe: StripeClient,
+    ingest_key: &'a str,
+}
+
+impl Run<'_> {
+    async fn drive(&self) -> Result<(), Stop> {
+        let store = &self.imports.store;
+        let id = self.import.id;
+        if self.import.status == "preparing" {
+            // One small list call proves the key works and may read customers.
+            self.stripe
+                .list_customers(None, 1)
+                .await
+                .map_err(|e| listing_stop(e, None))?;
+            if !store.mark_import_running(id, Ts::now()).await? {
+                return Err(Stop::Ended);
+            }
+        }
+        let mut position: Position = self
+            .import
+            .position
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        loop {
+            let page = self
+                .stripe
+                .list_customers(position.customers_after.as_deref(), PAGE)
+                .await
+                .map_err(|e| listing_stop(e, None))?;
+            let mut batch = Vec::new();
+            for customer in &page.data {
+                let mut after: Option<String> = None;
+                loop {
+                    let cards = match self
+                        .stripe
+                        .list_cards(&customer.id, after.as_deref(), PAGE)
+                        .await
+                    {
+                        Ok(cards) => cards,
+                        // Deleted since it was listed: it has no cards to import any more.
+                        Err(StripeError::Api { status: 404, .. }) => break,
+                        Err(e) => return Err(listing_stop(e, Some(&customer.id))),
+                    };
+                    after = cards.data.last().map(|pm| pm.id.clone());
+                    batch.extend(cards.data.into_iter().map(|pm| Card {
+                        payment_method: pm.id,
+                        customer: customer.id.clone(),
+                    }));
+                    if batch.len() >= BATCH {
+                        self.process(std::mem::take(&mut batch), None).await?;
+                    }
+                    if !cards.has_more || after.is_none() {
+                        break;
+                    }
+                }
+            }
+            if let Some(last) = page.data.last() {
+                position.customers_after = Some(last.id.clone());
+            }
+            let saved = serde_json::to_string(&position).unwrap_or_default();
+            self.process(batch, Some(&saved)).await?;
+            if !page.has_more || page.data.is_empty() {
+                break;
+            }
+        }
+        if !store.end_import(id, "finished", None, Ts::now()).await? {
+            return Err(Stop::Ended);
+        }
+        tracing::info!(import = %id, "import finished");
+        Ok(())
+    }
+
+    /// Forwards the cards of `batch` not counted yet and records their outcomes (and `position`).
+    async fn process(&self, batch: Vec<Card>, position: Option<&str>) -> Result<(), Stop> {
+        let store = &self.imports.store;
+        let import = self.import;
+        let listed: Vec<String> = batch.iter().map(|c| c.payment_method.clone()).collect();
+        let counted: HashSet<String> = store
+            .counted_payment_methods(import.id, &listed)
+            .await?
+            .into_iter()
+            .collect();
+        let fresh: Vec<&Card> = batch
+            .iter()
+            .filter(|c| !counted.contains(&c.payment_method))
+            .collect();
+        let fresh_keys: Vec<String> = fresh.iter().map(|c| c.payment_method.clone()).collect();
+        // Imported before (by an earlier import): in the vault already, no need to move the card again.
+        let known: HashSet<String> = store
+            .existing_business_keys(import.account_id, PROVIDER_STRIPE, &fresh_keys)
+            .await?
+            .into_iter()
+            .collect();
+        let mut outcomes: Vec<ImportOutcome> = known
+            .iter()
+            .map(|pm| ImportOutcome {
+                payment_method: pm.clone(),
+                failure: None,
+            })
+            .collect();
+        // Made up front (they do nothing until polled), then run a few at a time.
+        let forwards: Vec<_> = fresh
+            .into_iter()
+            .filter(|c| !known.contains(&c.payment_method))
+            .map(|card| self.forward(card))
+            .collect();
+        let forwarded: Vec<Result<ImportOutcome, Stop>> = stream::iter(forwards)
+            .buffer_unordered(self.imports.settings.concurrency)
+            .collect()
+            .await;
+        for outcome in forwarded {
+            outcomes.push(outcome?);
+        }
+        if outcomes.is_empty() && position.is_none() {
+            return Ok(());
+        }
+        if store
+            .record_import_outcomes(import.id, &outcomes, position, Ts::now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Stop::Ended)
+        }
+    }
+
+    /// Has Stripe post one card to the ingest endpoint and reads what became of it.
+    async fn forward(&self, card: &Card) -> Result<ImportOutcome, Stop> {
+        let request = Forward {
+            payment_method: &card.payment_method,
+            url: &self.imports.settings.ingest_url,
+            replacements: &REPLACEMENTS,
+            headers: vec![
+                ("Content-Type", "application/json"),
+                ("X-API-Key", self.ingest_key),
+                (BUSINESS_KEY_HEADER, &card.payment_method),
+            ],
+            body: FORWARD_BODY,
+            idempotency_key: format!(
+                "strongroom-import-{}-{}",
+                self.import.id, card.payment_method
+            ),
+        };
+        let context = |extra: Value| {
+            let mut context = json!({
+                "payment_method": card.payment_method,
+                "customer": card.customer,
+            });
+            if let (Some(base), Value::Object(extra)) = (context.as_object_mut(), extra) {
+                base.extend(extra);
+            }
+            context
+        };
+        let failure = match self.stripe.forward(&request).await {
+            Ok(forwarded) => match forwarded.response_details {
+                Some(response) => match destination_failure(response.status, &response.body) {
+                    None => None,
+                    Some((reason, extra)) => Some(failure(reason, context(extra))),
+                },
+                None => Some(failure(
+                    "destination_error",
+                    context(
+                        json!({ "detail": "Stripe returned no response from the destination" }),
+                    ),
+                )),
+            },
+            Err(err) if err.is_key_refused() => return Err(Stop::Fatal(key_refused(&err))),
+            Err(err) if err.code() == Some("forwarding_api_inactive") => {
+                return Err(Stop::Fatal(failure(
+                    "source_error",
+                    json!({
+                        "http_status": err.status(),
+                        "stripe_error": err.detail(),
+                        "detail": "forwarding is not enabled on this Stripe account; ask Stripe to enable the Vault and Forward API for the ingest URL",
+                    }),
+                )))
+            }
+            Err(err) => {
+                let reason = match err.status() {
+                    Some(402 | 502 | 504) => "destination_unreachable",
+                    Some(429) | Some(500..=599) | None => "source_unavailable",
+                    Some(_) => "source_error",
+                };
+                Some(failure(
+                    reason,
+                    context(json!({ "http_status": err.status(), "stripe_error": err.detail() })),
+                ))
+            }
+        };
+        Ok(ImportOutcome {
+            payment_method: card.payment_method.clone(),
+            failure,
+        })
+    }
+}
+
+/// Reads our ingest endpoint's answer as relayed by Stripe: `None` when it holds a token.
+fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)> {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    if status == 200 {
+        let has_token = parsed
+            .as_ref()
+            .and_then(|b| b.get("id"))
+            .and_then(Value::as_str)
+            .is_some_and(|id| Uuid::try_parse(id).is_ok());
+        return if has_token {
+            None
+        } else {
+            Some((
+                "destination_error",
+                json!({ "http_status": status, "detail": "the destination answered without a token" }),
+            ))
+        };
+    }
+    // Our own error body: its message and field paths never carry card data.
+    let message = parsed
+        .as_ref()
+        .and_then(|b| b.get("message"))
+        .and_then(Value::as_str)
+        .map(super::stripe::redact);
+    if status == 422 {
+        let fields: Vec<Value> = parsed
+            .as_ref()
+            .and_then(|b| b.get("validation_errors"))
+            .and_then(Value::as_array)
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "path": e.get("path").and_then(Value::as_str).map(super::stripe::redact),
+                            "message": e.get("message").and_then(Value::as_str).map(super::stripe::redact),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Some((
+            "invalid_card_data",
+            json!({ "http_status": status, "validation_errors": fields }),
+        ));
+    }
+    Some((
+        "destination_error",
+        json!({
+            "http_status": status,
+            "message": message.unwrap_or_else(|| "unreadable answer from the destination".into()),
+        }),
+    ))
+}
+
+fn failure(reason: &str, context: Value) -> ImportFailure {
+    ImportFailure {
+        reason: reason.to_owned(),
+        context: context.to_string(),
+    }
+}
+
+fn key_refused(err: &StripeError) -> ImportFailure {
+    let detail = if err.status() == Some(403) {
+        "the Stripe key lacks a permission the import needs (customers and payment methods: read; forwarding requests: write)"
+    } else {
+        "Stripe refused the API key (wrong, revoked or expired)"
+    };
+    failure(
+        "source_error",
+        json!({ "http_status": err.status(), "stripe_error": err.detail(), "detail": detail }),
+    )
+}
+
+/// A listing that failed: the key refused ends the import; anything passing is retried later.
+fn listing_stop(err: StripeError, customer: Option<&str>) -> Stop {
+    match err.status() {
+        Some(401 | 403) => Stop::Fatal(key_refused(&err)),
+        Some(429) | Some(500..=599) | None => Stop::Unavailable(err),
+        Some(status) => Stop::Fatal(failure(
+            "source_error",
+            json!({
+                "customer": customer,
+                "http_status": status,
+                "stripe_error": err.detail(),
+                "detail": "Stripe refused to list the account's cards",
+            }),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_answer_decides_the_outcome() {
+        let token = r#"{"id":"0b0b0e0e-1111-4222-8333-444455556666"}"#;
+        assert!(destination_failure(200, token).is_none());
+        assert_eq!(
+            destination_failure(200, "oops").unwrap().0,
+            "destination_error"
+        );
+        let invalid = r#"{"code":422,"message":"Validation error","validation_errors":[{"path":"$.expiry_year","message":"the card has expired"}]}"#;
+        let (reason, context) = destination_failure(422, invalid).unwrap();
+        assert_eq!(reason, "invalid_card_data");
+        assert_eq!(context["validation_errors"][0]["path"], "$.expiry_year");
+        let (reason, context) =
+            destination_failure(401, r#"{"message":"No valid means"}"#).unwrap();
+        assert_eq!(
+            (reason, context["http_status"].as_u64()),
+            ("destination_error", Some(401))
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Token imports from a processor (Stripe): starting one with its sealed key and its own ingest key,
+//! reading and aborting it, and the ingest step that turns a forwarded card into a token. The job that
+//! drives an import lives in `import_job`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::stripe::StripeKey;
+use super::tokens::{validate_card, NumberForm, Origin, TokenError, Tokens};
+use super::FieldError;
+use crate::store::{AuditEvent, DynStore, ImportRecord, NewJob, StoreError, TokenRecord, Ts};
+use crate::vault::VaultError;
+
+pub const PROVIDER_STRIPE: &str = "stripe";
+pub const IMPORT_JOB: &str = "import.run";
+/// Ingest keys read `sri_<import id>_<secret>`: they name their import and open nothing else.
+const INGEST_KEY_PREFIX: &str = "sri_";
+/// The header that tells the ingest endpoint which payment method a forwarded card is.
+pub const BUSINESS_KEY_HEADER: &str = "x-strongroom-business-key";
+/// How often the job is retried (with backoff) when Stripe stays unavailable before the import is aborted.
+const IMPORT_JOB_ATTEMPTS: i32 = 8;
+
+/// What an import needs to know of the server's configuration.
+#[derive(Clone, Debug)]
+pub struct ImportSettings {
+    pub stripe_api_base: String,
+    /// Where Stripe posts cards: `<public URL>/tokens/imports/ingest`.
+    pub ingest_url: String,
+    pub rate_limit: Option<u32>,
+    pub retry_base: Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("another import of this account is preparing or running")]
+    AlreadyActive,
+    #[error("the import has already ended")]
+    AlreadyEnded,
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ImportError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Constraint(name) if name == "token_imports_one_active" => {
+                ImportError::AlreadyActive
+            }
+            other => ImportError::Store(other),
+        }
+    }
+}
+
+/// Why a forwarded card did not become a token.
+#[derive(Debug)]
+pub enum IngestError {
+    /// The card data failed validation; the paths and messages never repeat values.
+    Invalid(Vec<FieldError>),
+    Token(TokenError),
+}
+
+pub struct Imports {
+    pub(crate) store: DynStore,
+    pub(crate) tokens: Arc<Tokens>,
+    pub(crate) settings: ImportSettings,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Imports {
+    pub fn new(
+        store: DynStore,
+        tokens: Arc<Tokens>,
+        settings: ImportSettings,
+    ) -> reqwest::Result<Self> {
+        Ok(Self {
+            store,
+            tokens,
+            settings,
+            http: super::stripe::StripeClient::http_client()?,
+        })
+    }
+
+    /// Creates an import in `preparing` with the job that runs it. The Stripe key and a fresh ingest key
+    /// are stored sealed under the account's data key.
+    pub async fn create(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        stripe_key: &StripeKey,
+    ) -> Result<ImportRecord, ImportError> {
+        let id = Uuid::new_v4();
+        let vault = &self.tokens.vault;
+        let (ingest_key, digest) = mint_ingest_key(id);
+        let now = Ts::now();
+        let import = ImportRecord {
+            id,
+            account_id,
+            provider: PROVIDER_STRIPE.to_owned(),
+            status: "preparing".to_owned(),
+            sealed_api_key: Some(
+                vault
+                    .seal_bytes(
+                        account_id,
+                        &sealing_aad(id, "stripe_key"),
+                        stripe_key.expose().as_bytes(),
+                    )
+                    .await?,
+            ),
+            sealed_ingest_key: Some(
+                vault
+                    .seal_bytes(
+                        account_id,
+                        &sealing_aad(id, "ingest_key"),
+                        ingest_key.as_bytes(),
+                    )
+                    .await?,
+            ),
+            ingest_key_digest: Some(digest),
+            position: None,
+            attempts: 0,
+            successes: 0,
+            failures: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        let job = NewJob {
+            id: Uuid::new_v4(),
+            kind: IMPORT_JOB.to_owned(),
+            payload: serde_json::json!({ "import_id": id }).to_string(),
+            max_attempts: IMPORT_JOB_ATTEMPTS,
+            run_at: now,
+        };
+        self.store.insert_import(&import, &job).await?;
+        self.audit(account_id, actor, "import.create", id).await?;
+        Ok(import)
+    }
+
+    /// The import if it belongs to `account_id`.
+    pub async fn get(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<ImportRecord>, StoreError> {
+        Ok(self
+            .store
+            .get_import(id)
+            .await?
+            .filter(|i| i.account_id == account_id))
+    }
+
+    /// Moves an active import to `aborted`; its keys are destroyed and its ingest key dies with them.
+    pub async fn abort(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        id: Uuid,
+    ) -> Result<Option<ImportRecord>, ImportError> {
+        if self.get(account_id, id).await?.is_none() {
+            return Ok(None);
+        }
+        if !self
+            .store
+            .end_import(id, "aborted", None, Ts::now())
+            .await?
+        {
+            return Err(ImportError::AlreadyEnded);
+        }
+        self.audit(account_id, actor, "import.abort", id).await?;
+        Ok(self.get(account_id, id).await?)
+    }
+
+    /// The running import that `presented` is the ingest key of, if any.
+    pub async fn authenticate_ingest(
+        &self,
+        presented: &str,
+    ) -> Result<Option<ImportRecord>, StoreError> {
+        let Some((id, secret)) = parse_ingest_key(presented) else {
+            return Ok(None);
+        };
+        let Some(import) = self.store.get_import(id).await? else {
+            return Ok(None);
+        };
+        let matches = import
+            .ingest_key_digest
+            .as_deref()
+            .is_some_and(|d| bool::from(Sha256::digest(secret.as_bytes()).ct_eq(d)));
+        Ok((matches && import.status == "running").then_some(import))
+    }
+
+    /// Turns a card forwarded for `import` into a token with `business_key` (the payment method). A card
+    /// already imported for the account under that key is not imported again: its token is returned.
+    pub async fn ingest(
+        &self,
+        import: &ImportRecord,
+        business_key: &str,
+        mut body: Value,
+    ) -> Result<TokenRecord, IngestError> {
+        let account_id = import.account_id;
+        if let Some(existing) = self.existing(account_id, business_key).await? {
+            return Ok(existing);
+        }
+        // Stripe leaves the placeholder empty when it holds no name or security code for the card.
+        if let Some(object) = body.as_object_mut() {
+            for optional in ["security_code", "cardholder_name"] {
+                if object.get(optional).and_then(Value::as_str) == Some("") {
+                    object.remove(optional);
+                }
+            }
+        }
+        let valid = validate_card(&body, chrono::Utc::now(), NumberForm::Forwarded)
+            .map_err(IngestError::Invalid)?;
+        let origin = Origin {
+            business_key: Some(business_key.to_owned()),
+            import_provider: Some(import.provider.clone()),
+        };
+        let actor = format!("import:{}", import.id);
+        match self.tokens.create(account_id, &actor, valid, origin).await {
+            Ok(token) => Ok(token),
+            // Another forward of the same card won the race: its token is the answer.
+            Err(TokenError::Store(StoreError::Constraint(_))) => self
+                .existing(account_id, business_key)
+                .await?
+                .ok_or_else(|| {
+                    IngestError::Token(TokenError::Store(StoreError::Other(
+                        "a token with this business key vanished".into(),
+                    )))
+                }),
+            Err(err) => Err(IngestError::Token(err)),
+        }
+    }
+
+    async fn existing(
+        &self,
+        account_id: Uuid,
+        business_key: &str,
+    ) -> Result<Option<TokenRecord>, IngestError> {
+        self.store
+            .get_token_by_business_key(account_id, PROVIDER_STRIPE, business_key)
+            .await
+            .map_err(|e| IngestError::Token(TokenError::Store(e)))
+    }
+
+    /// Opens the Stripe key and the ingest key of an active import.
+    pub(crate) async fn open_keys(
+        &self,
+        import: &ImportRecord,
+    ) -> Result<Option<(StripeKey, Zeroizing<String>)>, VaultError> {
+        let (Some(api), Some(ingest)) = (&import.sealed_api_key, &import.sealed_ingest_key) else {
+            return Ok(None);
+        };
+        let vault = &self.tokens.vault;
+        let api = vault
+            .open_bytes(
+                import.account_id,
+                &sealing_aad(import.id, "stripe_key"),
+                api,
+            )
+            .await?;
+        let ingest = vault
+            .open_bytes(
+                import.account_id,
+                &sealing_aad(import.id, "ingest_key"),
+                ingest,
+            )
+            .await?;
+        let text =
+            |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|_| VaultError::Integrity);
+        Ok(Some((
+            StripeKey::new(text(&api)?),
+            Zeroizing::new(text(&ingest)?),
+        )))
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        action: &str,
+        id: Uuid,
+    ) -> Result<(), StoreError> {
+        self.store
+            .insert_audit_event(&AuditEvent::new(
+                Some(account_id),
+                actor,
+                action,
+                Some(id.to_string()),
+                "success",
+            ))
+            .await
+    }
+}
+
+impl From<StoreError> for IngestError {
+    fn from(err: StoreError) -> Self {
+        IngestError::Token(TokenError::Store(err))
+    }
+}
+
+/// What a sealed key of an import is bound to: the import and the key's role.
+fn sealing_aad(import_id: Uuid, role: &str) -> Vec<u8> {
+    format!("import:{import_id}:{role}").into_bytes()
+}
+
+/// A new ingest key for `import_id` and the digest of its secret.
+fn mint_ingest_key(import_id: Uuid) -> (Zeroizing<String>, Vec<u8>) {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw));
+    raw.zeroize();
+    let digest = Sha256::digest(secret.as_bytes()).to_vec();
+    let key = Zeroizing::new(format!(
+        "{INGEST_KEY_PREFIX}{}_{}",
+        import_id.simple(),
+        secret.as_str()
+    ));
+    (key, digest)
+}
+
+fn parse_ingest_key(presented: &str) -> Option<(Uuid, &str)> {
+    let (id, secret) = presented.strip_prefix(INGEST_KEY_PREFIX)?.split_once('_')?;
+    if id.len() != 32 || secret.is_empty() {
+        return None;
+    }
+    Some((Uuid::try_parse(id).ok()?, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ingest_key_names_its_import_and_checks_against_its_digest() {
+        let id = Uuid::new_v4();
+        let (key, digest) = mint_ingest_key(id);
+        let (parsed, secret) = parse_ingest_key(&key).unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(Sha256::digest(secret.as_bytes()).to_vec(), digest);
+        assert!(parse_ingest_key("sr_abc_def").is_none());
+        assert!(parse_ingest_key(&format!("sri_{}_", id.simple())).is_none());
+    }
+}
