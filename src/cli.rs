@@ -2,6 +2,7 @@
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,9 +42,24 @@ pub enum Command {
     /// Payments.
     #[command(subcommand)]
     Payments(PaymentsCommand),
+    /// Token imports.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// The master key that wraps every account's data keys.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Shows an import's progress (attempts, successes, failures, rate) until it ends; exits 1 if it
+    /// was aborted.
+    Watch {
+        id: Uuid,
+        /// How often to look, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,6 +184,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             days,
             quiet,
         }) => seed_payments(config, count, account, days, quiet).await,
+        Command::Import(ImportCommand::Watch { id, interval_ms }) => {
+            crate::import_watch::watch(config, id, Duration::from_millis(interval_ms.max(50))).await
+        }
         Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
             let store = server::open_store(&config).await?;
             let key_file = crate::vault::master_key_path(&config);

@@ -80,6 +80,10 @@ pub struct Settings {
     /// How many cards an import forwards at once.
     #[arg(long, global = true, env = "STRONGROOM_IMPORT_CONCURRENCY")]
     pub import_concurrency: Option<usize>,
+    /// How long a worker holds a job before another node may take it over, in seconds (it is renewed
+    /// while the worker lives; this bounds how long a crashed node's job waits).
+    #[arg(long, global = true, env = "STRONGROOM_JOB_LEASE_SECONDS")]
+    pub job_lease_seconds: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -104,6 +108,7 @@ struct FileSettings {
     stripe_rate_limit: Option<u32>,
     stripe_retry_base_ms: Option<u64>,
     import_concurrency: Option<usize>,
+    job_lease_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +270,14 @@ impl Config {
         }
         if let Some(seconds) = settings.settle_after_seconds.or(file.settle_after_seconds) {
             config.settle_after = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = settings.job_lease_seconds.or(file.job_lease_seconds) {
+            if !(2..=3600).contains(&seconds) {
+                return Err(ConfigError(
+                    "STRONGROOM_JOB_LEASE_SECONDS (job_lease_seconds) must be from 2 to 3600".into(),
+                ));
+            }
+            config.job_lease = Duration::from_secs(seconds);
         }
         if let Some(rate) = settings.stripe_rate_limit.or(file.stripe_rate_limit) {
             config.stripe_rate_limit = (rate > 0).then_some(rate);

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod import_watch;
 pub mod jobs;
 pub mod server;
 pub mod store;

@@ -54,12 +54,7 @@ pub enum ImportError {
 
 impl From<StoreError> for ImportError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Constraint(name) if name == "token_imports_one_active" => {
-                ImportError::AlreadyActive
-            }
-            other => ImportError::Store(other),
-        }
+        ImportError::Store(err)
     }
 }
 
@@ -143,7 +138,15 @@ impl Imports {
             max_attempts: IMPORT_JOB_ATTEMPTS,
             run_at: now,
         };
-        self.store.insert_import(&import, &job).await?;
+        // The only constraint a new import can meet is `token_imports_one_active` (SQLite does not name
+        // the index it was refused by).
+        self.store
+            .insert_import(&import, &job)
+            .await
+            .map_err(|err| match err {
+                StoreError::Constraint(_) => ImportError::AlreadyActive,
+                other => ImportError::Store(other),
+            })?;
         self.audit(account_id, actor, "import.create", id).await?;
         Ok(import)
     }

@@ -1,7 +1,9 @@
 //! Test harness: a real server on port 0 over a fresh database (SQLite in a temp dir, or a PostgreSQL
 //! database created for the test and dropped after), and one helper per kind of call.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
@@ -272,4 +274,70 @@ pub fn validation_body(errors: &[(&str, &str)]) -> Value {
         "message": "Validation error",
         "validation_errors": errors.iter().map(|(p, m)| serde_json::json!({"path": p, "message": m})).collect::<Vec<_>>(),
     })
+}
+
+/// The real binary, serving on a port of its own choosing, with every log line at trace level kept.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(db: &TestDb, run: &str) -> Self {
+        Self::start_with(db, run, &[])
+    }
+
+    /// Starts the binary with `env` added to its environment.
+    pub fn start_with(db: &TestDb, run: &str, env: &[(&str, &str)]) -> Self {
+        let stdout = db.dir.path().join(format!("{run}.stdout"));
+        let stderr = db.dir.path().join(format!("{run}.stderr"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+            .arg("serve")
+            .env("STRONGROOM_DATA_DIR", db.dir.path())
+            .env("STRONGROOM_DATABASE_URL", &db.url)
+            .env("STRONGROOM_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "trace")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let base = loop {
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            if let Some(addr) = log
+                .lines()
+                .find(|l| l.contains("strongroom is serving"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr="))
+                        .map(str::to_owned)
+                })
+            {
+                break format!("http://{addr}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            base,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn kill_9(mut self) -> (String, String) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (
+            std::fs::read_to_string(&self.stdout).unwrap(),
+            std::fs::read_to_string(&self.stderr).unwrap(),
+        )
+    }
 }

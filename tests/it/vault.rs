@@ -2,9 +2,8 @@
 //! nothing lost to a kill -9 after a 200; tokens sealed before a master-key rotation open after it.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,7 +12,7 @@ use strongroom::store::Feature;
 use strongroom::vault::master::MasterKeys;
 use strongroom::vault::Vault;
 
-use crate::helpers::{spawn_app, Backend, TestDb};
+use crate::helpers::{spawn_app, Backend, ServerProcess, TestDb};
 use crate::on_both_backends;
 use crate::tokens::{app_account, card, tokenize};
 
@@ -21,66 +20,6 @@ on_both_backends!(
     no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing,
     tokens_sealed_before_a_master_key_rotation_open_after_it,
 );
-
-/// The real binary, serving on a port of its own choosing, with every log line at trace level kept.
-struct ServerProcess {
-    child: Child,
-    base: String,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl ServerProcess {
-    fn start(db: &TestDb, run: &str) -> Self {
-        let stdout = db.dir.path().join(format!("{run}.stdout"));
-        let stderr = db.dir.path().join(format!("{run}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-            .arg("serve")
-            .env("STRONGROOM_DATA_DIR", db.dir.path())
-            .env("STRONGROOM_DATABASE_URL", &db.url)
-            .env("STRONGROOM_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let base = loop {
-            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-            if let Some(addr) = log
-                .lines()
-                .find(|l| l.contains("strongroom is serving"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .find_map(|w| w.strip_prefix("addr="))
-                        .map(str::to_owned)
-                })
-            {
-                break format!("http://{addr}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the server did not start:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Self {
-            child,
-            base,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn kill_9(mut self) -> (String, String) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        (
-            std::fs::read_to_string(&self.stdout).unwrap(),
-            std::fs::read_to_string(&self.stderr).unwrap(),
-        )
-    }
-}
 
 fn file_bytes(path: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
