@@ -3,6 +3,9 @@
 
 mod api_basics;
 mod cli;
+#[path = "../support/fake_stripe.rs"]
+mod fake_stripe;
+mod fake_stripe_selftest;
 mod helpers;
 mod idempotency;
 mod jobs;
