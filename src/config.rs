@@ -274,7 +274,8 @@ impl Config {
         if let Some(seconds) = settings.job_lease_seconds.or(file.job_lease_seconds) {
             if !(2..=3600).contains(&seconds) {
                 return Err(ConfigError(
-                    "STRONGROOM_JOB_LEASE_SECONDS (job_lease_seconds) must be from 2 to 3600".into(),
+                    "STRONGROOM_JOB_LEASE_SECONDS (job_lease_seconds) must be from 2 to 3600"
+                        .into(),
                 ));
             }
             config.job_lease = Duration::from_secs(seconds);

@@ -285,10 +285,8 @@ impl Run<'_> {
         };
         let failure = match self.stripe.forward(&request).await {
             Ok(forwarded) => match forwarded.response_details {
-                Some(response) => match destination_failure(response.status, &response.body) {
-                    None => None,
-                    Some((reason, extra)) => Some(failure(reason, context(extra))),
-                },
+                Some(response) => destination_failure(response.status, &response.body)
+                    .map(|(reason, extra)| failure(reason, context(extra))),
                 None => Some(failure(
                     "destination_error",
                     context(

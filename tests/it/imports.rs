@@ -110,7 +110,9 @@ fn cards(from: u32, n: u32) -> Vec<FakeCard> {
 }
 
 async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend) {
-    let stripe = FakeStripe::start(FakeStripeConfig::default()).await.unwrap();
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
     stripe.add_customer(vec![]);
     let (_, one) = stripe.add_customer(cards(1, 1));
     let (_, many) = stripe.add_customer(cards(100, 250));
@@ -170,7 +172,9 @@ async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend
 }
 
 async fn each_failure_kind_is_recorded_with_its_reason_and_context(backend: Backend) {
-    let stripe = FakeStripe::start(FakeStripeConfig::default()).await.unwrap();
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
     let expired = FakeCard {
         exp_month: 1,
         exp_year: 2020,
@@ -220,6 +224,11 @@ async fn each_failure_kind_is_recorded_with_its_reason_and_context(backend: Back
     ];
     expected.sort_by_key(|f| f["context"]["payment_method"].as_str().unwrap().to_owned());
     assert_eq!(found, expected);
+    let message = found_code(&found, &unavailable);
+    assert!(
+        message.as_str().is_some_and(|m| !m.is_empty()),
+        "Stripe's message for a 500 without a code: {message}"
+    );
     let tokens = imported_tokens(&app).await;
     let keys: HashSet<&str> = tokens
         .iter()
@@ -252,7 +261,9 @@ fn found_code(found: &[Value], pm: &str) -> Value {
 }
 
 async fn a_refused_stripe_key_aborts_the_import_with_a_failure_that_says_so(backend: Backend) {
-    let stripe = FakeStripe::start(FakeStripeConfig::default()).await.unwrap();
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
     stripe.add_customer(cards(1, 3));
     let app = app_for(backend, &stripe).await;
 
@@ -301,7 +312,10 @@ async fn forwarding_not_enabled_aborts_the_import(backend: Backend) {
     let found = failures(&app, &id).await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["reason"], "source_error");
-    assert_eq!(found[0]["context"]["stripe_error"], "forwarding_api_inactive");
+    assert_eq!(
+        found[0]["context"]["stripe_error"],
+        "forwarding_api_inactive"
+    );
     assert!(found[0]["context"]["detail"]
         .as_str()
         .unwrap()
@@ -417,7 +431,9 @@ async fn a_second_import_while_one_runs_is_rejected_and_abort_ends_it(backend: B
 }
 
 async fn failures_paginate(backend: Backend) {
-    let stripe = FakeStripe::start(FakeStripeConfig::default()).await.unwrap();
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
     let (_, pms) = stripe.add_customer(cards(1, 3));
     for pm in &pms {
         stripe.delete_at_forward(pm);

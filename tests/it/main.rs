@@ -8,6 +8,7 @@ mod fake_stripe;
 mod fake_stripe_selftest;
 mod helpers;
 mod idempotency;
+mod imports;
 mod jobs;
 mod payments;
 mod payments_list;
