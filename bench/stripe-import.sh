@@ -62,7 +62,7 @@ run_import() {
     start_fake "$dir" "$cards" "$rate"
     export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
     local key
-    key=$("$BIN" account create --name default --json 2>/dev/null | field api_key)
+    key=$("$BIN" account create --name default --feature cde_import --json 2>/dev/null | field api_key)
     STRONGROOM_STRIPE_API_BASE="$FAKE_URL" STRONGROOM_STRIPE_RATE_LIMIT="$rate" \
         STRONGROOM_IMPORT_CONCURRENCY="$CONCURRENCY" RUST_LOG=warn,strongroom::server=info \
         start_server "$dir"
@@ -71,6 +71,10 @@ run_import() {
     started=$(date +%s.%N)
     id=$(curl -s -X POST "$BASE/tokens/imports" -H "X-API-Key: $key" -H 'Content-Type: application/json' \
         -d '{"provider":"stripe","stripe":{"api_key":"sk_test_fake"}}' | field id)
+    if ! [[ "$id" =~ ^[0-9a-f-]{36}$ ]]; then
+        echo "the import did not start: $id" >&2
+        exit 1
+    fi
     while :; do
         body=$(curl -s "$BASE/tokens/imports/$id" -H "X-API-Key: $key")
         status=$(echo "$body" | field status)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use strongroom::config::Config;
-use strongroom::store::Feature;
+use strongroom::store::{Feature, ImportStore};
 
 use crate::fake_stripe::{FakeCard, FakeStripe, FakeStripeConfig, Route};
 use crate::helpers::{
@@ -137,6 +137,15 @@ async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend
         (&json!(251), &json!(251), &json!(0))
     );
     assert!(failures(&app, id).await.is_empty());
+    // The keys are destroyed with the end of the import.
+    let stored = app
+        .store()
+        .get_import(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.sealed_api_key.is_none() && stored.sealed_ingest_key.is_none());
+    assert!(stored.ingest_key_digest.is_none());
 
     let tokens = imported_tokens(&app).await;
     assert_eq!(tokens.len(), 251);
@@ -377,6 +386,18 @@ async fn a_second_import_while_one_runs_is_rejected_and_abort_ends_it(backend: B
             "another import of this account is preparing or running"
         )
     );
+
+    // While it runs, the Stripe key is stored only sealed.
+    let stored = app
+        .store()
+        .get_import(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed = stored.sealed_api_key.unwrap();
+    assert!(!sealed
+        .windows(STRIPE_KEY.len())
+        .any(|w| w == STRIPE_KEY.as_bytes()));
 
     // Another account sees none of it.
     let (_, other_key) = app.create_account("other", &[Feature::CdeImport]).await;
