@@ -10,7 +10,7 @@ use crate::on_both_backends;
 
 on_both_backends!(admin_commands_work_while_the_server_runs);
 
-fn strongroom(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+pub fn strongroom(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_strongroom"))
         .args(args)
         .env("STRONGROOM_DATA_DIR", app.db.dir.path())

@@ -165,6 +165,16 @@ async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend
     assert_eq!(first["expiry_month"], json!(card.exp_month));
     assert_eq!(first["cardholder_name"], "Test Holder");
 
+    // The admin command line shows the end state; an aborted import would exit 1.
+    let (ok, stdout, stderr) = crate::cli::strongroom(&app, &["import", "watch", id]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "import {id} finished: attempts 251 · successes 251 · failures 0"
+        )),
+        "{stdout}"
+    );
+
     // A second import of the same account moves nothing twice: every card is there already.
     let again = start_import(&app, STRIPE_KEY).await;
     let ended = wait_for_end(&app, again["id"].as_str().unwrap()).await;
@@ -287,6 +297,8 @@ async fn a_refused_stripe_key_aborts_the_import_with_a_failure_that_says_so(back
             (&ended["attemts"], &ended["successes"], &ended["failures"]),
             (&json!(0), &json!(0), &json!(0))
         );
+        let (ok, _, stderr) = crate::cli::strongroom(&app, &["import", "watch", &id]);
+        assert!(!ok && stderr.contains("the import was aborted"), "{stderr}");
         let found = failures(&app, &id).await;
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0]["reason"], "source_error");
