@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use strongroom::config::Config;
-use strongroom::store::{Feature, ImportStore};
+use strongroom::store::Feature;
 
 use crate::fake_stripe::{FakeCard, FakeStripe, FakeStripeConfig, Route};
 use crate::helpers::{
