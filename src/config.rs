@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+mod webhooks;
+pub use webhooks::WebhookSettings;
+
 /// The settings every command accepts, as flags or `STRONGROOM_*` variables.
 #[derive(Args, Debug, Default, Clone)]
 pub struct Settings {
@@ -70,6 +73,23 @@ pub struct Settings {
     /// How long after capture a payment is settled, in seconds.
     #[arg(long, global = true, env = "STRONGROOM_SETTLE_AFTER_SECONDS")]
     pub settle_after_seconds: Option<u64>,
+    /// How long a webhook delivery may take (connect, send, answer), in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_TIMEOUT_SECONDS")]
+    pub webhook_timeout_seconds: Option<u64>,
+    /// The first retry delay of a failed webhook delivery, in milliseconds; it doubles with every
+    /// attempt (with jitter), up to an hour.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// How long after its event a webhook delivery is retried before it is recorded as failed, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_DEADLINE_SECONDS")]
+    pub webhook_deadline_seconds: Option<u64>,
+    /// Lets webhooks reach link-local and cloud metadata addresses (refused by default).
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_ALLOW_LINK_LOCAL")]
+    pub webhook_allow_link_local: Option<bool>,
+    /// How long a node trusts the list of webhooks of an account it has read, in seconds (0: read it
+    /// for every change); a webhook added within this time may miss events until it passes.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_CACHE_SECONDS")]
+    pub webhook_cache_seconds: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -91,6 +111,11 @@ struct FileSettings {
     auth_cache_seconds: Option<u64>,
     sandbox_latency_ms: Option<u64>,
     settle_after_seconds: Option<u64>,
+    webhook_timeout_seconds: Option<u64>,
+    webhook_retry_base_ms: Option<u64>,
+    webhook_deadline_seconds: Option<u64>,
+    webhook_allow_link_local: Option<bool>,
+    webhook_cache_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +151,8 @@ pub struct Config {
     pub sandbox_latency: Duration,
     /// How long after capture a payment is settled.
     pub settle_after: Duration,
+    /// Webhook delivery: timeout, retry schedule, address rule and subscription cache.
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +185,7 @@ impl Config {
             auth_cache_ttl: Duration::from_secs(2),
             sandbox_latency: Duration::ZERO,
             settle_after: Duration::from_secs(3600),
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -167,6 +195,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        let webhook_settings = webhooks::resolve(settings, &file)?;
         let data_dir = settings
             .data_dir
             .clone()
@@ -260,6 +289,8 @@ impl Config {
             }
             config.cvc_ttl = Duration::from_secs(seconds);
         }
+
+        config.webhooks = webhook_settings;
 
         let format = pick(
             &settings.log_format,

@@ -17,6 +17,7 @@ use crate::domain::accounts::{self, ApiKeySecret};
 use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::processor::{Router, Sandbox};
 use crate::domain::tokens::Tokens;
+use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
 use crate::vault::cvc::CvcCache;
@@ -40,7 +41,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 
 /// The job handlers this build knows. Each capability that brings a job kind registers it here.
 pub fn job_handlers(state: &AppState) -> Vec<Arc<dyn JobHandler>> {
-    PaymentStep::all(&state.payments)
+    let mut handlers = PaymentStep::all(&state.payments);
+    handlers.push(state.webhooks.deliverer());
+    handlers
 }
 
 /// A server running on its listener, with its workers.
@@ -102,13 +105,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .map_err(anyhow::Error::msg)?,
         None => CvcCache::memory(config.cvc_ttl),
     });
-    let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc));
+    let public_url = config.public_url.clone().unwrap_or_default();
+    let webhooks = Arc::new(
+        Webhooks::new(store.clone(), vault.clone(), public_url, &config.webhooks)
+            .context("cannot build the webhook HTTP client")?,
+    );
+    let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc, webhooks.clone()));
     let router = Router::new(Arc::new(Sandbox::new(config.sandbox_latency)));
     let payments = Arc::new(Payments::new(
         store.clone(),
         tokens.clone(),
         router,
         config.settle_after,
+        webhooks.clone(),
     ));
     let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
     Ok(AppState {
@@ -117,6 +126,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokens,
         auth_cache,
         payments,
+        webhooks,
     })
 }
 
@@ -167,7 +177,8 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
 const FINISHED_JOBS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Periodic clean-up: security codes past their TTL (every few seconds), then idempotency records past
-/// their 24 hours, jobs ended a week ago and tokens past their expiry (every ten minutes).
+/// their 24 hours, jobs and webhook deliveries ended a week ago and tokens past their expiry (every ten
+/// minutes).
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     let tick = Duration::from_secs(5);
     let mut ticks = 0u64;
@@ -187,6 +198,12 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 .await
             {
                 tracing::warn!(error = %err, "could not purge finished jobs");
+            }
+            if let Err(err) = store
+                .purge_webhook_deliveries(now.minus(FINISHED_JOBS_KEPT))
+                .await
+            {
+                tracing::warn!(error = %err, "could not purge webhook deliveries");
             }
             match store.delete_expired_tokens(now).await {
                 Ok(0) => {}

@@ -39,6 +39,7 @@ pub struct AppState {
     pub tokens: Arc<crate::domain::tokens::Tokens>,
     pub auth_cache: Arc<auth::AuthCache>,
     pub payments: Arc<crate::domain::payments::Payments>,
+    pub webhooks: Arc<crate::domain::webhooks::Webhooks>,
 }
 
 impl AppState {

@@ -6,6 +6,7 @@ pub mod payment_input;
 pub mod payments;
 pub mod processor;
 pub mod tokens;
+pub mod webhooks;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -30,8 +30,12 @@ impl PgStore {
     }
 
     /// Each chunk is one statement (`WITH … INSERT INTO tokens …) INSERT INTO audit_events …`), atomic on
-    /// its own; a batch of several chunks runs them in one transaction.
-    async fn insert_token_batch(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
+    /// its own; a batch of several chunks, or one with an outbox to write, runs in one transaction.
+    async fn insert_token_batch(
+        &self,
+        batch: &[(TokenRecord, AuditEvent)],
+        outbox: &[super::OutboxRecord],
+    ) -> StoreResult<()> {
         let statement = |chunk| {
             let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
             push_token_insert(&mut statement, chunk);
@@ -39,7 +43,7 @@ impl PgStore {
             push_audit_insert(&mut statement, chunk);
             statement
         };
-        if batch.len() <= INSERT_CHUNK {
+        if batch.len() <= INSERT_CHUNK && outbox.is_empty() {
             statement(batch).build().execute(&self.pool).await?;
             return Ok(());
         }
@@ -47,6 +51,7 @@ impl PgStore {
         for chunk in batch.chunks(INSERT_CHUNK) {
             statement(chunk).build().execute(&mut *tx).await?;
         }
+        Self::write_outbox(&mut tx, outbox).await?;
         tx.commit().await?;
         Ok(())
     }
