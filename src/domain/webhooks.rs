@@ -124,6 +124,12 @@ impl EventType {
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventSet(u32);
 
+impl fmt::Debug for EventSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventSet({})", self.to_db())
+    }
+}
+
 impl EventSet {
     /// A comma list of event types; `token.*` stands for every event of tokens, `*` for all.
     pub fn parse_list(text: &str) -> Result<Self, String> {

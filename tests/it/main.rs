@@ -8,6 +8,8 @@ mod idempotency;
 mod jobs;
 mod payments;
 mod payments_list;
+mod receiver;
 mod store_contract;
 mod tokens;
 mod vault;
+mod webhooks;
