@@ -18,21 +18,19 @@ use crate::payments::{payment, token_for};
 use crate::receiver::{Hit, Receiver, Reply};
 use crate::tokens::{app_account, card, tokenize};
 
+mod failures;
+
 on_both_backends!(
     every_event_type_arrives_signed_with_the_object_the_api_returns,
     a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_once_more,
     deliveries_of_one_object_follow_the_order_of_its_changes,
     a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back,
     no_event_carries_card_data_beyond_the_masked_number,
-    a_change_that_is_rolled_back_is_never_notified,
     refund_failed_and_import_events_carry_their_objects,
-    a_redirect_or_a_timeout_counts_as_a_failed_attempt_and_is_retried,
-    a_metadata_address_is_refused_and_a_delivery_past_its_deadline_is_recorded_as_failed,
-    a_removed_webhook_receives_nothing_more,
 );
 
 /// Background workers that poll often, and retries 100 ms apart at first, so that tests take seconds.
-pub fn fast(config: &mut Config) {
+pub(crate) fn fast(config: &mut Config) {
     config.workers = 2;
     config.job_poll_interval = Duration::from_millis(20);
     config.webhooks.retry_base = Duration::from_millis(100);
@@ -40,7 +38,7 @@ pub fn fast(config: &mut Config) {
 }
 
 /// Registers a webhook for the default account; returns its id and signing key.
-pub async fn register(app: &TestApp, url: &str, events: &str) -> (Uuid, String) {
+pub(crate) async fn register(app: &TestApp, url: &str, events: &str) -> (Uuid, String) {
     let account = app_account(app).await;
     let vault = &app.server.as_ref().unwrap().state().tokens.vault;
     let events = EventSet::parse_list(events).unwrap();
@@ -50,7 +48,7 @@ pub async fn register(app: &TestApp, url: &str, events: &str) -> (Uuid, String) 
     (webhook.id, key.expose().to_owned())
 }
 
-async fn ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
+pub(crate) async fn ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
     let request = app.request(method, path);
     let request = match body {
         Some(body) => request.json(&body),
@@ -66,7 +64,7 @@ async fn ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> V
     answer.body
 }
 
-async fn deliveries(app: &TestApp, webhook: Uuid) -> Vec<WebhookDelivery> {
+pub(crate) async fn deliveries(app: &TestApp, webhook: Uuid) -> Vec<WebhookDelivery> {
     app.store()
         .list_webhook_deliveries(webhook, 100)
         .await
@@ -74,7 +72,7 @@ async fn deliveries(app: &TestApp, webhook: Uuid) -> Vec<WebhookDelivery> {
 }
 
 /// Waits (up to 20 s) until `check` holds for the webhook's deliveries.
-async fn wait_deliveries(
+pub(crate) async fn wait_deliveries(
     app: &TestApp,
     webhook: Uuid,
     check: impl Fn(&[WebhookDelivery]) -> bool,
@@ -433,49 +431,6 @@ async fn no_event_carries_card_data_beyond_the_masked_number(backend: Backend) {
     receiver.stop().await;
 }
 
-async fn a_change_that_is_rolled_back_is_never_notified(backend: Backend) {
-    let app = spawn_app_with(backend, |c| c.workers = 0).await;
-    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let (webhook, _) = register(&app, &receiver.url(), "payment.*").await;
-    let token = token_for(&app, "4111111111111111").await;
-    let paid = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&token, 100, "manual")),
-    )
-    .await;
-    let id: Uuid = paid["id"].as_str().unwrap().parse().unwrap();
-    let account = app_account(&app).await;
-    let stored = app.store().get_payment(account, id).await.unwrap().unwrap();
-    // A void made against a version that is no longer current: the store refuses the whole change.
-    let mut voided = stored.clone();
-    voided.status = "voided".into();
-    voided.version += 1;
-    let mut change = strongroom::store::PaymentChange {
-        payment: voided,
-        expected_version: stored.version - 1,
-        previous_status: stored.status.clone(),
-        transaction: None,
-        new_refund: None,
-        finished_refund: None,
-        job: None,
-        outbox: Vec::new(),
-    };
-    let state = app.server.as_ref().unwrap().state();
-    change.outbox = state.webhooks.payment_change(&change).await.unwrap();
-    assert_eq!(change.outbox.len(), 1);
-    assert!(!app.store().apply_payment_change(&change).await.unwrap());
-    let types: Vec<String> = deliveries(&app, webhook)
-        .await
-        .into_iter()
-        .rev()
-        .map(|d| d.event_type)
-        .collect();
-    assert_eq!(types, ["payment.processing", "payment.authorized"]);
-    receiver.stop().await;
-}
-
 async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.workers = 0).await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
@@ -553,86 +508,5 @@ async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
         );
         assert_eq!(rows[0].object_id, import_id);
     }
-    receiver.stop().await;
-}
-
-async fn a_redirect_or_a_timeout_counts_as_a_failed_attempt_and_is_retried(backend: Backend) {
-    let app = spawn_app_with(backend, |c| {
-        fast(c);
-        c.webhooks.timeout = Duration::from_secs(1);
-    })
-    .await;
-    let elsewhere = Receiver::start("127.0.0.1:0", vec![]).await;
-    let plan = vec![
-        Reply::RedirectTo(elsewhere.url()),
-        Reply::Hang(Duration::from_secs(3)),
-    ];
-    let receiver = Receiver::start("127.0.0.1:0", plan).await;
-    let (webhook, _) = register(&app, &receiver.url(), "token.created").await;
-    tokenize(&app, &card("4111111111111111")).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().all(|r| r.status == "delivered")
-    })
-    .await;
-    assert_eq!(rows[0].attempts, 3);
-    assert_eq!(receiver.hits().len(), 3);
-    assert!(elsewhere.hits().is_empty());
-    elsewhere.stop().await;
-    receiver.stop().await;
-}
-
-async fn a_metadata_address_is_refused_and_a_delivery_past_its_deadline_is_recorded_as_failed(
-    backend: Backend,
-) {
-    let app = spawn_app_with(backend, |c| {
-        fast(c);
-        c.webhooks.deadline = Duration::from_secs(1);
-    })
-    .await;
-    let (webhook, _) = register(
-        &app,
-        "http://169.254.169.254/latest/meta-data",
-        "token.created",
-    )
-    .await;
-    tokenize(&app, &card("4111111111111111")).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().any(|r| r.status == "failed")
-    })
-    .await;
-    assert!(rows[0].attempts >= 2, "{rows:#?}");
-    assert_eq!(
-        rows[0].last_error.as_deref(),
-        Some("the destination 169.254.169.254 is a cloud metadata address; set webhook_allow_link_local to allow it")
-    );
-    assert!(rows[0].finished_at.unwrap() >= rows[0].created_at.plus(Duration::from_secs(1)));
-}
-
-async fn a_removed_webhook_receives_nothing_more(backend: Backend) {
-    let app = spawn_app_with(backend, fast).await;
-    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let (webhook, _) = register(&app, &receiver.url(), "token.created").await;
-    tokenize(&app, &card("4111111111111111")).await;
-    receiver.wait_for(1).await;
-    webhooks::remove_webhook(app.store(), webhook, "test")
-        .await
-        .unwrap();
-    // Within the cache window the event may still be queued for it; it is then cancelled, never sent.
-    tokenize(&app, &card("5555555555554444")).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().all(|r| r.status != "pending")
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(receiver.hits().len(), 1);
-    // Newest first: all but the oldest (delivered) were cancelled.
-    assert!(
-        rows.iter().rev().skip(1).all(|r| r.status == "cancelled"),
-        "{rows:#?}"
-    );
-    let err = webhooks::remove_webhook(app.store(), webhook, "test")
-        .await
-        .unwrap_err();
-    assert_eq!(err.to_string(), format!("no webhook with id {webhook}"));
     receiver.stop().await;
 }

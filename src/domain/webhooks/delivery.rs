@@ -15,7 +15,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::guard::{check_destination, check_ip, literal_ip, GuardedResolver};
-use super::key_aad;
+use super::registry::key_aad;
 use crate::config::WebhookSettings;
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
