@@ -286,21 +286,24 @@ impl Tokens {
         id: Uuid,
     ) -> Result<bool, TokenError> {
         // The event shows the token as it was, so it is read first, but only if someone listens.
-        let deleted = match self.store.get_token(account_id, id).await? {
-            None => false,
-            Some(token) => {
-                let outbox = self
-                    .webhooks
-                    .token_event(EventType::TokenDeleted, &token)
-                    .await?;
-                if outbox.is_empty() {
-                    self.store.delete_token(account_id, id).await?
-                } else {
+        let listened = self
+            .webhooks
+            .subscribed(account_id, EventType::TokenDeleted)
+            .await?;
+        let deleted = match listened {
+            false => self.store.delete_token(account_id, id).await?,
+            true => match self.store.get_token(account_id, id).await? {
+                None => false,
+                Some(token) => {
+                    let outbox = self
+                        .webhooks
+                        .token_event(EventType::TokenDeleted, &token)
+                        .await?;
                     self.store
                         .delete_token_with_outbox(account_id, id, &outbox)
                         .await?
                 }
-            }
+            },
         };
         if deleted {
             self.cvc.drop_code(id).await;

@@ -271,6 +271,12 @@ impl Webhooks {
         Ok(subs)
     }
 
+    /// Whether some webhook of the account subscribes to `event` (as of the cache window).
+    pub async fn subscribed(&self, account_id: Uuid, event: EventType) -> StoreResult<bool> {
+        let subs = self.subscriptions(account_id).await?;
+        Ok(subs.iter().any(|(_, events)| events.contains(event)))
+    }
+
     /// The outbox rows of `event` about `object_id`: one per webhook of the account subscribed to it,
     /// none (and `object` never built) if there is no such webhook. Write them in the transaction of
     /// the change that causes the event.
