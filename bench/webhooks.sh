@@ -3,6 +3,7 @@
 #  1. the latency a subscribed webhook adds to the API call that causes an event: POST /cde-import from
 #     wrk without a webhook, then with one subscribed to token.created (delivery is asynchronous, so the
 #     difference should be the outbox rows written in the same commit, and nothing for the sending);
+#     The same with no job workers running isolates the cost of the outbox rows from that of sending;
 #  2. delivery throughput to a local receiver (examples/webhook_receiver.rs, which checks every
 #     signature): events are queued while the server runs without workers, then a server with
 #     $WORKERS workers starts and the time until the receiver has them all is measured.
@@ -94,7 +95,8 @@ for backend in $BACKENDS; do
 
     for workers in $WORKERS; do
         STRONGROOM_WORKERS=0 start_server "$dir"
-        read -r _ _ _ _ queued < <(cde_import 4 "$QUEUE_FOR")
+        read -r rps p50 p99 err queued < <(cde_import "$CONNECTIONS" "$QUEUE_FOR")
+        printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "subscribed, no workers: outbox only" "$rps" "$p50" "$p99" "$err"
         stop_server
         before=$(received)
         target=$((before + queued))
@@ -115,4 +117,6 @@ done
 
 printf '\n%-9s %8s %15s %9s %10s %9s\n' backend workers sent/queued seconds "events/s" "bad sigs"
 for row in "${DELIVERY_ROWS[@]}"; do echo "$row"; done
-echo "(events/s: queued deliveries sent to a local receiver, from the server's start until the last one arrived)"
+echo "(events/s: deliveries queued by a server without workers, sent to a local receiver by one with WORKERS"
+echo " workers, from its start until the last arrived; 'sent' can exceed wrk's count of queued requests by"
+echo " the requests in flight when wrk stopped)"

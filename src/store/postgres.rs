@@ -47,6 +47,19 @@ impl PgStore {
             statement(batch).build().execute(&self.pool).await?;
             return Ok(());
         }
+        if batch.len() <= INSERT_CHUNK && outbox.len() <= INSERT_CHUNK {
+            // Still one statement, hence one round trip: the outbox joins as two more CTEs.
+            let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
+            push_token_insert(&mut statement, batch);
+            statement.push(" RETURNING 1), new_audit AS (");
+            push_audit_insert(&mut statement, batch);
+            statement.push(" RETURNING 1), new_deliveries AS (");
+            super::push_outbox_insert(&mut statement, outbox);
+            statement.push(" RETURNING 1) ");
+            super::push_outbox_jobs(&mut statement, outbox);
+            statement.build().execute(&self.pool).await?;
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             statement(chunk).build().execute(&mut *tx).await?;
