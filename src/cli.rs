@@ -1,6 +1,8 @@
 //! The command line: `serve` and the admin commands, which use the same settings as `serve` and work
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
+mod webhooks;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,6 +50,9 @@ pub enum Command {
     /// The master key that wraps every account's data keys.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+    /// Webhooks: where an account's events are posted.
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +183,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account(cmd, config).await,
         Command::Key(cmd) => key(cmd, config).await,
+        Command::Webhook(cmd) => webhooks::run(cmd, config).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,

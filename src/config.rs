@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+mod webhooks;
+pub use webhooks::WebhookSettings;
+
 /// The settings every command accepts, as flags or `STRONGROOM_*` variables.
 #[derive(Args, Debug, Default, Clone)]
 pub struct Settings {
@@ -84,6 +87,23 @@ pub struct Settings {
     /// while the worker lives; this bounds how long a crashed node's job waits).
     #[arg(long, global = true, env = "STRONGROOM_JOB_LEASE_SECONDS")]
     pub job_lease_seconds: Option<u64>,
+    /// How long a webhook delivery may take (connect, send, answer), in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_TIMEOUT_SECONDS")]
+    pub webhook_timeout_seconds: Option<u64>,
+    /// The first retry delay of a failed webhook delivery, in milliseconds; it doubles with every
+    /// attempt (with jitter), up to an hour.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// How long after its event a webhook delivery is retried before it is recorded as failed, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_DEADLINE_SECONDS")]
+    pub webhook_deadline_seconds: Option<u64>,
+    /// Lets webhooks reach link-local and cloud metadata addresses (refused by default).
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_ALLOW_LINK_LOCAL")]
+    pub webhook_allow_link_local: Option<bool>,
+    /// How long a node trusts the list of webhooks of an account it has read, in seconds (0: read it
+    /// for every change); a webhook added within this time may miss events until it passes.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_CACHE_SECONDS")]
+    pub webhook_cache_seconds: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -109,6 +129,11 @@ struct FileSettings {
     stripe_retry_base_ms: Option<u64>,
     import_concurrency: Option<usize>,
     job_lease_seconds: Option<u64>,
+    webhook_timeout_seconds: Option<u64>,
+    webhook_retry_base_ms: Option<u64>,
+    webhook_deadline_seconds: Option<u64>,
+    webhook_allow_link_local: Option<bool>,
+    webhook_cache_seconds: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +175,8 @@ pub struct Config {
     pub stripe_retry_base: Duration,
     /// Cards forwarded at once by an import.
     pub import_concurrency: usize,
+    /// Webhook delivery: timeout, retry schedule, address rule and subscription cache.
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +212,7 @@ impl Config {
             stripe_rate_limit: Some(20),
             stripe_retry_base: Duration::from_millis(500),
             import_concurrency: 16,
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -194,6 +222,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        let webhook_settings = webhooks::resolve(settings, &file)?;
         let data_dir = settings
             .data_dir
             .clone()
@@ -311,6 +340,8 @@ impl Config {
             }
             config.cvc_ttl = Duration::from_secs(seconds);
         }
+
+        config.webhooks = webhook_settings;
 
         let format = pick(
             &settings.log_format,

@@ -21,6 +21,10 @@ pub enum JobError {
     /// Worth trying again later (with backoff), until the job's attempts run out.
     #[error("{0}")]
     Retry(String),
+    /// Worth trying again after this delay, which the handler chose (a webhook's own retry schedule,
+    /// or waiting for an earlier delivery of the same object); counted like `Retry`.
+    #[error("{1}")]
+    RetryAfter(std::time::Duration, String),
     /// Trying again cannot help.
     #[error("{0}")]
     Fatal(String),
@@ -142,6 +146,12 @@ impl Worker {
                         .await?,
                 )
             }
+            Err(JobError::RetryAfter(delay, msg)) if job.attempts < job.max_attempts => (
+                Step::Rescheduled(id),
+                self.store
+                    .reschedule_job(id, &self.owner, now.plus(*delay), msg, now)
+                    .await?,
+            ),
             Err(err) => (
                 Step::Failed(id),
                 self.store
@@ -151,6 +161,10 @@ impl Worker {
         };
         span.in_scope(|| match &result {
             Ok(()) => tracing::debug!(recorded, "job finished"),
+            // The handler chose its own schedule and logs what deserves a warning.
+            Err(err @ JobError::RetryAfter(..)) => {
+                tracing::debug!(recorded, error = %err, "job will run again later")
+            }
             Err(err) => tracing::warn!(recorded, error = %err, "job did not succeed"),
         });
         Ok(if recorded { step } else { Step::LeaseLost(id) })

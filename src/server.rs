@@ -19,6 +19,7 @@ use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::processor::{Router, Sandbox};
 use crate::domain::tokens::Tokens;
+use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
 use crate::vault::cvc::CvcCache;
@@ -44,6 +45,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 pub fn job_handlers(state: &AppState) -> Vec<Arc<dyn JobHandler>> {
     let mut handlers = PaymentStep::all(&state.payments);
     handlers.push(Arc::new(ImportJob(state.imports.clone())));
+    handlers.push(state.webhooks.deliverer());
     handlers
 }
 
@@ -106,13 +108,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .map_err(anyhow::Error::msg)?,
         None => CvcCache::memory(config.cvc_ttl),
     });
-    let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc));
+    let public_url = config.public_url.clone().unwrap_or_default();
+    let webhooks = Arc::new(
+        Webhooks::new(store.clone(), vault.clone(), public_url, &config.webhooks)
+            .context("cannot build the webhook HTTP client")?,
+    );
+    let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc, webhooks.clone()));
     let router = Router::new(Arc::new(Sandbox::new(config.sandbox_latency)));
     let payments = Arc::new(Payments::new(
         store.clone(),
         tokens.clone(),
         router,
         config.settle_after,
+        webhooks.clone(),
     ));
     let imports = Arc::new(
         Imports::new(
@@ -128,6 +136,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 retry_base: config.stripe_retry_base,
                 concurrency: config.import_concurrency,
             },
+            webhooks.clone(),
         )
         .context("cannot build the HTTP client for Stripe")?,
     );
@@ -139,6 +148,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         auth_cache,
         payments,
         imports,
+        webhooks,
     })
 }
 
@@ -189,7 +199,8 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
 const FINISHED_JOBS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Periodic clean-up: security codes past their TTL (every few seconds), then idempotency records past
-/// their 24 hours, jobs ended a week ago and tokens past their expiry (every ten minutes).
+/// their 24 hours, jobs and webhook deliveries ended a week ago and tokens past their expiry (every ten
+/// minutes).
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     let tick = Duration::from_secs(5);
     let mut ticks = 0u64;
@@ -209,6 +220,12 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 .await
             {
                 tracing::warn!(error = %err, "could not purge finished jobs");
+            }
+            if let Err(err) = store
+                .purge_webhook_deliveries(now.minus(FINISHED_JOBS_KEPT))
+                .await
+            {
+                tracing::warn!(error = %err, "could not purge webhook deliveries");
             }
             match store.delete_expired_tokens(now).await {
                 Ok(0) => {}

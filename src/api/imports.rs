@@ -15,10 +15,12 @@ use super::extract::{JsonBody, PathId, QueryMap};
 use super::pagination::{PageParams, Paginated, Pagination};
 use super::tokens::{actor, TokenResponse};
 use super::AppState;
-use crate::domain::imports::{ImportError, IngestError, BUSINESS_KEY_HEADER, PROVIDER_STRIPE};
+use crate::domain::imports::{
+    ImportError, ImportResponse, IngestError, BUSINESS_KEY_HEADER, PROVIDER_STRIPE,
+};
 use crate::domain::stripe::StripeKey;
 use crate::domain::{present, FieldError};
-use crate::store::{Feature, ImportRecord, Ts};
+use crate::store::{Feature, ImportRecord};
 
 impl From<ImportError> for ApiError {
     fn from(err: ImportError) -> Self {
@@ -29,53 +31,6 @@ impl From<ImportError> for ApiError {
             ImportError::AlreadyEnded => ApiError::conflict("the import has already ended"),
             ImportError::Vault(e) => ApiError::internal(&e),
             ImportError::Store(e) => e.into(),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct StripeSettings {
-    /// Always `[REDACTED]`: the key is never shown again.
-    pub api_key: &'static str,
-}
-
-/// A token import and its progress. `attemts` is the spec's spelling; `attempts` carries the same number.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TokensImport)]
-pub struct ImportResponse {
-    pub id: Uuid,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Ts,
-    /// Only once the import finished or was aborted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub finished_at: Option<Ts>,
-    /// `stripe`.
-    pub provider: String,
-    /// `preparing`, `running`, `finished` or `aborted`.
-    pub status: String,
-    pub stripe: StripeSettings,
-    pub attemts: i64,
-    pub attempts: i64,
-    pub successes: i64,
-    pub failures: i64,
-}
-
-impl From<ImportRecord> for ImportResponse {
-    fn from(i: ImportRecord) -> Self {
-        Self {
-            id: i.id,
-            created_at: i.created_at,
-            finished_at: i.finished_at,
-            provider: i.provider,
-            status: i.status,
-            stripe: StripeSettings {
-                api_key: "[REDACTED]",
-            },
-            attemts: i.attempts,
-            attempts: i.attempts,
-            successes: i.successes,
-            failures: i.failures,
         }
     }
 }

@@ -41,6 +41,7 @@ pub struct AppState {
     pub auth_cache: Arc<auth::AuthCache>,
     pub payments: Arc<crate::domain::payments::Payments>,
     pub imports: Arc<crate::domain::imports::Imports>,
+    pub webhooks: Arc<crate::domain::webhooks::Webhooks>,
 }
 
 impl AppState {

@@ -117,10 +117,7 @@ impl JobHandler for ImportJob {
                 }),
             ),
         };
-        imports
-            .store
-            .end_import(import.id, "aborted", Some(&failure), Ts::now())
-            .await?;
+        imports.end(import.id, "aborted", Some(&failure)).await?;
         tracing::warn!(import = %import.id, reason = %failure.reason, "import aborted");
         Ok(())
     }
@@ -195,7 +192,7 @@ impl Run<'_> {
                 break;
             }
         }
-        if !store.end_import(id, "finished", None, Ts::now()).await? {
+        if !self.imports.end(id, "finished", None).await? {
             return Err(Stop::Ended);
         }
         tracing::info!(import = %id, "import finished");

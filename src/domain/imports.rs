@@ -8,16 +8,21 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::stripe::StripeKey;
 use super::tokens::{validate_card, NumberForm, Origin, TokenError, Tokens};
+use super::webhooks::{ImportOutcome as EndOfImport, Webhooks};
 use super::FieldError;
-use crate::store::{AuditEvent, DynStore, ImportRecord, NewJob, StoreError, TokenRecord, Ts};
+use crate::store::{
+    AuditEvent, DynStore, ImportFailure, ImportRecord, NewJob, StoreError, TokenRecord, Ts,
+};
 use crate::vault::VaultError;
 
 pub const PROVIDER_STRIPE: &str = "stripe";
@@ -71,20 +76,69 @@ pub struct Imports {
     pub(crate) tokens: Arc<Tokens>,
     pub(crate) settings: ImportSettings,
     pub(crate) http: reqwest::Client,
+    webhooks: Arc<Webhooks>,
 }
+
+/// How many times an end is tried again when the counters moved between reading and ending.
+const END_TRIES: usize = 20;
 
 impl Imports {
     pub fn new(
         store: DynStore,
         tokens: Arc<Tokens>,
         settings: ImportSettings,
+        webhooks: Arc<Webhooks>,
     ) -> reqwest::Result<Self> {
         Ok(Self {
             store,
             tokens,
             settings,
             http: super::stripe::StripeClient::http_client()?,
+            webhooks,
         })
+    }
+
+    /// Ends an active import as `status` (`finished` or `aborted`), destroying its keys, with its
+    /// `import.finished|aborted` event written in the same transaction. The event shows the import as it
+    /// ends, so the end is made against the counters it was built from and tried again if a batch of
+    /// outcomes landed in between. False if the import was not active.
+    pub(crate) async fn end(
+        &self,
+        id: Uuid,
+        status: &str,
+        failure: Option<&ImportFailure>,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..END_TRIES {
+            let Some(current) = self.store.get_import(id).await? else {
+                return Ok(false);
+            };
+            if !current.is_active() || (status == "finished" && current.status != "running") {
+                return Ok(false);
+            }
+            let now = Ts::now();
+            let mut ended = current.clone();
+            ended.status = status.to_owned();
+            ended.finished_at = Some(now);
+            let which = if status == "finished" {
+                EndOfImport::Finished
+            } else {
+                EndOfImport::Aborted
+            };
+            let outbox = self
+                .webhooks
+                .import_event(current.account_id, which, id, &ImportResponse::from(ended))
+                .await?;
+            if self
+                .store
+                .end_import(id, status, current.attempts, failure, &outbox, now)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Other(
+            "the import kept changing while it was being ended".into(),
+        ))
     }
 
     /// Creates an import in `preparing` with the job that runs it. The Stripe key and a fresh ingest key
@@ -174,11 +228,7 @@ impl Imports {
         if self.get(account_id, id).await?.is_none() {
             return Ok(None);
         }
-        if !self
-            .store
-            .end_import(id, "aborted", None, Ts::now())
-            .await?
-        {
+        if !self.end(id, "aborted", None).await? {
             return Err(ImportError::AlreadyEnded);
         }
         self.audit(account_id, actor, "import.abort", id).await?;
@@ -309,6 +359,53 @@ impl Imports {
 impl From<StoreError> for IngestError {
     fn from(err: StoreError) -> Self {
         IngestError::Token(TokenError::Store(err))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StripeSettings {
+    /// Always `[REDACTED]`: the key is never shown again.
+    pub api_key: &'static str,
+}
+
+/// A token import and its progress. `attemts` is the spec's spelling; `attempts` carries the same number.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TokensImport)]
+pub struct ImportResponse {
+    pub id: Uuid,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Ts,
+    /// Only once the import finished or was aborted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Ts>,
+    /// `stripe`.
+    pub provider: String,
+    /// `preparing`, `running`, `finished` or `aborted`.
+    pub status: String,
+    pub stripe: StripeSettings,
+    pub attemts: i64,
+    pub attempts: i64,
+    pub successes: i64,
+    pub failures: i64,
+}
+
+impl From<ImportRecord> for ImportResponse {
+    fn from(i: ImportRecord) -> Self {
+        Self {
+            id: i.id,
+            created_at: i.created_at,
+            finished_at: i.finished_at,
+            provider: i.provider,
+            status: i.status,
+            stripe: StripeSettings {
+                api_key: "[REDACTED]",
+            },
+            attemts: i.attempts,
+            attempts: i.attempts,
+            successes: i.successes,
+            failures: i.failures,
+        }
     }
 }
 

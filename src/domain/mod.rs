@@ -9,6 +9,7 @@ pub mod payments;
 pub mod processor;
 pub mod stripe;
 pub mod tokens;
+pub mod webhooks;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::payment_input::PaymentInput;
 use super::processor::{Authorization, Outcome, Router};
 use super::tokens::{TokenError, Tokens};
+use super::webhooks::Webhooks;
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{
     start_of_day, DynStore, Job, NewJob, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
@@ -102,6 +103,7 @@ pub struct Payments {
     tokens: Arc<Tokens>,
     router: Router,
     settle_after: Duration,
+    webhooks: Arc<Webhooks>,
 }
 
 fn new_job(kind: &str, payload: &JobPayload, run_at: Ts) -> NewJob {
@@ -162,6 +164,7 @@ fn change(previous: &PaymentRecord, payment: PaymentRecord) -> PaymentChange {
         new_refund: None,
         finished_refund: None,
         job: None,
+        outbox: Vec::new(),
     }
 }
 
@@ -171,13 +174,21 @@ impl Payments {
         tokens: Arc<Tokens>,
         router: Router,
         settle_after: Duration,
+        webhooks: Arc<Webhooks>,
     ) -> Self {
         Self {
             store,
             tokens,
             router,
             settle_after,
+            webhooks,
         }
+    }
+
+    /// Saves one step with the webhook events it causes, in one transaction.
+    async fn apply(&self, step: &mut PaymentChange) -> Result<bool, StoreError> {
+        step.outbox = self.webhooks.payment_change(step).await?;
+        self.store.apply_payment_change(step).await
     }
 
     pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<PaymentRecord, PaymentError> {
@@ -275,7 +286,10 @@ impl Payments {
             refund_id: None,
         };
         let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(AUTHORIZE_RECOVERY_AFTER));
-        self.store.insert_payment(&payment, Some(&recovery)).await?;
+        let outbox = self.webhooks.payment_created(&payment).await?;
+        self.store
+            .insert_payment_with_outbox(&payment, Some(&recovery), &outbox)
+            .await?;
         // From here on the payment exists: a failure must not answer 5xx (the client would retry with
         // its idempotency key and make a second payment), since the recovery job finishes this one.
         match self
@@ -399,7 +413,7 @@ impl Payments {
             &outcome,
         ));
         step.job = settle;
-        if self.store.apply_payment_change(&step).await? {
+        if self.apply(&mut step).await? {
             Ok(updated)
         } else {
             // Recovery got there first: answer with what is stored.
@@ -509,7 +523,7 @@ impl Payments {
         let mut step = change(&payment, updated);
         step.new_refund = Some(refund.clone());
         step.job = Some(new_job(REFUND_JOB, &payload, now));
-        if !self.store.apply_payment_change(&step).await? {
+        if !self.apply(&mut step).await? {
             return Err(PaymentError::Conflict(
                 "The payment changed while the refund was made; retry".into(),
             ));
@@ -531,7 +545,7 @@ impl Payments {
         };
         let mut step = change(previous, updated.clone());
         step.job = Some(new_job(kind, &payload, Ts::now()));
-        if self.store.apply_payment_change(&step).await? {
+        if self.apply(&mut step).await? {
             Ok(updated)
         } else {
             Err(PaymentError::Conflict(
@@ -665,7 +679,7 @@ impl Payments {
                 updated.status = "settling".into();
                 let mut step = change(&payment, updated);
                 step.job = Some(new_job(SETTLE_JOB, &payload, Ts::now()));
-                return match self.store.apply_payment_change(&step).await? {
+                return match self.apply(&mut step).await? {
                     true => Ok(()),
                     false => Err(JobError::Retry("the payment changed meanwhile".into())),
                 };
@@ -687,7 +701,7 @@ impl Payments {
         let mut step = change(&payment, updated);
         step.transaction = Some(transaction(payment.id, transaction_kind, amount, &outcome));
         step.job = step_job;
-        if self.store.apply_payment_change(&step).await? {
+        if self.apply(&mut step).await? {
             Ok(())
         } else {
             Err(JobError::Retry("the payment changed meanwhile".into()))
@@ -740,7 +754,7 @@ impl Payments {
             let mut step = change(&current, updated);
             step.transaction = Some(transaction(payment.id, "refund", refund.amount, &outcome));
             step.finished_refund = Some(finished.clone());
-            if self.store.apply_payment_change(&step).await? {
+            if self.apply(&mut step).await? {
                 return Ok(());
             }
             match self.store.get_refund(payment.account_id, refund.id).await? {

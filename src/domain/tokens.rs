@@ -10,8 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::cards::{CardData, Pan, Scheme, SecurityCode};
+use super::webhooks::{EventType, Webhooks};
 use super::{fault, present, FieldError};
-use crate::store::{AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
+use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenQuery, TokenRecord, Ts};
 use crate::vault::cvc::CvcCache;
 use crate::vault::{Vault, VaultError};
 
@@ -199,16 +200,23 @@ pub struct Tokens {
     pub vault: Arc<Vault>,
     pub cvc: Arc<CvcCache>,
     writer: TokenWriter,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Tokens {
-    pub fn new(store: DynStore, vault: Arc<Vault>, cvc: Arc<CvcCache>) -> Self {
+    pub fn new(
+        store: DynStore,
+        vault: Arc<Vault>,
+        cvc: Arc<CvcCache>,
+        webhooks: Arc<Webhooks>,
+    ) -> Self {
         let writer = TokenWriter::spawn(store.clone());
         Self {
             store,
             vault,
             cvc,
             writer,
+            webhooks,
         }
     }
 
@@ -249,7 +257,11 @@ impl Tokens {
             Some(id.to_string()),
             "success",
         );
-        let record = self.writer.insert(record, audit).await?;
+        let outbox = self
+            .webhooks
+            .token_event(EventType::TokenCreated, &record)
+            .await?;
+        let record = self.writer.insert_notified(record, audit, outbox).await?;
         if let Some(code) = valid.security_code {
             self.cvc.put(account_id, id, code).await;
         }
@@ -273,7 +285,26 @@ impl Tokens {
         actor: &str,
         id: Uuid,
     ) -> Result<bool, TokenError> {
-        let deleted = self.store.delete_token(account_id, id).await?;
+        // The event shows the token as it was, so it is read first, but only if someone listens.
+        let listened = self
+            .webhooks
+            .subscribed(account_id, EventType::TokenDeleted)
+            .await?;
+        let deleted = match listened {
+            false => self.store.delete_token(account_id, id).await?,
+            true => match self.store.get_token(account_id, id).await? {
+                None => false,
+                Some(token) => {
+                    let outbox = self
+                        .webhooks
+                        .token_event(EventType::TokenDeleted, &token)
+                        .await?;
+                    self.store
+                        .delete_token_with_outbox(account_id, id, &outbox)
+                        .await?
+                }
+            },
+        };
         if deleted {
             self.cvc.drop_code(id).await;
             self.store
@@ -296,25 +327,39 @@ impl Tokens {
         actor: &str,
         id: Uuid,
     ) -> Result<bool, TokenError> {
-        if self.store.get_token(account_id, id).await?.is_none() {
+        let Some(token) = self.store.get_token(account_id, id).await? else {
             return Ok(false);
-        }
+        };
         let dropped = self.cvc.drop_code(id).await;
         let outcome = if dropped {
             "success"
         } else {
             "no_security_code"
         };
-        self.store
-            .insert_audit_event(&AuditEvent::new(
-                Some(account_id),
-                actor,
-                "token.consume",
-                Some(id.to_string()),
-                outcome,
-            ))
-            .await?;
-        Ok(true)
+        let audit = AuditEvent::new(
+            Some(account_id),
+            actor,
+            "token.consume",
+            Some(id.to_string()),
+            outcome,
+        );
+        // Dropping the code is the one change a token undergoes short of deletion: `token.updated`.
+        let outbox = match dropped {
+            true => {
+                self.webhooks
+                    .token_event(EventType::TokenUpdated, &token)
+                    .await?
+            }
+            false => Vec::new(),
+        };
+        if outbox.is_empty() {
+            self.store.insert_audit_event(&audit).await?;
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .touch_token_with_outbox(account_id, id, &audit, &outbox)
+            .await?)
     }
 
     /// Opens a token's card data for use; every such access is audited.
@@ -349,6 +394,7 @@ impl Tokens {
 type Pending = (
     TokenRecord,
     AuditEvent,
+    Vec<OutboxRecord>,
     oneshot::Sender<Result<TokenRecord, StoreError>>,
 );
 
@@ -374,10 +420,20 @@ impl TokenWriter {
         token: TokenRecord,
         audit: AuditEvent,
     ) -> Result<TokenRecord, StoreError> {
+        self.insert_notified(token, audit, Vec::new()).await
+    }
+
+    /// Stores the token with its audit event and webhook outbox rows, in the same commit.
+    pub async fn insert_notified(
+        &self,
+        token: TokenRecord,
+        audit: AuditEvent,
+        outbox: Vec<OutboxRecord>,
+    ) -> Result<TokenRecord, StoreError> {
         let stopped = || StoreError::Unavailable("the token writer has stopped".into());
         let (done, answer) = oneshot::channel();
         self.tx
-            .send((token, audit, done))
+            .send((token, audit, outbox, done))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -387,9 +443,19 @@ impl TokenWriter {
 async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
     let mut pending = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
-        let (rows, answers): (Vec<_>, Vec<_>) =
-            pending.drain(..).map(|(t, a, done)| ((t, a), done)).unzip();
-        match store.insert_tokens(&rows).await {
+        let (rows, rest): (Vec<_>, Vec<_>) = pending
+            .drain(..)
+            .map(|(t, a, outbox, done)| ((t, a), (outbox, done)))
+            .unzip();
+        let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+        // Accounts without webhooks keep the plain insert; the outbox joins the batch's commit.
+        let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
+        let written = if outbox.is_empty() {
+            store.insert_tokens(&rows).await
+        } else {
+            store.insert_tokens_with_outbox(&rows, &outbox).await
+        };
+        match written {
             Ok(()) => {
                 for ((token, _), done) in rows.into_iter().zip(answers) {
                     let _ = done.send(Ok(token));
@@ -397,8 +463,10 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
             }
             // One bad row must not fail its neighbours: write them one by one to find it.
             Err(StoreError::Constraint(_)) if rows.len() > 1 => {
-                for (row, done) in rows.into_iter().zip(answers) {
-                    let result = store.insert_tokens(std::slice::from_ref(&row)).await;
+                for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
+                    let result = store
+                        .insert_tokens_with_outbox(std::slice::from_ref(&row), &outbox)
+                        .await;
                     let _ = done.send(result.map(|()| row.0));
                 }
             }

@@ -7,7 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewJob, StoreResult, TokenRecord, Ts};
+use super::{NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
 
 pub const IMPORT_COLUMNS: &str = "id, account_id, provider, status, sealed_api_key, sealed_ingest_key, \
      ingest_key_digest, position, attempts, successes, failures, created_at, updated_at, finished_at";
@@ -92,13 +92,16 @@ pub trait ImportStore {
         position: Option<&str>,
         now: Ts,
     ) -> StoreResult<bool>;
-    /// Ends an active import (`finished` only from `running`; `aborted` from either active state),
-    /// destroying its keys, with an optional failure entry saying why; false if it was not active.
+    /// Ends an active import (`finished` only from `running`; `aborted` from either active state) whose
+    /// counters still stand at `attempts`, destroying its keys, with an optional failure entry saying why
+    /// and the webhook outbox rows of its end; false (writing nothing) if it was not active or moved on.
     async fn end_import(
         &self,
         id: Uuid,
         status: &str,
+        attempts: i64,
         failure: Option<&ImportFailure>,
+        outbox: &[OutboxRecord],
         now: Ts,
     ) -> StoreResult<bool>;
     /// In insertion order.
@@ -288,20 +291,23 @@ macro_rules! impl_import_store {
                 &self,
                 id: Uuid,
                 status: &str,
+                attempts: i64,
                 failure: Option<&ImportFailure>,
+                outbox: &[$crate::store::OutboxRecord],
                 now: Ts,
             ) -> StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!(
                     "UPDATE token_imports SET status = $2, finished_at = $3, updated_at = $3, \
                      sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL \
-                     WHERE id = $1 AND {}",
+                     WHERE id = $1 AND attempts = $4 AND {}",
                     $crate::store::imports::end_import_guard(status)
                 );
                 let done = sqlx::query(&sql)
                     .bind(id)
                     .bind(status)
                     .bind(now)
+                    .bind(attempts)
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() != 1 {
@@ -320,6 +326,7 @@ macro_rules! impl_import_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                Self::write_outbox(&mut tx, outbox).await?;
                 tx.commit().await?;
                 Ok(true)
             }

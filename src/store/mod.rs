@@ -9,6 +9,7 @@ mod sql;
 #[cfg_attr(not(feature = "sqlite"), path = "sqlite_missing.rs")]
 mod sqlite;
 pub mod types;
+mod webhook_records;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use uuid::Uuid;
 pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
 pub use payment_records::*;
 pub use types::*;
+pub use webhook_records::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -233,6 +235,77 @@ pub trait Store: ImportStore + Send + Sync + 'static {
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
     async fn list_audit_events(&self, account_id: Uuid, limit: i64)
         -> StoreResult<Vec<AuditEvent>>;
+
+    // Webhooks. The `*_with_outbox` methods make the same change as their namesakes and write the
+    // outbox rows (deliveries and their jobs) in the same transaction; they are only called when some
+    // webhook subscribes to the event, so that accounts without one pay nothing.
+    async fn insert_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>>;
+    /// Webhooks not removed, of one account or of all, oldest first.
+    async fn list_webhooks(&self, account_id: Option<Uuid>) -> StoreResult<Vec<WebhookRecord>>;
+    /// Marks the webhook removed; false if it does not exist or was removed already.
+    async fn remove_webhook(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    async fn insert_tokens_with_outbox(
+        &self,
+        tokens: &[(TokenRecord, AuditEvent)],
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<()>;
+    /// Deletes the token and writes `outbox` if it existed; false (and nothing written) if not.
+    async fn delete_token_with_outbox(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<bool>;
+    /// Records a change of a token's state that is not a column (its security code was dropped): locks
+    /// the token's row, so that its events are ordered with its deletion, and writes `audit` and
+    /// `outbox`; false (and nothing written) if there is no such token.
+    async fn touch_token_with_outbox(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        audit: &AuditEvent,
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<bool>;
+    async fn insert_payment_with_outbox(
+        &self,
+        payment: &PaymentRecord,
+        job: Option<&NewJob>,
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<()>;
+    async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>>;
+    /// The earliest still-pending delivery of the same webhook and object queued before `seq`, if any.
+    async fn pending_delivery_before(
+        &self,
+        webhook_id: Uuid,
+        object_id: Uuid,
+        seq: i64,
+    ) -> StoreResult<Option<WebhookDelivery>>;
+    /// Records a failed attempt of a pending delivery and when to try again.
+    async fn record_delivery_attempt(
+        &self,
+        id: Uuid,
+        attempts: i32,
+        next_attempt_at: Ts,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Ends a pending delivery as `delivered`, `failed` or `cancelled`.
+    async fn finish_webhook_delivery(
+        &self,
+        id: Uuid,
+        status: &str,
+        attempts: i32,
+        error: Option<&str>,
+        at: Ts,
+    ) -> StoreResult<bool>;
+    /// A webhook's deliveries, newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        webhook_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Deletes deliveries that ended before `before`.
+    async fn purge_webhook_deliveries(&self, before: Ts) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

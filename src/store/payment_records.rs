@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{NewJob, Ts};
+use super::{NewJob, OutboxRecord, Ts};
 
 /// A payment row. `version` grows with every change; changes are made only against the version read.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -81,6 +81,8 @@ pub struct PaymentChange {
     /// A refund moving out of `processing`.
     pub finished_refund: Option<RefundRecord>,
     pub job: Option<NewJob>,
+    /// The webhook events the step causes, written in its transaction.
+    pub outbox: Vec<OutboxRecord>,
 }
 
 /// Which payments of an account to list: created in `[from, until)`, with any of `statuses` and

@@ -32,8 +32,12 @@ impl PgStore {
     }
 
     /// Each chunk is one statement (`WITH … INSERT INTO tokens …) INSERT INTO audit_events …`), atomic on
-    /// its own; a batch of several chunks runs them in one transaction.
-    async fn insert_token_batch(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
+    /// its own; a batch of several chunks, or one with an outbox to write, runs in one transaction.
+    async fn insert_token_batch(
+        &self,
+        batch: &[(TokenRecord, AuditEvent)],
+        outbox: &[super::OutboxRecord],
+    ) -> StoreResult<()> {
         let statement = |chunk| {
             let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
             push_token_insert(&mut statement, chunk);
@@ -41,14 +45,28 @@ impl PgStore {
             push_audit_insert(&mut statement, chunk);
             statement
         };
-        if batch.len() <= INSERT_CHUNK {
+        if batch.len() <= INSERT_CHUNK && outbox.is_empty() {
             statement(batch).build().execute(&self.pool).await?;
+            return Ok(());
+        }
+        if batch.len() <= INSERT_CHUNK && outbox.len() <= INSERT_CHUNK {
+            // Still one statement, hence one round trip: the outbox joins as two more CTEs.
+            let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
+            push_token_insert(&mut statement, batch);
+            statement.push(" RETURNING 1), new_audit AS (");
+            push_audit_insert(&mut statement, batch);
+            statement.push(" RETURNING 1), new_deliveries AS (");
+            super::push_outbox_insert(&mut statement, outbox);
+            statement.push(" RETURNING 1) ");
+            super::push_outbox_jobs(&mut statement, outbox);
+            statement.build().execute(&self.pool).await?;
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             statement(chunk).build().execute(&mut *tx).await?;
         }
+        Self::write_outbox(&mut tx, outbox).await?;
         tx.commit().await?;
         Ok(())
     }

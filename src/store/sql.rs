@@ -233,13 +233,19 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Takes over an expired lease first (rare, and its job has waited longest), else the queued job due
+/// first. Two lookups, each walking its own partial index in order and stopping at the first row: one
+/// `OR` over both made the database collect and sort every due job on each claim, which a backlog of
+/// webhook deliveries turned into seconds.
 pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
     format!(
         "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
          updated_at = $3 \
-         WHERE id = (SELECT id FROM jobs WHERE kind IN ({kinds}) \
-                     AND ((status = 'queued' AND run_at <= $3) OR (status = 'running' AND lease_expires_at < $3)) \
-                     ORDER BY run_at, id LIMIT 1 {claim_lock}) \
+         WHERE id = COALESCE( \
+             (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3 AND kind IN ({kinds}) \
+              ORDER BY lease_expires_at LIMIT 1 {claim_lock}), \
+             (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 AND kind IN ({kinds}) \
+              ORDER BY run_at, id LIMIT 1 {claim_lock})) \
            AND (status = 'queued' OR lease_expires_at < $3) \
          RETURNING {JOB_COLUMNS}",
         kinds = placeholders(4, kinds),
@@ -305,6 +311,8 @@ macro_rules! impl_store {
                     .await?;
                 Ok(())
             }
+
+            $crate::store::webhook_records::webhook_helpers!($db);
 
             /// Payment rows with their day counts and totals, inside the caller's transaction.
             async fn write_payments(tx: &mut sqlx::Transaction<'_, $db>, rows: &[PaymentRecord]) -> Result<(), sqlx::Error> {
@@ -650,7 +658,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_tokens(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
-                self.insert_token_batch(batch).await
+                self.insert_token_batch(batch, &[]).await
             }
 
             async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>> {
@@ -711,13 +719,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_payment(&self, p: &PaymentRecord, job: Option<&NewJob>) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                Self::write_payments(&mut tx, std::slice::from_ref(p)).await?;
-                if let Some(job) = job {
-                    Self::write_job(&mut *tx, job).await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                self.insert_payment_with_outbox(p, job, &[]).await
             }
 
             async fn insert_payments(&self, rows: &[PaymentRecord]) -> StoreResult<()> {
@@ -822,6 +824,7 @@ macro_rules! impl_store {
                 if let Some(job) = &c.job {
                     Self::write_job(&mut *tx, job).await?;
                 }
+                Self::write_outbox(&mut tx, &c.outbox).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -940,6 +943,227 @@ macro_rules! impl_store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn insert_webhook(&self, w: &$crate::store::WebhookRecord) -> StoreResult<()> {
+                let sql = format!(
+                    "INSERT INTO webhooks ({}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    $crate::store::WEBHOOK_COLUMNS
+                );
+                sqlx::query(&sql)
+                    .bind(w.id)
+                    .bind(w.account_id)
+                    .bind(&w.url)
+                    .bind(&w.events)
+                    .bind(&w.sealed_key)
+                    .bind(w.created_at)
+                    .bind(w.removed_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<$crate::store::WebhookRecord>> {
+                let sql = format!("SELECT {} FROM webhooks WHERE id = $1", $crate::store::WEBHOOK_COLUMNS);
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_webhooks(&self, account_id: Option<Uuid>) -> StoreResult<Vec<$crate::store::WebhookRecord>> {
+                let columns = $crate::store::WEBHOOK_COLUMNS;
+                Ok(match account_id {
+                    Some(account) => {
+                        let sql = format!(
+                            "SELECT {columns} FROM webhooks WHERE account_id = $1 AND removed_at IS NULL \
+                             ORDER BY created_at, id"
+                        );
+                        sqlx::query_as(&sql).bind(account).fetch_all(&self.pool).await?
+                    }
+                    None => {
+                        let sql = format!(
+                            "SELECT {columns} FROM webhooks WHERE removed_at IS NULL ORDER BY created_at, id"
+                        );
+                        sqlx::query_as(&sql).fetch_all(&self.pool).await?
+                    }
+                })
+            }
+
+            async fn remove_webhook(&self, id: Uuid, at: Ts) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE webhooks SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_tokens_with_outbox(
+                &self,
+                batch: &[(TokenRecord, AuditEvent)],
+                outbox: &[$crate::store::OutboxRecord],
+            ) -> StoreResult<()> {
+                self.insert_token_batch(batch, outbox).await
+            }
+
+            async fn delete_token_with_outbox(
+                &self,
+                account_id: Uuid,
+                id: Uuid,
+                outbox: &[$crate::store::OutboxRecord],
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM tokens WHERE id = $1 AND account_id = $2")
+                    .bind(id)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                Self::write_outbox(&mut tx, outbox).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn touch_token_with_outbox(
+                &self,
+                account_id: Uuid,
+                id: Uuid,
+                e: &AuditEvent,
+                outbox: &[$crate::store::OutboxRecord],
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                // A write that changes nothing, for the row lock: a delete of the token waits for it.
+                let done = sqlx::query("UPDATE tokens SET status = status WHERE id = $1 AND account_id = $2")
+                    .bind(id)
+                    .bind(account_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO audit_events (at, account_id, actor, action, target, outcome) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(e.at)
+                .bind(e.account_id)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.outcome)
+                .execute(&mut *tx)
+                .await?;
+                Self::write_outbox(&mut tx, outbox).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn insert_payment_with_outbox(
+                &self,
+                p: &PaymentRecord,
+                job: Option<&NewJob>,
+                outbox: &[$crate::store::OutboxRecord],
+            ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::write_payments(&mut tx, std::slice::from_ref(p)).await?;
+                if let Some(job) = job {
+                    Self::write_job(&mut *tx, job).await?;
+                }
+                Self::write_outbox(&mut tx, outbox).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<$crate::store::WebhookDelivery>> {
+                let sql = format!(
+                    "SELECT {} FROM webhook_deliveries WHERE id = $1",
+                    $crate::store::DELIVERY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn pending_delivery_before(
+                &self,
+                webhook_id: Uuid,
+                object_id: Uuid,
+                seq: i64,
+            ) -> StoreResult<Option<$crate::store::WebhookDelivery>> {
+                let sql = format!(
+                    "SELECT {} FROM webhook_deliveries WHERE webhook_id = $1 AND object_id = $2 AND seq < $3 \
+                     AND status = 'pending' ORDER BY seq LIMIT 1",
+                    $crate::store::DELIVERY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(webhook_id)
+                    .bind(object_id)
+                    .bind(seq)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn record_delivery_attempt(
+                &self,
+                id: Uuid,
+                attempts: i32,
+                next_attempt_at: Ts,
+                error: &str,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 \
+                     WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(next_attempt_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_webhook_delivery(
+                &self,
+                id: Uuid,
+                status: &str,
+                attempts: i32,
+                error: Option<&str>,
+                at: Ts,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE webhook_deliveries SET status = $2, attempts = $3, \
+                     last_error = COALESCE($4, last_error), finished_at = $5 \
+                     WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(status)
+                .bind(attempts)
+                .bind(error)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_webhook_deliveries(
+                &self,
+                webhook_id: Uuid,
+                limit: i64,
+            ) -> StoreResult<Vec<$crate::store::WebhookDelivery>> {
+                let sql = format!(
+                    "SELECT {} FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY seq DESC LIMIT $2",
+                    $crate::store::DELIVERY_COLUMNS
+                );
+                Ok(sqlx::query_as(&sql).bind(webhook_id).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn purge_webhook_deliveries(&self, before: Ts) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM webhook_deliveries WHERE finished_at IS NOT NULL AND finished_at < $1",
+                )
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
             }
         }
     };

@@ -38,12 +38,23 @@ impl SqliteStore {
 
     /// The whole batch as one multi-statement script (`BEGIN IMMEDIATE; …; COMMIT`), so that it costs one
     /// trip to SQLite's connection thread and one fsync. On failure the open transaction is rolled back.
-    async fn insert_token_batch(&self, batch: &[(TokenRecord, AuditEvent)]) -> StoreResult<()> {
+    /// `outbox` (webhook deliveries and their jobs) joins the same script, hence the same commit.
+    async fn insert_token_batch(
+        &self,
+        batch: &[(TokenRecord, AuditEvent)],
+        outbox: &[super::OutboxRecord],
+    ) -> StoreResult<()> {
         let mut script = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
         for chunk in batch.chunks(INSERT_CHUNK) {
             push_token_insert(&mut script, chunk);
             script.push("; ");
             push_audit_insert(&mut script, chunk);
+            script.push("; ");
+        }
+        for chunk in outbox.chunks(INSERT_CHUNK) {
+            super::push_outbox_insert(&mut script, chunk);
+            script.push("; ");
+            super::push_outbox_jobs(&mut script, chunk);
             script.push("; ");
         }
         script.push("COMMIT;");

@@ -12,6 +12,8 @@ mod imports;
 mod jobs;
 mod payments;
 mod payments_list;
+mod receiver;
 mod store_contract;
 mod tokens;
 mod vault;
+mod webhooks;

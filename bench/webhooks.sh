@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Webhook benchmark, per backend:
+#  1. the latency a subscribed webhook adds to the API call that causes an event: POST /cde-import from
+#     wrk without a webhook, then with one subscribed to token.created (delivery is asynchronous, so the
+#     difference should be the outbox rows written in the same commit, and nothing for the sending);
+#     The same with no job workers running isolates the cost of the outbox rows from that of sending;
+#  2. delivery throughput to a local receiver (examples/webhook_receiver.rs, which checks every
+#     signature): events are queued while the server runs without workers, then a server with
+#     $WORKERS workers starts and the time until the receiver has them all is measured.
+# It measures and prints; it asserts nothing.
+#
+#   bench/webhooks.sh                          # both backends, 10 s per measurement, 2 workers
+#   DURATION=5s BACKENDS=sqlite WORKERS="2 8" bench/webhooks.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+CONNECTIONS="${CONNECTIONS:-16}"
+WORKERS="${WORKERS:-2}"
+QUEUE_FOR="${QUEUE_FOR:-5s}"
+
+source bench/lib.sh
+bench_setup
+# lib.sh builds into ./target; honour CARGO_TARGET_DIR like cargo does.
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release --quiet --example webhook_receiver
+BIN="$TARGET/release/strongroom"
+RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
+RECEIVER_PID=""
+
+stop_receiver() {
+    if [ -n "$RECEIVER_PID" ]; then
+        kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null || true
+    fi
+    RECEIVER_PID=""
+}
+trap 'stop_receiver; bench_cleanup' EXIT
+
+# start_receiver ADDR LOG [KEY]: sets RECEIVER_PID and RECEIVER (host:port).
+start_receiver() {
+    WEBHOOK_KEY="${3:-}" "$RECEIVER_BIN" "$1" >"$2" 2>&1 &
+    RECEIVER_PID=$!
+    RECEIVER=""
+    for _ in $(seq 1 100); do
+        RECEIVER=$(grep -o 'listening on [0-9.:]*' "$2" 2>/dev/null | awk '{print $3}') || true
+        [ -n "$RECEIVER" ] && return 0
+        sleep 0.05
+    done
+    echo "the receiver did not start" >&2
+    exit 1
+}
+
+received() { curl -s "http://$RECEIVER/stats" | sed 's/.*"received":\([0-9]*\).*/\1/'; }
+bad_signatures() { curl -s "http://$RECEIVER/stats" | sed 's/.*"bad_signatures":\([0-9]*\).*/\1/'; }
+
+# cde_import CONNS DURATION: prints "req/s p50_ms p99_ms errors requests".
+cde_import() {
+    local out
+    out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t2 -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import")
+    echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }')"
+}
+
+now() { date +%s.%N; }
+
+printf '\n%-9s %-34s %10s %9s %9s %8s\n' backend "POST /cde-import (${CONNECTIONS} conns)" "req/s" "p50 ms" "p99 ms" errors
+LATENCY_ROWS=()
+DELIVERY_ROWS=()
+for backend in $BACKENDS; do
+    dir="$WORK/$backend"
+    mkdir -p "$dir"
+    open_backend "$backend" "$dir"
+    [ -n "$URL" ] || continue
+    export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
+    STRONGROOM_WORKERS=2 start_server "$dir"
+    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
+    ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+
+    read -r rps p50 p99 err _ < <(cde_import "$CONNECTIONS" "$DURATION")
+    printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "no webhook" "$rps" "$p50" "$p99" "$err"
+
+    start_receiver 127.0.0.1:0 "$dir/receiver.log"
+    HOOK=$("$BIN" webhook add --account "$ACCOUNT" --url "http://$RECEIVER/hook" --events token.created --json)
+    SIGNING_KEY=$(echo "$HOOK" | sed 's/.*"signing_key":"\([^"]*\)".*/\1/')
+    addr=$RECEIVER
+    stop_receiver
+    start_receiver "$addr" "$dir/receiver.log" "$SIGNING_KEY"
+    sleep 2.5 # the subscription cache window
+
+    read -r rps p50 p99 err requests < <(cde_import "$CONNECTIONS" "$DURATION")
+    printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "token.created webhook subscribed" "$rps" "$p50" "$p99" "$err"
+    # Let the deliveries of that run finish before measuring pure delivery.
+    for _ in $(seq 1 600); do [ "$(received)" -ge "$requests" ] && break; sleep 0.1; done
+    stop_server
+
+    for workers in $WORKERS; do
+        STRONGROOM_WORKERS=0 start_server "$dir"
+        read -r rps p50 p99 err queued < <(cde_import "$CONNECTIONS" "$QUEUE_FOR")
+        printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "subscribed, no workers: outbox only" "$rps" "$p50" "$p99" "$err"
+        stop_server
+        before=$(received)
+        target=$((before + queued))
+        started=$(now)
+        STRONGROOM_WORKERS=$workers start_server "$dir"
+        deadline=$(( $(date +%s) + 600 ))
+        while [ "$(received)" -lt "$target" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
+        delivered=$(( $(received) - before ))
+        elapsed=$(awk -v a="$started" -v b="$(now)" 'BEGIN { print b - a }')
+        stop_server
+        DELIVERY_ROWS+=("$(printf '%-9s %8s %15s %9.2f %10.0f %9s' "$backend" "$workers" "$delivered/$queued" "$elapsed" \
+            "$(awk -v n="$delivered" -v t="$elapsed" 'BEGIN { print n / t }')" "$(bad_signatures)")")
+    done
+    stop_receiver
+    unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL
+    drop_backend
+done
+
+printf '\n%-9s %8s %15s %9s %10s %9s\n' backend workers sent/queued seconds "events/s" "bad sigs"
+for row in "${DELIVERY_ROWS[@]}"; do echo "$row"; done
+echo "(events/s: deliveries queued by a server without workers, sent to a local receiver by one with WORKERS"
+echo " workers, from its start until the last arrived; 'sent' can exceed wrk's count of queued requests by"
+echo " the requests in flight when wrk stopped)"

@@ -1,0 +1,248 @@
+//! Sending: the `webhook.deliver` job posts one outbox row to its webhook, signed, and records the
+//! outcome. Only a 200 counts; anything else (another status, a redirect, a timeout, a refused
+//! connection or destination) is retried with exponential backoff and jitter until the deadline, then
+//! recorded as failed. A row waits while an earlier row of the same webhook and object is pending, so
+//! that deliveries per object follow the order of its changes, whichever worker or node runs them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::guard::{check_destination, check_ip, literal_ip, GuardedResolver};
+use super::registry::key_aad;
+use crate::config::WebhookSettings;
+use crate::jobs::{JobError, JobHandler};
+use crate::store::{DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
+use crate::vault::Vault;
+
+pub const DELIVERY_JOB: &str = "webhook.deliver";
+pub const SIGNATURE_HEADER: &str = "x-hmac-signature";
+/// The retry delay never grows past this (the deadline still ends the retries).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+/// How long a row waits before looking again when an earlier row of its object is being sent.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    delivery_id: Uuid,
+}
+
+/// The job that delivers outbox row `delivery_id`. The deadline, not the job's attempts, ends retries.
+pub(super) fn job(delivery_id: Uuid, at: Ts) -> NewJob {
+    NewJob {
+        id: Uuid::new_v4(),
+        kind: DELIVERY_JOB.to_owned(),
+        payload: serde_json::json!({ "delivery_id": delivery_id }).to_string(),
+        max_attempts: i32::MAX,
+        run_at: at,
+    }
+}
+
+/// The delay before retry number `attempt` (1 after the first failure): `base · 2^(attempt-1)`, plus up
+/// to a quarter of jitter so that a receiver coming back is not hit by every retry at once.
+pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
+    let exp = attempt.clamp(1, 31) as u32 - 1;
+    let delay = base
+        .checked_mul(1u32 << exp.min(30))
+        .unwrap_or(MAX_RETRY_DELAY)
+        .min(MAX_RETRY_DELAY);
+    delay.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.25))
+}
+
+/// Lowercase hex HMAC-SHA256 of `body` under `key`.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    // HMAC takes keys of any length, so this cannot fail; an empty signature would only be refused.
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(body);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// The `webhook.deliver` job handler.
+pub struct Deliverer {
+    store: DynStore,
+    vault: Arc<Vault>,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: DynStore,
+        vault: Arc<Vault>,
+        settings: WebhookSettings,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the host itself, out of the guard's reach.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_link_local: settings.allow_link_local,
+            }))
+            .user_agent(concat!("strongroom-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            store,
+            vault,
+            client,
+            settings,
+        })
+    }
+
+    async fn deliver(&self, job: &Job) -> Result<(), JobError> {
+        let payload: Payload = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::Fatal(format!("bad payload: {e}")))?;
+        let Some(d) = self.store.get_webhook_delivery(payload.delivery_id).await? else {
+            return Ok(());
+        };
+        if d.status != "pending" {
+            return Ok(());
+        }
+        let webhook = match self.store.get_webhook(d.webhook_id).await? {
+            Some(w) if w.removed_at.is_none() => w,
+            _ => {
+                let error = Some("the webhook was removed");
+                let attempts = d.attempts;
+                let now = Ts::now();
+                self.store
+                    .finish_webhook_delivery(d.id, "cancelled", attempts, error, now)
+                    .await?;
+                return Ok(());
+            }
+        };
+        if let Some(earlier) = self
+            .store
+            .pending_delivery_before(d.webhook_id, d.object_id, d.seq)
+            .await?
+        {
+            let due = earlier.next_attempt_at.micros() - Ts::now().micros();
+            let wait = Duration::from_micros(u64::try_from(due).unwrap_or(0)) + WAIT_STEP;
+            return Err(JobError::RetryAfter(
+                wait,
+                format!(
+                    "waits for the earlier event {} of its object",
+                    earlier.event_id
+                ),
+            ));
+        }
+        let attempts = d.attempts.saturating_add(1);
+        let outcome = self.send(&webhook, &d).await;
+        let now = Ts::now();
+        let reason = match outcome {
+            Ok(()) => {
+                self.store
+                    .finish_webhook_delivery(d.id, "delivered", attempts, None, now)
+                    .await?;
+                return Ok(());
+            }
+            Err(reason) => reason,
+        };
+        let deadline = d.created_at.plus(self.settings.deadline);
+        let left =
+            Duration::from_micros(u64::try_from(deadline.micros() - now.micros()).unwrap_or(0));
+        if left.is_zero() {
+            tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,
+                error = %reason, "webhook delivery failed for good: its deadline passed");
+            self.store
+                .finish_webhook_delivery(d.id, "failed", attempts, Some(&reason), now)
+                .await?;
+            return Err(JobError::Fatal(reason));
+        }
+        let delay = retry_delay(self.settings.retry_base, attempts).min(left);
+        tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,
+            error = %reason, retry_in_ms = delay.as_millis() as u64, "webhook delivery failed; it will be retried");
+        self.store
+            .record_delivery_attempt(d.id, attempts, now.plus(delay), &reason)
+            .await?;
+        Err(JobError::RetryAfter(delay, reason))
+    }
+
+    /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
+    async fn send(&self, webhook: &WebhookRecord, d: &WebhookDelivery) -> Result<(), String> {
+        let url = check_destination(&webhook.url)?;
+        if let Some(ip) = literal_ip(&url) {
+            check_ip(ip, self.settings.allow_link_local)?;
+        }
+        let key = self
+            .vault
+            .open_bytes(
+                webhook.account_id,
+                &key_aad(webhook.id),
+                &webhook.sealed_key,
+            )
+            .await
+            .map_err(|e| format!("the signing key did not open: {e}"))?;
+        let signature = sign(&key, d.body.as_bytes());
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(d.body.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e.without_url()))?;
+        match response.status() {
+            reqwest::StatusCode::OK => Ok(()),
+            status => Err(format!("the receiver answered {status}")),
+        }
+    }
+}
+
+/// A transport error with its causes (the resolver's refusal is the cause of a connect error).
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[async_trait]
+impl JobHandler for Deliverer {
+    fn kind(&self) -> &'static str {
+        DELIVERY_JOB
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        self.deliver(job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_and_stop_growing_at_an_hour() {
+        let base = Duration::from_millis(100);
+        let first = retry_delay(base, 1);
+        assert!(first >= base && first < base.mul_f64(1.25));
+        let fourth = retry_delay(base, 4);
+        assert!(fourth >= Duration::from_millis(800) && fourth < Duration::from_millis(1000));
+        assert!(retry_delay(base, 30) <= MAX_RETRY_DELAY.mul_f64(1.25));
+    }
+
+    #[test]
+    fn the_signature_is_lowercase_hex_hmac_sha256() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

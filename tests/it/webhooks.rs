@@ -1,0 +1,512 @@
+//! Webhooks against a real receiver on its own port: every event type arrives signed with the object
+//! the API shows, failures are retried until a 200 (or the deadline), deliveries per object keep the
+//! order of its changes, a restart loses nothing, and no body carries card data.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use strongroom::config::Config;
+use strongroom::domain::webhooks::{self, EventSet};
+use strongroom::store::WebhookDelivery;
+use uuid::Uuid;
+
+use crate::helpers::{send, spawn_app_with, Backend, TestApp};
+use crate::on_both_backends;
+use crate::payments::{payment, token_for};
+use crate::receiver::{Hit, Receiver, Reply};
+use crate::tokens::{app_account, card, tokenize};
+
+mod failures;
+
+on_both_backends!(
+    every_event_type_arrives_signed_with_the_object_the_api_returns,
+    a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_once_more,
+    deliveries_of_one_object_follow_the_order_of_its_changes,
+    a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back,
+    no_event_carries_card_data_beyond_the_masked_number,
+    refund_failed_and_import_events_carry_their_objects,
+);
+
+/// Background workers that poll often, and retries 100 ms apart at first, so that tests take seconds.
+pub(crate) fn fast(config: &mut Config) {
+    config.workers = 2;
+    config.job_poll_interval = Duration::from_millis(20);
+    config.webhooks.retry_base = Duration::from_millis(100);
+    config.webhooks.timeout = Duration::from_secs(2);
+}
+
+/// Registers a webhook for the default account; returns its id and signing key.
+pub(crate) async fn register(app: &TestApp, url: &str, events: &str) -> (Uuid, String) {
+    let account = app_account(app).await;
+    let vault = &app.server.as_ref().unwrap().state().tokens.vault;
+    let events = EventSet::parse_list(events).unwrap();
+    let (webhook, key) = webhooks::add_webhook(app.store(), vault, account, url, events, "test")
+        .await
+        .unwrap();
+    (webhook.id, key.expose().to_owned())
+}
+
+pub(crate) async fn ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
+    let request = app.request(method, path);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    let answer = send(request).await;
+    assert!(
+        answer.status.is_success(),
+        "{path}: {} {}",
+        answer.status,
+        answer.body
+    );
+    answer.body
+}
+
+pub(crate) async fn deliveries(app: &TestApp, webhook: Uuid) -> Vec<WebhookDelivery> {
+    app.store()
+        .list_webhook_deliveries(webhook, 100)
+        .await
+        .unwrap()
+}
+
+/// Waits (up to 20 s) until `check` holds for the webhook's deliveries.
+pub(crate) async fn wait_deliveries(
+    app: &TestApp,
+    webhook: Uuid,
+    check: impl Fn(&[WebhookDelivery]) -> bool,
+) -> Vec<WebhookDelivery> {
+    let started = Instant::now();
+    loop {
+        let rows = deliveries(app, webhook).await;
+        if check(&rows) {
+            return rows;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{rows:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The event types received for each object, in the order they arrived.
+fn per_object(hits: &[Hit]) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for hit in hits {
+        map.entry(hit.object_id().to_owned())
+            .or_default()
+            .push(hit.event_type().to_owned());
+    }
+    map
+}
+
+async fn final_of(app: &TestApp, p: &Value) -> Value {
+    let path = format!("/payments/{}", p["id"].as_str().unwrap());
+    ok(app, Method::GET, &path, None).await
+}
+
+fn find<'a>(hits: &'a [Hit], event: &str, id: &Value) -> &'a Value {
+    hits.iter()
+        .find(|h| h.event_type() == event && h.object()["id"] == *id)
+        .unwrap_or_else(|| panic!("no {event} for {id}"))
+        .object()
+}
+
+async fn every_event_type_arrives_signed_with_the_object_the_api_returns(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        fast(c);
+        c.settle_after = Duration::ZERO;
+    })
+    .await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let (_, key) = register(&app, &receiver.url(), "*").await;
+
+    let mut body = card("4111111111111111");
+    body["security_code"] = json!("737");
+    let token = tokenize(&app, &body).await;
+    let tid = token["id"].as_str().unwrap().to_owned();
+    ok(&app, Method::POST, &format!("/tokens/{tid}/consume"), None).await;
+    let shown = ok(&app, Method::GET, &format!("/tokens/{tid}"), None).await;
+
+    let card_token = token_for(&app, "5555555555554444").await;
+    let captured = ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&card_token, 1000, "automatic")),
+    )
+    .await;
+    let manual = ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&card_token, 700, "manual")),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("/payments/{}/capture", manual["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let to_void = ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&card_token, 500, "manual")),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("/payments/{}/void", to_void["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let declined_token = token_for(&app, "4000000000000002").await;
+    let declined = ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&declined_token, 100, "automatic")),
+    )
+    .await;
+    assert_eq!(declined["status"], "failed");
+    // A refund races the settlement job; wait until the payment has settled.
+    let captured_path = format!("/payments/{}", captured["id"].as_str().unwrap());
+    let started = Instant::now();
+    while ok(&app, Method::GET, &captured_path, None).await["status"] != "settled" {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refund = ok(
+        &app,
+        Method::POST,
+        &format!("{captured_path}/refunds"),
+        Some(json!({"amount": 100})),
+    )
+    .await;
+    let answer = send(app.request(Method::DELETE, &format!("/tokens/{tid}"))).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+
+    let hits = receiver.wait_for(20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hits_after = receiver.hits();
+    assert_eq!(hits_after.len(), 20, "{:?}", per_object(&hits_after));
+    for hit in &hits {
+        assert!(hit.signed_with(&key), "bad signature on {}", hit.body);
+        let keys: Vec<&String> = hit.json.as_object().unwrap().keys().collect();
+        let object = hit.event_type().split('.').next().unwrap();
+        assert_eq!(keys.len(), 4, "{}", hit.body);
+        assert!(hit.json["id"].as_str().unwrap().parse::<Uuid>().is_ok());
+        assert!(hit.json["created_at"].as_str().unwrap().ends_with('Z'));
+        assert!(hit.json[object].is_object(), "{}", hit.body);
+    }
+    let order = per_object(&hits);
+    let of = |v: &Value| order[v.as_str().unwrap()].join(" ");
+    assert_eq!(
+        of(&token["id"]),
+        "token.created token.updated token.deleted"
+    );
+    assert_eq!(
+        of(&captured["id"]),
+        "payment.processing payment.captured payment.settled payment.refunded"
+    );
+    assert_eq!(
+        of(&manual["id"]),
+        "payment.processing payment.authorized payment.captured payment.settled"
+    );
+    assert_eq!(
+        of(&to_void["id"]),
+        "payment.processing payment.authorized payment.voided"
+    );
+    assert_eq!(of(&declined["id"]), "payment.processing payment.failed");
+    assert_eq!(of(&refund["id"]), "refund.processing refund.completed");
+    assert_eq!(of(&json!(card_token)), "token.created");
+
+    // The objects are what the API answers at that point of the object's life.
+    assert_eq!(*find(&hits, "token.created", &token["id"]), token);
+    assert_eq!(*find(&hits, "token.updated", &token["id"]), shown);
+    assert_eq!(*find(&hits, "token.deleted", &token["id"]), shown);
+    assert_eq!(
+        find(&hits, "payment.processing", &captured["id"])["status"],
+        json!("processing")
+    );
+    assert_eq!(*find(&hits, "payment.failed", &declined["id"]), declined);
+    assert_eq!(
+        *find(&hits, "payment.voided", &to_void["id"]),
+        final_of(&app, &to_void).await
+    );
+    assert_eq!(
+        *find(&hits, "payment.settled", &manual["id"]),
+        final_of(&app, &manual).await
+    );
+    assert_eq!(
+        *find(&hits, "payment.refunded", &captured["id"]),
+        final_of(&app, &captured).await
+    );
+    assert_eq!(
+        find(&hits, "payment.refunded", &captured["id"])["amount"]["refunded"],
+        100
+    );
+    assert_eq!(*find(&hits, "refund.processing", &refund["id"]), refund);
+    let refund_now = ok(
+        &app,
+        Method::GET,
+        &format!("/refunds/{}", refund["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(*find(&hits, "refund.completed", &refund["id"]), refund_now);
+    receiver.stop().await;
+}
+
+async fn a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_once_more(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, fast).await;
+    let plan = vec![Reply::Status(500), Reply::Status(500), Reply::Status(500)];
+    let receiver = Receiver::start("127.0.0.1:0", plan).await;
+    let (webhook, key) = register(&app, &receiver.url(), "token.created").await;
+
+    let token = tokenize(&app, &card("4111111111111111")).await;
+    let hits = receiver.wait_for(4).await;
+    // A payment is not subscribed to: nothing more comes.
+    ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(token["id"].as_str().unwrap(), 100, "automatic")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.hits().len(), 4);
+    assert!(hits
+        .iter()
+        .all(|h| h.body == hits[0].body && h.signed_with(&key)));
+    assert_eq!(hits[0].json["event_type"], "token.created");
+    assert_eq!(hits[0].json["token"], token);
+    let rows = deliveries(&app, webhook).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].attempts),
+        ("delivered", 4)
+    );
+    assert_eq!(
+        rows[0].last_error.as_deref(),
+        Some("the receiver answered 500 Internal Server Error")
+    );
+    receiver.stop().await;
+}
+
+async fn deliveries_of_one_object_follow_the_order_of_its_changes(backend: Backend) {
+    let app = spawn_app_with(backend, fast).await;
+    // The first request fails: the next event of the same payment must wait for its retry.
+    let receiver = Receiver::start("127.0.0.1:0", vec![Reply::Status(503)]).await;
+    register(&app, &receiver.url(), "payment.*").await;
+    let token = token_for(&app, "4111111111111111").await;
+    let paid = ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&token, 100, "automatic")),
+    )
+    .await;
+    let hits = receiver.wait_for(3).await;
+    let types: Vec<&str> = hits.iter().map(Hit::event_type).collect();
+    assert_eq!(
+        types,
+        [
+            "payment.processing",
+            "payment.processing",
+            "payment.captured"
+        ]
+    );
+    assert_eq!(hits[2].object()["id"], paid["id"]);
+    receiver.stop().await;
+}
+
+async fn a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back(
+    backend: Backend,
+) {
+    let mut app = spawn_app_with(backend, fast).await;
+    // A port that a receiver held, now closed: deliveries meet a refused connection.
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let addr = receiver.addr;
+    receiver.stop().await;
+    let (webhook, key) = register(&app, &format!("http://{addr}/hook"), "*").await;
+
+    let token = token_for(&app, "4111111111111111").await;
+    ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&token, 100, "automatic")),
+    )
+    .await;
+    // The token's event failed twice; the payment's first event failed, its second waits behind it.
+    wait_deliveries(&app, webhook, |rows| {
+        rows.len() == 3 && rows[2].attempts >= 2 && rows[1].attempts >= 1
+    })
+    .await;
+
+    // Restart the server on the same database; one more event while the receiver is still down.
+    let server = app.server.take().unwrap();
+    server.shutdown().await.unwrap();
+    let mut config = app.db.config();
+    fast(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = strongroom::server::start(config, listener).await.unwrap();
+    app.base = format!("http://{}", server.local_addr());
+    app.server = Some(server);
+    tokenize(&app, &card("5555555555554444")).await;
+
+    let receiver = Receiver::start(&addr.to_string(), vec![]).await;
+    let hits = receiver.wait_for(4).await;
+    let rows = wait_deliveries(&app, webhook, |rows| {
+        rows.iter().all(|r| r.status == "delivered")
+    })
+    .await;
+    let mut sent: Vec<String> = rows.iter().map(|r| r.event_id.to_string()).collect();
+    let mut got: Vec<String> = hits
+        .iter()
+        .map(|h| h.json["id"].as_str().unwrap().to_owned())
+        .collect();
+    sent.sort();
+    got.sort();
+    assert_eq!(got, sent);
+    assert!(hits.iter().all(|h| h.signed_with(&key)));
+    assert!(rows[3].attempts >= 3, "{rows:#?}");
+    receiver.stop().await;
+}
+
+async fn no_event_carries_card_data_beyond_the_masked_number(backend: Backend) {
+    let app = spawn_app_with(backend, fast).await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let (webhook, _) = register(&app, &receiver.url(), "*").await;
+    let pans = ["4111111111111111", "5555555555554444", "378282246310005"];
+    let codes = ["737", "246", "8431"];
+    for (pan, code) in pans.iter().zip(codes) {
+        let mut body = card(pan);
+        body["security_code"] = json!(code);
+        let token = tokenize(&app, &body).await;
+        let id = token["id"].as_str().unwrap();
+        ok(
+            &app,
+            Method::POST,
+            "/payments/one-off",
+            Some(payment(id, 100, "automatic")),
+        )
+        .await;
+        ok(&app, Method::POST, &format!("/tokens/{id}/consume"), None).await;
+    }
+    // Per card: token.created, payment.processing, payment.captured (the code was used, so no update).
+    let hits = receiver.wait_for(9).await;
+    let stored: Vec<String> = deliveries(&app, webhook)
+        .await
+        .into_iter()
+        .map(|d| d.body)
+        .collect();
+    for text in hits.iter().map(|h| &h.body).chain(&stored) {
+        for (pan, code) in pans.iter().zip(codes) {
+            assert!(!text.contains(pan), "{text}");
+            assert!(!text.contains(&format!("\"{code}\"")), "{text}");
+        }
+        for field in [
+            "\"account_number\"",
+            "\"security_code\"",
+            "sealed",
+            "fingerprint",
+        ] {
+            assert!(!text.contains(field), "{text}");
+        }
+    }
+    let masked: Vec<&str> = hits
+        .iter()
+        .filter(|h| h.event_type() == "token.created")
+        .map(|h| h.object()["masked_account_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(masked.len(), 3);
+    assert!(masked.contains(&"411111XXXXXX1111"));
+    receiver.stop().await;
+}
+
+async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    register(&app, &receiver.url(), "refund.failed,import.*").await;
+    let account = app_account(&app).await;
+    let state = app.server.as_ref().unwrap().state();
+    let now = strongroom::store::Ts::now();
+    // The sandbox approves every refund, so a declined one is built as the refund job would record it.
+    let refund = strongroom::store::RefundRecord {
+        id: Uuid::new_v4(),
+        payment_id: Uuid::new_v4(),
+        account_id: account,
+        created_at: now,
+        updated_at: now,
+        amount: 250,
+        currency_code: "EUR".into(),
+        status: "failed".into(),
+        reference: None,
+        failure_details: Some(
+            json!([{"classifier": "DECLINED", "message": "no", "source": "processor"}]).to_string(),
+        ),
+    };
+    let token = token_for(&app, "4111111111111111").await;
+    let paid = ok(
+        &app,
+        Method::POST,
+        "/payments/one-off",
+        Some(payment(&token, 100, "automatic")),
+    )
+    .await;
+    let stored = app
+        .store()
+        .get_payment(account, paid["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let change = strongroom::store::PaymentChange {
+        payment: stored.clone(),
+        expected_version: stored.version,
+        previous_status: stored.status.clone(),
+        transaction: None,
+        new_refund: None,
+        finished_refund: Some(refund.clone()),
+        job: None,
+        outbox: Vec::new(),
+    };
+    let rows = state.webhooks.payment_change(&change).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let body: Value = serde_json::from_str(&rows[0].body).unwrap();
+    assert_eq!(body["event_type"], "refund.failed");
+    assert_eq!(
+        body["refund"],
+        json!({"id": refund.id, "payment_id": refund.payment_id, "amount": 250,
+        "currency_code": "EUR", "status": "failed", "created_at": now.to_string(),
+        "failure_details": [{"classifier": "DECLINED", "message": "no", "source": "processor"}]})
+    );
+
+    let import = json!({"id": Uuid::new_v4(), "status": "finished", "stripe": {"api_key": "[REDACTED]"},
+                        "attemts": 2, "attempts": 2, "successes": 2, "failures": 0});
+    let import_id = import["id"].as_str().unwrap().parse().unwrap();
+    for (outcome, name) in [
+        (webhooks::ImportOutcome::Finished, "import.finished"),
+        (webhooks::ImportOutcome::Aborted, "import.aborted"),
+    ] {
+        let rows = state
+            .webhooks
+            .import_event(account, outcome, import_id, &import)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let body: Value = serde_json::from_str(&rows[0].body).unwrap();
+        assert_eq!(
+            (body["event_type"].as_str().unwrap(), &body["import"]),
+            (name, &import)
+        );
+        assert_eq!(rows[0].object_id, import_id);
+    }
+    receiver.stop().await;
+}
