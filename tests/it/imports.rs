@@ -24,6 +24,7 @@ on_both_backends!(
     a_second_import_while_one_runs_is_rejected_and_abort_ends_it,
     failures_paginate,
     an_import_killed_mid_way_resumes_and_counts_every_card_once,
+    the_end_of_an_import_is_notified_with_the_import_as_it_ended,
 );
 
 const STRIPE_KEY: &str = "sk_test_fake";
@@ -605,4 +606,50 @@ async fn an_import_killed_mid_way_resumes_and_counts_every_card_once(backend: Ba
     let unique: HashSet<&String> = keys.iter().collect();
     assert_eq!(unique, all.iter().collect::<HashSet<_>>());
     server.kill_9();
+}
+
+async fn the_end_of_an_import_is_notified_with_the_import_as_it_ended(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    let (_, pms) = stripe.add_customer(cards(1, 3));
+    stripe.delete_at_forward(&pms[2]);
+    let receiver = crate::receiver::Receiver::start("127.0.0.1:0", vec![]).await;
+    let base = stripe.base_url();
+    let app = spawn_app_with(backend, move |config: &mut Config| {
+        configure(config, &base);
+        crate::webhooks::fast(config);
+        config.workers = 2;
+    })
+    .await;
+    let (_, key) = crate::webhooks::register(&app, &receiver.url(), "import.*").await;
+
+    let id = start_import(&app, STRIPE_KEY).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = wait_for_end(&app, &id).await;
+    assert_eq!(
+        (&ended["status"], &ended["successes"], &ended["failures"]),
+        (&json!("finished"), &json!(2), &json!(1))
+    );
+    let hits = receiver.wait_for(1).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].event_type(), "import.finished");
+    assert!(hits[0].signed_with(&key));
+    assert_eq!(
+        hits[0].object(),
+        &ended,
+        "the event shows the import as the API does"
+    );
+
+    // An abort is notified too, with the import as it was aborted.
+    let id = start_import(&app, "sk_test_refused").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let aborted = wait_for_end(&app, &id).await;
+    let hits = receiver.wait_for(2).await;
+    assert_eq!(hits[1].event_type(), "import.aborted");
+    assert_eq!(hits[1].object(), &aborted);
 }
