@@ -57,11 +57,22 @@ bad_signatures() { curl -s "http://$RECEIVER/stats" | sed 's/.*"bad_signatures":
 # cde_import CONNS DURATION: prints "req/s p50_ms p99_ms errors requests".
 cde_import() {
     local out
-    out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t2 -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import")
+    if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t2 -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
+        echo "wrk failed against $BASE; the server's log ends:" >&2
+        tail -20 "$dir/stderr" >&2
+        exit 1
+    fi
     echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }')"
 }
 
 now() { date +%s.%N; }
+
+# start_server reads the address from DIR/stderr, which the new process truncates only once it runs:
+# remove the last server's log first, or its address may be read.
+restart_server() {
+    rm -f "$1/stderr"
+    start_server "$1"
+}
 
 printf '\n%-9s %-34s %10s %9s %9s %8s\n' backend "POST /cde-import (${CONNECTIONS} conns)" "req/s" "p50 ms" "p99 ms" errors
 LATENCY_ROWS=()
@@ -90,18 +101,18 @@ for backend in $BACKENDS; do
     read -r rps p50 p99 err requests < <(cde_import "$CONNECTIONS" "$DURATION")
     printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "token.created webhook subscribed" "$rps" "$p50" "$p99" "$err"
     # Let the deliveries of that run finish before measuring pure delivery.
-    for _ in $(seq 1 600); do [ "$(received)" -ge "$requests" ] && break; sleep 0.1; done
+    for _ in $(seq 1 3000); do [ "$(received)" -ge "$requests" ] && break; sleep 0.1; done
     stop_server
 
     for workers in $WORKERS; do
-        STRONGROOM_WORKERS=0 start_server "$dir"
+        STRONGROOM_WORKERS=0 restart_server "$dir"
         read -r rps p50 p99 err queued < <(cde_import "$CONNECTIONS" "$QUEUE_FOR")
         printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "subscribed, no workers: outbox only" "$rps" "$p50" "$p99" "$err"
         stop_server
         before=$(received)
         target=$((before + queued))
         started=$(now)
-        STRONGROOM_WORKERS=$workers start_server "$dir"
+        STRONGROOM_WORKERS=$workers restart_server "$dir"
         deadline=$(( $(date +%s) + 600 ))
         while [ "$(received)" -lt "$target" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
         delivered=$(( $(received) - before ))

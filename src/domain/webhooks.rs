@@ -381,8 +381,11 @@ impl Webhooks {
         Ok(rows)
     }
 
-    /// `import.finished|aborted`, with `import` as `GET /tokens/imports/{id}` shows it. The import code
-    /// calls this before its finishing transaction and writes the rows in it (see the README).
+    /// `import.finished|aborted`, with `import` as `GET /tokens/imports/{id}` shows it after the change
+    /// (status, `finished_at`, counters; the Stripe key `[REDACTED]`). The import code calls this just
+    /// before the transaction that ends the import, passes the rows to its store method, and that method
+    /// writes them with `Self::write_outbox(&mut tx, rows)` before committing, only if the import really
+    /// moved (a refused move rolls back, and so sends nothing).
     pub async fn import_event<T: Serialize>(
         &self,
         account_id: Uuid,
