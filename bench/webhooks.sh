@@ -9,8 +9,8 @@
 #     $WORKERS workers starts and the time until the receiver has them all is measured.
 # It measures and prints; it asserts nothing.
 #
-#   bench/webhooks.sh                          # both backends, 10 s per measurement, 2 workers
-#   DURATION=5s BACKENDS=sqlite WORKERS="2 8" bench/webhooks.sh
+#   bench/webhooks.sh          # both backends, 10 s per measurement at 1 and 16 connections, 2 workers
+#   DURATION=5s BACKENDS=sqlite CONNECTIONS="16 64" WORKERS="2 8" QUEUE_FOR=5s bench/webhooks.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +57,7 @@ bad_signatures() { curl -s "http://$RECEIVER/stats" | sed 's/.*"bad_signatures":
 # cde_import CONNS DURATION: prints "req/s p50_ms p99_ms errors requests".
 cde_import() {
     local out
-    if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t2 -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
+    if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t"$(( $1 < 2 ? $1 : 2 ))" -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
         echo "wrk failed against $BASE; the server's log ends:" >&2
         tail -20 "$dir/stderr" >&2
         exit 1
@@ -74,7 +74,9 @@ restart_server() {
     start_server "$1"
 }
 
-printf '\n%-9s %-34s %10s %9s %9s %8s\n' backend "POST /cde-import (${CONNECTIONS} conns)" "req/s" "p50 ms" "p99 ms" errors
+row() { printf '%-9s %5s  %-37s %10s %9s %9s %8s\n' "$@"; }
+printf '\n'
+row backend conns "POST /cde-import" "req/s" "p50 ms" "p99 ms" errors
 LATENCY_ROWS=()
 DELIVERY_ROWS=()
 for backend in $BACKENDS; do
@@ -87,8 +89,11 @@ for backend in $BACKENDS; do
     KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
     ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
 
-    read -r rps p50 p99 err _ < <(cde_import "$CONNECTIONS" "$DURATION")
-    printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "no webhook" "$rps" "$p50" "$p99" "$err"
+    # One connection shows the latency a request pays; more show throughput.
+    for conns in 1 $CONNECTIONS; do
+        read -r rps p50 p99 err _ < <(cde_import "$conns" "$DURATION")
+        row "$backend" "$conns" "no webhook" "$rps" "$p50" "$p99" "$err"
+    done
 
     start_receiver 127.0.0.1:0 "$dir/receiver.log"
     HOOK=$("$BIN" webhook add --account "$ACCOUNT" --url "http://$RECEIVER/hook" --events token.created --json)
@@ -98,16 +103,24 @@ for backend in $BACKENDS; do
     start_receiver "$addr" "$dir/receiver.log" "$SIGNING_KEY"
     sleep 2.5 # the subscription cache window
 
-    read -r rps p50 p99 err requests < <(cde_import "$CONNECTIONS" "$DURATION")
-    printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "token.created webhook subscribed" "$rps" "$p50" "$p99" "$err"
+    requests=$(received)
+    for conns in 1 $CONNECTIONS; do
+        read -r rps p50 p99 err made < <(cde_import "$conns" "$DURATION")
+        row "$backend" "$conns" "webhook subscribed, delivering" "$rps" "$p50" "$p99" "$err"
+        requests=$((requests + made))
+    done
     # Let the deliveries of that run finish before measuring pure delivery.
     for _ in $(seq 1 3000); do [ "$(received)" -ge "$requests" ] && break; sleep 0.1; done
     stop_server
 
     for workers in $WORKERS; do
         STRONGROOM_WORKERS=0 restart_server "$dir"
-        read -r rps p50 p99 err queued < <(cde_import "$CONNECTIONS" "$QUEUE_FOR")
-        printf '%-9s %-34s %10s %9s %9s %8s\n' "$backend" "subscribed, no workers: outbox only" "$rps" "$p50" "$p99" "$err"
+        queued=0
+        for conns in 1 "${CONNECTIONS##* }"; do
+            read -r rps p50 p99 err made < <(cde_import "$conns" "$QUEUE_FOR")
+            [ "$workers" = "${WORKERS%% *}" ] && row "$backend" "$conns" "webhook subscribed, no workers (outbox)" "$rps" "$p50" "$p99" "$err"
+            queued=$((queued + made))
+        done
         stop_server
         before=$(received)
         target=$((before + queued))
@@ -127,7 +140,7 @@ for backend in $BACKENDS; do
 done
 
 printf '\n%-9s %8s %15s %9s %10s %9s\n' backend workers sent/queued seconds "events/s" "bad sigs"
-for row in "${DELIVERY_ROWS[@]}"; do echo "$row"; done
+for line in "${DELIVERY_ROWS[@]}"; do echo "$line"; done
 echo "(events/s: deliveries queued by a server without workers, sent to a local receiver by one with WORKERS"
 echo " workers, from its start until the last arrived; 'sent' can exceed wrk's count of queued requests by"
 echo " the requests in flight when wrk stopped)"
