@@ -400,6 +400,31 @@ async fn a_second_import_while_one_runs_is_rejected_and_abort_ends_it(backend: B
         )
     );
 
+    // The ingest endpoint takes only the import's own key: not an account key, not a guessed secret.
+    let card_body =
+        json!({"account_number": "4242424242424242", "expiry_month": "12", "expiry_year": "2030"});
+    for key in [
+        app.api_key.clone(),
+        format!("sri_{}_guessed", id.replace('-', "")),
+    ] {
+        let answer = send(
+            app.anonymous(Method::POST, "/tokens/imports/ingest")
+                .header("X-API-Key", key)
+                .header("X-Strongroom-Business-Key", "pm_1")
+                .json(&card_body),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            answer.body,
+            error_body(
+                401,
+                "UNAUTHORIZED",
+                "No valid means of authentication was provided"
+            )
+        );
+    }
+
     // While it runs, the Stripe key is stored only sealed.
     let stored = app
         .store()
