@@ -6,9 +6,11 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod domain;
 pub mod import_watch;
 pub mod jobs;
+pub mod model;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -15,10 +15,10 @@ use super::extract::{JsonBody, PathId, QueryMap};
 use super::pagination::{PageParams, Paginated, Pagination};
 use super::tokens::{actor, TokenResponse};
 use super::AppState;
+use crate::connectors::stripe::StripeKey;
 use crate::domain::imports::{
     ImportError, ImportResponse, IngestError, BUSINESS_KEY_HEADER, PROVIDER_STRIPE,
 };
-use crate::domain::stripe::StripeKey;
 use crate::domain::{present, FieldError};
 use crate::store::{Feature, ImportRecord};
 

@@ -13,8 +13,8 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, PathId, QueryMap};
 use super::pagination::{date_range, PageParams, Paginated, Pagination};
 use super::AppState;
-use crate::domain::cards::Scheme;
 use crate::domain::tokens::{validate_card, NumberForm, Origin, TokenError};
+use crate::model::card::Scheme;
 use crate::store::{Feature, TokenQuery, TokenRecord, Ts};
 
 impl From<TokenError> for ApiError {

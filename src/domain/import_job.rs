@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::imports::{Imports, BUSINESS_KEY_HEADER, IMPORT_JOB, PROVIDER_STRIPE};
-use super::stripe::{Forward, StripeClient, StripeError};
+use crate::connectors::stripe::{Forward, StripeClient, StripeError};
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
 
@@ -344,7 +344,7 @@ fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)>
         .as_ref()
         .and_then(|b| b.get("message"))
         .and_then(Value::as_str)
-        .map(super::stripe::redact);
+        .map(crate::connectors::stripe::redact);
     if status == 422 {
         let fields: Vec<Value> = parsed
             .as_ref()
@@ -355,8 +355,8 @@ fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)>
                     .iter()
                     .map(|e| {
                         json!({
-                            "path": e.get("path").and_then(Value::as_str).map(super::stripe::redact),
-                            "message": e.get("message").and_then(Value::as_str).map(super::stripe::redact),
+                            "path": e.get("path").and_then(Value::as_str).map(crate::connectors::stripe::redact),
+                            "message": e.get("message").and_then(Value::as_str).map(crate::connectors::stripe::redact),
                         })
                     })
                     .collect()

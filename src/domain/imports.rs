@@ -16,10 +16,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::stripe::StripeKey;
 use super::tokens::{validate_card, NumberForm, Origin, TokenError, Tokens};
 use super::webhooks::{ImportOutcome as EndOfImport, Webhooks};
 use super::FieldError;
+use crate::connectors::stripe::StripeKey;
 use crate::store::{
     AuditEvent, DynStore, ImportFailure, ImportRecord, NewJob, StoreError, TokenRecord, Ts,
 };
@@ -93,7 +93,7 @@ impl Imports {
             store,
             tokens,
             settings,
-            http: super::stripe::StripeClient::http_client()?,
+            http: crate::connectors::stripe::StripeClient::http_client()?,
             webhooks,
         })
     }

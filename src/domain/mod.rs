@@ -1,13 +1,10 @@
 //! The domain layer: validation, state machines and multi-step flows over the store.
 
 pub mod accounts;
-pub mod cards;
 pub mod import_job;
 pub mod imports;
 pub mod payment_input;
 pub mod payments;
-pub mod processor;
-pub mod stripe;
 pub mod tokens;
 pub mod webhooks;
 

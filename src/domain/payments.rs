@@ -14,9 +14,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::payment_input::PaymentInput;
-use super::processor::{Authorization, Outcome, Router};
 use super::tokens::{TokenError, Tokens};
 use super::webhooks::Webhooks;
+use crate::connectors::processor::{Authorization, Outcome, Router};
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{
     start_of_day, DynStore, Job, NewJob, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
@@ -712,7 +712,7 @@ impl Payments {
         &self,
         payment: &PaymentRecord,
         payload: &JobPayload,
-        processor: &dyn super::processor::Processor,
+        processor: &dyn crate::connectors::processor::Processor,
     ) -> Result<(), JobError> {
         let Some(refund_id) = payload.refund_id else {
             return Err(JobError::Fatal("refund job without a refund".into()));

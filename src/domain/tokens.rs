@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::cards::{CardData, Pan, Scheme, SecurityCode};
 use super::webhooks::{EventType, Webhooks};
 use super::{fault, present, FieldError};
+use crate::model::card::{CardData, Pan, Scheme, SecurityCode};
 use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenQuery, TokenRecord, Ts};
 use crate::vault::cvc::CvcCache;
 use crate::vault::{Vault, VaultError};

@@ -8,7 +8,6 @@
 //! every event built from `created_at + cache window` on; events of the window before may miss it.
 
 mod delivery;
-mod guard;
 mod registry;
 
 use std::collections::HashMap;
@@ -21,7 +20,6 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 pub use delivery::{Deliverer, DELIVERY_JOB};
-pub use guard::{check_destination, GuardedResolver};
 pub use registry::{add_webhook, remove_webhook, SigningKey, WebhookError};
 
 use crate::api::payments::{PaymentResponse, RefundResponse};

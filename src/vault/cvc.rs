@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 use super::Vault;
-use crate::domain::cards::SecurityCode;
+use crate::model::card::SecurityCode;
 
 pub enum CvcCache {
     Memory(MemoryCvc),
@@ -220,7 +220,7 @@ impl MemoryCvc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::cards::Scheme;
+    use crate::model::card::Scheme;
 
     #[test]
     fn a_code_is_taken_once() {

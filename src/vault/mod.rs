@@ -19,7 +19,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::domain::cards::CardData;
+use crate::model::card::CardData;
 use crate::store::{AccountKeysRecord, DynStore, StoreError, Ts};
 use master::{KeyBytes, MasterKeyError, MasterKeys};
 

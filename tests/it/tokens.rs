@@ -24,7 +24,7 @@ on_both_backends!(
 pub fn with_check_digit(prefix: &str) -> String {
     for d in 0..10 {
         let candidate = format!("{prefix}{d}");
-        if strongroom::domain::cards::luhn_valid(&candidate) {
+        if strongroom::model::card::luhn_valid(&candidate) {
             return candidate;
         }
     }

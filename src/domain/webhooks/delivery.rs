@@ -8,21 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use uuid::Uuid;
 
-use super::guard::{check_destination, check_ip, literal_ip, GuardedResolver};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
+use crate::connectors::webhook::WebhookSender;
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
 use crate::vault::Vault;
 
 pub const DELIVERY_JOB: &str = "webhook.deliver";
-pub const SIGNATURE_HEADER: &str = "x-hmac-signature";
 /// The retry delay never grows past this (the deadline still ends the retries).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// How long a row waits before looking again when an earlier row of its object is being sent.
@@ -55,23 +52,11 @@ pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
     delay.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.25))
 }
 
-/// Lowercase hex HMAC-SHA256 of `body` under `key`.
-pub fn sign(key: &[u8], body: &[u8]) -> String {
-    // HMAC takes keys of any length, so this cannot fail; an empty signature would only be refused.
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(body);
-            hex::encode(mac.finalize().into_bytes())
-        }
-        Err(_) => String::new(),
-    }
-}
-
 /// The `webhook.deliver` job handler.
 pub struct Deliverer {
     store: DynStore,
     vault: Arc<Vault>,
-    client: reqwest::Client,
+    sender: WebhookSender,
     settings: WebhookSettings,
 }
 
@@ -81,21 +66,11 @@ impl Deliverer {
         vault: Arc<Vault>,
         settings: WebhookSettings,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the host itself, out of the guard's reach.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_link_local: settings.allow_link_local,
-            }))
-            .user_agent(concat!("strongroom-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let sender = WebhookSender::new(settings.timeout, settings.allow_link_local)?;
         Ok(Self {
             store,
             vault,
-            client,
+            sender,
             settings,
         })
     }
@@ -170,10 +145,6 @@ impl Deliverer {
 
     /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
     async fn send(&self, webhook: &WebhookRecord, d: &WebhookDelivery) -> Result<(), String> {
-        let url = check_destination(&webhook.url)?;
-        if let Some(ip) = literal_ip(&url) {
-            check_ip(ip, self.settings.allow_link_local)?;
-        }
         let key = self
             .vault
             .open_bytes(
@@ -183,33 +154,8 @@ impl Deliverer {
             )
             .await
             .map_err(|e| format!("the signing key did not open: {e}"))?;
-        let signature = sign(&key, d.body.as_bytes());
-        let response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .body(d.body.clone())
-            .send()
-            .await
-            .map_err(|e| describe(&e.without_url()))?;
-        match response.status() {
-            reqwest::StatusCode::OK => Ok(()),
-            status => Err(format!("the receiver answered {status}")),
-        }
+        self.sender.post(&webhook.url, &key, &d.body).await
     }
-}
-
-/// A transport error with its causes (the resolver's refusal is the cause of a connect error).
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]
@@ -235,14 +181,5 @@ mod tests {
         let fourth = retry_delay(base, 4);
         assert!(fourth >= Duration::from_millis(800) && fourth < Duration::from_millis(1000));
         assert!(retry_delay(base, 30) <= MAX_RETRY_DELAY.mul_f64(1.25));
-    }
-
-    #[test]
-    fn the_signature_is_lowercase_hex_hmac_sha256() {
-        // RFC 4231, test case 2.
-        assert_eq!(
-            sign(b"Jefe", b"what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
     }
 }

@@ -7,8 +7,8 @@ use rand::RngCore;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::guard::check_destination;
 use super::EventSet;
+use crate::connectors::guard::check_destination;
 use crate::store::{AuditEvent, DynStore, StoreError, Ts, WebhookRecord};
 use crate::vault::{Vault, VaultError};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::cards::{CardData, SecurityCode};
+use crate::model::card::{CardData, SecurityCode};
 
 /// What the processor said.
 #[derive(Clone, Debug, PartialEq, Eq)]
