@@ -195,9 +195,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
             let store = server::open_store(&config).await?;
-            let key_file = crate::vault::master_key_path(&config);
+            let key_file = config.master_key();
             let report =
-                crate::vault::rotate::rotate_master_key(&store, &key_file, ADMIN_CLI).await?;
+                crate::vault::rotate::rotate_master_key(&store, key_file.path(), ADMIN_CLI).await?;
             store.close().await;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -205,7 +205,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 println!(
                     "master key version {} added to {}; {} account key sets re-wrapped",
                     report.new_version,
-                    key_file.display(),
+                    key_file.path().display(),
                     report.rewrapped_accounts
                 );
             }

@@ -24,7 +24,7 @@ use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
 use crate::vault::cvc::CvcCache;
 use crate::vault::master::MasterKeys;
-use crate::vault::{master_key_path, Vault};
+use crate::vault::Vault;
 
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
@@ -99,9 +99,14 @@ impl RunningServer {
 
 /// Builds the application state for `config`: store, keys, settings.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let master = MasterKeys::load(&config)?;
+    let key_file = config.master_key();
+    let master = MasterKeys::load(&key_file)?;
     let store = open_store(&config).await?;
-    let vault = Arc::new(Vault::new(store.clone(), master_key_path(&config), master));
+    let vault = Arc::new(Vault::new(
+        store.clone(),
+        key_file.path().to_owned(),
+        master,
+    ));
     let cvc = Arc::new(match &config.redis_url {
         Some(url) => CvcCache::redis(url, config.cvc_ttl, vault.clone())
             .await

@@ -13,7 +13,7 @@ use crate::domain::webhooks::{self, EventSet};
 use crate::server;
 use crate::store::WebhookRecord;
 use crate::vault::master::MasterKeys;
-use crate::vault::{master_key_path, Vault};
+use crate::vault::Vault;
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookCommand {
@@ -67,10 +67,11 @@ pub async fn run(cmd: WebhookCommand, config: Config) -> anyhow::Result<()> {
         } => {
             let events =
                 EventSet::parse_list(&events).map_err(|m| anyhow::anyhow!("--events: {m}"))?;
+            let key_file = config.master_key();
             let vault = Arc::new(Vault::new(
                 store.clone(),
-                master_key_path(&config),
-                MasterKeys::load(&config)?,
+                key_file.path().to_owned(),
+                MasterKeys::load(&key_file)?,
             ));
             let (webhook, key) =
                 webhooks::add_webhook(&store, &vault, account, &url, events, ADMIN_CLI).await?;

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, FileSettings, Settings};
+use super::checks::{at_most, in_range};
+use super::settings::Layered;
+use super::ConfigError;
 
 /// How webhooks are delivered.
 #[derive(Clone, Debug)]
@@ -31,64 +33,30 @@ impl Default for WebhookSettings {
     }
 }
 
-/// The webhook settings from flags and environment over the file over the defaults.
-pub(super) fn resolve(
-    settings: &Settings,
-    file: &FileSettings,
-) -> Result<WebhookSettings, ConfigError> {
+/// The webhook settings in force, each checked.
+pub(super) fn resolve(layered: &Layered) -> Result<WebhookSettings, ConfigError> {
+    let s = &layered.values;
     let mut webhooks = WebhookSettings::default();
-    if let Some(seconds) = settings
-        .webhook_timeout_seconds
-        .or(file.webhook_timeout_seconds)
-    {
-        if seconds == 0 || seconds > 300 {
-            return Err(ConfigError(
-                "STRONGROOM_WEBHOOK_TIMEOUT_SECONDS (webhook_timeout_seconds) must be from 1 to 300"
-                    .into(),
-            ));
-        }
+    if let Some(seconds) = s.webhook_timeout_seconds {
+        let seconds = layered.check("webhook_timeout_seconds", in_range(seconds, 1, 300))?;
         webhooks.timeout = Duration::from_secs(seconds);
     }
-    if let Some(ms) = settings
-        .webhook_retry_base_ms
-        .or(file.webhook_retry_base_ms)
-    {
-        if ms == 0 || ms > 3_600_000 {
-            return Err(ConfigError(
-                "STRONGROOM_WEBHOOK_RETRY_BASE_MS (webhook_retry_base_ms) must be from 1 to 3600000"
-                    .into(),
-            ));
-        }
+    if let Some(ms) = s.webhook_retry_base_ms {
+        let ms = layered.check("webhook_retry_base_ms", in_range(ms, 1, 3_600_000))?;
         webhooks.retry_base = Duration::from_millis(ms);
     }
-    if let Some(seconds) = settings
-        .webhook_deadline_seconds
-        .or(file.webhook_deadline_seconds)
-    {
-        if seconds == 0 || seconds > 30 * 24 * 3600 {
-            return Err(ConfigError(
-                "STRONGROOM_WEBHOOK_DEADLINE_SECONDS (webhook_deadline_seconds) must be from 1 to 2592000"
-                    .into(),
-            ));
-        }
+    if let Some(seconds) = s.webhook_deadline_seconds {
+        let seconds = layered.check(
+            "webhook_deadline_seconds",
+            in_range(seconds, 1, 30 * 24 * 3600),
+        )?;
         webhooks.deadline = Duration::from_secs(seconds);
     }
-    if let Some(allow) = settings
-        .webhook_allow_link_local
-        .or(file.webhook_allow_link_local)
-    {
+    if let Some(allow) = s.webhook_allow_link_local {
         webhooks.allow_link_local = allow;
     }
-    if let Some(seconds) = settings
-        .webhook_cache_seconds
-        .or(file.webhook_cache_seconds)
-    {
-        if seconds > 60 {
-            return Err(ConfigError(
-                "STRONGROOM_WEBHOOK_CACHE_SECONDS (webhook_cache_seconds) must be at most 60"
-                    .into(),
-            ));
-        }
+    if let Some(seconds) = s.webhook_cache_seconds {
+        let seconds = layered.check("webhook_cache_seconds", at_most(seconds, 60))?;
         webhooks.cache_ttl = Duration::from_secs(seconds);
     }
     Ok(webhooks)

@@ -13,8 +13,6 @@ use rand::RngCore;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::config::Config;
-
 pub type KeyBytes = Zeroizing<[u8; 32]>;
 
 pub struct MasterKeys {
@@ -37,24 +35,43 @@ pub enum MasterKeyError {
 
 pub const DEV_KEY_FILE: &str = "master.key";
 
+/// Where the master key lives: a file the operator keeps, or the development key in the data directory,
+/// generated on first use.
+#[derive(Clone, Debug)]
+pub enum KeyFile {
+    Configured(PathBuf),
+    Development(PathBuf),
+}
+
+impl KeyFile {
+    pub fn new(configured: Option<PathBuf>, data_dir: &Path) -> Self {
+        match configured {
+            Some(path) => KeyFile::Configured(path),
+            None => KeyFile::Development(data_dir.join(DEV_KEY_FILE)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            KeyFile::Configured(path) | KeyFile::Development(path) => path,
+        }
+    }
+}
+
 impl MasterKeys {
-    /// Reads the configured key file, or the development key file in the data directory (made if missing).
-    pub fn load(config: &Config) -> Result<Self, MasterKeyError> {
-        match &config.master_key_file {
-            Some(path) => Self::read(path),
-            None => {
-                let path = config.data_dir.join(DEV_KEY_FILE);
-                if !path.exists() {
-                    create_dev_key_file(&path)?;
-                    tracing::warn!(
-                        path = %path.display(),
-                        "GENERATED A DEVELOPMENT MASTER KEY. Card data sealed with it is only as safe as this file. \
-                         In production set STRONGROOM_MASTER_KEY_FILE to a key kept apart from the database."
-                    );
-                }
-                Self::read(&path)
+    /// Reads the master key file; a development key file is made first if it is missing.
+    pub fn load(file: &KeyFile) -> Result<Self, MasterKeyError> {
+        if let KeyFile::Development(path) = file {
+            if !path.exists() {
+                create_dev_key_file(path)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "GENERATED A DEVELOPMENT MASTER KEY. Card data sealed with it is only as safe as this file. \
+                     In production set STRONGROOM_MASTER_KEY_FILE to a key kept apart from the database."
+                );
             }
         }
+        Self::read(file.path())
     }
 
     pub fn read(path: &Path) -> Result<Self, MasterKeyError> {

@@ -18,7 +18,6 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::config::Config;
 use crate::model::card::CardData;
 use crate::store::{AccountKeysRecord, DynStore, StoreError, Ts};
 use master::{KeyBytes, MasterKeyError, MasterKeys};
@@ -60,14 +59,6 @@ pub struct Vault {
 pub struct Sealed {
     pub sealed_card: Vec<u8>,
     pub fingerprint: Vec<u8>,
-}
-
-/// Where the master key is read from: the configured file, or the development key in the data directory.
-pub fn master_key_path(config: &Config) -> PathBuf {
-    config
-        .master_key_file
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join(master::DEV_KEY_FILE))
 }
 
 impl Vault {

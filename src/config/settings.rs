@@ -1,0 +1,166 @@
+//! The raw settings, declared once for the three places they come from: command-line flags, `STRONGROOM_*`
+//! environment variables (both through clap) and the TOML file (through serde), and their layering.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ConfigError;
+
+/// Every setting, declared once: clap reads it from a flag or its `STRONGROOM_*` variable, serde from the
+/// TOML file (same name, lower case). Values are raw here; [`Config::resolve`] checks them.
+#[derive(Args, Deserialize, Serialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with the same settings (keys without the STRONGROOM_ prefix, in lower case).
+    #[arg(long, global = true, env = "STRONGROOM_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address the API listens on.
+    #[arg(long, global = true, env = "STRONGROOM_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the SQLite file and the development master key.
+    #[arg(long, global = true, env = "STRONGROOM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default: SQLite in the data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Most connections the pool opens to the database.
+    #[arg(long, global = true, env = "STRONGROOM_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
+    /// File holding the master key; default: a development key generated in the data directory.
+    #[arg(long, global = true, env = "STRONGROOM_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// How Stripe reaches this server; default `http://` + the listen address.
+    #[arg(long, global = true, env = "STRONGROOM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Base URL of Stripe's API.
+    #[arg(long, global = true, env = "STRONGROOM_STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+    /// Optional Redis for the shared security-code cache of several nodes.
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, global = true, env = "STRONGROOM_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Background job workers this node runs beside the API (0: none).
+    #[arg(long, global = true, env = "STRONGROOM_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, global = true, env = "STRONGROOM_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// How long a security code stays in memory after tokenization, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_CVC_TTL_SECONDS")]
+    pub cvc_ttl_seconds: Option<u64>,
+    /// How long a node trusts an API key it has read before reading it again, in seconds; a revoked
+    /// key is refused everywhere within this time (0: read on every request).
+    #[arg(long, global = true, env = "STRONGROOM_AUTH_CACHE_SECONDS")]
+    pub auth_cache_seconds: Option<u64>,
+    /// Delay the built-in sandbox processor adds to every call, in milliseconds (for benchmarks).
+    #[arg(long, global = true, env = "STRONGROOM_SANDBOX_LATENCY_MS")]
+    pub sandbox_latency_ms: Option<u64>,
+    /// How long after capture a payment is settled, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_SETTLE_AFTER_SECONDS")]
+    pub settle_after_seconds: Option<u64>,
+    /// Most requests per second an import sends to Stripe (0: no ceiling).
+    #[arg(long, global = true, env = "STRONGROOM_STRIPE_RATE_LIMIT")]
+    pub stripe_rate_limit: Option<u32>,
+    /// First delay before retrying a Stripe request that failed for a passing reason, in milliseconds
+    /// (doubling on each retry).
+    #[arg(long, global = true, env = "STRONGROOM_STRIPE_RETRY_BASE_MS")]
+    pub stripe_retry_base_ms: Option<u64>,
+    /// How many cards an import forwards at once.
+    #[arg(long, global = true, env = "STRONGROOM_IMPORT_CONCURRENCY")]
+    pub import_concurrency: Option<usize>,
+    /// How long a worker holds a job before another node may take it over, in seconds (it is renewed
+    /// while the worker lives; this bounds how long a crashed node's job waits).
+    #[arg(long, global = true, env = "STRONGROOM_JOB_LEASE_SECONDS")]
+    pub job_lease_seconds: Option<u64>,
+    /// How long a webhook delivery may take (connect, send, answer), in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_TIMEOUT_SECONDS")]
+    pub webhook_timeout_seconds: Option<u64>,
+    /// The first retry delay of a failed webhook delivery, in milliseconds; it doubles with every
+    /// attempt (with jitter), up to an hour.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// How long after its event a webhook delivery is retried before it is recorded as failed, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_DEADLINE_SECONDS")]
+    pub webhook_deadline_seconds: Option<u64>,
+    /// Lets webhooks reach link-local and cloud metadata addresses (refused by default).
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_ALLOW_LINK_LOCAL")]
+    pub webhook_allow_link_local: Option<bool>,
+    /// How long a node trusts the list of webhooks of an account it has read, in seconds (0: read it
+    /// for every change); a webhook added within this time may miss events until it passes.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_CACHE_SECONDS")]
+    pub webhook_cache_seconds: Option<u64>,
+}
+
+/// The settings in force: flags and environment over the file. Remembers which came from the file, so
+/// that an error names the setting the way the operator wrote it.
+pub(super) struct Layered {
+    pub values: Settings,
+    from_file: BTreeSet<String>,
+}
+
+impl Layered {
+    pub fn new(flags: &Settings) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        let (Value::Object(mut merged), Value::Object(file)) = (to_value(flags)?, to_value(&file)?)
+        else {
+            return Err(ConfigError("settings did not serialise as a map".into()));
+        };
+        let mut from_file = BTreeSet::new();
+        for (key, value) in file {
+            let flag_given = matches!(merged.get(&key), Some(v) if !v.is_null());
+            if !value.is_null() && !flag_given {
+                from_file.insert(key.clone());
+                merged.insert(key, value);
+            }
+        }
+        let values = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| ConfigError(format!("settings: {e}")))?;
+        Ok(Self { values, from_file })
+    }
+
+    /// Turns the outcome of a check of setting `key` into an error that names it.
+    pub fn check<T>(&self, key: &str, checked: Result<T, String>) -> Result<T, ConfigError> {
+        checked.map_err(|message| {
+            if self.from_file.contains(key) {
+                ConfigError(format!("`{key}` in the config file: {message}"))
+            } else {
+                ConfigError(format!(
+                    "STRONGROOM_{} (--{}): {message}",
+                    key.to_uppercase(),
+                    key.replace('_', "-")
+                ))
+            }
+        })
+    }
+}
+
+fn to_value(settings: &Settings) -> Result<Value, ConfigError> {
+    serde_json::to_value(settings).map_err(|e| ConfigError(format!("settings: {e}")))
+}
+
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.message())))
+}
