@@ -3,7 +3,7 @@
 
 mod api_basics;
 mod cli;
-#[path = "../support/fake_stripe.rs"]
+#[path = "../support/fake_stripe/mod.rs"]
 mod fake_stripe;
 mod fake_stripe_selftest;
 mod helpers;
