@@ -41,6 +41,16 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /cde-import` with `body` sent as it is, under `content_type`.
+    pub async fn tokenize_raw(&self, content_type: &str, body: &'static str) -> Answer {
+        send(
+            self.request(Method::POST, "/cde-import")
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
     /// Tokenizes `body`, which must be answered 200; returns the token.
     pub async fn new_token(&self, body: &Value) -> Value {
         self.tokenize(body).await.ok_body()

@@ -1,11 +1,11 @@
 //! `POST /cde-import`: each card scheme with its IIN, mask and length; each bad field at its path; bodies
 //! that are not JSON objects; accounts without the feature.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::{
-    card, error_body, on_both_backends, send, spawn_app, validation_body, with_check_digit, Backend,
+    card, error_body, on_both_backends, spawn_app, validation_body, with_check_digit, Backend,
 };
 
 on_both_backends!(
@@ -246,39 +246,30 @@ async fn each_bad_card_field_is_422_with_its_path(backend: Backend) {
 
 async fn malformed_empty_and_non_object_bodies_are_422_at_the_root(backend: Backend) {
     let app = spawn_app(backend).await;
-    let raw = |body: &'static str| {
-        app.request(Method::POST, "/cde-import")
-            .header("content-type", "application/json")
-            .body(body)
-    };
-    let malformed = send(raw("{\"account_number\": ")).await;
+    let json = "application/json";
+    let malformed = app.tokenize_raw(json, "{\"account_number\": ").await;
     assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         malformed.body,
         validation_body(&[("$", "the JSON document ends too early")])
     );
-    let broken = send(raw("{\"account_number\" 4}")).await;
+    let broken = app.tokenize_raw(json, "{\"account_number\" 4}").await;
     assert_eq!(
         broken.body,
         validation_body(&[("$", "malformed JSON at line 1 column 19")])
     );
-    let empty = send(raw("")).await;
+    let empty = app.tokenize_raw(json, "").await;
     assert_eq!(
         empty.body,
         validation_body(&[("$", "the request body is empty; a JSON object is expected")])
     );
-    let array = send(raw("[1, 2]")).await;
+    let array = app.tokenize_raw(json, "[1, 2]").await;
     assert_eq!(
         array.body,
         validation_body(&[("$", "must be a JSON object")])
     );
 
-    let text = send(
-        app.request(Method::POST, "/cde-import")
-            .header("content-type", "text/plain")
-            .body("{}"),
-    )
-    .await;
+    let text = app.tokenize_raw("text/plain", "{}").await;
     assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(
         text.body,
