@@ -1,7 +1,6 @@
 //! The black-box test harness: a real server on port 0 over a fresh database per test (`TestApp`, with
 //! one method per endpoint), the real binary as a process, a webhook receiver and a fake Stripe.
 //! Test modules take everything they share from here, never from one another.
-#![allow(dead_code)]
 
 mod answer;
 mod app;
