@@ -1,11 +1,9 @@
-//! A fake Stripe: a real HTTP server on localhost speaking the few endpoints the Stripe import uses
-//! (customers, a customer's card payment methods, the Vault and Forward API), in Stripe's shapes,
-//! with fault injection and counters. Self-contained (it does not use the `strongroom` crate): it is
-//! compiled into the integration tests and into `examples/fake_stripe.rs`.
+//! A fake Stripe: a real HTTP server on localhost speaking, in Stripe's shapes, the endpoints the import
+//! uses. This file owns the server, its config and the data it serves; each endpoint or concern has a file.
+//! Self-contained (no `strongroom` crate), as `examples/fake_stripe.rs` compiles it too.
 //!
-//! This file owns the server, its configuration and the data it serves; each endpoint and concern has a
-//! file of its own. Card numbers live only in memory: nothing here logs or prints them (`FakeCard`'s
-//! `Debug` masks the number), and the forwarding answer redacts them as Stripe does.
+//! Card numbers live only in memory: nothing here logs or prints them (`FakeCard`'s `Debug` masks the
+//! number), and the forwarding answer redacts them as Stripe does.
 #![allow(dead_code)]
 
 mod cards;
@@ -28,8 +26,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-// Part of the fake's API for tests; a program that uses only the server (the example) leaves them unused.
 pub use cards::FakeCard;
+
+// Part of the fake's API for tests; a program that uses only the server (the example) leaves them unused.
 #[allow(unused_imports)]
 pub use cards::{luhn_check_digit, luhn_valid};
 #[allow(unused_imports)]
