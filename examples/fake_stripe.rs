@@ -7,7 +7,7 @@
 //! Adds the customers and their cards, prints `listening on http://127.0.0.1:PORT` on stdout, and
 //! serves until SIGTERM or ctrl-c. `GET /_fake/stats` (no key) answers the counters as JSON.
 
-#[path = "../tests/support/fake_stripe.rs"]
+#[path = "../tests/support/fake_stripe/mod.rs"]
 mod fake_stripe;
 
 use std::io::Write as _;

@@ -3,8 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{error_body, send, spawn_app, Backend};
-use crate::on_both_backends;
+use crate::support::{error_body, on_both_backends, send, spawn_app, Backend};
 
 on_both_backends!(
     a_request_without_a_key_is_401_with_the_exact_body,
@@ -42,11 +41,7 @@ async fn unknown_and_malformed_keys_are_401(backend: Backend) {
         "sr_00000000000000000000000000000000_abc",
         wrong_secret.as_str(),
     ] {
-        let answer = send(
-            app.anonymous(Method::GET, "/account")
-                .header("X-API-Key", key),
-        )
-        .await;
+        let answer = app.with_key(key).account().await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{key}");
         assert_eq!(
             answer.body,
@@ -62,11 +57,7 @@ async fn unknown_and_malformed_keys_are_401(backend: Backend) {
 async fn a_revoked_key_is_401(backend: Backend) {
     let app = spawn_app(backend).await;
     let (account, key) = app.create_account("revokee", &[]).await;
-    let ok = send(
-        app.anonymous(Method::GET, "/account")
-            .header("X-API-Key", &key),
-    )
-    .await;
+    let ok = app.with_key(&key).account().await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.body["id"], json!(account));
 
@@ -167,7 +158,7 @@ async fn the_openapi_document_describes_the_served_routes(backend: Backend) {
 
 async fn a_valid_key_reaches_its_own_account(backend: Backend) {
     let app = spawn_app(backend).await;
-    let answer = app.get("/account").await;
+    let answer = app.account().await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body["name"], json!("default"));
     assert_eq!(answer.body["features"], json!(["cde_import"]));

@@ -2,44 +2,25 @@
 
 use std::process::Command;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{send, spawn_app, Backend, TestApp};
-use crate::on_both_backends;
+use crate::support::{on_both_backends, spawn_app, Backend};
 
 on_both_backends!(admin_commands_work_while_the_server_runs);
-
-pub fn strongroom(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-        .args(args)
-        .env("STRONGROOM_DATA_DIR", app.db.dir.path())
-        .env("STRONGROOM_DATABASE_URL", &app.db.url)
-        .env_remove("STRONGROOM_CONFIG")
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 async fn admin_commands_work_while_the_server_runs(backend: Backend) {
     let app = spawn_app(backend).await;
 
-    let (ok, stdout, stderr) = strongroom(
-        &app,
-        &[
-            "account",
-            "create",
-            "--name",
-            "acme",
-            "--feature",
-            "cde_import",
-            "--json",
-        ],
-    );
+    let (ok, stdout, stderr) = app.cli(&[
+        "account",
+        "create",
+        "--name",
+        "acme",
+        "--feature",
+        "cde_import",
+        "--json",
+    ]);
     assert!(ok, "{stderr}");
     let created: Value =
         serde_json::from_str(stdout.trim()).expect("exactly one JSON document on stdout");
@@ -49,57 +30,46 @@ async fn admin_commands_work_while_the_server_runs(backend: Backend) {
     assert_eq!(created["name"], "acme");
     let account_id = created["id"].as_str().unwrap().to_owned();
 
-    let me = send(
-        app.anonymous(Method::GET, "/account")
-            .header("X-API-Key", created["api_key"].as_str().unwrap()),
-    )
-    .await;
+    let me = app
+        .with_key(created["api_key"].as_str().unwrap())
+        .account()
+        .await;
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["id"].as_str(), Some(account_id.as_str()));
     assert_eq!(me.body["features"], serde_json::json!(["cde_import"]));
 
-    let (ok, stdout, stderr) = strongroom(
-        &app,
-        &[
-            "key",
-            "create",
-            "--account",
-            &account_id,
-            "--label",
-            "ci",
-            "--json",
-        ],
-    );
+    let (ok, stdout, stderr) = app.cli(&[
+        "key",
+        "create",
+        "--account",
+        &account_id,
+        "--label",
+        "ci",
+        "--json",
+    ]);
     assert!(ok, "{stderr}");
     let key: Value = serde_json::from_str(stdout.trim()).unwrap();
     let secret = key["api_key"].as_str().unwrap().to_owned();
-    let with_key = send(
-        app.anonymous(Method::GET, "/account")
-            .header("X-API-Key", &secret),
-    )
-    .await;
+    let with_key = app.with_key(&secret).account().await;
     assert_eq!(with_key.status, StatusCode::OK);
 
-    let (ok, _, stderr) = strongroom(&app, &["key", "revoke", key["id"].as_str().unwrap()]);
+    let (ok, _, stderr) = app.cli(&["key", "revoke", key["id"].as_str().unwrap()]);
     assert!(ok, "{stderr}");
     let revoked = app.wait_until_refused(&secret).await;
     assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
 
-    let (ok, _, stderr) = strongroom(&app, &["key", "revoke", key["id"].as_str().unwrap()]);
+    let (ok, _, stderr) = app.cli(&["key", "revoke", key["id"].as_str().unwrap()]);
     assert!(!ok);
     assert!(stderr.contains("no active API key"), "{stderr}");
 
-    let (ok, _, stderr) = strongroom(
-        &app,
-        &[
-            "key",
-            "create",
-            "--account",
-            &uuid::Uuid::new_v4().to_string(),
-            "--label",
-            "x",
-        ],
-    );
+    let (ok, _, stderr) = app.cli(&[
+        "key",
+        "create",
+        "--account",
+        &uuid::Uuid::new_v4().to_string(),
+        "--label",
+        "x",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("no account with id"), "{stderr}");
 

@@ -5,9 +5,9 @@ use serde_json::json;
 use strongroom::api::idempotency::request_fingerprint;
 use strongroom::store::Ts;
 
-use crate::helpers::{error_body, send, spawn_app, spawn_app_with, validation_body, Backend};
-use crate::on_both_backends;
-use crate::tokens::{app_account, card};
+use crate::support::{
+    card, error_body, on_both_backends, send, spawn_app, spawn_app_with, validation_body, Backend,
+};
 
 on_both_backends!(
     the_same_key_and_body_replays_the_first_answer,
@@ -20,20 +20,10 @@ on_both_backends!(
 async fn the_same_key_and_body_replays_the_first_answer(backend: Backend) {
     let app = spawn_app(backend).await;
     let body = card("4111111111111111");
-    let first = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "order-1")
-            .json(&body),
-    )
-    .await;
+    let first = app.tokenize_idempotent("order-1", &body).await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.header("x-idempotent-replayed"), None);
-    let second = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "order-1")
-            .json(&body),
-    )
-    .await;
+    let second = app.tokenize_idempotent("order-1", &body).await;
     assert_eq!(second.status, StatusCode::OK);
     assert_eq!(
         second.body, first.body,
@@ -42,25 +32,15 @@ async fn the_same_key_and_body_replays_the_first_answer(backend: Backend) {
     assert_eq!(second.header("x-idempotent-replayed"), Some("true"));
     assert_eq!(second.header("x-hellgate-version"), Some("2.0"));
     assert_eq!(
-        app.get("/tokens").await.body["pagination"]["total_items"],
+        app.list_tokens("").await.body["pagination"]["total_items"],
         json!(1)
     );
 
     // Only a success is kept: a refused request runs again (same answer, not a replay); another account
     // may use the same key freely.
     let bad = json!({"account_number": "1"});
-    let refused = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "order-2")
-            .json(&bad),
-    )
-    .await;
-    let replayed = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "order-2")
-            .json(&bad),
-    )
-    .await;
+    let refused = app.tokenize_idempotent("order-2", &bad).await;
+    let replayed = app.tokenize_idempotent("order-2", &bad).await;
     assert_eq!(
         (replayed.status, &replayed.body),
         (StatusCode::UNPROCESSABLE_ENTITY, &refused.body)
@@ -69,32 +49,23 @@ async fn the_same_key_and_body_replays_the_first_answer(backend: Backend) {
     let (_, other) = app
         .create_account("other", &[strongroom::store::Feature::CdeImport])
         .await;
-    let theirs = send(
-        app.anonymous(Method::POST, "/cde-import")
-            .header("X-API-Key", &other)
-            .header("x-idempotency-key", "order-1")
-            .json(&body),
-    )
-    .await;
+    let theirs = app
+        .with_key(&other)
+        .tokenize_idempotent("order-1", &body)
+        .await;
     assert_eq!(theirs.status, StatusCode::OK);
     assert_ne!(theirs.body["id"], first.body["id"]);
 }
 
 async fn the_same_key_with_another_body_is_409(backend: Backend) {
     let app = spawn_app(backend).await;
-    let first = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "k")
-            .json(&card("4111111111111111")),
-    )
-    .await;
+    let first = app
+        .tokenize_idempotent("k", &card("4111111111111111"))
+        .await;
     assert_eq!(first.status, StatusCode::OK);
-    let changed = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "k")
-            .json(&card("5555555555554444")),
-    )
-    .await;
+    let changed = app
+        .tokenize_idempotent("k", &card("5555555555554444"))
+        .await;
     assert_eq!(changed.status, StatusCode::CONFLICT);
     assert_eq!(
         changed.body,
@@ -108,10 +79,10 @@ async fn the_same_key_with_another_body_is_409(backend: Backend) {
 
 async fn a_key_still_in_flight_is_409(backend: Backend) {
     let app = spawn_app(backend).await;
-    let account = app_account(&app).await;
+    let account = app.account_id().await;
     let body = serde_json::to_vec(&card("4111111111111111")).unwrap();
     // Claim the key as a request in progress elsewhere would have.
-    let state = app.server.as_ref().unwrap().state();
+    let state = app.server().state();
     let fingerprint = request_fingerprint(
         state,
         account,
@@ -143,7 +114,7 @@ async fn a_key_still_in_flight_is_409(backend: Backend) {
         )
     );
     assert_eq!(
-        app.get("/tokens").await.body["pagination"]["total_items"],
+        app.list_tokens("").await.body["pagination"]["total_items"],
         json!(0)
     );
 }
@@ -151,12 +122,9 @@ async fn a_key_still_in_flight_is_409(backend: Backend) {
 async fn a_bad_idempotency_key_is_422(backend: Backend) {
     let app = spawn_app(backend).await;
     let long = "k".repeat(256);
-    let answer = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", long)
-            .json(&card("4111111111111111")),
-    )
-    .await;
+    let answer = app
+        .tokenize_idempotent(&long, &card("4111111111111111"))
+        .await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         answer.body,
@@ -176,17 +144,12 @@ async fn a_body_over_the_limit_is_413(backend: Backend) {
         "PAYLOAD_TOO_LARGE",
         "The request body is larger than the limit of 4096 bytes",
     );
-    let plain = app.post_json("/cde-import", &body).await;
+    let plain = app.tokenize(&body).await;
     assert_eq!(
         (plain.status, &plain.body),
         (StatusCode::PAYLOAD_TOO_LARGE, &expected)
     );
-    let idempotent = send(
-        app.request(Method::POST, "/cde-import")
-            .header("x-idempotency-key", "big")
-            .json(&body),
-    )
-    .await;
+    let idempotent = app.tokenize_idempotent("big", &body).await;
     assert_eq!(
         (idempotent.status, &idempotent.body),
         (StatusCode::PAYLOAD_TOO_LARGE, &expected)

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use strongroom::jobs::{enqueue, JobError, JobHandler, Step, Worker};
 use strongroom::store::{Job, JobStatus, Ts};
 
-use crate::helpers::{Backend, TestDb};
-use crate::on_both_backends;
+use crate::support::{on_both_backends, Backend, TestDb};
 
 on_both_backends!(
     two_workers_never_hold_the_same_job,

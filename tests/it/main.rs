@@ -1,18 +1,18 @@
 //! Black-box tests: each starts the real server (or opens the real store) on SQLite and on PostgreSQL.
+//! The harness they share (the app, its client, the fakes) is in `tests/support/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod api_basics;
 mod cli;
-#[path = "../support/fake_stripe.rs"]
-mod fake_stripe;
 mod fake_stripe_selftest;
-mod helpers;
 mod idempotency;
 mod imports;
 mod jobs;
 mod payments;
 mod payments_list;
-mod receiver;
 mod store_contract;
 mod tokens;
 mod vault;

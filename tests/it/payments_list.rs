@@ -7,10 +7,7 @@ use serde_json::{json, Value};
 use strongroom::domain::payments::synthetic_payments;
 use strongroom::store::{PaymentRecord, Ts};
 
-use crate::helpers::{spawn_app, validation_body, Backend, TestApp};
-use crate::on_both_backends;
-use crate::payments::token_for;
-use crate::tokens::app_account;
+use crate::support::{on_both_backends, spawn_app, validation_body, Backend, TestApp};
 
 on_both_backends!(
     pages_match_the_payments_sorted_and_filtered,
@@ -18,8 +15,8 @@ on_both_backends!(
 );
 
 async fn seeded(app: &TestApp, count: usize, days: u32) -> Vec<PaymentRecord> {
-    let account = app_account(app).await;
-    let token_id = token_for(app, "4111111111111111").await.parse().unwrap();
+    let account = app.account_id().await;
+    let token_id = app.token_for("4111111111111111").await.parse().unwrap();
     let token = app
         .store()
         .get_token(account, token_id)
@@ -93,7 +90,7 @@ async fn pages_match_the_payments_sorted_and_filtered(backend: Backend) {
             let pages = expected.len().div_ceil(limit);
             for page in (1..=pages + 1).filter(|p| *p <= 3 || *p + 2 >= pages) {
                 let answer = app
-                    .get(&format!("/payments?{query}&limit={limit}&page={page}"))
+                    .list_payments(&format!("{query}&limit={limit}&page={page}"))
                     .await;
                 assert_eq!(answer.status, StatusCode::OK, "{query}");
                 let want: Vec<String> = expected
@@ -111,7 +108,7 @@ async fn pages_match_the_payments_sorted_and_filtered(backend: Backend) {
             }
         }
     }
-    let default = app.get("/payments").await;
+    let default = app.list_payments("").await;
     assert_eq!(default.body["pagination"]["page_size"], json!(50));
     assert_eq!(
         ids(&default.body),
@@ -163,7 +160,7 @@ async fn bad_list_parameters_are_422_with_their_paths(backend: Backend) {
         ("currency_code=EUR,usd", "query.currency_code", currencies),
     ];
     for (query, path, message) in cases {
-        let answer = app.get(&format!("/payments?{query}")).await;
+        let answer = app.list_payments(query).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
         assert_eq!(answer.body, validation_body(&[(path, message)]), "{query}");
     }

@@ -6,8 +6,8 @@ use strongroom::domain::accounts::generate_api_key;
 use strongroom::store::{Account, AuditEvent, FeatureSet, StoreError, Ts};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDb};
-use crate::on_both_backends;
+use crate::support::on_both_backends;
+use crate::support::{Backend, TestDb};
 
 on_both_backends!(
     accounts_and_keys_round_trip_exactly,

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -12,9 +11,7 @@ use strongroom::store::Feature;
 use strongroom::vault::master::MasterKeys;
 use strongroom::vault::Vault;
 
-use crate::helpers::{spawn_app, Backend, ServerProcess, TestDb};
-use crate::on_both_backends;
-use crate::tokens::{app_account, card, tokenize};
+use crate::support::{card, on_both_backends, spawn_app, Backend, ServerProcess, TestDb};
 
 on_both_backends!(
     no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing,
@@ -61,14 +58,9 @@ async fn no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_no
     backend: Backend,
 ) {
     let db = TestDb::new(backend).await;
-    let client = reqwest::Client::new();
     let server = ServerProcess::start(&db, "first");
-    let key = std::fs::read_to_string(&server.stdout).unwrap();
-    let key = key
-        .split_whitespace()
-        .find(|w| w.starts_with("sr_"))
-        .unwrap()
-        .to_owned();
+    let key = server.default_api_key();
+    let api = server.api(&key);
 
     let cards = [
         ("4111111111111111", "\"737\""),
@@ -81,45 +73,23 @@ async fn no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_no
     for (n, (pan, code)) in cards.iter().enumerate() {
         let mut body = card(pan);
         body["security_code"] = serde_json::from_str::<Value>(code).unwrap();
-        let mut request = client
-            .post(format!("{}/cde-import", server.base))
-            .header("X-API-Key", &key)
-            .json(&body);
-        if n % 2 == 0 {
-            request = request.header("x-idempotency-key", format!("card-{n}"));
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        ids.push(
-            response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let answer = if n % 2 == 0 {
+            api.tokenize_idempotent(&format!("card-{n}"), &body).await
+        } else {
+            api.tokenize(&body).await
+        };
+        assert_eq!(answer.status, StatusCode::OK);
+        ids.push(answer.body["id"].as_str().unwrap().to_owned());
     }
     // Rejected card data must not leak either.
     let rejected = json!({"account_number": "4000056655665556", "expiry_month": 1, "expiry_year": 2020, "security_code": "9137"});
-    let response = client
-        .post(format!("{}/cde-import", server.base))
-        .header("X-API-Key", &key)
-        .json(&rejected)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let answer = api.tokenize(&rejected).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // kill -9 straight after the 200s: every token must still be there on the next start.
     let (first_out, first_log) = server.kill_9();
     let server = ServerProcess::start(&db, "second");
-    let listed: Value = client
-        .get(format!("{}/tokens?limit=500", server.base))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = server.api(&key).list_tokens("limit=500").await.body;
     let mut found: Vec<String> = listed["data"]
         .as_array()
         .unwrap()
@@ -183,12 +153,12 @@ async fn no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_no
 
 async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    let account = app_account(&app).await;
+    let account = app.account_id().await;
     let mut tokens = Vec::new();
     for pan in ["4111111111111111", "5555555555554444"] {
         tokens.push((
             account,
-            tokenize(&app, &card(pan)).await["id"]
+            app.new_token(&card(pan)).await["id"]
                 .as_str()
                 .unwrap()
                 .parse()
@@ -197,24 +167,15 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
         ));
     }
 
-    let output = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-        .args(["master-key", "rotate", "--json"])
-        .env("STRONGROOM_DATA_DIR", app.db.dir.path())
-        .env("STRONGROOM_DATABASE_URL", &app.db.url)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (ok, stdout, stderr) = app.cli(&["master-key", "rotate", "--json"]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report, json!({"new_version": 2, "rewrapped_accounts": 1}));
 
     // The running server goes on tokenizing, for old accounts and new ones.
     tokens.push((
         account,
-        tokenize(&app, &card("6011111111111117")).await["id"]
+        app.new_token(&card("6011111111111117")).await["id"]
             .as_str()
             .unwrap()
             .parse()
@@ -224,12 +185,10 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
     let (other, other_key) = app
         .create_account("after-rotation", &[Feature::CdeImport])
         .await;
-    let answer = crate::helpers::send(
-        app.anonymous(reqwest::Method::POST, "/cde-import")
-            .header("X-API-Key", &other_key)
-            .json(&card("3530111333300000")),
-    )
-    .await;
+    let answer = app
+        .with_key(&other_key)
+        .tokenize(&card("3530111333300000"))
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     tokens.push((
         other,

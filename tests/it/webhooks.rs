@@ -5,18 +5,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use strongroom::config::Config;
-use strongroom::domain::webhooks::{self, EventSet};
-use strongroom::store::WebhookDelivery;
+use strongroom::domain::webhooks;
 use uuid::Uuid;
 
-use crate::helpers::{send, spawn_app_with, Backend, TestApp};
-use crate::on_both_backends;
-use crate::payments::{payment, token_for};
-use crate::receiver::{Hit, Receiver, Reply};
-use crate::tokens::{app_account, card, tokenize};
+use crate::support::receiver::{Hit, Receiver, Reply};
+use crate::support::{
+    card, fast_webhooks, on_both_backends, payment, spawn_app_with, Backend, TestApp,
+};
 
 mod failures;
 
@@ -28,65 +25,6 @@ on_both_backends!(
     no_event_carries_card_data_beyond_the_masked_number,
     refund_failed_and_import_events_carry_their_objects,
 );
-
-/// Background workers that poll often, and retries 100 ms apart at first, so that tests take seconds.
-pub(crate) fn fast(config: &mut Config) {
-    config.workers = 2;
-    config.job_poll_interval = Duration::from_millis(20);
-    config.webhooks.retry_base = Duration::from_millis(100);
-    config.webhooks.timeout = Duration::from_secs(2);
-}
-
-/// Registers a webhook for the default account; returns its id and signing key.
-pub(crate) async fn register(app: &TestApp, url: &str, events: &str) -> (Uuid, String) {
-    let account = app_account(app).await;
-    let vault = &app.server.as_ref().unwrap().state().tokens.vault;
-    let events = EventSet::parse_list(events).unwrap();
-    let (webhook, key) = webhooks::add_webhook(app.store(), vault, account, url, events, "test")
-        .await
-        .unwrap();
-    (webhook.id, key.expose().to_owned())
-}
-
-pub(crate) async fn ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
-    let request = app.request(method, path);
-    let request = match body {
-        Some(body) => request.json(&body),
-        None => request,
-    };
-    let answer = send(request).await;
-    assert!(
-        answer.status.is_success(),
-        "{path}: {} {}",
-        answer.status,
-        answer.body
-    );
-    answer.body
-}
-
-pub(crate) async fn deliveries(app: &TestApp, webhook: Uuid) -> Vec<WebhookDelivery> {
-    app.store()
-        .list_webhook_deliveries(webhook, 100)
-        .await
-        .unwrap()
-}
-
-/// Waits (up to 20 s) until `check` holds for the webhook's deliveries.
-pub(crate) async fn wait_deliveries(
-    app: &TestApp,
-    webhook: Uuid,
-    check: impl Fn(&[WebhookDelivery]) -> bool,
-) -> Vec<WebhookDelivery> {
-    let started = Instant::now();
-    loop {
-        let rows = deliveries(app, webhook).await;
-        if check(&rows) {
-            return rows;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{rows:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The event types received for each object, in the order they arrived.
 fn per_object(hits: &[Hit]) -> HashMap<String, Vec<String>> {
@@ -100,8 +38,9 @@ fn per_object(hits: &[Hit]) -> HashMap<String, Vec<String>> {
 }
 
 async fn final_of(app: &TestApp, p: &Value) -> Value {
-    let path = format!("/payments/{}", p["id"].as_str().unwrap());
-    ok(app, Method::GET, &path, None).await
+    app.get_payment(p["id"].as_str().unwrap())
+        .await
+        .success_body()
 }
 
 fn find<'a>(hits: &'a [Hit], event: &str, id: &Value) -> &'a Value {
@@ -113,80 +52,57 @@ fn find<'a>(hits: &'a [Hit], event: &str, id: &Value) -> &'a Value {
 
 async fn every_event_type_arrives_signed_with_the_object_the_api_returns(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        fast(c);
+        fast_webhooks(c);
         c.settle_after = Duration::ZERO;
     })
     .await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let (_, key) = register(&app, &receiver.url(), "*").await;
+    let (_, key) = app.add_webhook(&receiver.url(), "*").await;
 
     let mut body = card("4111111111111111");
     body["security_code"] = json!("737");
-    let token = tokenize(&app, &body).await;
+    let token = app.new_token(&body).await;
     let tid = token["id"].as_str().unwrap().to_owned();
-    ok(&app, Method::POST, &format!("/tokens/{tid}/consume"), None).await;
-    let shown = ok(&app, Method::GET, &format!("/tokens/{tid}"), None).await;
+    app.consume(&tid).await.success_body();
+    let shown = app.get_token(&tid).await.success_body();
 
-    let card_token = token_for(&app, "5555555555554444").await;
-    let captured = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&card_token, 1000, "automatic")),
-    )
-    .await;
-    let manual = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&card_token, 700, "manual")),
-    )
-    .await;
-    ok(
-        &app,
-        Method::POST,
-        &format!("/payments/{}/capture", manual["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
-    let to_void = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&card_token, 500, "manual")),
-    )
-    .await;
-    ok(
-        &app,
-        Method::POST,
-        &format!("/payments/{}/void", to_void["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
-    let declined_token = token_for(&app, "4000000000000002").await;
-    let declined = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&declined_token, 100, "automatic")),
-    )
-    .await;
+    let card_token = app.token_for("5555555555554444").await;
+    let captured = app
+        .create_payment("one-off", &payment(&card_token, 1000, "automatic"))
+        .await
+        .success_body();
+    let manual = app
+        .create_payment("one-off", &payment(&card_token, 700, "manual"))
+        .await
+        .success_body();
+    app.capture(manual["id"].as_str().unwrap(), None)
+        .await
+        .success_body();
+    let to_void = app
+        .create_payment("one-off", &payment(&card_token, 500, "manual"))
+        .await
+        .success_body();
+    app.void(to_void["id"].as_str().unwrap())
+        .await
+        .success_body();
+    let declined_token = app.token_for("4000000000000002").await;
+    let declined = app
+        .create_payment("one-off", &payment(&declined_token, 100, "automatic"))
+        .await
+        .success_body();
     assert_eq!(declined["status"], "failed");
     // A refund races the settlement job; wait until the payment has settled.
-    let captured_path = format!("/payments/{}", captured["id"].as_str().unwrap());
+    let captured_id = captured["id"].as_str().unwrap();
     let started = Instant::now();
-    while ok(&app, Method::GET, &captured_path, None).await["status"] != "settled" {
+    while app.get_payment(captured_id).await.success_body()["status"] != "settled" {
         assert!(started.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let refund = ok(
-        &app,
-        Method::POST,
-        &format!("{captured_path}/refunds"),
-        Some(json!({"amount": 100})),
-    )
-    .await;
-    let answer = send(app.request(Method::DELETE, &format!("/tokens/{tid}"))).await;
+    let refund = app
+        .refund(captured_id, Some(&json!({"amount": 100})))
+        .await
+        .success_body();
+    let answer = app.delete_token(&tid).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
 
     let hits = receiver.wait_for(20).await;
@@ -250,13 +166,10 @@ async fn every_event_type_arrives_signed_with_the_object_the_api_returns(backend
         100
     );
     assert_eq!(*find(&hits, "refund.processing", &refund["id"]), refund);
-    let refund_now = ok(
-        &app,
-        Method::GET,
-        &format!("/refunds/{}", refund["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let refund_now = app
+        .get_refund(refund["id"].as_str().unwrap())
+        .await
+        .success_body();
     assert_eq!(*find(&hits, "refund.completed", &refund["id"]), refund_now);
     receiver.stop().await;
 }
@@ -264,21 +177,20 @@ async fn every_event_type_arrives_signed_with_the_object_the_api_returns(backend
 async fn a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_once_more(
     backend: Backend,
 ) {
-    let app = spawn_app_with(backend, fast).await;
+    let app = spawn_app_with(backend, fast_webhooks).await;
     let plan = vec![Reply::Status(500), Reply::Status(500), Reply::Status(500)];
     let receiver = Receiver::start("127.0.0.1:0", plan).await;
-    let (webhook, key) = register(&app, &receiver.url(), "token.created").await;
+    let (webhook, key) = app.add_webhook(&receiver.url(), "token.created").await;
 
-    let token = tokenize(&app, &card("4111111111111111")).await;
+    let token = app.new_token(&card("4111111111111111")).await;
     let hits = receiver.wait_for(4).await;
     // A payment is not subscribed to: nothing more comes.
-    ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(token["id"].as_str().unwrap(), 100, "automatic")),
+    app.create_payment(
+        "one-off",
+        &payment(token["id"].as_str().unwrap(), 100, "automatic"),
     )
-    .await;
+    .await
+    .success_body();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.hits().len(), 4);
     assert!(hits
@@ -286,7 +198,7 @@ async fn a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_on
         .all(|h| h.body == hits[0].body && h.signed_with(&key)));
     assert_eq!(hits[0].json["event_type"], "token.created");
     assert_eq!(hits[0].json["token"], token);
-    let rows = deliveries(&app, webhook).await;
+    let rows = app.webhook_deliveries(webhook).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(
         (rows[0].status.as_str(), rows[0].attempts),
@@ -300,18 +212,15 @@ async fn a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_on
 }
 
 async fn deliveries_of_one_object_follow_the_order_of_its_changes(backend: Backend) {
-    let app = spawn_app_with(backend, fast).await;
+    let app = spawn_app_with(backend, fast_webhooks).await;
     // The first request fails: the next event of the same payment must wait for its retry.
     let receiver = Receiver::start("127.0.0.1:0", vec![Reply::Status(503)]).await;
-    register(&app, &receiver.url(), "payment.*").await;
-    let token = token_for(&app, "4111111111111111").await;
-    let paid = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&token, 100, "automatic")),
-    )
-    .await;
+    app.add_webhook(&receiver.url(), "payment.*").await;
+    let token = app.token_for("4111111111111111").await;
+    let paid = app
+        .create_payment("one-off", &payment(&token, 100, "automatic"))
+        .await
+        .success_body();
     let hits = receiver.wait_for(3).await;
     let types: Vec<&str> = hits.iter().map(Hit::event_type).collect();
     assert_eq!(
@@ -329,44 +238,32 @@ async fn deliveries_of_one_object_follow_the_order_of_its_changes(backend: Backe
 async fn a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back(
     backend: Backend,
 ) {
-    let mut app = spawn_app_with(backend, fast).await;
+    let mut app = spawn_app_with(backend, fast_webhooks).await;
     // A port that a receiver held, now closed: deliveries meet a refused connection.
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
     let addr = receiver.addr;
     receiver.stop().await;
-    let (webhook, key) = register(&app, &format!("http://{addr}/hook"), "*").await;
+    let (webhook, key) = app.add_webhook(&format!("http://{addr}/hook"), "*").await;
 
-    let token = token_for(&app, "4111111111111111").await;
-    ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&token, 100, "automatic")),
-    )
-    .await;
+    let token = app.token_for("4111111111111111").await;
+    app.create_payment("one-off", &payment(&token, 100, "automatic"))
+        .await
+        .success_body();
     // The token's event failed twice; the payment's first event failed, its second waits behind it.
-    wait_deliveries(&app, webhook, |rows| {
+    app.wait_deliveries(webhook, |rows| {
         rows.len() == 3 && rows[2].attempts >= 2 && rows[1].attempts >= 1
     })
     .await;
 
     // Restart the server on the same database; one more event while the receiver is still down.
-    let server = app.server.take().unwrap();
-    server.shutdown().await.unwrap();
-    let mut config = app.db.config();
-    fast(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = strongroom::server::start(config, listener).await.unwrap();
-    app.base = format!("http://{}", server.local_addr());
-    app.server = Some(server);
-    tokenize(&app, &card("5555555555554444")).await;
+    app.restart(fast_webhooks).await;
+    app.new_token(&card("5555555555554444")).await;
 
     let receiver = Receiver::start(&addr.to_string(), vec![]).await;
     let hits = receiver.wait_for(4).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().all(|r| r.status == "delivered")
-    })
-    .await;
+    let rows = app
+        .wait_deliveries(webhook, |rows| rows.iter().all(|r| r.status == "delivered"))
+        .await;
     let mut sent: Vec<String> = rows.iter().map(|r| r.event_id.to_string()).collect();
     let mut got: Vec<String> = hits
         .iter()
@@ -381,28 +278,25 @@ async fn a_receiver_down_while_the_server_restarts_gets_every_event_once_both_ar
 }
 
 async fn no_event_carries_card_data_beyond_the_masked_number(backend: Backend) {
-    let app = spawn_app_with(backend, fast).await;
+    let app = spawn_app_with(backend, fast_webhooks).await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let (webhook, _) = register(&app, &receiver.url(), "*").await;
+    let (webhook, _) = app.add_webhook(&receiver.url(), "*").await;
     let pans = ["4111111111111111", "5555555555554444", "378282246310005"];
     let codes = ["737", "246", "8431"];
     for (pan, code) in pans.iter().zip(codes) {
         let mut body = card(pan);
         body["security_code"] = json!(code);
-        let token = tokenize(&app, &body).await;
+        let token = app.new_token(&body).await;
         let id = token["id"].as_str().unwrap();
-        ok(
-            &app,
-            Method::POST,
-            "/payments/one-off",
-            Some(payment(id, 100, "automatic")),
-        )
-        .await;
-        ok(&app, Method::POST, &format!("/tokens/{id}/consume"), None).await;
+        app.create_payment("one-off", &payment(id, 100, "automatic"))
+            .await
+            .success_body();
+        app.consume(&id).await.success_body();
     }
     // Per card: token.created, payment.processing, payment.captured (the code was used, so no update).
     let hits = receiver.wait_for(9).await;
-    let stored: Vec<String> = deliveries(&app, webhook)
+    let stored: Vec<String> = app
+        .webhook_deliveries(webhook)
         .await
         .into_iter()
         .map(|d| d.body)
@@ -434,9 +328,10 @@ async fn no_event_carries_card_data_beyond_the_masked_number(backend: Backend) {
 async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.workers = 0).await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    register(&app, &receiver.url(), "refund.failed,import.*").await;
-    let account = app_account(&app).await;
-    let state = app.server.as_ref().unwrap().state();
+    app.add_webhook(&receiver.url(), "refund.failed,import.*")
+        .await;
+    let account = app.account_id().await;
+    let state = app.server().state();
     let now = strongroom::store::Ts::now();
     // The sandbox approves every refund, so a declined one is built as the refund job would record it.
     let refund = strongroom::store::RefundRecord {
@@ -453,14 +348,11 @@ async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
             json!([{"classifier": "DECLINED", "message": "no", "source": "processor"}]).to_string(),
         ),
     };
-    let token = token_for(&app, "4111111111111111").await;
-    let paid = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&token, 100, "automatic")),
-    )
-    .await;
+    let token = app.token_for("4111111111111111").await;
+    let paid = app
+        .create_payment("one-off", &payment(&token, 100, "automatic"))
+        .await
+        .success_body();
     let stored = app
         .store()
         .get_payment(account, paid["id"].as_str().unwrap().parse().unwrap())

@@ -1,21 +1,17 @@
 //! Webhook deliveries that go wrong, and the admin command line: a rolled-back change, redirects and
 //! timeouts, refused destinations, the deadline, a removed webhook; `webhook add|list|remove`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use strongroom::domain::webhooks;
 use uuid::Uuid;
 
-use super::{deliveries, fast, ok, register, wait_deliveries};
-use crate::helpers::{spawn_app_with, Backend};
-use crate::on_both_backends;
-use crate::payments::{payment, token_for};
-use crate::receiver::{Receiver, Reply};
-use crate::tokens::{app_account, card, tokenize};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::{
+    card, fast_webhooks, on_both_backends, payment, spawn_app_with, Backend, TestApp,
+};
 
 on_both_backends!(
     a_change_that_is_rolled_back_is_never_notified,
@@ -28,17 +24,14 @@ on_both_backends!(
 async fn a_change_that_is_rolled_back_is_never_notified(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.workers = 0).await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let (webhook, _) = register(&app, &receiver.url(), "payment.*").await;
-    let token = token_for(&app, "4111111111111111").await;
-    let paid = ok(
-        &app,
-        Method::POST,
-        "/payments/one-off",
-        Some(payment(&token, 100, "manual")),
-    )
-    .await;
+    let (webhook, _) = app.add_webhook(&receiver.url(), "payment.*").await;
+    let token = app.token_for("4111111111111111").await;
+    let paid = app
+        .create_payment("one-off", &payment(&token, 100, "manual"))
+        .await
+        .success_body();
     let id: Uuid = paid["id"].as_str().unwrap().parse().unwrap();
-    let account = app_account(&app).await;
+    let account = app.account_id().await;
     let stored = app.store().get_payment(account, id).await.unwrap().unwrap();
     // A void made against a version that is no longer current: the store refuses the whole change.
     let mut voided = stored.clone();
@@ -54,11 +47,12 @@ async fn a_change_that_is_rolled_back_is_never_notified(backend: Backend) {
         job: None,
         outbox: Vec::new(),
     };
-    let state = app.server.as_ref().unwrap().state();
+    let state = app.server().state();
     change.outbox = state.webhooks.payment_change(&change).await.unwrap();
     assert_eq!(change.outbox.len(), 1);
     assert!(!app.store().apply_payment_change(&change).await.unwrap());
-    let types: Vec<String> = deliveries(&app, webhook)
+    let types: Vec<String> = app
+        .webhook_deliveries(webhook)
         .await
         .into_iter()
         .rev()
@@ -70,7 +64,7 @@ async fn a_change_that_is_rolled_back_is_never_notified(backend: Backend) {
 
 async fn a_redirect_or_a_timeout_counts_as_a_failed_attempt_and_is_retried(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        fast(c);
+        fast_webhooks(c);
         c.webhooks.timeout = Duration::from_secs(1);
     })
     .await;
@@ -80,12 +74,11 @@ async fn a_redirect_or_a_timeout_counts_as_a_failed_attempt_and_is_retried(backe
         Reply::Hang(Duration::from_secs(3)),
     ];
     let receiver = Receiver::start("127.0.0.1:0", plan).await;
-    let (webhook, _) = register(&app, &receiver.url(), "token.created").await;
-    tokenize(&app, &card("4111111111111111")).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().all(|r| r.status == "delivered")
-    })
-    .await;
+    let (webhook, _) = app.add_webhook(&receiver.url(), "token.created").await;
+    app.new_token(&card("4111111111111111")).await;
+    let rows = app
+        .wait_deliveries(webhook, |rows| rows.iter().all(|r| r.status == "delivered"))
+        .await;
     assert_eq!(rows[0].attempts, 3);
     assert_eq!(receiver.hits().len(), 3);
     assert!(elsewhere.hits().is_empty());
@@ -97,21 +90,17 @@ async fn a_metadata_address_is_refused_and_a_delivery_past_its_deadline_is_recor
     backend: Backend,
 ) {
     let app = spawn_app_with(backend, |c| {
-        fast(c);
+        fast_webhooks(c);
         c.webhooks.deadline = Duration::from_secs(1);
     })
     .await;
-    let (webhook, _) = register(
-        &app,
-        "http://169.254.169.254/latest/meta-data",
-        "token.created",
-    )
-    .await;
-    tokenize(&app, &card("4111111111111111")).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().any(|r| r.status == "failed")
-    })
-    .await;
+    let (webhook, _) = app
+        .add_webhook("http://169.254.169.254/latest/meta-data", "token.created")
+        .await;
+    app.new_token(&card("4111111111111111")).await;
+    let rows = app
+        .wait_deliveries(webhook, |rows| rows.iter().any(|r| r.status == "failed"))
+        .await;
     assert!(rows[0].attempts >= 2, "{rows:#?}");
     assert_eq!(
         rows[0].last_error.as_deref(),
@@ -121,20 +110,19 @@ async fn a_metadata_address_is_refused_and_a_delivery_past_its_deadline_is_recor
 }
 
 async fn a_removed_webhook_receives_nothing_more(backend: Backend) {
-    let app = spawn_app_with(backend, fast).await;
+    let app = spawn_app_with(backend, fast_webhooks).await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let (webhook, _) = register(&app, &receiver.url(), "token.created").await;
-    tokenize(&app, &card("4111111111111111")).await;
+    let (webhook, _) = app.add_webhook(&receiver.url(), "token.created").await;
+    app.new_token(&card("4111111111111111")).await;
     receiver.wait_for(1).await;
     webhooks::remove_webhook(app.store(), webhook, "test")
         .await
         .unwrap();
     // Within the cache window the event may still be queued for it; it is then cancelled, never sent.
-    tokenize(&app, &card("5555555555554444")).await;
-    let rows = wait_deliveries(&app, webhook, |rows| {
-        rows.iter().all(|r| r.status != "pending")
-    })
-    .await;
+    app.new_token(&card("5555555555554444")).await;
+    let rows = app
+        .wait_deliveries(webhook, |rows| rows.iter().all(|r| r.status != "pending"))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits().len(), 1);
     // Newest first: all but the oldest (delivered) were cancelled.
@@ -149,23 +137,8 @@ async fn a_removed_webhook_receives_nothing_more(backend: Backend) {
     receiver.stop().await;
 }
 
-fn strongroom(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-        .args(args)
-        .env("STRONGROOM_DATA_DIR", app.db.dir.path())
-        .env("STRONGROOM_DATABASE_URL", &app.db.url)
-        .env_remove("STRONGROOM_CONFIG")
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// Everything stored that could hold the key: the SQLite files, or the webhook rows as text.
-async fn stored_text(app: &crate::helpers::TestApp, backend: Backend) -> Vec<u8> {
+async fn stored_text(app: &TestApp, backend: Backend) -> Vec<u8> {
     match backend {
         Backend::Sqlite => ["strongroom.db", "strongroom.db-wal"]
             .iter()
@@ -185,16 +158,14 @@ async fn stored_text(app: &crate::helpers::TestApp, backend: Backend) -> Vec<u8>
 }
 
 async fn the_cli_adds_lists_and_removes_webhooks_and_keeps_the_key_sealed(backend: Backend) {
-    let app = spawn_app_with(backend, fast).await;
+    let app = spawn_app_with(backend, fast_webhooks).await;
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    let account = app_account(&app).await.to_string();
+    let account = app.account_id().await.to_string();
     let url = receiver.url();
     let add = ["webhook", "add", "--account", &account, "--url", &url];
 
-    let (done, stdout, stderr) = strongroom(
-        &app,
-        &[&add[..], &["--events", "token.created,refund.*", "--json"]].concat(),
-    );
+    let (done, stdout, stderr) =
+        app.cli(&[&add[..], &["--events", "token.created,refund.*", "--json"]].concat());
     assert!(done, "{stderr}");
     let added: Value = serde_json::from_str(stdout.trim()).expect("one JSON document");
     let mut keys: Vec<&String> = added.as_object().unwrap().keys().collect();
@@ -227,7 +198,7 @@ async fn the_cli_adds_lists_and_removes_webhooks_and_keeps_the_key_sealed(backen
     assert!(key.starts_with("whsec_") && key.len() == 70, "{key}");
     let id = added["id"].as_str().unwrap();
 
-    tokenize(&app, &card("4111111111111111")).await;
+    app.new_token(&card("4111111111111111")).await;
     let hits = receiver.wait_for(1).await;
     assert!(hits[0].signed_with(key));
     let stored = stored_text(&app, backend).await;
@@ -236,7 +207,7 @@ async fn the_cli_adds_lists_and_removes_webhooks_and_keeps_the_key_sealed(backen
         "the signing key is stored in clear"
     );
 
-    let (done, stdout, _) = strongroom(&app, &["webhook", "list", "--json"]);
+    let (done, stdout, _) = app.cli(&["webhook", "list", "--json"]);
     assert!(done);
     let listed: Value = serde_json::from_str(stdout.trim()).unwrap();
     let mut expected = added.clone();
@@ -253,57 +224,51 @@ async fn the_cli_adds_lists_and_removes_webhooks_and_keeps_the_key_sealed(backen
             "error: --events: name at least one event type",
         ),
     ] {
-        let (done, _, stderr) = strongroom(&app, &[&add[..], &args].concat());
+        let (done, _, stderr) = app.cli(&[&add[..], &args].concat());
         assert!(!done);
         assert!(stderr.starts_with(message), "{stderr}");
     }
     let unknown = Uuid::new_v4().to_string();
-    let (done, _, stderr) = strongroom(
-        &app,
-        &[
-            "webhook",
-            "add",
-            "--account",
-            &unknown,
-            "--url",
-            &url,
-            "--events",
-            "*",
-        ],
-    );
+    let (done, _, stderr) = app.cli(&[
+        "webhook",
+        "add",
+        "--account",
+        &unknown,
+        "--url",
+        &url,
+        "--events",
+        "*",
+    ]);
     assert!(!done);
     assert_eq!(
         stderr.trim(),
         format!("error: no account with id {unknown}")
     );
-    let (done, _, stderr) = strongroom(
-        &app,
-        &[
-            "webhook",
-            "add",
-            "--account",
-            &account,
-            "--url",
-            "ftp://example.com/x",
-            "--events",
-            "*",
-        ],
-    );
+    let (done, _, stderr) = app.cli(&[
+        "webhook",
+        "add",
+        "--account",
+        &account,
+        "--url",
+        "ftp://example.com/x",
+        "--events",
+        "*",
+    ]);
     assert!(!done);
     assert_eq!(
         stderr.trim(),
         "error: --url: must start with http:// or https://"
     );
 
-    let (done, stdout, stderr) = strongroom(&app, &["webhook", "remove", id, "--json"]);
+    let (done, stdout, stderr) = app.cli(&["webhook", "remove", id, "--json"]);
     assert!(done, "{stderr}");
     assert_eq!(
         serde_json::from_str::<Value>(stdout.trim()).unwrap(),
         json!({"id": id, "removed": true})
     );
-    let (_, stdout, _) = strongroom(&app, &["webhook", "list", "--account", &account, "--json"]);
+    let (_, stdout, _) = app.cli(&["webhook", "list", "--account", &account, "--json"]);
     assert_eq!(stdout.trim(), "[]");
-    let (done, _, stderr) = strongroom(&app, &["webhook", "remove", id]);
+    let (done, _, stderr) = app.cli(&["webhook", "remove", id]);
     assert!(!done);
     assert_eq!(stderr.trim(), format!("error: no webhook with id {id}"));
     let audit = app

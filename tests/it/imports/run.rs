@@ -1,0 +1,229 @@
+//! Imports that run to their end: every stored card arrives once, a kill -9 mid-way loses and doubles
+//! nothing, and the end is notified by webhook with the import as the API shows it.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use strongroom::config::Config;
+
+use crate::support::fake_stripe::{FakeStripe, FakeStripeConfig};
+use crate::support::receiver::Receiver;
+use crate::support::{
+    fast_webhooks, on_both_backends, spawn_app_for_stripe, spawn_app_with, stripe_settings,
+    visa_cards, Backend, ServerProcess, TestDb, STRIPE_KEY,
+};
+
+on_both_backends!(
+    an_import_brings_every_stored_card_into_the_vault_once,
+    an_import_killed_mid_way_resumes_and_counts_every_card_once,
+    the_end_of_an_import_is_notified_with_the_import_as_it_ended,
+);
+
+async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    stripe.add_customer(vec![]);
+    let (_, one) = stripe.add_customer(visa_cards(1, 1));
+    let (_, many) = stripe.add_customer(visa_cards(100, 250));
+    let app = spawn_app_for_stripe(backend, &stripe).await;
+
+    let started = app.start_stripe_import(STRIPE_KEY).await;
+    assert_eq!(started["stripe"], json!({"api_key": "[REDACTED]"}));
+    assert_eq!(
+        (
+            &started["attemts"],
+            &started["attempts"],
+            &started["successes"],
+            &started["failures"]
+        ),
+        (&json!(0), &json!(0), &json!(0), &json!(0))
+    );
+    let id = started["id"].as_str().unwrap();
+    let ended = app.wait_for_import_end(id).await;
+    assert_eq!(ended["status"], "finished");
+    assert_eq!(
+        (&ended["attemts"], &ended["successes"], &ended["failures"]),
+        (&json!(251), &json!(251), &json!(0))
+    );
+    assert!(app.all_import_failures(id).await.is_empty());
+    // The keys are destroyed with the end of the import.
+    let stored = app
+        .store()
+        .get_import(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.sealed_api_key.is_none() && stored.sealed_ingest_key.is_none());
+    assert!(stored.ingest_key_digest.is_none());
+
+    let tokens = app.all_tokens().await;
+    assert_eq!(tokens.len(), 251);
+    let keys: HashSet<&str> = tokens
+        .iter()
+        .map(|t| t["business_key"].as_str().unwrap())
+        .collect();
+    let expected: HashSet<&str> = one.iter().chain(&many).map(String::as_str).collect();
+    assert_eq!(keys, expected);
+    assert!(tokens.iter().all(|t| t["import_provider"] == "stripe"));
+    let first = tokens
+        .iter()
+        .find(|t| t["business_key"] == one[0].as_str())
+        .unwrap();
+    let card = stripe.card_of(&one[0]).unwrap();
+    assert_eq!(first["account_number_last_four"], card.last4());
+    assert_eq!(first["expiry_month"], json!(card.exp_month));
+    assert_eq!(first["cardholder_name"], "Test Holder");
+
+    // The admin command line shows the end state; an aborted import would exit 1.
+    let (ok, stdout, stderr) = app.cli(&["import", "watch", id]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "import {id} finished: attempts 251 · successes 251 · failures 0"
+        )),
+        "{stdout}"
+    );
+
+    // A second import of the same account moves nothing twice: every card is there already.
+    let again = app.start_stripe_import(STRIPE_KEY).await;
+    let ended = app.wait_for_import_end(again["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&ended["status"], &ended["successes"], &ended["failures"]),
+        (&json!("finished"), &json!(251), &json!(0))
+    );
+    assert_eq!(app.all_tokens().await.len(), 251);
+    assert_eq!(stripe.destination_posts_for(&one[0]), 1);
+
+    let listed = app.list_imports("limit=1").await;
+    assert_eq!(listed.body["data"][0]["id"], again["id"], "newest first");
+    assert_eq!(listed.body["pagination"]["total_items"], 2);
+}
+
+async fn an_import_killed_mid_way_resumes_and_counts_every_card_once(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig {
+        latency: Duration::from_millis(3),
+        ..FakeStripeConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    for (i, n) in [(0, 120), (1000, 1), (2000, 180)] {
+        all.extend(stripe.add_customer(visa_cards(i, n)).1);
+    }
+    let db = TestDb::new(backend).await;
+    let base = stripe.base_url();
+    let env = [
+        ("STRONGROOM_STRIPE_API_BASE", base.as_str()),
+        ("STRONGROOM_STRIPE_RATE_LIMIT", "0"),
+        ("STRONGROOM_STRIPE_RETRY_BASE_MS", "5"),
+        ("STRONGROOM_JOB_LEASE_SECONDS", "2"),
+        ("STRONGROOM_IMPORT_CONCURRENCY", "4"),
+        ("RUST_LOG", "info"),
+    ];
+    let server = ServerProcess::start_with(&db, "first", &env);
+    let key = server.default_api_key();
+    let api = server.api(&key);
+    let created = api
+        .start_import(&json!({"provider": "stripe", "stripe": {"api_key": STRIPE_KEY}}))
+        .await
+        .body;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let body = api.get_import(&id).await.body;
+        if body["attemts"].as_i64().unwrap() >= 60 {
+            assert_eq!(body["status"], "running");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill_9();
+
+    let server = ServerProcess::start_with(&db, "second", &env);
+    let api = server.api(&key);
+    let started = Instant::now();
+    let ended = loop {
+        let body = api.get_import(&id).await.body;
+        assert_eq!(
+            body["attemts"].as_i64().unwrap(),
+            body["successes"].as_i64().unwrap() + body["failures"].as_i64().unwrap()
+        );
+        if body["status"] != "running" {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended["status"], "finished", "{ended}");
+    assert_eq!(
+        (&ended["attemts"], &ended["successes"], &ended["failures"]),
+        (&json!(301), &json!(301), &json!(0))
+    );
+    let mut keys = Vec::new();
+    for page in 1..=2 {
+        let body = api
+            .list_tokens(&format!("limit=200&page={page}"))
+            .await
+            .body;
+        keys.extend(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["business_key"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(keys.len(), 301, "no duplicate tokens");
+    let unique: HashSet<&String> = keys.iter().collect();
+    assert_eq!(unique, all.iter().collect::<HashSet<_>>());
+    server.kill_9();
+}
+
+async fn the_end_of_an_import_is_notified_with_the_import_as_it_ended(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    let (_, pms) = stripe.add_customer(visa_cards(1, 3));
+    stripe.delete_at_forward(&pms[2]);
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let base = stripe.base_url();
+    let app = spawn_app_with(backend, move |config: &mut Config| {
+        stripe_settings(config, &base);
+        fast_webhooks(config);
+        config.workers = 2;
+    })
+    .await;
+    let (_, key) = app.add_webhook(&receiver.url(), "import.*").await;
+
+    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = app.wait_for_import_end(&id).await;
+    assert_eq!(
+        (&ended["status"], &ended["successes"], &ended["failures"]),
+        (&json!("finished"), &json!(2), &json!(1))
+    );
+    let hits = receiver.wait_for(1).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].event_type(), "import.finished");
+    assert!(hits[0].signed_with(&key));
+    assert_eq!(
+        hits[0].object(),
+        &ended,
+        "the event shows the import as the API does"
+    );
+
+    // An abort is notified too, with the import as it was aborted.
+    let id = app.start_stripe_import("sk_test_refused").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let aborted = app.wait_for_import_end(&id).await;
+    let hits = receiver.wait_for(2).await;
+    assert_eq!(hits[1].event_type(), "import.aborted");
+    assert_eq!(hits[1].object(), &aborted);
+}

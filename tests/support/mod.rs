@@ -1,0 +1,30 @@
+//! The black-box test harness: a real server on port 0 over a fresh database per test (`TestApp`, with
+//! one method per endpoint), the real binary as a process, a webhook receiver and a fake Stripe.
+//! Test modules take everything they share from here, never from one another.
+
+mod answer;
+mod app;
+mod backend;
+mod cli;
+mod client;
+mod db;
+pub mod fake_stripe;
+mod imports;
+mod jobs;
+mod payments;
+mod process;
+pub mod receiver;
+pub mod stripe_client;
+mod tokens;
+mod webhooks;
+
+pub use answer::{error_body, send, validation_body};
+pub use app::{spawn_app, spawn_app_with, TestApp};
+pub(crate) use backend::on_both_backends;
+pub use backend::{postgres_available, redis_url, Backend};
+pub use db::TestDb;
+pub use imports::{spawn_app_for_stripe, stripe_settings, visa_cards, STRIPE_KEY};
+pub use payments::payment;
+pub use process::ServerProcess;
+pub use tokens::{card, with_check_digit};
+pub use webhooks::fast_webhooks;

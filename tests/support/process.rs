@@ -1,0 +1,90 @@
+//! The real binary as a process (`strongroom serve` on a port of its own choosing, logging at trace
+//! level to files), for tests that kill it with -9 or read its logs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::ApiClient;
+use super::db::TestDb;
+
+/// The real binary, serving on a port of its own choosing, with every log line at trace level kept.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(db: &TestDb, run: &str) -> Self {
+        Self::start_with(db, run, &[])
+    }
+
+    /// Starts the binary with `env` added to its environment.
+    pub fn start_with(db: &TestDb, run: &str, env: &[(&str, &str)]) -> Self {
+        let stdout = db.dir.path().join(format!("{run}.stdout"));
+        let stderr = db.dir.path().join(format!("{run}.stderr"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+            .arg("serve")
+            .env("STRONGROOM_DATA_DIR", db.dir.path())
+            .env("STRONGROOM_DATABASE_URL", &db.url)
+            .env("STRONGROOM_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "trace")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let base = loop {
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            if let Some(addr) = log
+                .lines()
+                .find(|l| l.contains("strongroom is serving"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr="))
+                        .map(str::to_owned)
+                })
+            {
+                break format!("http://{addr}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self {
+            child,
+            base,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The default account's key, which the first start on a fresh database prints on stdout.
+    pub fn default_api_key(&self) -> String {
+        std::fs::read_to_string(&self.stdout)
+            .unwrap()
+            .split_whitespace()
+            .find(|w| w.starts_with("sr_"))
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A client for this process, calling with `key`.
+    pub fn api(&self, key: &str) -> ApiClient {
+        ApiClient::new(self.base.clone(), key.to_owned())
+    }
+
+    pub fn kill_9(mut self) -> (String, String) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (
+            std::fs::read_to_string(&self.stdout).unwrap(),
+            std::fs::read_to_string(&self.stderr).unwrap(),
+        )
+    }
+}
