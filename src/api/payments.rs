@@ -1,4 +1,5 @@
-//! Payments: creation for each use case, capture, void, refunds, and `GET /payments`.
+//! Payments: creation for each use case, capture, void, refunds, and `GET /payments`. Each handler parses
+//! the request, calls `domain::payments`, and answers with the objects of `model::payment`.
 
 use axum::extract::State;
 use axum::Json;
