@@ -3,7 +3,6 @@
 pub mod accounts;
 pub mod import_job;
 pub mod imports;
-pub mod payment_input;
 pub mod payments;
 pub mod tokens;
 pub mod webhooks;

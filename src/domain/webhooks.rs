@@ -22,12 +22,14 @@ use uuid::Uuid;
 pub use delivery::{Deliverer, DELIVERY_JOB};
 pub use registry::{add_webhook, remove_webhook, SigningKey, WebhookError};
 
-use crate::api::payments::{PaymentResponse, RefundResponse};
+use super::payments::state;
 use crate::api::tokens::TokenResponse;
 use crate::config::WebhookSettings;
 use crate::jobs::JobHandler;
+use crate::model::payment::{Payment, PaymentStatus, Refund, RefundStatus, UnknownValue};
 use crate::store::{
-    DynStore, OutboxRecord, PaymentChange, PaymentRecord, StoreError, StoreResult, TokenRecord, Ts,
+    DynStore, OutboxRecord, PaymentChange, PaymentRecord, RefundRecord, StoreError, StoreResult,
+    TokenRecord, Ts,
 };
 use crate::vault::Vault;
 
@@ -101,19 +103,6 @@ impl EventType {
 
     fn bit(self) -> u32 {
         1 << (self as u32)
-    }
-
-    /// The event a payment moving to `status` causes, if any (in-between statuses cause none).
-    fn of_payment_status(status: &str) -> Option<Self> {
-        Some(match status {
-            "processing" => EventType::PaymentProcessing,
-            "authorized" => EventType::PaymentAuthorized,
-            "captured" => EventType::PaymentCaptured,
-            "settled" => EventType::PaymentSettled,
-            "failed" => EventType::PaymentFailed,
-            "voided" => EventType::PaymentVoided,
-            _ => return None,
-        })
     }
 }
 
@@ -335,46 +324,53 @@ impl Webhooks {
 
     /// `payment.processing` for a payment just created.
     pub async fn payment_created(&self, p: &PaymentRecord) -> StoreResult<Vec<OutboxRecord>> {
-        match EventType::of_payment_status(&p.status) {
-            Some(event) => {
-                self.outbox_rows(p.account_id, event, p.id, || {
-                    PaymentResponse::from(p.clone())
-                })
-                .await
-            }
-            None => Ok(Vec::new()),
-        }
+        let events = state::PAYMENT_START.1.iter().map(|e| (*e, None)).collect();
+        self.payment_events(p, events).await
     }
 
-    /// The events of one step of a payment: its new status, a refund accepted (`refund.processing`) or
-    /// answered (`refund.completed|failed`, and `payment.refunded` with the grown refunded amount).
+    /// The events of one step of a payment, as the payments' state machine (`payments::state`) gives
+    /// them: its move, then a refund accepted (`refund.processing`) or answered (`refund.completed`
+    /// with `payment.refunded` and the grown refunded amount, or `refund.failed`).
     pub async fn payment_change(&self, c: &PaymentChange) -> StoreResult<Vec<OutboxRecord>> {
-        let p = &c.payment;
+        let corrupt = |e: UnknownValue| StoreError::Corrupt(e.to_string());
+        let from: PaymentStatus = c.previous_status.parse().map_err(corrupt)?;
+        let to: PaymentStatus = c.payment.status.parse().map_err(corrupt)?;
+        let mut events: Vec<(EventType, Option<&RefundRecord>)> = state::payment_events(from, to)
+            .iter()
+            .map(|e| (*e, None))
+            .collect();
+        for r in c.new_refund.iter().chain(&c.finished_refund) {
+            let status: RefundStatus = r.status.parse().map_err(corrupt)?;
+            let about = |e: &EventType| (*e, (e.object() == "refund").then_some(r));
+            events.extend(state::refund_events(status).iter().map(about));
+        }
+        self.payment_events(&c.payment, events).await
+    }
+
+    /// The outbox rows of `events`, in order, each about the payment (`None`) or one of its refunds. The
+    /// objects are built only for events some webhook of the account subscribes to.
+    async fn payment_events(
+        &self,
+        p: &PaymentRecord,
+        events: Vec<(EventType, Option<&RefundRecord>)>,
+    ) -> StoreResult<Vec<OutboxRecord>> {
         let mut rows = Vec::new();
-        let payment = || PaymentResponse::from(p.clone());
-        if c.previous_status != p.status {
-            if let Some(event) = EventType::of_payment_status(&p.status) {
-                rows.extend(self.outbox_rows(p.account_id, event, p.id, payment).await?);
+        for (event, refund) in events {
+            if !self.subscribed(p.account_id, event).await? {
+                continue;
             }
-        }
-        if let Some(r) = &c.new_refund {
-            let refund = || RefundResponse::from(r.clone());
-            let event = EventType::RefundProcessing;
-            rows.extend(self.outbox_rows(p.account_id, event, r.id, refund).await?);
-        }
-        if let Some(r) = &c.finished_refund {
-            let refund = || RefundResponse::from(r.clone());
-            let completed = r.status == "completed";
-            let event = if completed {
-                EventType::RefundCompleted
-            } else {
-                EventType::RefundFailed
-            };
-            rows.extend(self.outbox_rows(p.account_id, event, r.id, refund).await?);
-            if completed {
-                let event = EventType::PaymentRefunded;
-                rows.extend(self.outbox_rows(p.account_id, event, p.id, payment).await?);
-            }
+            rows.extend(match refund {
+                None => {
+                    let payment = Payment::try_from(p.clone())?;
+                    self.outbox_rows(p.account_id, event, p.id, || payment)
+                        .await?
+                }
+                Some(r) => {
+                    let refund = Refund::try_from(r.clone())?;
+                    self.outbox_rows(p.account_id, event, r.id, || refund)
+                        .await?
+                }
+            });
         }
         Ok(rows)
     }

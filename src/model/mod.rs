@@ -2,3 +2,4 @@
 //! the objects the API answers and the webhooks carry. No axum, no sqlx, no I/O.
 
 pub mod card;
+pub mod payment;

@@ -4,7 +4,8 @@ use chrono::{NaiveDate, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{fault, present, FieldError};
+use crate::domain::{fault, present, FieldError};
+use crate::model::payment::CaptureMode;
 
 /// Active ISO 4217 currency codes.
 const CURRENCIES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP \
@@ -117,11 +118,14 @@ pub fn validate_payment(body: &Value, kind: RequestKind) -> Result<PaymentInput,
     } else {
         source_token(object, &mut errors)
     };
-    let manual_capture = match present(object, "capture") {
-        None => false,
-        Some(Value::String(c)) if c == "automatic" => false,
-        Some(Value::String(c)) if c == "manual" => true,
-        Some(_) => {
+    let capture = match present(object, "capture") {
+        None => Some(CaptureMode::Automatic),
+        Some(Value::String(c)) => c.parse::<CaptureMode>().ok(),
+        Some(_) => None,
+    };
+    let manual_capture = match capture {
+        Some(mode) => mode == CaptureMode::Manual,
+        None => {
             errors.push(FieldError::new(
                 "$.capture",
                 "must be `automatic` or `manual`",

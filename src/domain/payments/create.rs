@@ -1,0 +1,273 @@
+//! Creating a payment: checking a merchant-initiated payment against its initial one, saving the new
+//! payment `processing` with a recovery job, and the authorization through the routed processor (also
+//! run by that recovery job if the node dies first).
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::input::PaymentInput;
+use super::jobs::{new_job, JobPayload, AUTHORIZE_JOB, AUTHORIZE_RECOVERY_AFTER};
+use super::{
+    change, failure_details, next, set_status, state, transaction, PaymentError, Payments,
+};
+use crate::connectors::processor::{Authorization, Outcome};
+use crate::model::payment::{CaptureMode, Payment, PaymentStatus, TransactionKind, UseCase};
+use crate::store::{PaymentRecord, TokenRecord, Ts};
+
+impl Payments {
+    /// Creates a payment and authorizes it through the routed processor before answering. `initial` is the
+    /// earlier payment of a merchant-initiated one.
+    pub async fn create(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        use_case: UseCase,
+        input: PaymentInput,
+        initial: Option<Uuid>,
+    ) -> Result<Payment, PaymentError> {
+        Ok(self
+            .create_record(account_id, actor, use_case, input, initial)
+            .await?
+            .try_into()?)
+    }
+
+    async fn create_record(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        use_case: UseCase,
+        input: PaymentInput,
+        initial: Option<Uuid>,
+    ) -> Result<PaymentRecord, PaymentError> {
+        let (token_id, currency_code, initial_id) = match initial {
+            None => (
+                input.token_id.ok_or(PaymentError::Invalid(
+                    "$.source.token_id",
+                    "is required".into(),
+                ))?,
+                input.currency_code.clone().ok_or(PaymentError::Invalid(
+                    "$.currency_code",
+                    "is required".into(),
+                ))?,
+                None,
+            ),
+            Some(initial_id) => {
+                let initial = self.record(account_id, initial_id).await?;
+                check_initial(&initial, use_case, &input)?;
+                (
+                    initial.token_id,
+                    initial.currency_code.clone(),
+                    Some(initial.id),
+                )
+            }
+        };
+        let token = self
+            .tokens
+            .get(account_id, token_id)
+            .await?
+            .ok_or_else(|| {
+                PaymentError::Invalid(
+                    "$.source.token_id",
+                    "no token of this account has this id".into(),
+                )
+            })?;
+        let (rule, processor) = self.router.route(&currency_code);
+        let now = Ts::now();
+        let source = card_source(&token);
+        let (start, _) = state::PAYMENT_START;
+        let capture_mode = if input.manual_capture {
+            CaptureMode::Manual
+        } else {
+            CaptureMode::Automatic
+        };
+        let payment = PaymentRecord {
+            id: Uuid::new_v4(),
+            account_id,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            use_case: use_case.as_str().to_owned(),
+            status: start.as_str().to_owned(),
+            currency_code,
+            reference: input.reference,
+            capture_mode: capture_mode.as_str().to_owned(),
+            amount_requested: input.amount,
+            amount_authorized: 0,
+            amount_captured: 0,
+            amount_voided: 0,
+            amount_refunded: 0,
+            amount_refund_reserved: 0,
+            capture_requested: None,
+            token_id,
+            source,
+            flow_matrix_rule: rule.to_owned(),
+            processor: processor.name().to_owned(),
+            processor_reference: None,
+            failure_details: None,
+            initial_payment_id: initial_id,
+            recurring_frequency: input.recurring_frequency,
+            recurring_expiry: input.recurring_expiry,
+            metadata: input
+                .metadata
+                .map(|m| serde_json::Value::Object(m).to_string()),
+        };
+        // The recovery job runs only if this node dies before the authorization is saved.
+        let payload = JobPayload {
+            account_id,
+            payment_id: payment.id,
+            refund_id: None,
+        };
+        let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(AUTHORIZE_RECOVERY_AFTER));
+        let outbox = self.webhooks.payment_created(&payment).await?;
+        self.store
+            .insert_payment_with_outbox(&payment, Some(&recovery), &outbox)
+            .await?;
+        // From here on the payment exists: a failure must not answer 5xx (the client would retry with
+        // its idempotency key and make a second payment), since the recovery job finishes this one.
+        match self
+            .authorize(&payment, actor, use_case.customer_initiated())
+            .await
+        {
+            Ok(authorized) => Ok(authorized),
+            Err(err) => {
+                tracing::warn!(payment = %payment.id, error = %err, "authorization not saved; recovery will finish it");
+                Ok(self
+                    .store
+                    .get_payment(account_id, payment.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(payment))
+            }
+        }
+    }
+
+    /// Authorizes a payment still `processing` and saves the outcome; used at creation and by recovery.
+    pub(super) async fn authorize(
+        &self,
+        payment: &PaymentRecord,
+        actor: &str,
+        customer_present: bool,
+    ) -> Result<PaymentRecord, PaymentError> {
+        let capture = payment
+            .capture_mode
+            .parse::<CaptureMode>()
+            .map_err(super::corrupt)?
+            == CaptureMode::Automatic;
+        let token = self
+            .tokens
+            .get(payment.account_id, payment.token_id)
+            .await?;
+        let processor = self.router.processor(&payment.processor);
+        let outcome = match (token, processor) {
+            (Some(token), Some(processor)) => {
+                let card = self.tokens.open(payment.account_id, actor, &token).await?;
+                let code = if customer_present {
+                    self.tokens.cvc.take(payment.account_id, token.id).await
+                } else {
+                    None
+                };
+                let request = Authorization {
+                    payment_id: payment.id,
+                    amount: payment.amount_requested,
+                    currency_code: &payment.currency_code,
+                    card: &card,
+                    security_code: code.as_ref(),
+                    capture,
+                };
+                processor.authorize(&request).await
+            }
+            (None, _) => Outcome::Declined {
+                classifier: "TOKEN_DELETED",
+                message: "The token was deleted",
+            },
+            (_, None) => Outcome::Error {
+                message: "The processor of this payment is not configured",
+            },
+        };
+        let mut updated = next(payment);
+        let mut settle = None;
+        match &outcome {
+            Outcome::Approved { reference } => {
+                updated.amount_authorized = payment.amount_requested;
+                updated.processor_reference = Some(reference.clone());
+                if capture {
+                    set_status(&mut updated, PaymentStatus::Captured);
+                    updated.amount_captured = payment.amount_requested;
+                    settle = Some(self.settle_job(payment));
+                } else {
+                    set_status(&mut updated, PaymentStatus::Authorized);
+                }
+            }
+            _ => {
+                set_status(&mut updated, PaymentStatus::Failed);
+                updated.failure_details = failure_details(&outcome);
+            }
+        }
+        let mut step = change(payment, updated.clone());
+        step.transaction = Some(transaction(
+            payment.id,
+            TransactionKind::Authorization,
+            payment.amount_requested,
+            &outcome,
+        ));
+        step.job = settle;
+        if self.apply(&mut step).await? {
+            Ok(updated)
+        } else {
+            // Recovery got there first: answer with what is stored.
+            self.record(payment.account_id, payment.id).await
+        }
+    }
+}
+
+/// A merchant-initiated payment continues an authorized initial payment of the matching use case, for
+/// no more than it, in its currency.
+fn check_initial(
+    initial: &PaymentRecord,
+    use_case: UseCase,
+    input: &PaymentInput,
+) -> Result<(), PaymentError> {
+    let expected = use_case.initial().unwrap_or(UseCase::Recurring);
+    if initial.use_case.parse::<UseCase>().ok() != Some(expected) {
+        return Err(PaymentError::NotFound);
+    }
+    if initial.amount_authorized == 0 {
+        return Err(PaymentError::Conflict(
+            "The initial payment was never authorized".into(),
+        ));
+    }
+    if input.amount > initial.amount_requested {
+        return Err(PaymentError::Invalid(
+            "$.amount",
+            "must not exceed the amount of the initial payment".into(),
+        ));
+    }
+    if input
+        .currency_code
+        .as_deref()
+        .is_some_and(|c| c != initial.currency_code)
+    {
+        return Err(PaymentError::Invalid(
+            "$.currency_code",
+            "must be the currency of the initial payment".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `source` of a payment on `token`: the card's non-secret facts as JSON, without empty fields.
+pub(super) fn card_source(token: &TokenRecord) -> String {
+    let mut source = json!({
+        "type": "card",
+        "expiry_month": token.expiry_month,
+        "expiry_year": token.expiry_year,
+        "masked_account_number": token.masked_account_number,
+        "pan_type": "FPAN",
+        "issuer": {"identification_number": token.issuer_identification_number, "scheme": token.scheme},
+    });
+    if let Some(name) = &token.cardholder_name {
+        source["cardholder_name"] = json!(name);
+    }
+    source.to_string()
+}

@@ -1,0 +1,249 @@
+//! The durable jobs that finish a payment's moves with the processor: recovery of an authorization,
+//! capture, void, settlement and refunds. Each job acts only if the payment is still where the job
+//! expects it, so a retry after a crash, or a second node, does nothing twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    change, failure_details, next, refund_status, set_status, state, status, transaction, Payments,
+};
+use crate::connectors::processor::{Outcome, Processor};
+use crate::jobs::{JobError, JobHandler};
+use crate::model::payment::{PaymentStatus, RefundStatus, TransactionKind};
+use crate::store::{Job, NewJob, PaymentRecord, RefundRecord, Ts};
+
+/// What a payment job works on.
+#[derive(Serialize, Deserialize)]
+pub(super) struct JobPayload {
+    pub account_id: Uuid,
+    pub payment_id: Uuid,
+    pub refund_id: Option<Uuid>,
+}
+
+pub const AUTHORIZE_JOB: &str = "payment.authorize";
+pub const CAPTURE_JOB: &str = "payment.capture";
+pub const VOID_JOB: &str = "payment.void";
+pub const SETTLE_JOB: &str = "payment.settle";
+pub const REFUND_JOB: &str = "refund.process";
+const JOB_ATTEMPTS: i32 = 10;
+/// When the authorization of a new payment is picked up again if the node that took it died.
+pub(super) const AUTHORIZE_RECOVERY_AFTER: Duration = Duration::from_secs(60);
+
+pub(super) fn new_job(kind: &str, payload: &JobPayload, run_at: Ts) -> NewJob {
+    NewJob {
+        id: Uuid::new_v4(),
+        kind: kind.to_owned(),
+        payload: serde_json::to_string(payload).unwrap_or_default(),
+        max_attempts: JOB_ATTEMPTS,
+        run_at,
+    }
+}
+
+impl Payments {
+    pub(super) fn settle_job(&self, payment: &PaymentRecord) -> NewJob {
+        let payload = JobPayload {
+            account_id: payment.account_id,
+            payment_id: payment.id,
+            refund_id: None,
+        };
+        new_job(SETTLE_JOB, &payload, Ts::now().plus(self.settle_after))
+    }
+
+    /// Runs one step of a payment job.
+    async fn run_job(&self, kind: &str, job: &Job) -> Result<(), JobError> {
+        use PaymentStatus as P;
+        let payload: JobPayload = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::Fatal(format!("bad payload: {e}")))?;
+        let Some(payment) = self
+            .store
+            .get_payment(payload.account_id, payload.payment_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        let processor = self.router.processor(&payment.processor).ok_or_else(|| {
+            JobError::Fatal("the processor of this payment is not configured".into())
+        })?;
+        let reference = payment.processor_reference.clone().unwrap_or_default();
+        let mut updated = next(&payment);
+        let mut step_job = None;
+        let (transaction_kind, amount, outcome) = match (kind, status(&payment)?) {
+            (AUTHORIZE_JOB, P::Processing) => {
+                self.authorize(&payment, "job:recovery", false)
+                    .await
+                    .map_err(|e| JobError::Retry(e.to_string()))?;
+                return Ok(());
+            }
+            (CAPTURE_JOB, P::Capturing) => {
+                let amount = payment
+                    .capture_requested
+                    .unwrap_or(payment.amount_authorized);
+                let outcome = processor.capture(payment.id, &reference, amount).await;
+                match &outcome {
+                    Outcome::Approved { .. } => {
+                        set_status(&mut updated, P::Captured);
+                        updated.amount_captured = amount;
+                        updated.capture_requested = None;
+                        step_job = Some(self.settle_job(&payment));
+                    }
+                    Outcome::Declined { .. } => {
+                        set_status(&mut updated, P::Authorized);
+                        updated.capture_requested = None;
+                    }
+                    Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
+                }
+                (TransactionKind::Capture, amount, outcome)
+            }
+            (VOID_JOB, P::Voiding) => {
+                let outcome = processor.void(payment.id, &reference).await;
+                match &outcome {
+                    Outcome::Approved { .. } => {
+                        set_status(&mut updated, P::Voided);
+                        updated.amount_voided = payment.amount_authorized;
+                    }
+                    Outcome::Declined { .. } => set_status(&mut updated, P::Authorized),
+                    Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
+                }
+                (TransactionKind::Void, payment.amount_authorized, outcome)
+            }
+            (SETTLE_JOB, P::Captured) => {
+                // Only a status move: the settlement transaction is recorded once, when it completes.
+                set_status(&mut updated, P::Settling);
+                let mut step = change(&payment, updated);
+                step.job = Some(new_job(SETTLE_JOB, &payload, Ts::now()));
+                return match self.apply(&mut step).await? {
+                    true => Ok(()),
+                    false => Err(JobError::Retry("the payment changed meanwhile".into())),
+                };
+            }
+            (SETTLE_JOB, P::Settling) => {
+                set_status(&mut updated, P::Settled);
+                (
+                    TransactionKind::Settlement,
+                    payment.amount_captured,
+                    Outcome::Approved {
+                        reference: reference.clone(),
+                    },
+                )
+            }
+            (REFUND_JOB, _) => return self.run_refund(&payment, &payload, &*processor).await,
+            // Already moved on (a retry after a crash, or another node): nothing left to do.
+            _ => return Ok(()),
+        };
+        let mut step = change(&payment, updated);
+        step.transaction = Some(transaction(payment.id, transaction_kind, amount, &outcome));
+        step.job = step_job;
+        if self.apply(&mut step).await? {
+            Ok(())
+        } else {
+            Err(JobError::Retry("the payment changed meanwhile".into()))
+        }
+    }
+
+    async fn run_refund(
+        &self,
+        payment: &PaymentRecord,
+        payload: &JobPayload,
+        processor: &dyn Processor,
+    ) -> Result<(), JobError> {
+        let Some(refund_id) = payload.refund_id else {
+            return Err(JobError::Fatal("refund job without a refund".into()));
+        };
+        let Some(refund) = self.store.get_refund(payment.account_id, refund_id).await? else {
+            return Ok(());
+        };
+        let (processing, _) = state::REFUND_START;
+        if refund_status(&refund)? != processing {
+            return Ok(());
+        }
+        let outcome = processor
+            .refund(
+                refund.id,
+                payment.processor_reference.as_deref().unwrap_or(""),
+                refund.amount,
+            )
+            .await;
+        let mut finished = RefundRecord {
+            updated_at: Ts::now(),
+            ..refund.clone()
+        };
+        let to = match &outcome {
+            Outcome::Approved { .. } => RefundStatus::Completed,
+            Outcome::Declined { .. } => {
+                finished.failure_details = failure_details(&outcome);
+                RefundStatus::Failed
+            }
+            Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
+        };
+        finished.status = to.as_str().to_owned();
+        // The processor has answered: record that answer, re-reading the payment if another refund moved
+        // it meanwhile, and never ask the processor again for this refund.
+        let mut current = payment.clone();
+        for _ in 0..20 {
+            let mut updated = next(&current);
+            updated.amount_refund_reserved -= refund.amount;
+            if to == RefundStatus::Completed {
+                updated.amount_refunded += refund.amount;
+            }
+            let mut step = change(&current, updated);
+            step.transaction = Some(transaction(
+                payment.id,
+                TransactionKind::Refund,
+                refund.amount,
+                &outcome,
+            ));
+            step.finished_refund = Some(finished.clone());
+            if self.apply(&mut step).await? {
+                return Ok(());
+            }
+            match self.store.get_refund(payment.account_id, refund.id).await? {
+                Some(r) if refund_status(&r)? == processing => {}
+                _ => return Ok(()),
+            }
+            current = self
+                .store
+                .get_payment(payment.account_id, payment.id)
+                .await?
+                .ok_or_else(|| JobError::Fatal("the payment disappeared".into()))?;
+        }
+        Err(JobError::Fatal(
+            "the refund's answer could not be recorded".into(),
+        ))
+    }
+}
+
+/// A job handler for one kind of payment step.
+pub struct PaymentStep {
+    kind: &'static str,
+    payments: Arc<Payments>,
+}
+
+impl PaymentStep {
+    pub fn all(payments: &Arc<Payments>) -> Vec<Arc<dyn JobHandler>> {
+        [AUTHORIZE_JOB, CAPTURE_JOB, VOID_JOB, SETTLE_JOB, REFUND_JOB]
+            .into_iter()
+            .map(|kind| {
+                Arc::new(PaymentStep {
+                    kind,
+                    payments: payments.clone(),
+                }) as Arc<dyn JobHandler>
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl JobHandler for PaymentStep {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        self.payments.run_job(self.kind, job).await
+    }
+}

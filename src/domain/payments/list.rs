@@ -1,0 +1,46 @@
+//! `GET /payments` planning: the per-day counts give the total and tell which days a page lies in, so
+//! the database reads only those days, however deep the page.
+
+use super::{PaymentError, Payments};
+use crate::model::payment::Payment;
+use crate::store::{start_of_day, PaymentFilter};
+
+impl Payments {
+    /// One page of matching payments, newest first, and the total.
+    pub async fn list(
+        &self,
+        filter: &PaymentFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Payment>, u64), PaymentError> {
+        let days = self.store.payment_day_counts(filter).await?;
+        let total: i64 = days.iter().map(|(_, n)| n).sum();
+        if offset >= total {
+            return Ok((Vec::new(), total as u64));
+        }
+        let (mut skipped, mut start, mut end) = (0i64, None, None);
+        let mut seen = 0i64;
+        for (day, n) in &days {
+            if start.is_none() && seen + n > offset {
+                start = Some(*day);
+                skipped = offset - seen;
+            }
+            seen += n;
+            if start.is_some() && seen >= offset + limit {
+                end = Some(*day);
+                break;
+            }
+        }
+        let upper = start.map(|d| start_of_day(d + 1));
+        let lower = end.map(start_of_day).or(filter.from);
+        let rows = self
+            .store
+            .list_payments_between(filter, lower, upper, limit, skipped)
+            .await?;
+        let payments = rows
+            .into_iter()
+            .map(Payment::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((payments, total as u64))
+    }
+}

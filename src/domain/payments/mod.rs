@@ -1,0 +1,222 @@
+//! Payments: creation on a token through the routed processor, modifications (capture, void, refunds),
+//! the durable jobs that finish them, and `GET /payments`. This file holds the service, its error, and
+//! the one way a step is saved: checked against the state machine (`state`), with the events it emits.
+//!
+//! Every move is one atomic change made against the version read; moves that talk to the processor
+//! after the answer (capture, void, refund, settlement) run as durable jobs, written in the same
+//! transaction as the move that asks for them.
+
+mod create;
+pub mod input;
+mod jobs;
+mod list;
+mod modify;
+mod objects;
+mod seed;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+
+pub use jobs::{PaymentStep, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, VOID_JOB};
+pub use seed::synthetic_payments;
+
+use super::tokens::{TokenError, Tokens};
+use super::webhooks::Webhooks;
+use crate::connectors::processor::{Outcome, Router};
+use crate::model::payment::{
+    Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
+    UnknownValue,
+};
+use crate::store::{
+    DynStore, PaymentChange, PaymentRecord, RefundRecord, StoreError, TransactionRecord, Ts,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("not found")]
+    NotFound,
+    /// The request names something that does not fit: a JSON path and a message.
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// The payment is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Payments {
+    store: DynStore,
+    tokens: Arc<Tokens>,
+    router: Router,
+    settle_after: Duration,
+    webhooks: Arc<Webhooks>,
+}
+
+/// A stored spelling this build does not know: the row is damaged.
+fn corrupt(err: UnknownValue) -> StoreError {
+    StoreError::Corrupt(err.to_string())
+}
+
+/// The status of a stored payment.
+fn status(payment: &PaymentRecord) -> Result<PaymentStatus, StoreError> {
+    payment.status.parse().map_err(corrupt)
+}
+
+fn set_status(payment: &mut PaymentRecord, status: PaymentStatus) {
+    payment.status = status.as_str().to_owned();
+}
+
+fn refund_status(refund: &RefundRecord) -> Result<RefundStatus, StoreError> {
+    refund.status.parse().map_err(corrupt)
+}
+
+fn transaction(
+    payment_id: Uuid,
+    kind: TransactionKind,
+    amount: i64,
+    outcome: &Outcome,
+) -> TransactionRecord {
+    let (status, reference, message) = match outcome {
+        Outcome::Approved { reference } => {
+            (TransactionStatus::Success, Some(reference.clone()), None)
+        }
+        Outcome::Declined { message, .. } => (
+            TransactionStatus::Failure,
+            None,
+            Some((*message).to_owned()),
+        ),
+        Outcome::Error { message } => (
+            TransactionStatus::Failure,
+            None,
+            Some((*message).to_owned()),
+        ),
+    };
+    TransactionRecord {
+        id: Uuid::new_v4(),
+        payment_id,
+        created_at: Ts::now(),
+        kind: kind.as_str().to_owned(),
+        status: status.as_str().to_owned(),
+        amount,
+        processor_reference: reference,
+        message,
+    }
+}
+
+fn failure_details(outcome: &Outcome) -> Option<String> {
+    let (classifier, message) = match outcome {
+        Outcome::Approved { .. } => return None,
+        Outcome::Declined {
+            classifier,
+            message,
+        } => (*classifier, *message),
+        Outcome::Error { message } => ("PROCESSOR_ERROR", *message),
+    };
+    Some(json!([{"classifier": classifier, "message": message, "source": "processor"}]).to_string())
+}
+
+/// The next version of a payment, to be changed and saved against `previous`.
+fn next(previous: &PaymentRecord) -> PaymentRecord {
+    PaymentRecord {
+        version: previous.version + 1,
+        updated_at: Ts::now(),
+        ..previous.clone()
+    }
+}
+
+fn change(previous: &PaymentRecord, payment: PaymentRecord) -> PaymentChange {
+    PaymentChange {
+        expected_version: previous.version,
+        previous_status: previous.status.clone(),
+        payment,
+        transaction: None,
+        new_refund: None,
+        finished_refund: None,
+        job: None,
+        outbox: Vec::new(),
+    }
+}
+
+impl Payments {
+    pub fn new(
+        store: DynStore,
+        tokens: Arc<Tokens>,
+        router: Router,
+        settle_after: Duration,
+        webhooks: Arc<Webhooks>,
+    ) -> Self {
+        Self {
+            store,
+            tokens,
+            router,
+            settle_after,
+            webhooks,
+        }
+    }
+
+    /// Saves one step with the webhook events its moves emit, in one transaction. `false`: the payment
+    /// (or the refund) changed since it was read, and nothing was saved.
+    async fn apply(&self, step: &mut PaymentChange) -> Result<bool, StoreError> {
+        let from = step.previous_status.parse().map_err(corrupt)?;
+        let to = status(&step.payment)?;
+        if from != to && !state::can_move(from, to) {
+            return Err(StoreError::Other(format!(
+                "a payment cannot move from {from} to {to}"
+            )));
+        }
+        step.outbox = self.webhooks.payment_change(step).await?;
+        self.store.apply_payment_change(step).await
+    }
+
+    /// The stored payment of the account.
+    async fn record(&self, account_id: Uuid, id: Uuid) -> Result<PaymentRecord, PaymentError> {
+        self.store
+            .get_payment(account_id, id)
+            .await?
+            .ok_or(PaymentError::NotFound)
+    }
+
+    pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<Payment, PaymentError> {
+        Ok(self.record(account_id, id).await?.try_into()?)
+    }
+
+    pub async fn get_refund(&self, account_id: Uuid, id: Uuid) -> Result<Refund, PaymentError> {
+        let refund = self
+            .store
+            .get_refund(account_id, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        Ok(refund.try_into()?)
+    }
+
+    /// The refunds of a payment, oldest first.
+    pub async fn refunds(&self, account_id: Uuid, id: Uuid) -> Result<Vec<Refund>, PaymentError> {
+        let payment = self.record(account_id, id).await?;
+        let refunds = self.store.list_refunds(payment.id).await?;
+        Ok(refunds
+            .into_iter()
+            .map(Refund::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The processor transactions of a payment, oldest first.
+    pub async fn transactions(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Vec<Transaction>, PaymentError> {
+        let payment = self.record(account_id, id).await?;
+        let transactions = self.store.list_transactions(payment.id).await?;
+        Ok(transactions
+            .into_iter()
+            .map(Transaction::try_from)
+            .collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,87 @@
+//! The stored records of payments, refunds and transactions turned into the public objects of
+//! `model::payment`, which the API answers and the webhooks carry. A spelling the model does not know
+//! means a damaged row, and is an error rather than a guess.
+
+use serde_json::value::RawValue;
+
+use super::corrupt;
+use crate::model::payment::{Amounts, Payment, Refund, Transaction};
+use crate::store::{PaymentRecord, RefundRecord, StoreError, TransactionRecord};
+
+fn positive(n: i64) -> Option<i64> {
+    (n > 0).then_some(n)
+}
+
+/// Stored JSON, embedded as it is (it was written by this server from checked values).
+fn raw(json: String) -> Option<Box<RawValue>> {
+    RawValue::from_string(json).ok()
+}
+
+impl TryFrom<PaymentRecord> for Payment {
+    type Error = StoreError;
+
+    fn try_from(p: PaymentRecord) -> Result<Self, StoreError> {
+        let source = match raw(p.source) {
+            Some(source) => source,
+            None => RawValue::from_string("{}".to_owned())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        };
+        Ok(Self {
+            id: p.id,
+            amount: Amounts {
+                requested: p.amount_requested,
+                authorized: positive(p.amount_authorized),
+                captured: positive(p.amount_captured),
+                voided: positive(p.amount_voided),
+                refunded: positive(p.amount_refunded),
+            },
+            created_at: p.created_at.datetime(),
+            currency_code: p.currency_code,
+            flow_matrix_rule: p.flow_matrix_rule,
+            reference: p.reference,
+            status: p.status.parse().map_err(corrupt)?,
+            use_case: p.use_case.parse().map_err(corrupt)?,
+            source,
+            metadata: p.metadata.and_then(raw),
+            failure_details: p.failure_details.and_then(raw),
+            initial_payment_id: p.initial_payment_id,
+            recurring_frequency: p.recurring_frequency,
+            recurring_expiry: p.recurring_expiry,
+        })
+    }
+}
+
+impl TryFrom<RefundRecord> for Refund {
+    type Error = StoreError;
+
+    fn try_from(r: RefundRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            payment_id: r.payment_id,
+            amount: r.amount,
+            currency_code: r.currency_code,
+            status: r.status.parse().map_err(corrupt)?,
+            reference: r.reference,
+            created_at: r.created_at.datetime(),
+            failure_details: r
+                .failure_details
+                .and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    }
+}
+
+impl TryFrom<TransactionRecord> for Transaction {
+    type Error = StoreError;
+
+    fn try_from(t: TransactionRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: t.id,
+            kind: t.kind.parse().map_err(corrupt)?,
+            status: t.status.parse().map_err(corrupt)?,
+            amount: t.amount,
+            created_at: t.created_at.datetime(),
+            processor_reference: t.processor_reference,
+            message: t.message,
+        })
+    }
+}
