@@ -17,21 +17,9 @@ use super::AppState;
 use crate::domain::payment_input::{
     is_currency, validate_amount_only, validate_payment, RequestKind,
 };
-use crate::domain::payments::{PaymentError, UseCase, STATUSES};
+use crate::domain::payments::{UseCase, STATUSES};
 use crate::domain::FieldError;
 use crate::store::{PaymentFilter, PaymentRecord, RefundRecord, TransactionRecord, Ts};
-
-impl From<PaymentError> for ApiError {
-    fn from(err: PaymentError) -> Self {
-        match err {
-            PaymentError::NotFound => ApiError::not_found(),
-            PaymentError::Invalid(path, message) => ApiError::invalid(path, message),
-            PaymentError::Conflict(message) => ApiError::conflict(message),
-            PaymentError::Token(e) => e.into(),
-            PaymentError::Store(e) => e.into(),
-        }
-    }
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct Amounts {

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod import_job;
 pub mod imports;
+pub mod objects;
 pub mod payment_input;
 pub mod payments;
 pub mod tokens;
@@ -11,6 +12,19 @@ pub mod webhooks;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+/// A fault of this server that is neither the store's nor the client's. Answered as a bare 500; the
+/// text goes to the log only, and never holds card data or secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// An object would not encode as JSON (a webhook body, a job payload).
+    #[error("could not encode {0} as JSON: {1}")]
+    Encode(&'static str, #[source] serde_json::Error),
+    /// A flow could not reach a consistent end: it kept racing another writer, or what it had just
+    /// seen was gone.
+    #[error("{0}")]
+    Unsettled(&'static str),
+}
 
 /// One fault in a request: `path` is a JSON path into the body (`$.expiry_month`) or names the
 /// parameter (`query.limit`, `path.id`, `header.x-idempotency-key`). The message never repeats the value.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::payment_input::PaymentInput;
 use super::tokens::{TokenError, Tokens};
-use super::webhooks::Webhooks;
+use super::webhooks::{EventError, Webhooks};
 use crate::connectors::processor::{Authorization, Outcome, Router};
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{
@@ -79,6 +79,8 @@ pub enum PaymentError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] super::InternalError),
 }
 
 /// What a payment job works on.
@@ -186,9 +188,9 @@ impl Payments {
     }
 
     /// Saves one step with the webhook events it causes, in one transaction.
-    async fn apply(&self, step: &mut PaymentChange) -> Result<bool, StoreError> {
+    async fn apply(&self, step: &mut PaymentChange) -> Result<bool, EventError> {
         step.outbox = self.webhooks.payment_change(step).await?;
-        self.store.apply_payment_change(step).await
+        Ok(self.store.apply_payment_change(step).await?)
     }
 
     pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<PaymentRecord, PaymentError> {

@@ -22,10 +22,11 @@ use uuid::Uuid;
 pub use delivery::{Deliverer, DELIVERY_JOB};
 pub use registry::{add_webhook, remove_webhook, SigningKey, WebhookError};
 
+use super::payments::PaymentError;
+use super::{objects, InternalError};
 use crate::api::payments::{PaymentResponse, RefundResponse};
-use crate::api::tokens::TokenResponse;
 use crate::config::WebhookSettings;
-use crate::jobs::JobHandler;
+use crate::jobs::{JobError, JobHandler};
 use crate::store::{
     DynStore, OutboxRecord, PaymentChange, PaymentRecord, StoreError, StoreResult, TokenRecord, Ts,
 };
@@ -181,6 +182,31 @@ impl EventSet {
     }
 }
 
+/// Why the outbox rows of an event could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl From<EventError> for PaymentError {
+    fn from(err: EventError) -> Self {
+        match err {
+            EventError::Store(e) => PaymentError::Store(e),
+            EventError::Internal(e) => PaymentError::Internal(e),
+        }
+    }
+}
+
+/// A job whose events could not be built is tried again, as when the store fails.
+impl From<EventError> for JobError {
+    fn from(err: EventError) -> Self {
+        JobError::Retry(err.to_string())
+    }
+}
+
 /// How an import ended, for `import.finished` and `import.aborted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportOutcome {
@@ -284,7 +310,19 @@ impl Webhooks {
         event: EventType,
         object_id: Uuid,
         object: impl FnOnce() -> T,
-    ) -> StoreResult<Vec<OutboxRecord>> {
+    ) -> Result<Vec<OutboxRecord>, EventError> {
+        self.outbox_rows_of(account_id, event, object_id, || Ok(object()))
+            .await
+    }
+
+    /// As `outbox_rows`, for an object whose building can fail.
+    async fn outbox_rows_of<T: Serialize>(
+        &self,
+        account_id: Uuid,
+        event: EventType,
+        object_id: Uuid,
+        object: impl FnOnce() -> Result<T, EventError>,
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         let subs = self.subscriptions(account_id).await?;
         let hooks: Vec<Uuid> = subs
             .iter()
@@ -299,9 +337,10 @@ impl Webhooks {
             id: Uuid::new_v4(),
             created_at,
             event,
-            object: &object(),
+            object: &object()?,
         };
-        let text = serde_json::to_string(&body).map_err(|e| StoreError::Other(e.to_string()))?;
+        let text = serde_json::to_string(&body)
+            .map_err(|e| InternalError::Encode("a webhook event body", e))?;
         Ok(hooks
             .into_iter()
             .map(|webhook_id| {
@@ -326,15 +365,18 @@ impl Webhooks {
         &self,
         event: EventType,
         token: &TokenRecord,
-    ) -> StoreResult<Vec<OutboxRecord>> {
-        self.outbox_rows(token.account_id, event, token.id, || {
-            TokenResponse::new(token.clone(), &self.public_url)
+    ) -> Result<Vec<OutboxRecord>, EventError> {
+        self.outbox_rows_of(token.account_id, event, token.id, || {
+            Ok(objects::token(token.clone(), &self.public_url)?)
         })
         .await
     }
 
     /// `payment.processing` for a payment just created.
-    pub async fn payment_created(&self, p: &PaymentRecord) -> StoreResult<Vec<OutboxRecord>> {
+    pub async fn payment_created(
+        &self,
+        p: &PaymentRecord,
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         match EventType::of_payment_status(&p.status) {
             Some(event) => {
                 self.outbox_rows(p.account_id, event, p.id, || {
@@ -348,7 +390,7 @@ impl Webhooks {
 
     /// The events of one step of a payment: its new status, a refund accepted (`refund.processing`) or
     /// answered (`refund.completed|failed`, and `payment.refunded` with the grown refunded amount).
-    pub async fn payment_change(&self, c: &PaymentChange) -> StoreResult<Vec<OutboxRecord>> {
+    pub async fn payment_change(&self, c: &PaymentChange) -> Result<Vec<OutboxRecord>, EventError> {
         let p = &c.payment;
         let mut rows = Vec::new();
         let payment = || PaymentResponse::from(p.clone());
@@ -379,7 +421,7 @@ impl Webhooks {
         Ok(rows)
     }
 
-    /// `import.finished|aborted`, with `import` as `GET /tokens/imports/{id}` shows it after the change
+    /// `import.finished|aborted`, with `import` (a `model::import::Import`) as `GET /tokens/imports/{id}` shows it after the change
     /// (status, `finished_at`, counters; the Stripe key `[REDACTED]`). The import code calls this just
     /// before the transaction that ends the import, passes the rows to its store method, and that method
     /// writes them with `Self::write_outbox(&mut tx, rows)` before committing, only if the import really
@@ -390,7 +432,7 @@ impl Webhooks {
         outcome: ImportOutcome,
         import_id: Uuid,
         import: &T,
-    ) -> StoreResult<Vec<OutboxRecord>> {
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         let event = match outcome {
             ImportOutcome::Finished => EventType::ImportFinished,
             ImportOutcome::Aborted => EventType::ImportAborted,
