@@ -342,11 +342,9 @@ impl Imports {
             Err(TokenError::Store(StoreError::Constraint(_))) => self
                 .existing(account_id, business_key)
                 .await?
-                .ok_or_else(|| {
-                    IngestError::Token(TokenError::Internal(InternalError::Unsettled(
-                        "a token with this business key vanished",
-                    )))
-                }),
+                .ok_or(IngestError::Token(TokenError::Internal(
+                    InternalError::Unsettled("a token with this business key vanished"),
+                ))),
             Err(err) => Err(IngestError::Token(err)),
         }
     }
@@ -459,5 +457,17 @@ mod tests {
         assert_eq!(Sha256::digest(secret.as_bytes()).to_vec(), digest);
         assert!(parse_ingest_key("sr_abc_def").is_none());
         assert!(parse_ingest_key(&format!("sri_{}_", id.simple())).is_none());
+    }
+
+    /// The store's SQL guards repeat the moves in SQL; they must allow exactly what `ImportStatus` does.
+    #[test]
+    fn the_stores_end_guards_allow_exactly_the_moves_of_import_status() {
+        for next in [ImportStatus::Finished, ImportStatus::Aborted] {
+            let guard = crate::store::imports::end_import_guard(next.as_str());
+            for from in ImportStatus::ALL {
+                let named = guard.contains(&format!("'{from}'"));
+                assert_eq!(named, from.can_move_to(next), "{from} -> {next}: {guard}");
+            }
+        }
     }
 }
