@@ -152,7 +152,7 @@ impl Run<'_> {
     async fn drive(&self) -> Result<(), Stop> {
         let store = &self.imports.store;
         let id = self.import.id;
-        if status_of(self.import)? == ImportStatus::Preparing {
+        if status_of(self.import)?.can_move_to(ImportStatus::Running) {
             // One small list call proves the key works and may read customers.
             self.stripe
                 .list_customers(None, 1)

@@ -1,6 +1,6 @@
 //! Token imports from a processor (Stripe): starting one with its sealed key and its own ingest key,
-//! reading and aborting it, and the ingest step that turns a forwarded card into a token. The job that
-//! drives an import lives in `import_job`.
+//! reading, listing and aborting imports and their failures, and the ingest step that turns a forwarded
+//! card into a token. The moves between statuses are `ImportStatus`'s; the job lives in `import_job`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -421,7 +421,7 @@ impl Webhooks {
         Ok(rows)
     }
 
-    /// `import.finished|aborted`, with `import` (a `model::import::Import`) as `GET /tokens/imports/{id}` shows it after the change
+    /// `import.finished|aborted`, with `import` as `GET /tokens/imports/{id}` shows it after the change
     /// (status, `finished_at`, counters; the Stripe key `[REDACTED]`). The import code calls this just
     /// before the transaction that ends the import, passes the rows to its store method, and that method
     /// writes them with `Self::write_outbox(&mut tx, rows)` before committing, only if the import really
