@@ -81,3 +81,74 @@ pub fn account(a: StoredAccount) -> Account {
         created_at: at(a.created_at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn token_record() -> TokenRecord {
+        TokenRecord {
+            id: Uuid::nil(),
+            account_id: Uuid::nil(),
+            created_at: Ts::from_micros(1_500_000).unwrap(),
+            expiry_month: 4,
+            expiry_year: 2031,
+            cardholder_name: None,
+            issuer_identification_number: "41111111".into(),
+            masked_account_number: "411111XXXXXX1111".into(),
+            account_number_last_four: "1111".into(),
+            account_number_length: 16,
+            scheme: "VISA".into(),
+            status: "active".into(),
+            fingerprint: vec![1],
+            sealed_card: vec![2],
+            business_key: Some("pm_1".into()),
+            import_provider: Some("stripe".into()),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn a_token_serialises_field_for_field_as_the_wire_shows_it() {
+        let json = serde_json::to_string(&token(token_record(), "http://h").unwrap()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"00000000-0000-0000-0000-000000000000","created_at":"1970-01-01T00:00:01.500Z","expiry_month":4,"expiry_year":2031,"issuer_identification_number":"41111111","masked_account_number":"411111XXXXXX1111","account_number_last_four":"1111","account_number_length":16,"scheme":"VISA","status":"active","network_token_status":"not_available","card_art_url":"http://h/tokens/card-art/00000000-0000-0000-0000-000000000000","identity_and_verification":"none","business_key":"pm_1","import_provider":"stripe"}"#
+        );
+    }
+
+    #[test]
+    fn an_import_shows_both_spellings_of_its_counter_and_never_its_keys() {
+        let record = ImportRecord {
+            id: Uuid::nil(),
+            account_id: Uuid::nil(),
+            provider: "stripe".into(),
+            status: "aborted".into(),
+            sealed_api_key: Some(vec![1]),
+            sealed_ingest_key: Some(vec![2]),
+            ingest_key_digest: Some(vec![3]),
+            position: None,
+            attempts: 3,
+            successes: 2,
+            failures: 1,
+            created_at: Ts::from_micros(0).unwrap(),
+            updated_at: Ts::from_micros(0).unwrap(),
+            finished_at: Some(Ts::from_micros(2_000_000).unwrap()),
+        };
+        assert_eq!(
+            serde_json::to_string(&import(record).unwrap()).unwrap(),
+            r#"{"id":"00000000-0000-0000-0000-000000000000","created_at":"1970-01-01T00:00:00Z","finished_at":"1970-01-01T00:00:02Z","provider":"stripe","status":"aborted","stripe":{"api_key":"[REDACTED]"},"attemts":3,"attempts":3,"successes":2,"failures":1}"#
+        );
+    }
+
+    #[test]
+    fn a_stored_status_no_table_knows_is_a_corrupt_row() {
+        let mut record = token_record();
+        record.status = "Active".into();
+        assert!(matches!(
+            token(record, ""),
+            Err(StoreError::Corrupt(m)) if m == "not a known TokenStatus"
+        ));
+    }
+}

@@ -1,4 +1,5 @@
-//! The account object: what `GET /account` answers about the account of the API key in use.
+//! The account object: what `GET /account` answers about the account of the API key in use. Built
+//! from the stored account by `domain::objects`; keys and their digests never get here.
 
 use serde::Serialize;
 use utoipa::ToSchema;
