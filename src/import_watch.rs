@@ -8,6 +8,8 @@ use anyhow::Context;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::imports::status_of;
+use crate::model::import::ImportStatus;
 use crate::server;
 use crate::store::ImportRecord;
 
@@ -41,15 +43,16 @@ pub async fn watch(config: Config, id: Uuid, interval: Duration) -> anyhow::Resu
             eprintln!("{line}");
             last_line = Instant::now();
         }
-        if !import.is_active() {
+        let status = status_of(&import)?;
+        if status.has_ended() {
             bar.finish_and_clear();
             println!("{line}");
-            break import.status;
+            break status;
         }
         tokio::time::sleep(interval).await;
     };
     store.close().await;
-    if outcome == "aborted" {
+    if outcome == ImportStatus::Aborted {
         anyhow::bail!("the import was aborted; `GET /tokens/imports/{id}/failures` says why");
     }
     Ok(())

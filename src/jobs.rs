@@ -43,15 +43,25 @@ pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, job: &Job) -> Result<(), JobError>;
 }
 
+/// Why a job could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The payload would not encode as JSON.
+    #[error("could not encode the job payload: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Adds a job to the queue, to run as soon as a worker is free.
 pub async fn enqueue(
     store: &DynStore,
     kind: &str,
     payload: &impl Serialize,
     max_attempts: i32,
-) -> StoreResult<Uuid> {
+) -> Result<Uuid, EnqueueError> {
     let id = Uuid::new_v4();
-    let payload = serde_json::to_string(payload).map_err(|e| StoreError::Other(e.to_string()))?;
+    let payload = serde_json::to_string(payload)?;
     store
         .enqueue_job(&NewJob {
             id,

@@ -7,6 +7,11 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::imports::{ImportError, IngestError};
+use crate::domain::payments::PaymentError;
+use crate::domain::tokens::TokenError;
+use crate::domain::webhooks::EventError;
+use crate::domain::InternalError;
 use crate::store::StoreError;
 
 pub use crate::domain::FieldError;
@@ -149,6 +154,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+// The one table from every lower-layer error to the answer the client gets. A cause that must not reach
+// the client goes through `ApiError::internal` (logged, bare 500) or `ApiError::unavailable` (503).
+//
+//   StoreError      Unavailable → 503 UNAVAILABLE; Constraint → 409 CONFLICT; Corrupt, Other → 500
+//   InternalError   any → 500 (an object that would not encode, a flow that could not settle)
+//   EventError      Store → as StoreError; Internal → as InternalError
+//   TokenError      Store → as StoreError; Vault, Internal → 500
+//   ImportError     AlreadyActive, AlreadyEnded → 409 CONFLICT; Store → as StoreError; Vault, Internal → 500
+//   IngestError     Invalid → 422 VALIDATION_ERROR; Token → as TokenError
+//   PaymentError    NotFound → 404; Invalid → 422 at its path; Conflict → 409; Token → as TokenError;
+//                   Store → as StoreError; Internal → 500
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -157,6 +174,67 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict("The request conflicts with the current state")
             }
             StoreError::Corrupt(_) | StoreError::Other(_) => ApiError::internal(&err),
+        }
+    }
+}
+
+impl From<InternalError> for ApiError {
+    fn from(err: InternalError) -> Self {
+        ApiError::internal(&err)
+    }
+}
+
+impl From<EventError> for ApiError {
+    fn from(err: EventError) -> Self {
+        match err {
+            EventError::Store(e) => e.into(),
+            EventError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Store(e) => e.into(),
+            TokenError::Vault(e) => ApiError::internal(&e),
+            TokenError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(err: ImportError) -> Self {
+        match err {
+            ImportError::AlreadyActive => {
+                ApiError::conflict("another import of this account is preparing or running")
+            }
+            ImportError::AlreadyEnded => ApiError::conflict("the import has already ended"),
+            ImportError::Vault(e) => ApiError::internal(&e),
+            ImportError::Store(e) => e.into(),
+            ImportError::Internal(e) => e.into(),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Invalid(errors) => ApiError::validation(errors),
+            IngestError::Token(e) => e.into(),
+        }
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(err: PaymentError) -> Self {
+        match err {
+            PaymentError::NotFound => ApiError::not_found(),
+            PaymentError::Invalid(path, message) => ApiError::invalid(path, message),
+            PaymentError::Conflict(message) => ApiError::conflict(message),
+            PaymentError::Token(e) => e.into(),
+            PaymentError::Store(e) => e.into(),
+            PaymentError::Internal(e) => e.into(),
         }
     }
 }

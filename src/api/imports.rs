@@ -4,55 +4,28 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::auth::{Principal, API_KEY_HEADER};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, PathId, QueryMap};
 use super::pagination::{PageParams, Paginated, Pagination};
-use super::tokens::{actor, TokenResponse};
+use super::tokens::actor;
 use super::AppState;
 use crate::connectors::stripe::StripeKey;
-use crate::domain::imports::{
-    ImportError, ImportResponse, IngestError, BUSINESS_KEY_HEADER, PROVIDER_STRIPE,
-};
-use crate::domain::{present, FieldError};
-use crate::store::{Feature, ImportRecord};
-
-impl From<ImportError> for ApiError {
-    fn from(err: ImportError) -> Self {
-        match err {
-            ImportError::AlreadyActive => {
-                ApiError::conflict("another import of this account is preparing or running")
-            }
-            ImportError::AlreadyEnded => ApiError::conflict("the import has already ended"),
-            ImportError::Vault(e) => ApiError::internal(&e),
-            ImportError::Store(e) => e.into(),
-        }
-    }
-}
-
-/// Why one card, or the whole import, failed. `context` names the payment method, the customer, the HTTP
-/// status and Stripe's error code or message; never card data.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TokensImportFailure)]
-pub struct FailureResponse {
-    /// `destination_error`, `source_error`, `source_unavailable`, `destination_unreachable` or
-    /// `invalid_card_data`.
-    pub reason: String,
-    #[schema(value_type = Object)]
-    pub context: Value,
-}
+use crate::domain::imports::BUSINESS_KEY_HEADER;
+use crate::domain::{objects, present, FieldError};
+use crate::model::import::{Import, ImportFailure, ImportProvider};
+use crate::model::token::Token;
+use crate::store::Feature;
 
 /// A page of imports (documentation of the list's shape).
 #[derive(ToSchema)]
 #[schema(as = TokensImportList)]
 #[allow(dead_code)]
 pub struct ImportList {
-    data: Vec<ImportResponse>,
+    data: Vec<Import>,
     pagination: Pagination,
 }
 
@@ -61,7 +34,7 @@ pub struct ImportList {
 #[schema(as = TokensImportFailureList)]
 #[allow(dead_code)]
 pub struct FailureList {
-    data: Vec<FailureResponse>,
+    data: Vec<ImportFailure>,
     pagination: Pagination,
 }
 
@@ -87,7 +60,7 @@ pub struct NewStripeSettings {
 #[utoipa::path(post, path = "/tokens/imports", tag = "processor_backup", operation_id = "create_tokens_import",
     security(("APIKeyAuth" = [])),
     request_body(content = NewImport, content_type = "application/json"),
-    responses((status = 200, description = "The import, `preparing`", body = ImportResponse),
+    responses((status = 200, description = "The import, `preparing`", body = Import),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "Another import of the account is preparing or running", body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -95,14 +68,14 @@ pub async fn create_import(
     State(state): State<AppState>,
     principal: Principal,
     JsonBody(body): JsonBody,
-) -> ApiResult<Json<ImportResponse>> {
+) -> ApiResult<Json<Import>> {
     principal.require(Feature::CdeImport)?;
     let key = parse_new_import(&body).map_err(ApiError::validation)?;
     let import = state
         .imports
         .create(principal.account_id, &actor(&principal), &key)
         .await?;
-    Ok(Json(import.into()))
+    Ok(Json(import))
 }
 
 fn parse_new_import(body: &Value) -> Result<StripeKey, Vec<FieldError>> {
@@ -117,7 +90,7 @@ fn parse_new_import(body: &Value) -> Result<StripeKey, Vec<FieldError>> {
     }
     match present(object, "provider") {
         None => errors.push(FieldError::new("$.provider", "is required")),
-        Some(Value::String(p)) if p == PROVIDER_STRIPE => {}
+        Some(Value::String(p)) if p.parse() == Ok(ImportProvider::Stripe) => {}
         Some(_) => errors.push(FieldError::new("$.provider", "must be `stripe`")),
     }
     let mut key = None;
@@ -163,14 +136,12 @@ pub async fn list_imports(
     State(state): State<AppState>,
     principal: Principal,
     QueryMap(query): QueryMap,
-) -> ApiResult<Json<Paginated<ImportResponse>>> {
+) -> ApiResult<Json<Paginated<Import>>> {
     let page = page_params(&query)?;
-    let store = &state.store;
-    let rows = store
-        .list_imports(principal.account_id, i64::from(page.limit), page.offset())
+    let (data, total) = state
+        .imports
+        .list(principal.account_id, i64::from(page.limit), page.offset())
         .await?;
-    let total = store.count_imports(principal.account_id).await?;
-    let data = rows.into_iter().map(ImportResponse::from).collect();
     Ok(Json(Paginated::new(data, page, total)))
 }
 
@@ -184,42 +155,39 @@ fn page_params(query: &std::collections::HashMap<String, String>) -> ApiResult<P
     }
 }
 
-async fn own_import(state: &AppState, principal: &Principal, id: Uuid) -> ApiResult<ImportRecord> {
-    state
-        .imports
-        .get(principal.account_id, id)
-        .await?
-        .ok_or_else(ApiError::not_found)
-}
-
 /// Shows an import with its counters (`attemts` = `successes` + `failures` at every moment).
 #[utoipa::path(get, path = "/tokens/imports/{id}", tag = "processor_backup", operation_id = "get_tokens_details",
     security(("APIKeyAuth" = [])), params(("id" = Uuid, Path, description = "The ID of the import.")),
-    responses((status = 200, body = ImportResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Import), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn get_import(
     State(state): State<AppState>,
     principal: Principal,
     PathId(id): PathId,
-) -> ApiResult<Json<ImportResponse>> {
-    Ok(Json(own_import(&state, &principal, id).await?.into()))
+) -> ApiResult<Json<Import>> {
+    let import = state
+        .imports
+        .get(principal.account_id, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(import))
 }
 
 /// Stops an import: it ends `aborted`, its Stripe key is destroyed and its ingest key dies.
 #[utoipa::path(post, path = "/tokens/imports/{id}/abort", tag = "processor_backup", operation_id = "abort_tokens_import",
     security(("APIKeyAuth" = [])), params(("id" = Uuid, Path, description = "The ID of the import.")),
-    responses((status = 200, description = "The import, `aborted`", body = ImportResponse), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "The import, `aborted`", body = Import), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Already finished or aborted", body = ErrorBody)))]
 pub async fn abort_import(
     State(state): State<AppState>,
     principal: Principal,
     PathId(id): PathId,
-) -> ApiResult<Json<ImportResponse>> {
+) -> ApiResult<Json<Import>> {
     let import = state
         .imports
         .abort(principal.account_id, &actor(&principal), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(import.into()))
+    Ok(Json(import))
 }
 
 /// Lists an import's failures in the order they happened.
@@ -231,21 +199,18 @@ pub async fn list_failures(
     principal: Principal,
     PathId(id): PathId,
     QueryMap(query): QueryMap,
-) -> ApiResult<Json<Paginated<FailureResponse>>> {
+) -> ApiResult<Json<Paginated<ImportFailure>>> {
     let page = page_params(&query)?;
-    own_import(&state, &principal, id).await?;
-    let store = &state.store;
-    let rows = store
-        .list_import_failures(id, i64::from(page.limit), page.offset())
-        .await?;
-    let total = store.count_import_failures(id).await?;
-    let data = rows
-        .into_iter()
-        .map(|f| FailureResponse {
-            reason: f.reason,
-            context: serde_json::from_str(&f.context).unwrap_or(Value::Null),
-        })
-        .collect();
+    let (data, total) = state
+        .imports
+        .failures(
+            principal.account_id,
+            id,
+            i64::from(page.limit),
+            page.offset(),
+        )
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(Paginated::new(data, page, total)))
 }
 
@@ -256,12 +221,12 @@ pub async fn list_failures(
 #[utoipa::path(post, path = "/tokens/imports/ingest", tag = "processor_backup", operation_id = "ingest_imported_card",
     request_body(content = super::tokens::CardholderData, content_type = "application/json"),
     params(("X-Strongroom-Business-Key" = String, Header, description = "The payment method id")),
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Token), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Json<Token>> {
     let presented = headers
         .get(API_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -281,13 +246,6 @@ pub async fn ingest(
                 "is required: the payment method id, up to 255 characters",
             )
         })?;
-    let token = state
-        .imports
-        .ingest(&import, business_key, body)
-        .await
-        .map_err(|err| match err {
-            IngestError::Invalid(errors) => ApiError::validation(errors),
-            IngestError::Token(e) => e.into(),
-        })?;
-    Ok(Json(TokenResponse::new(token, state.public_url())))
+    let token = state.imports.ingest(&import, business_key, body).await?;
+    Ok(Json(objects::token(token, state.public_url())?))
 }

@@ -17,22 +17,9 @@ use super::AppState;
 use crate::domain::payments::input::{
     is_currency, validate_amount_only, validate_payment, RequestKind,
 };
-use crate::domain::payments::PaymentError;
 use crate::domain::FieldError;
 use crate::model::payment::{Payment, PaymentStatus, Refund, Transaction, UseCase};
 use crate::store::PaymentFilter;
-
-impl From<PaymentError> for ApiError {
-    fn from(err: PaymentError) -> Self {
-        match err {
-            PaymentError::NotFound => ApiError::not_found(),
-            PaymentError::Invalid(path, message) => ApiError::invalid(path, message),
-            PaymentError::Conflict(message) => ApiError::conflict(message),
-            PaymentError::Token(e) => e.into(),
-            PaymentError::Store(e) => e.into(),
-        }
-    }
-}
 
 /// The body of a payment request (documentation; every field is checked by hand so that all faults are
 /// reported together).

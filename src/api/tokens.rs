@@ -13,77 +13,11 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, PathId, QueryMap};
 use super::pagination::{date_range, PageParams, Paginated, Pagination};
 use super::AppState;
-use crate::domain::tokens::{validate_card, NumberForm, Origin, TokenError};
+use crate::domain::objects;
+use crate::domain::tokens::{validate_card, NumberForm, Origin};
 use crate::model::card::Scheme;
-use crate::store::{Feature, TokenQuery, TokenRecord, Ts};
-
-impl From<TokenError> for ApiError {
-    fn from(err: TokenError) -> Self {
-        match err {
-            TokenError::Store(e) => e.into(),
-            TokenError::Vault(e) => ApiError::internal(&e),
-        }
-    }
-}
-
-/// A Commerce token: the card's non-secret facts. The card number itself never leaves the vault.
-#[derive(Serialize, ToSchema)]
-#[schema(as = HellgateToken)]
-pub struct TokenResponse {
-    pub id: Uuid,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Ts,
-    pub expiry_month: i32,
-    pub expiry_year: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cardholder_name: Option<String>,
-    /// First 8 digits for numbers of 16 digits or more, else first 6.
-    pub issuer_identification_number: String,
-    /// First 6, `X` for each hidden digit, last 4.
-    pub masked_account_number: String,
-    pub account_number_last_four: String,
-    pub account_number_length: i32,
-    #[schema(value_type = Scheme)]
-    pub scheme: String,
-    /// `active` or `invalid`.
-    pub status: String,
-    /// Always `not_available`: this server has no scheme connection for network tokens.
-    pub network_token_status: &'static str,
-    pub card_art_url: String,
-    /// Always `none`.
-    pub identity_and_verification: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub business_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub import_provider: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<Ts>,
-}
-
-impl TokenResponse {
-    pub fn new(token: TokenRecord, public_url: &str) -> Self {
-        Self {
-            card_art_url: format!("{public_url}/tokens/card-art/{}", token.id),
-            id: token.id,
-            created_at: token.created_at,
-            expiry_month: token.expiry_month,
-            expiry_year: token.expiry_year,
-            cardholder_name: token.cardholder_name,
-            issuer_identification_number: token.issuer_identification_number,
-            masked_account_number: token.masked_account_number,
-            account_number_last_four: token.account_number_last_four,
-            account_number_length: token.account_number_length,
-            scheme: token.scheme,
-            status: token.status,
-            network_token_status: "not_available",
-            identity_and_verification: "none",
-            business_key: token.business_key,
-            import_provider: token.import_provider,
-            expires_at: token.expires_at,
-        }
-    }
-}
+use crate::model::token::Token;
+use crate::store::{Feature, TokenQuery, TokenRecord};
 
 /// The request body of `POST /cde-import` (documentation; the handler checks every field itself so that
 /// all faults are reported together).
@@ -115,7 +49,7 @@ pub fn actor(principal: &Principal) -> String {
     security(("APIKeyAuth" = [])),
     request_body(content = CardholderData, content_type = "application/json"),
     responses(
-        (status = 200, description = "Success response", body = TokenResponse),
+        (status = 200, description = "Success response", body = Token),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
@@ -123,7 +57,7 @@ pub async fn cde_import(
     State(state): State<AppState>,
     principal: Principal,
     JsonBody(body): JsonBody,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Json<Token>> {
     principal.require(Feature::CdeImport)?;
     let valid = validate_card(&body, chrono::Utc::now(), NumberForm::Strict)
         .map_err(ApiError::validation)?;
@@ -136,12 +70,12 @@ pub async fn cde_import(
             Origin::default(),
         )
         .await?;
-    Ok(Json(TokenResponse::new(token, state.public_url())))
+    Ok(Json(objects::token(token, state.public_url())?))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenList {
-    pub data: Vec<TokenResponse>,
+    pub data: Vec<Token>,
     pub pagination: Pagination,
 }
 
@@ -158,7 +92,7 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
     QueryMap(query): QueryMap,
-) -> ApiResult<Json<Paginated<TokenResponse>>> {
+) -> ApiResult<Json<Paginated<Token>>> {
     let mut errors = Vec::new();
     let page = PageParams::from_query(&query, &mut errors);
     let (from, until) = date_range(&query, &mut errors);
@@ -188,8 +122,8 @@ pub async fn list_tokens(
     let (rows, total) = state.tokens.list(&q).await?;
     let data = rows
         .into_iter()
-        .map(|t| TokenResponse::new(t, state.public_url()))
-        .collect();
+        .map(|t| objects::token(t, state.public_url()))
+        .collect::<Result<_, _>>()?;
     Ok(Json(Paginated::new(data, page, total)))
 }
 
@@ -204,14 +138,14 @@ async fn own_token(state: &AppState, principal: &Principal, id: Uuid) -> ApiResu
 /// Shows one token.
 #[utoipa::path(get, path = "/tokens/{id}", tag = "tokens_management", security(("APIKeyAuth" = [])),
     params(("id" = Uuid, Path, description = "The token id")),
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Token), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn get_token(
     State(state): State<AppState>,
     principal: Principal,
     PathId(id): PathId,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Json<Token>> {
     let token = own_token(&state, &principal, id).await?;
-    Ok(Json(TokenResponse::new(token, state.public_url())))
+    Ok(Json(objects::token(token, state.public_url())?))
 }
 
 /// Deletes a token: its card data and security code are destroyed, and the id is 404 from then on.

@@ -76,6 +76,17 @@ pub fn secret_matches(secret: &str, stored_digest: &[u8]) -> bool {
 /// Who performs an admin action, for the audit trail.
 pub const ADMIN_CLI: &str = "admin-cli";
 
+/// The account `account_id` as `GET /account` shows it; `None` if there is no such account.
+pub async fn describe(
+    store: &DynStore,
+    account_id: Uuid,
+) -> StoreResult<Option<crate::model::account::Account>> {
+    Ok(store
+        .get_account(account_id)
+        .await?
+        .map(super::objects::account))
+}
+
 pub async fn create_account(
     store: &DynStore,
     name: &str,

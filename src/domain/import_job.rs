@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::imports::{Imports, BUSINESS_KEY_HEADER, IMPORT_JOB, PROVIDER_STRIPE};
+use super::imports::{status_of, ImportError, Imports, BUSINESS_KEY_HEADER, IMPORT_JOB};
+use super::webhooks::ImportOutcome as EndOfImport;
 use crate::connectors::stripe::{Forward, StripeClient, StripeError};
 use crate::jobs::{JobError, JobHandler};
+use crate::model::import::{FailureReason, ImportProvider, ImportStatus};
 use crate::store::{ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
 
 /// Stripe's largest page.
@@ -52,14 +54,28 @@ enum Stop {
     Fatal(ImportFailure),
     /// Stripe is unavailable: the job is tried again later from its position.
     Unavailable(StripeError),
-    Store(StoreError),
+    /// The store failed, or the import could not be ended: the job is tried again.
+    Failed(ImportError),
     /// The import was aborted (or ended) by someone else.
     Ended,
 }
 
 impl From<StoreError> for Stop {
     fn from(err: StoreError) -> Self {
-        Stop::Store(err)
+        Stop::Failed(err.into())
+    }
+}
+
+impl From<ImportError> for Stop {
+    fn from(err: ImportError) -> Self {
+        Stop::Failed(err)
+    }
+}
+
+/// An import the job could not read, move or end is tried again, as when the store fails.
+impl From<ImportError> for JobError {
+    fn from(err: ImportError) -> Self {
+        JobError::Retry(err.to_string())
     }
 }
 
@@ -78,7 +94,7 @@ impl JobHandler for ImportJob {
         let Some(import) = imports.store.get_import(payload.import_id).await? else {
             return Ok(());
         };
-        if !import.is_active() {
+        if !status_of(&import)?.is_active() {
             return Ok(());
         }
         let keys = imports
@@ -104,12 +120,12 @@ impl JobHandler for ImportJob {
         let failure = match run.drive().await {
             Ok(()) | Err(Stop::Ended) => return Ok(()),
             Err(Stop::Fatal(failure)) => failure,
-            Err(Stop::Store(err)) => return Err(err.into()),
+            Err(Stop::Failed(err)) => return Err(err.into()),
             Err(Stop::Unavailable(err)) if job.attempts < job.max_attempts => {
                 return Err(JobError::Retry(err.to_string()));
             }
             Err(Stop::Unavailable(err)) => failure(
-                "source_unavailable",
+                FailureReason::SourceUnavailable,
                 json!({
                     "http_status": err.status(),
                     "stripe_error": err.detail(),
@@ -117,7 +133,9 @@ impl JobHandler for ImportJob {
                 }),
             ),
         };
-        imports.end(import.id, "aborted", Some(&failure)).await?;
+        imports
+            .end(import.id, EndOfImport::Aborted, Some(&failure))
+            .await?;
         tracing::warn!(import = %import.id, reason = %failure.reason, "import aborted");
         Ok(())
     }
@@ -134,7 +152,7 @@ impl Run<'_> {
     async fn drive(&self) -> Result<(), Stop> {
         let store = &self.imports.store;
         let id = self.import.id;
-        if self.import.status == "preparing" {
+        if status_of(self.import)?.can_move_to(ImportStatus::Running) {
             // One small list call proves the key works and may read customers.
             self.stripe
                 .list_customers(None, 1)
@@ -192,7 +210,7 @@ impl Run<'_> {
                 break;
             }
         }
-        if !self.imports.end(id, "finished", None).await? {
+        if !self.imports.end(id, EndOfImport::Finished, None).await? {
             return Err(Stop::Ended);
         }
         tracing::info!(import = %id, "import finished");
@@ -216,7 +234,11 @@ impl Run<'_> {
         let fresh_keys: Vec<String> = fresh.iter().map(|c| c.payment_method.clone()).collect();
         // Imported before (by an earlier import): in the vault already, no need to move the card again.
         let known: HashSet<String> = store
-            .existing_business_keys(import.account_id, PROVIDER_STRIPE, &fresh_keys)
+            .existing_business_keys(
+                import.account_id,
+                ImportProvider::Stripe.as_str(),
+                &fresh_keys,
+            )
             .await?
             .into_iter()
             .collect();
@@ -285,7 +307,7 @@ impl Run<'_> {
                 Some(response) => destination_failure(response.status, &response.body)
                     .map(|(reason, extra)| failure(reason, context(extra))),
                 None => Some(failure(
-                    "destination_error",
+                    FailureReason::DestinationError,
                     context(
                         json!({ "detail": "Stripe returned no response from the destination" }),
                     ),
@@ -294,7 +316,7 @@ impl Run<'_> {
             Err(err) if err.is_key_refused() => return Err(Stop::Fatal(key_refused(&err))),
             Err(err) if err.code() == Some("forwarding_api_inactive") => {
                 return Err(Stop::Fatal(failure(
-                    "source_error",
+                    FailureReason::SourceError,
                     json!({
                         "http_status": err.status(),
                         "stripe_error": err.detail(),
@@ -304,9 +326,9 @@ impl Run<'_> {
             }
             Err(err) => {
                 let reason = match err.status() {
-                    Some(402 | 502 | 504) => "destination_unreachable",
-                    Some(429) | Some(500..=599) | None => "source_unavailable",
-                    Some(_) => "source_error",
+                    Some(402 | 502 | 504) => FailureReason::DestinationUnreachable,
+                    Some(429) | Some(500..=599) | None => FailureReason::SourceUnavailable,
+                    Some(_) => FailureReason::SourceError,
                 };
                 Some(failure(
                     reason,
@@ -322,7 +344,7 @@ impl Run<'_> {
 }
 
 /// Reads our ingest endpoint's answer as relayed by Stripe: `None` when it holds a token.
-fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)> {
+fn destination_failure(status: u16, body: &str) -> Option<(FailureReason, Value)> {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     if status == 200 {
         let has_token = parsed
@@ -334,7 +356,7 @@ fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)>
             None
         } else {
             Some((
-                "destination_error",
+                FailureReason::DestinationError,
                 json!({ "http_status": status, "detail": "the destination answered without a token" }),
             ))
         };
@@ -363,12 +385,12 @@ fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)>
             })
             .unwrap_or_default();
         return Some((
-            "invalid_card_data",
+            FailureReason::InvalidCardData,
             json!({ "http_status": status, "validation_errors": fields }),
         ));
     }
     Some((
-        "destination_error",
+        FailureReason::DestinationError,
         json!({
             "http_status": status,
             "message": message.unwrap_or_else(|| "unreadable answer from the destination".into()),
@@ -376,9 +398,9 @@ fn destination_failure(status: u16, body: &str) -> Option<(&'static str, Value)>
     ))
 }
 
-fn failure(reason: &str, context: Value) -> ImportFailure {
+fn failure(reason: FailureReason, context: Value) -> ImportFailure {
     ImportFailure {
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         context: context.to_string(),
     }
 }
@@ -390,7 +412,7 @@ fn key_refused(err: &StripeError) -> ImportFailure {
         "Stripe refused the API key (wrong, revoked or expired)"
     };
     failure(
-        "source_error",
+        FailureReason::SourceError,
         json!({ "http_status": err.status(), "stripe_error": err.detail(), "detail": detail }),
     )
 }
@@ -401,7 +423,7 @@ fn listing_stop(err: StripeError, customer: Option<&str>) -> Stop {
         Some(401 | 403) => Stop::Fatal(key_refused(&err)),
         Some(429) | Some(500..=599) | None => Stop::Unavailable(err),
         Some(status) => Stop::Fatal(failure(
-            "source_error",
+            FailureReason::SourceError,
             json!({
                 "customer": customer,
                 "http_status": status,
@@ -421,17 +443,17 @@ mod tests {
         let token = r#"{"id":"0b0b0e0e-1111-4222-8333-444455556666"}"#;
         assert!(destination_failure(200, token).is_none());
         assert_eq!(
-            destination_failure(200, "oops").unwrap().0,
+            destination_failure(200, "oops").unwrap().0.as_str(),
             "destination_error"
         );
         let invalid = r#"{"code":422,"message":"Validation error","validation_errors":[{"path":"$.expiry_year","message":"the card has expired"}]}"#;
         let (reason, context) = destination_failure(422, invalid).unwrap();
-        assert_eq!(reason, "invalid_card_data");
+        assert_eq!(reason.as_str(), "invalid_card_data");
         assert_eq!(context["validation_errors"][0]["path"], "$.expiry_year");
         let (reason, context) =
             destination_failure(401, r#"{"message":"No valid means"}"#).unwrap();
         assert_eq!(
-            (reason, context["http_status"].as_u64()),
+            (reason.as_str(), context["http_status"].as_u64()),
             ("destination_error", Some(401))
         );
     }

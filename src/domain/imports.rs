@@ -1,6 +1,6 @@
 //! Token imports from a processor (Stripe): starting one with its sealed key and its own ingest key,
-//! reading and aborting it, and the ingest step that turns a forwarded card into a token. The job that
-//! drives an import lives in `import_job`.
+//! reading, listing and aborting imports and their failures, and the ingest step that turns a forwarded
+//! card into a token. The moves between statuses are `ImportStatus`'s; the job lives in `import_job`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,24 +8,23 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use utoipa::ToSchema;
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::tokens::{validate_card, NumberForm, Origin, TokenError, Tokens};
-use super::webhooks::{ImportOutcome as EndOfImport, Webhooks};
-use super::FieldError;
+use super::webhooks::{EventError, ImportOutcome as EndOfImport, Webhooks};
+use super::{objects, FieldError, InternalError};
 use crate::connectors::stripe::StripeKey;
+use crate::model::import::{Import, ImportFailure, ImportProvider, ImportStatus};
 use crate::store::{
-    AuditEvent, DynStore, ImportFailure, ImportRecord, NewJob, StoreError, TokenRecord, Ts,
+    AuditEvent, DynStore, ImportFailure as FailureRecord, ImportRecord, NewJob, StoreError,
+    TokenRecord, Ts,
 };
 use crate::vault::VaultError;
 
-pub const PROVIDER_STRIPE: &str = "stripe";
 pub const IMPORT_JOB: &str = "import.run";
 /// Ingest keys read `sri_<import id>_<secret>`: they name their import and open nothing else.
 const INGEST_KEY_PREFIX: &str = "sri_";
@@ -55,12 +54,31 @@ pub enum ImportError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
 }
 
 impl From<StoreError> for ImportError {
     fn from(err: StoreError) -> Self {
         ImportError::Store(err)
     }
+}
+
+impl From<EventError> for ImportError {
+    fn from(err: EventError) -> Self {
+        match err {
+            EventError::Store(e) => ImportError::Store(e),
+            EventError::Internal(e) => ImportError::Internal(e),
+        }
+    }
+}
+
+/// The typed status of a stored import; a status no table knows is a corrupt row.
+pub(crate) fn status_of(import: &ImportRecord) -> Result<ImportStatus, StoreError> {
+    import
+        .status
+        .parse()
+        .map_err(|e: crate::model::UnknownValue| StoreError::Corrupt(e.to_string()))
 }
 
 /// Why a forwarded card did not become a token.
@@ -98,47 +116,44 @@ impl Imports {
         })
     }
 
-    /// Ends an active import as `status` (`finished` or `aborted`), destroying its keys, with its
-    /// `import.finished|aborted` event written in the same transaction. The event shows the import as it
-    /// ends, so the end is made against the counters it was built from and tried again if a batch of
-    /// outcomes landed in between. False if the import was not active.
+    /// Ends an active import as `finished` or `aborted` (as `ImportStatus` allows the move), destroying
+    /// its keys, with its `import.finished|aborted` event written in the same transaction. The event shows
+    /// the import as it ends, so the end is made against the counters it was built from and tried again
+    /// if a batch of outcomes landed in between. False if the move is not allowed from where it stands.
     pub(crate) async fn end(
         &self,
         id: Uuid,
-        status: &str,
-        failure: Option<&ImportFailure>,
-    ) -> Result<bool, StoreError> {
+        how: EndOfImport,
+        failure: Option<&FailureRecord>,
+    ) -> Result<bool, ImportError> {
+        let next = match how {
+            EndOfImport::Finished => ImportStatus::Finished,
+            EndOfImport::Aborted => ImportStatus::Aborted,
+        };
         for _ in 0..END_TRIES {
             let Some(current) = self.store.get_import(id).await? else {
                 return Ok(false);
             };
-            if !current.is_active() || (status == "finished" && current.status != "running") {
+            if !status_of(&current)?.can_move_to(next) {
                 return Ok(false);
             }
             let now = Ts::now();
             let mut ended = current.clone();
-            ended.status = status.to_owned();
+            ended.status = next.as_str().to_owned();
             ended.finished_at = Some(now);
-            let which = if status == "finished" {
-                EndOfImport::Finished
-            } else {
-                EndOfImport::Aborted
-            };
             let outbox = self
                 .webhooks
-                .import_event(current.account_id, which, id, &ImportResponse::from(ended))
+                .import_event(current.account_id, how, id, &objects::import(ended)?)
                 .await?;
             if self
                 .store
-                .end_import(id, status, current.attempts, failure, &outbox, now)
+                .end_import(id, next.as_str(), current.attempts, failure, &outbox, now)
                 .await?
             {
                 return Ok(true);
             }
         }
-        Err(StoreError::Other(
-            "the import kept changing while it was being ended".into(),
-        ))
+        Err(InternalError::Unsettled("the import kept changing while it was being ended").into())
     }
 
     /// Creates an import in `preparing` with the job that runs it. The Stripe key and a fresh ingest key
@@ -148,7 +163,7 @@ impl Imports {
         account_id: Uuid,
         actor: &str,
         stripe_key: &StripeKey,
-    ) -> Result<ImportRecord, ImportError> {
+    ) -> Result<Import, ImportError> {
         let id = Uuid::new_v4();
         let vault = &self.tokens.vault;
         let (ingest_key, digest) = mint_ingest_key(id);
@@ -156,8 +171,8 @@ impl Imports {
         let import = ImportRecord {
             id,
             account_id,
-            provider: PROVIDER_STRIPE.to_owned(),
-            status: "preparing".to_owned(),
+            provider: ImportProvider::Stripe.as_str().to_owned(),
+            status: ImportStatus::Preparing.as_str().to_owned(),
             sealed_api_key: Some(
                 vault
                     .seal_bytes(
@@ -202,20 +217,61 @@ impl Imports {
                 other => ImportError::Store(other),
             })?;
         self.audit(account_id, actor, "import.create", id).await?;
-        Ok(import)
+        Ok(objects::import(import)?)
     }
 
-    /// The import if it belongs to `account_id`.
-    pub async fn get(
-        &self,
-        account_id: Uuid,
-        id: Uuid,
-    ) -> Result<Option<ImportRecord>, StoreError> {
+    /// The stored import if it belongs to `account_id`.
+    async fn own(&self, account_id: Uuid, id: Uuid) -> Result<Option<ImportRecord>, StoreError> {
         Ok(self
             .store
             .get_import(id)
             .await?
             .filter(|i| i.account_id == account_id))
+    }
+
+    /// The import if it belongs to `account_id`.
+    pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<Option<Import>, ImportError> {
+        match self.own(account_id, id).await? {
+            Some(import) => Ok(Some(objects::import(import)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of the account's imports, newest first, and how many it has in all.
+    pub async fn list(
+        &self,
+        account_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Import>, u64), ImportError> {
+        let rows = self.store.list_imports(account_id, limit, offset).await?;
+        let total = self.store.count_imports(account_id).await?;
+        let imports = rows
+            .into_iter()
+            .map(objects::import)
+            .collect::<Result<_, _>>()?;
+        Ok((imports, total))
+    }
+
+    /// A page of the failures of the account's import `id` in the order they happened, and how many
+    /// there are in all; `None` if the account has no such import.
+    pub async fn failures(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Option<(Vec<ImportFailure>, u64)>, ImportError> {
+        if self.own(account_id, id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = self.store.list_import_failures(id, limit, offset).await?;
+        let total = self.store.count_import_failures(id).await?;
+        let failures = rows
+            .into_iter()
+            .map(objects::import_failure)
+            .collect::<Result<_, _>>()?;
+        Ok(Some((failures, total)))
     }
 
     /// Moves an active import to `aborted`; its keys are destroyed and its ingest key dies with them.
@@ -224,15 +280,15 @@ impl Imports {
         account_id: Uuid,
         actor: &str,
         id: Uuid,
-    ) -> Result<Option<ImportRecord>, ImportError> {
-        if self.get(account_id, id).await?.is_none() {
+    ) -> Result<Option<Import>, ImportError> {
+        if self.own(account_id, id).await?.is_none() {
             return Ok(None);
         }
-        if !self.end(id, "aborted", None).await? {
+        if !self.end(id, EndOfImport::Aborted, None).await? {
             return Err(ImportError::AlreadyEnded);
         }
         self.audit(account_id, actor, "import.abort", id).await?;
-        Ok(self.get(account_id, id).await?)
+        self.get(account_id, id).await
     }
 
     /// The running import that `presented` is the ingest key of, if any.
@@ -250,7 +306,7 @@ impl Imports {
             .ingest_key_digest
             .as_deref()
             .is_some_and(|d| bool::from(Sha256::digest(secret.as_bytes()).ct_eq(d)));
-        Ok((matches && import.status == "running").then_some(import))
+        Ok((matches && status_of(&import)? == ImportStatus::Running).then_some(import))
     }
 
     /// Turns a card forwarded for `import` into a token with `business_key` (the payment method). A card
@@ -286,11 +342,9 @@ impl Imports {
             Err(TokenError::Store(StoreError::Constraint(_))) => self
                 .existing(account_id, business_key)
                 .await?
-                .ok_or_else(|| {
-                    IngestError::Token(TokenError::Store(StoreError::Other(
-                        "a token with this business key vanished".into(),
-                    )))
-                }),
+                .ok_or(IngestError::Token(TokenError::Internal(
+                    InternalError::Unsettled("a token with this business key vanished"),
+                ))),
             Err(err) => Err(IngestError::Token(err)),
         }
     }
@@ -301,7 +355,7 @@ impl Imports {
         business_key: &str,
     ) -> Result<Option<TokenRecord>, IngestError> {
         self.store
-            .get_token_by_business_key(account_id, PROVIDER_STRIPE, business_key)
+            .get_token_by_business_key(account_id, ImportProvider::Stripe.as_str(), business_key)
             .await
             .map_err(|e| IngestError::Token(TokenError::Store(e)))
     }
@@ -362,53 +416,6 @@ impl From<StoreError> for IngestError {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct StripeSettings {
-    /// Always `[REDACTED]`: the key is never shown again.
-    pub api_key: &'static str,
-}
-
-/// A token import and its progress. `attemts` is the spec's spelling; `attempts` carries the same number.
-#[derive(Serialize, ToSchema)]
-#[schema(as = TokensImport)]
-pub struct ImportResponse {
-    pub id: Uuid,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Ts,
-    /// Only once the import finished or was aborted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub finished_at: Option<Ts>,
-    /// `stripe`.
-    pub provider: String,
-    /// `preparing`, `running`, `finished` or `aborted`.
-    pub status: String,
-    pub stripe: StripeSettings,
-    pub attemts: i64,
-    pub attempts: i64,
-    pub successes: i64,
-    pub failures: i64,
-}
-
-impl From<ImportRecord> for ImportResponse {
-    fn from(i: ImportRecord) -> Self {
-        Self {
-            id: i.id,
-            created_at: i.created_at,
-            finished_at: i.finished_at,
-            provider: i.provider,
-            status: i.status,
-            stripe: StripeSettings {
-                api_key: "[REDACTED]",
-            },
-            attemts: i.attempts,
-            attempts: i.attempts,
-            successes: i.successes,
-            failures: i.failures,
-        }
-    }
-}
-
 /// What a sealed key of an import is bound to: the import and the key's role.
 fn sealing_aad(import_id: Uuid, role: &str) -> Vec<u8> {
     format!("import:{import_id}:{role}").into_bytes()
@@ -450,5 +457,17 @@ mod tests {
         assert_eq!(Sha256::digest(secret.as_bytes()).to_vec(), digest);
         assert!(parse_ingest_key("sr_abc_def").is_none());
         assert!(parse_ingest_key(&format!("sri_{}_", id.simple())).is_none());
+    }
+
+    /// The store's SQL guards repeat the moves in SQL; they must allow exactly what `ImportStatus` does.
+    #[test]
+    fn the_stores_end_guards_allow_exactly_the_moves_of_import_status() {
+        for next in [ImportStatus::Finished, ImportStatus::Aborted] {
+            let guard = crate::store::imports::end_import_guard(next.as_str());
+            for from in ImportStatus::ALL {
+                let named = guard.contains(&format!("'{from}'"));
+                assert_eq!(named, from.can_move_to(next), "{from} -> {next}: {guard}");
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod import_job;
 pub mod imports;
+pub mod objects;
 pub mod payments;
 pub mod tokens;
 pub mod webhooks;
@@ -10,6 +11,26 @@ pub mod webhooks;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+/// A fault of this server that is neither the store's nor the client's. Answered as a bare 500; the
+/// text goes to the log only, and never holds card data or secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// An object would not encode as JSON (a webhook body, a job payload).
+    #[error("could not encode {0} as JSON: {1}")]
+    Encode(&'static str, #[source] serde_json::Error),
+    /// A flow could not reach a consistent end: it kept racing another writer, or what it had just
+    /// seen was gone.
+    #[error("{0}")]
+    Unsettled(&'static str),
+    /// A step would move an object between two statuses its state machine does not join.
+    #[error("a {what} cannot move from {from} to {to}")]
+    IllegalMove {
+        what: &'static str,
+        from: &'static str,
+        to: &'static str,
+    },
+}
 
 /// One fault in a request: `path` is a JSON path into the body (`$.expiry_month`) or names the
 /// parameter (`query.limit`, `path.id`, `header.x-idempotency-key`). The message never repeats the value.

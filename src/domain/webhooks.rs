@@ -22,11 +22,12 @@ use uuid::Uuid;
 pub use delivery::{Deliverer, DELIVERY_JOB};
 pub use registry::{add_webhook, remove_webhook, SigningKey, WebhookError};
 
-use super::payments::state;
-use crate::api::tokens::TokenResponse;
+use super::objects::{self, stored};
+use super::payments::{state, PaymentError};
+use super::InternalError;
 use crate::config::WebhookSettings;
-use crate::jobs::JobHandler;
-use crate::model::payment::{Payment, PaymentStatus, Refund, RefundStatus, UnknownValue};
+use crate::jobs::{JobError, JobHandler};
+use crate::model::payment::{Payment, PaymentStatus, Refund, RefundStatus};
 use crate::store::{
     DynStore, OutboxRecord, PaymentChange, PaymentRecord, RefundRecord, StoreError, StoreResult,
     TokenRecord, Ts,
@@ -170,6 +171,31 @@ impl EventSet {
     }
 }
 
+/// Why the outbox rows of an event could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl From<EventError> for PaymentError {
+    fn from(err: EventError) -> Self {
+        match err {
+            EventError::Store(e) => PaymentError::Store(e),
+            EventError::Internal(e) => PaymentError::Internal(e),
+        }
+    }
+}
+
+/// A job whose events could not be built is tried again, as when the store fails.
+impl From<EventError> for JobError {
+    fn from(err: EventError) -> Self {
+        JobError::Retry(err.to_string())
+    }
+}
+
 /// How an import ended, for `import.finished` and `import.aborted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImportOutcome {
@@ -273,7 +299,19 @@ impl Webhooks {
         event: EventType,
         object_id: Uuid,
         object: impl FnOnce() -> T,
-    ) -> StoreResult<Vec<OutboxRecord>> {
+    ) -> Result<Vec<OutboxRecord>, EventError> {
+        self.outbox_rows_of(account_id, event, object_id, || Ok(object()))
+            .await
+    }
+
+    /// As `outbox_rows`, for an object whose building can fail.
+    async fn outbox_rows_of<T: Serialize>(
+        &self,
+        account_id: Uuid,
+        event: EventType,
+        object_id: Uuid,
+        object: impl FnOnce() -> Result<T, EventError>,
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         let subs = self.subscriptions(account_id).await?;
         let hooks: Vec<Uuid> = subs
             .iter()
@@ -288,9 +326,10 @@ impl Webhooks {
             id: Uuid::new_v4(),
             created_at,
             event,
-            object: &object(),
+            object: &object()?,
         };
-        let text = serde_json::to_string(&body).map_err(|e| StoreError::Other(e.to_string()))?;
+        let text = serde_json::to_string(&body)
+            .map_err(|e| InternalError::Encode("a webhook event body", e))?;
         Ok(hooks
             .into_iter()
             .map(|webhook_id| {
@@ -315,15 +354,18 @@ impl Webhooks {
         &self,
         event: EventType,
         token: &TokenRecord,
-    ) -> StoreResult<Vec<OutboxRecord>> {
-        self.outbox_rows(token.account_id, event, token.id, || {
-            TokenResponse::new(token.clone(), &self.public_url)
+    ) -> Result<Vec<OutboxRecord>, EventError> {
+        self.outbox_rows_of(token.account_id, event, token.id, || {
+            Ok(objects::token(token.clone(), &self.public_url)?)
         })
         .await
     }
 
     /// `payment.processing` for a payment just created.
-    pub async fn payment_created(&self, p: &PaymentRecord) -> StoreResult<Vec<OutboxRecord>> {
+    pub async fn payment_created(
+        &self,
+        p: &PaymentRecord,
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         let events = state::PAYMENT_START.1.iter().map(|e| (*e, None)).collect();
         self.payment_events(p, events).await
     }
@@ -331,16 +373,15 @@ impl Webhooks {
     /// The events of one step of a payment, as the payments' state machine (`payments::state`) gives
     /// them: its move, then a refund accepted (`refund.processing`) or answered (`refund.completed`
     /// with `payment.refunded` and the grown refunded amount, or `refund.failed`).
-    pub async fn payment_change(&self, c: &PaymentChange) -> StoreResult<Vec<OutboxRecord>> {
-        let corrupt = |e: UnknownValue| StoreError::Corrupt(e.to_string());
-        let from: PaymentStatus = c.previous_status.parse().map_err(corrupt)?;
-        let to: PaymentStatus = c.payment.status.parse().map_err(corrupt)?;
+    pub async fn payment_change(&self, c: &PaymentChange) -> Result<Vec<OutboxRecord>, EventError> {
+        let from: PaymentStatus = stored(&c.previous_status)?;
+        let to: PaymentStatus = stored(&c.payment.status)?;
         let mut events: Vec<(EventType, Option<&RefundRecord>)> = state::payment_events(from, to)
             .iter()
             .map(|e| (*e, None))
             .collect();
         for r in c.new_refund.iter().chain(&c.finished_refund) {
-            let status: RefundStatus = r.status.parse().map_err(corrupt)?;
+            let status: RefundStatus = stored(&r.status)?;
             let about = |e: &EventType| (*e, (e.object() == "refund").then_some(r));
             events.extend(state::refund_events(status).iter().map(about));
         }
@@ -353,7 +394,7 @@ impl Webhooks {
         &self,
         p: &PaymentRecord,
         events: Vec<(EventType, Option<&RefundRecord>)>,
-    ) -> StoreResult<Vec<OutboxRecord>> {
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         let mut rows = Vec::new();
         for (event, refund) in events {
             if !self.subscribed(p.account_id, event).await? {
@@ -386,7 +427,7 @@ impl Webhooks {
         outcome: ImportOutcome,
         import_id: Uuid,
         import: &T,
-    ) -> StoreResult<Vec<OutboxRecord>> {
+    ) -> Result<Vec<OutboxRecord>, EventError> {
         let event = match outcome {
             ImportOutcome::Finished => EventType::ImportFinished,
             ImportOutcome::Aborted => EventType::ImportAborted,

@@ -194,21 +194,18 @@ impl CardData {
     }
 }
 
-/// Card schemes, spelled as the spec's enum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub enum Scheme {
-    #[serde(rename = "VISA")]
-    Visa,
-    Mastercard,
-    #[serde(rename = "American Express")]
-    AmericanExpress,
-    Discover,
-    #[serde(rename = "Diners Club")]
-    DinersClub,
-    #[serde(rename = "JCB")]
-    Jcb,
-    UnionPay,
-    Unknown,
+crate::model::string_enum! {
+    /// Card schemes, spelled as the spec's enum.
+    pub enum Scheme {
+        Visa = "VISA",
+        Mastercard = "Mastercard",
+        AmericanExpress = "American Express",
+        Discover = "Discover",
+        DinersClub = "Diners Club",
+        Jcb = "JCB",
+        UnionPay = "UnionPay",
+        Unknown = "Unknown",
+    }
 }
 
 impl Scheme {
@@ -240,32 +237,9 @@ impl Scheme {
         }
     }
 
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Scheme::Visa => "VISA",
-            Scheme::Mastercard => "Mastercard",
-            Scheme::AmericanExpress => "American Express",
-            Scheme::Discover => "Discover",
-            Scheme::DinersClub => "Diners Club",
-            Scheme::Jcb => "JCB",
-            Scheme::UnionPay => "UnionPay",
-            Scheme::Unknown => "Unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Self {
-        [
-            Scheme::Visa,
-            Scheme::Mastercard,
-            Scheme::AmericanExpress,
-            Scheme::Discover,
-            Scheme::DinersClub,
-            Scheme::Jcb,
-            Scheme::UnionPay,
-        ]
-        .into_iter()
-        .find(|s2| s2.as_str() == s)
-        .unwrap_or(Scheme::Unknown)
+    /// The scheme a stored or forwarded name spells; anything else is `Unknown`.
+    pub fn parse(text: &str) -> Self {
+        text.parse().unwrap_or(Scheme::Unknown)
     }
 }
 

@@ -2,134 +2,77 @@
 //! their typed values (statuses, use case, capture mode, transaction kind), each spelled in exactly one
 //! string table. Which moves between statuses are allowed is the domain's business, not this file's.
 
-use std::fmt;
-use std::str::FromStr;
-
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A stored or requested value that is none of an enum's spellings.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{value}` is not a known {what}")]
-pub struct UnknownValue {
-    pub what: &'static str,
-    pub value: String,
-}
+use super::{string_enum, Timestamp};
 
-/// Declares a fieldless enum with its one string table: `ALL`, `as_str`, `FromStr`, `Display` and
-/// `Serialize` (as the string) all read the same table.
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in the order of the string table.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-
-            fn from_str(text: &str) -> Result<Self, UnknownValue> {
-                Self::ALL
-                    .iter()
-                    .copied()
-                    .find(|v| v.as_str() == text)
-                    .ok_or_else(|| UnknownValue { what: $what, value: text.to_owned() })
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum!(
+string_enum! {
     /// The spec's `PaymentStatus`. `open` is the spec's and may be filtered on; no payment of this
     /// server is ever in it.
-    PaymentStatus, "payment status" {
-        Open => "open",
-        Processing => "processing",
-        Failed => "failed",
-        Authorized => "authorized",
-        Capturing => "capturing",
-        Captured => "captured",
-        Settling => "settling",
-        Settled => "settled",
-        Voiding => "voiding",
-        Voided => "voided",
+    pub enum PaymentStatus {
+        Open = "open",
+        Processing = "processing",
+        Failed = "failed",
+        Authorized = "authorized",
+        Capturing = "capturing",
+        Captured = "captured",
+        Settling = "settling",
+        Settled = "settled",
+        Voiding = "voiding",
+        Voided = "voided",
     }
-);
+}
 
-string_enum!(
+string_enum! {
     /// Where a refund is: accepted, then answered by the processor.
-    RefundStatus, "refund status" {
-        Processing => "processing",
-        Completed => "completed",
-        Failed => "failed",
+    pub enum RefundStatus {
+        Processing = "processing",
+        Completed = "completed",
+        Failed = "failed",
     }
-);
+}
 
-string_enum!(
+string_enum! {
     /// What a processor transaction did.
-    TransactionKind, "transaction kind" {
-        Authorization => "authorization",
-        Capture => "capture",
-        Void => "void",
-        Refund => "refund",
-        Settlement => "settlement",
+    pub enum TransactionKind {
+        Authorization = "authorization",
+        Capture = "capture",
+        Void = "void",
+        Refund = "refund",
+        Settlement = "settlement",
     }
-);
+}
 
-string_enum!(
+string_enum! {
     /// How the processor answered a transaction.
-    TransactionStatus, "transaction status" {
-        Success => "success",
-        Failure => "failure",
+    pub enum TransactionStatus {
+        Success = "success",
+        Failure = "failure",
     }
-);
+}
 
-string_enum!(
+string_enum! {
     /// Whether an approved authorization is captured at once or waits for `POST /payments/{id}/capture`.
-    CaptureMode, "capture mode" {
-        Automatic => "automatic",
-        Manual => "manual",
+    pub enum CaptureMode {
+        Automatic = "automatic",
+        Manual = "manual",
     }
-);
+}
 
-string_enum!(
+string_enum! {
     /// The spec's `UseCase`: who initiates the payment, and whether it starts or continues a series.
-    UseCase, "use case" {
-        OneOff => "ONE_OFF",
-        Unscheduled => "UNSCHEDULED",
-        SubsequentUnscheduled => "SUBSEQUENT_UNSCHEDULED",
-        Recurring => "RECURRING",
-        SubsequentRecurring => "SUBSEQUENT_RECURRING",
+    pub enum UseCase {
+        OneOff = "ONE_OFF",
+        Unscheduled = "UNSCHEDULED",
+        SubsequentUnscheduled = "SUBSEQUENT_UNSCHEDULED",
+        Recurring = "RECURRING",
+        SubsequentRecurring = "SUBSEQUENT_RECURRING",
     }
-);
+}
 
 impl UseCase {
     /// Whether the cardholder takes part (and so the security code may be used).
@@ -148,11 +91,6 @@ impl UseCase {
             _ => None,
         }
     }
-}
-
-/// RFC 3339 in UTC with a `Z`, as the wire contract asks (the store's timestamps are whole microseconds).
-fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 // The amounts of a payment; all but `requested` are left out while zero.
@@ -175,9 +113,8 @@ pub struct Amounts {
 pub struct Payment {
     pub id: Uuid,
     pub amount: Amounts,
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     pub currency_code: String,
     pub flow_matrix_rule: String,
     pub reference: String,
@@ -217,9 +154,8 @@ pub struct Refund {
     pub status: RefundStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub failure_details: Option<Value>,
@@ -237,9 +173,8 @@ pub struct Transaction {
     #[schema(value_type = String)]
     pub status: TransactionStatus,
     pub amount: i64,
-    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processor_reference: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -260,7 +195,7 @@ mod tests {
         }
         assert_eq!(
             "Captured".parse::<PaymentStatus>().unwrap_err().to_string(),
-            "`Captured` is not a known payment status"
+            "not a known PaymentStatus"
         );
         assert_eq!(
             serde_json::to_string(&[RefundStatus::Completed]).unwrap(),
@@ -275,7 +210,7 @@ mod tests {
             kind: TransactionKind::Capture,
             status: TransactionStatus::Success,
             amount: 5,
-            created_at: DateTime::from_timestamp_micros(1_500_000).unwrap(),
+            created_at: Timestamp(chrono::DateTime::from_timestamp_micros(1_500_000).unwrap()),
             processor_reference: None,
             message: None,
         };

@@ -149,10 +149,7 @@ impl Payments {
         actor: &str,
         customer_present: bool,
     ) -> Result<PaymentRecord, PaymentError> {
-        let capture = payment
-            .capture_mode
-            .parse::<CaptureMode>()
-            .map_err(super::corrupt)?
+        let capture = crate::domain::objects::stored::<CaptureMode>(&payment.capture_mode)?
             == CaptureMode::Automatic;
         let token = self
             .tokens

@@ -11,7 +11,6 @@ pub mod input;
 mod jobs;
 mod list;
 mod modify;
-mod objects;
 mod seed;
 pub mod state;
 
@@ -24,12 +23,13 @@ use uuid::Uuid;
 pub use jobs::{PaymentStep, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, VOID_JOB};
 pub use seed::synthetic_payments;
 
+use super::objects::stored;
 use super::tokens::{TokenError, Tokens};
-use super::webhooks::Webhooks;
+use super::webhooks::{EventError, Webhooks};
+use super::InternalError;
 use crate::connectors::processor::{Outcome, Router};
 use crate::model::payment::{
     Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
-    UnknownValue,
 };
 use crate::store::{
     DynStore, PaymentChange, PaymentRecord, RefundRecord, StoreError, TransactionRecord, Ts,
@@ -49,6 +49,8 @@ pub enum PaymentError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
 }
 
 pub struct Payments {
@@ -59,14 +61,9 @@ pub struct Payments {
     webhooks: Arc<Webhooks>,
 }
 
-/// A stored spelling this build does not know: the row is damaged.
-fn corrupt(err: UnknownValue) -> StoreError {
-    StoreError::Corrupt(err.to_string())
-}
-
 /// The status of a stored payment.
 fn status(payment: &PaymentRecord) -> Result<PaymentStatus, StoreError> {
-    payment.status.parse().map_err(corrupt)
+    stored(&payment.status)
 }
 
 fn set_status(payment: &mut PaymentRecord, status: PaymentStatus) {
@@ -74,7 +71,7 @@ fn set_status(payment: &mut PaymentRecord, status: PaymentStatus) {
 }
 
 fn refund_status(refund: &RefundRecord) -> Result<RefundStatus, StoreError> {
-    refund.status.parse().map_err(corrupt)
+    stored(&refund.status)
 }
 
 fn transaction(
@@ -163,16 +160,18 @@ impl Payments {
 
     /// Saves one step with the webhook events its moves emit, in one transaction. `false`: the payment
     /// (or the refund) changed since it was read, and nothing was saved.
-    async fn apply(&self, step: &mut PaymentChange) -> Result<bool, StoreError> {
-        let from = step.previous_status.parse().map_err(corrupt)?;
+    async fn apply(&self, step: &mut PaymentChange) -> Result<bool, EventError> {
+        let from = stored::<PaymentStatus>(&step.previous_status)?;
         let to = status(&step.payment)?;
         if from != to && !state::can_move(from, to) {
-            return Err(StoreError::Other(format!(
-                "a payment cannot move from {from} to {to}"
-            )));
+            return Err(EventError::Internal(InternalError::IllegalMove {
+                what: "payment",
+                from: from.as_str(),
+                to: to.as_str(),
+            }));
         }
         step.outbox = self.webhooks.payment_change(step).await?;
-        self.store.apply_payment_change(step).await
+        Ok(self.store.apply_payment_change(step).await?)
     }
 
     /// The stored payment of the account.

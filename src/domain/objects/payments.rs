@@ -4,7 +4,7 @@
 
 use serde_json::value::RawValue;
 
-use super::corrupt;
+use super::{at, stored};
 use crate::model::payment::{Amounts, Payment, Refund, Transaction};
 use crate::store::{PaymentRecord, RefundRecord, StoreError, TransactionRecord};
 
@@ -35,12 +35,12 @@ impl TryFrom<PaymentRecord> for Payment {
                 voided: positive(p.amount_voided),
                 refunded: positive(p.amount_refunded),
             },
-            created_at: p.created_at.datetime(),
+            created_at: at(p.created_at),
             currency_code: p.currency_code,
             flow_matrix_rule: p.flow_matrix_rule,
             reference: p.reference,
-            status: p.status.parse().map_err(corrupt)?,
-            use_case: p.use_case.parse().map_err(corrupt)?,
+            status: stored(&p.status)?,
+            use_case: stored(&p.use_case)?,
             source,
             metadata: p.metadata.and_then(raw),
             failure_details: p.failure_details.and_then(raw),
@@ -60,9 +60,9 @@ impl TryFrom<RefundRecord> for Refund {
             payment_id: r.payment_id,
             amount: r.amount,
             currency_code: r.currency_code,
-            status: r.status.parse().map_err(corrupt)?,
+            status: stored(&r.status)?,
             reference: r.reference,
-            created_at: r.created_at.datetime(),
+            created_at: at(r.created_at),
             failure_details: r
                 .failure_details
                 .and_then(|s| serde_json::from_str(&s).ok()),
@@ -76,10 +76,10 @@ impl TryFrom<TransactionRecord> for Transaction {
     fn try_from(t: TransactionRecord) -> Result<Self, StoreError> {
         Ok(Self {
             id: t.id,
-            kind: t.kind.parse().map_err(corrupt)?,
-            status: t.status.parse().map_err(corrupt)?,
+            kind: stored(&t.kind)?,
+            status: stored(&t.status)?,
             amount: t.amount,
-            created_at: t.created_at.datetime(),
+            created_at: at(t.created_at),
             processor_reference: t.processor_reference,
             message: t.message,
         })

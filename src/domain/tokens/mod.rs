@@ -1,0 +1,244 @@
+//! Tokens: the token service (create, read, list, delete, consume, open) over the vault and the
+//! store, with the webhook events each change causes. Checking card data lives in `validate`, the
+//! group-commit writer in `writer`.
+
+mod validate;
+mod writer;
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+pub use validate::{validate_card, NumberForm, ValidCard};
+pub use writer::TokenWriter;
+
+use super::webhooks::{EventError, EventType, Webhooks};
+use super::InternalError;
+use crate::model::card::{CardData, Scheme};
+use crate::model::token::TokenStatus;
+use crate::store::{AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
+use crate::vault::cvc::CvcCache;
+use crate::vault::{Vault, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl From<EventError> for TokenError {
+    fn from(err: EventError) -> Self {
+        match err {
+            EventError::Store(e) => TokenError::Store(e),
+            EventError::Internal(e) => TokenError::Internal(e),
+        }
+    }
+}
+
+/// Where a token came from, for tokens made by an import.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    pub business_key: Option<String>,
+    pub import_provider: Option<String>,
+}
+
+/// The token service: what the API and the import job call.
+pub struct Tokens {
+    store: DynStore,
+    pub vault: Arc<Vault>,
+    pub cvc: Arc<CvcCache>,
+    writer: TokenWriter,
+    webhooks: Arc<Webhooks>,
+}
+
+impl Tokens {
+    pub fn new(
+        store: DynStore,
+        vault: Arc<Vault>,
+        cvc: Arc<CvcCache>,
+        webhooks: Arc<Webhooks>,
+    ) -> Self {
+        let writer = TokenWriter::spawn(store.clone());
+        Self {
+            store,
+            vault,
+            cvc,
+            writer,
+            webhooks,
+        }
+    }
+
+    /// Seals the card, stores the token durably (with its audit event) and keeps the security code in memory.
+    pub async fn create(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        valid: ValidCard,
+        origin: Origin,
+    ) -> Result<TokenRecord, TokenError> {
+        let id = Uuid::new_v4();
+        let sealed = self.vault.seal(account_id, id, &valid.card).await?;
+        let card = &valid.card;
+        let record = TokenRecord {
+            id,
+            account_id,
+            created_at: Ts::now(),
+            expiry_month: i32::from(card.expiry_month),
+            expiry_year: i32::from(card.expiry_year),
+            cardholder_name: card.cardholder_name.clone(),
+            issuer_identification_number: card.pan.issuer_identification_number(),
+            masked_account_number: card.pan.masked(),
+            account_number_last_four: card.pan.last_four(),
+            account_number_length: card.pan.len() as i32,
+            scheme: card.pan.scheme().as_str().to_owned(),
+            status: TokenStatus::Active.as_str().to_owned(),
+            fingerprint: sealed.fingerprint,
+            sealed_card: sealed.sealed_card,
+            business_key: origin.business_key,
+            import_provider: origin.import_provider,
+            expires_at: None,
+        };
+        let audit = AuditEvent::new(
+            Some(account_id),
+            actor,
+            "token.create",
+            Some(id.to_string()),
+            "success",
+        );
+        let outbox = self
+            .webhooks
+            .token_event(EventType::TokenCreated, &record)
+            .await?;
+        let record = self.writer.insert_notified(record, audit, outbox).await?;
+        if let Some(code) = valid.security_code {
+            self.cvc.put(account_id, id, code).await;
+        }
+        Ok(record)
+    }
+
+    pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<Option<TokenRecord>, TokenError> {
+        Ok(self.store.get_token(account_id, id).await?)
+    }
+
+    pub async fn list(&self, query: &TokenQuery) -> Result<(Vec<TokenRecord>, u64), TokenError> {
+        let rows = self.store.list_tokens(query).await?;
+        let total = self.store.count_tokens(query).await?;
+        Ok((rows, total))
+    }
+
+    /// Destroys the token's card data and security code; false if there was no such token.
+    pub async fn delete(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        id: Uuid,
+    ) -> Result<bool, TokenError> {
+        // The event shows the token as it was, so it is read first, but only if someone listens.
+        let listened = self
+            .webhooks
+            .subscribed(account_id, EventType::TokenDeleted)
+            .await?;
+        let deleted = match listened {
+            false => self.store.delete_token(account_id, id).await?,
+            true => match self.store.get_token(account_id, id).await? {
+                None => false,
+                Some(token) => {
+                    let outbox = self
+                        .webhooks
+                        .token_event(EventType::TokenDeleted, &token)
+                        .await?;
+                    self.store
+                        .delete_token_with_outbox(account_id, id, &outbox)
+                        .await?
+                }
+            },
+        };
+        if deleted {
+            self.cvc.drop_code(id).await;
+            self.store
+                .insert_audit_event(&AuditEvent::new(
+                    Some(account_id),
+                    actor,
+                    "token.delete",
+                    Some(id.to_string()),
+                    "success",
+                ))
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Drops the cached security code of an existing token; false if there is no such token.
+    pub async fn consume(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        id: Uuid,
+    ) -> Result<bool, TokenError> {
+        let Some(token) = self.store.get_token(account_id, id).await? else {
+            return Ok(false);
+        };
+        let dropped = self.cvc.drop_code(id).await;
+        let outcome = if dropped {
+            "success"
+        } else {
+            "no_security_code"
+        };
+        let audit = AuditEvent::new(
+            Some(account_id),
+            actor,
+            "token.consume",
+            Some(id.to_string()),
+            outcome,
+        );
+        // Dropping the code is the one change a token undergoes short of deletion: `token.updated`.
+        let outbox = match dropped {
+            true => {
+                self.webhooks
+                    .token_event(EventType::TokenUpdated, &token)
+                    .await?
+            }
+            false => Vec::new(),
+        };
+        if outbox.is_empty() {
+            self.store.insert_audit_event(&audit).await?;
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .touch_token_with_outbox(account_id, id, &audit, &outbox)
+            .await?)
+    }
+
+    /// Opens a token's card data for use; every such access is audited.
+    pub async fn open(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        token: &TokenRecord,
+    ) -> Result<CardData, TokenError> {
+        let opened = self
+            .vault
+            .open(account_id, token.id, &token.sealed_card)
+            .await;
+        let outcome = if opened.is_ok() { "success" } else { "failure" };
+        self.store
+            .insert_audit_event(&AuditEvent::new(
+                Some(account_id),
+                actor,
+                "token.read_card",
+                Some(token.id.to_string()),
+                outcome,
+            ))
+            .await?;
+        Ok(opened?)
+    }
+
+    pub fn scheme_of(token: &TokenRecord) -> Scheme {
+        Scheme::parse(&token.scheme)
+    }
+}

@@ -1,0 +1,94 @@
+//! The group-commit token writer: concurrent token inserts share one transaction, so that a durable
+//! commit (one fsync on SQLite) serves a whole batch; one bad row never fails its neighbours.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenRecord};
+
+type Pending = (
+    TokenRecord,
+    AuditEvent,
+    Vec<OutboxRecord>,
+    oneshot::Sender<Result<TokenRecord, StoreError>>,
+);
+
+/// Batches concurrent token inserts into one transaction each, so that SQLite's `synchronous=FULL`
+/// costs one fsync per batch rather than per token. A caller is answered only after its batch committed.
+#[derive(Clone)]
+pub struct TokenWriter {
+    tx: mpsc::Sender<Pending>,
+}
+
+const MAX_BATCH: usize = 200;
+
+impl TokenWriter {
+    pub fn spawn(store: DynStore) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(store, rx));
+        Self { tx }
+    }
+
+    /// Stores the token with its audit event; hands the record back once it is durable.
+    pub async fn insert(
+        &self,
+        token: TokenRecord,
+        audit: AuditEvent,
+    ) -> Result<TokenRecord, StoreError> {
+        self.insert_notified(token, audit, Vec::new()).await
+    }
+
+    /// Stores the token with its audit event and webhook outbox rows, in the same commit.
+    pub async fn insert_notified(
+        &self,
+        token: TokenRecord,
+        audit: AuditEvent,
+        outbox: Vec<OutboxRecord>,
+    ) -> Result<TokenRecord, StoreError> {
+        let stopped = || StoreError::Unavailable("the token writer has stopped".into());
+        let (done, answer) = oneshot::channel();
+        self.tx
+            .send((token, audit, outbox, done))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
+    let mut pending = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
+        let (rows, rest): (Vec<_>, Vec<_>) = pending
+            .drain(..)
+            .map(|(t, a, outbox, done)| ((t, a), (outbox, done)))
+            .unzip();
+        let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+        // Accounts without webhooks keep the plain insert; the outbox joins the batch's commit.
+        let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
+        let written = if outbox.is_empty() {
+            store.insert_tokens(&rows).await
+        } else {
+            store.insert_tokens_with_outbox(&rows, &outbox).await
+        };
+        match written {
+            Ok(()) => {
+                for ((token, _), done) in rows.into_iter().zip(answers) {
+                    let _ = done.send(Ok(token));
+                }
+            }
+            // One bad row must not fail its neighbours: write them one by one to find it.
+            Err(StoreError::Constraint(_)) if rows.len() > 1 => {
+                for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
+                    let result = store
+                        .insert_tokens_with_outbox(std::slice::from_ref(&row), &outbox)
+                        .await;
+                    let _ = done.send(result.map(|()| row.0));
+                }
+            }
+            Err(err) => {
+                for done in answers {
+                    let _ = done.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The token object: what `GET /tokens/{id}` answers and what `token.*` webhooks carry, with its typed
+//! values. Built from a stored token by `domain::objects`; the card number itself never gets here.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::card::Scheme;
+use super::import::ImportProvider;
+use super::{string_enum, Timestamp};
+
+string_enum! {
+    /// Whether a token can be used.
+    pub enum TokenStatus {
+        Active = "active",
+        Invalid = "invalid",
+    }
+}
+
+string_enum! {
+    /// The network token of a card; this server has no scheme connection, so there never is one.
+    pub enum NetworkTokenStatus {
+        NotAvailable = "not_available",
+    }
+}
+
+string_enum! {
+    /// Identity and verification checks done on the card; this server does none.
+    pub enum IdentityAndVerification {
+        None = "none",
+    }
+}
+
+/// A Commerce token: the card's non-secret facts. The card number itself never leaves the vault.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = HellgateToken)]
+pub struct Token {
+    pub id: Uuid,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    pub expiry_month: i32,
+    pub expiry_year: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cardholder_name: Option<String>,
+    /// First 8 digits for numbers of 16 digits or more, else first 6.
+    pub issuer_identification_number: String,
+    /// First 6, `X` for each hidden digit, last 4.
+    pub masked_account_number: String,
+    pub account_number_last_four: String,
+    pub account_number_length: i32,
+    pub scheme: Scheme,
+    /// `active` or `invalid`.
+    #[schema(value_type = String)]
+    pub status: TokenStatus,
+    /// Always `not_available`: this server has no scheme connection for network tokens.
+    #[schema(value_type = String)]
+    pub network_token_status: NetworkTokenStatus,
+    pub card_art_url: String,
+    /// Always `none`.
+    #[schema(value_type = String)]
+    pub identity_and_verification: IdentityAndVerification,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub import_provider: Option<ImportProvider>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
