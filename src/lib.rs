@@ -10,6 +10,8 @@ pub mod connectors;
 pub mod domain;
 pub mod import_watch;
 pub mod jobs;
+#[cfg(test)]
+mod layers;
 pub mod model;
 pub mod server;
 pub mod store;
