@@ -1,6 +1,7 @@
 //! The command line: `serve` and the admin commands, which use the same settings as `serve` and work
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
+mod import_watch;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -191,7 +192,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             quiet,
         }) => seed_payments(config, count, account, days, quiet).await,
         Command::Import(ImportCommand::Watch { id, interval_ms }) => {
-            crate::import_watch::watch(config, id, Duration::from_millis(interval_ms.max(50))).await
+            import_watch::watch(config, id, Duration::from_millis(interval_ms.max(50))).await
         }
         Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
             let store = server::open_store(&config).await?;

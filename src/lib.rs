@@ -8,7 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod domain;
-pub mod import_watch;
 pub mod jobs;
 #[cfg(test)]
 mod layers;

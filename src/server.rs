@@ -15,7 +15,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::connectors::processor::{Router, Sandbox};
 use crate::domain::accounts::{self, ApiKeySecret};
-use crate::domain::import_job::ImportJob;
+use crate::domain::imports::job::ImportJob;
 use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::tokens::Tokens;

@@ -1,7 +1,6 @@
 //! The domain layer: validation, state machines and multi-step flows over the store.
 
 pub mod accounts;
-pub mod import_job;
 pub mod imports;
 pub mod objects;
 pub mod payments;

@@ -1,6 +1,8 @@
 //! Token imports from a processor (Stripe): starting one with its sealed key and its own ingest key,
 //! reading, listing and aborting imports and their failures, and the ingest step that turns a forwarded
-//! card into a token. The moves between statuses are `ImportStatus`'s; the job lives in `import_job`.
+//! card into a token. The moves between statuses are `ImportStatus`'s; the job lives in `job.rs`.
+
+pub mod job;
 
 use std::sync::Arc;
 use std::time::Duration;

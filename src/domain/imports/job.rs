@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::imports::{status_of, ImportError, Imports, BUSINESS_KEY_HEADER, IMPORT_JOB};
-use super::webhooks::ImportOutcome as EndOfImport;
+use super::{status_of, ImportError, Imports, BUSINESS_KEY_HEADER, IMPORT_JOB};
 use crate::connectors::stripe::{Forward, StripeClient, StripeError};
+use crate::domain::webhooks::ImportOutcome as EndOfImport;
 use crate::jobs::{JobError, JobHandler};
 use crate::model::import::{FailureReason, ImportProvider, ImportStatus};
 use crate::store::{ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
