@@ -12,7 +12,7 @@ use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::store::{
-    Account, ApiKeyRecord, AuditEvent, DynStore, FeatureSet, StoreError, StoreResult, Ts,
+    Account, Action, ApiKeyRecord, AuditEvent, DynStore, FeatureSet, StoreError, StoreResult, Ts,
 };
 
 const KEY_PREFIX: &str = "sr_";
@@ -95,7 +95,7 @@ pub async fn create_account(
         store,
         Some(account.id),
         actor,
-        "account.create",
+        Action::AccountCreate,
         Some(account.id.to_string()),
     )
     .await?;
@@ -103,7 +103,7 @@ pub async fn create_account(
         store,
         Some(account.id),
         actor,
-        "api_key.create",
+        Action::ApiKeyCreate,
         Some(key.id.to_string()),
     )
     .await?;
@@ -129,7 +129,7 @@ pub async fn bootstrap_default_account(
         store,
         Some(account.id),
         "server-bootstrap",
-        "account.create",
+        Action::AccountCreate,
         Some(account.id.to_string()),
     )
     .await?;
@@ -161,7 +161,7 @@ pub async fn create_key(
         store,
         Some(account_id),
         actor,
-        "api_key.create",
+        Action::ApiKeyCreate,
         Some(key.id.to_string()),
     )
     .await?;
@@ -187,7 +187,7 @@ pub async fn revoke_key(
         .insert_audit_event(&AuditEvent::new(
             Some(key.account_id),
             actor,
-            "api_key.revoke",
+            Action::ApiKeyRevoke,
             Some(key_id.to_string()),
             outcome,
         ))
@@ -202,7 +202,7 @@ async fn audit(
     store: &DynStore,
     account: Option<Uuid>,
     actor: &str,
-    action: &str,
+    action: Action,
     target: Option<String>,
 ) -> StoreResult<()> {
     store

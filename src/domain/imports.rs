@@ -21,7 +21,7 @@ use super::tokens::{validate_card, NumberForm, Origin, TokenError, Tokens};
 use super::webhooks::{ImportOutcome as EndOfImport, Webhooks};
 use super::FieldError;
 use crate::store::{
-    AuditEvent, DynStore, ImportFailure, ImportRecord, NewJob, StoreError, TokenRecord, Ts,
+    Action, AuditEvent, DynStore, ImportFailure, ImportRecord, NewJob, StoreError, TokenRecord, Ts,
 };
 use crate::vault::VaultError;
 
@@ -201,7 +201,8 @@ impl Imports {
                 StoreError::Constraint(_) => ImportError::AlreadyActive,
                 other => ImportError::Store(other),
             })?;
-        self.audit(account_id, actor, "import.create", id).await?;
+        self.audit(account_id, actor, Action::ImportCreate, id)
+            .await?;
         Ok(import)
     }
 
@@ -231,7 +232,8 @@ impl Imports {
         if !self.end(id, "aborted", None).await? {
             return Err(ImportError::AlreadyEnded);
         }
-        self.audit(account_id, actor, "import.abort", id).await?;
+        self.audit(account_id, actor, Action::ImportAbort, id)
+            .await?;
         Ok(self.get(account_id, id).await?)
     }
 
@@ -341,7 +343,7 @@ impl Imports {
         &self,
         account_id: Uuid,
         actor: &str,
-        action: &str,
+        action: Action,
         id: Uuid,
     ) -> Result<(), StoreError> {
         self.store

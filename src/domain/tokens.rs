@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::cards::{CardData, Pan, Scheme, SecurityCode};
 use super::webhooks::{EventType, Webhooks};
 use super::{fault, present, FieldError};
-use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenQuery, TokenRecord, Ts};
+use crate::store::{
+    Action, AuditEvent, DynStore, OutboxRecord, StoreError, TokenQuery, TokenRecord, Ts,
+};
 use crate::vault::cvc::CvcCache;
 use crate::vault::{Vault, VaultError};
 
@@ -253,7 +255,7 @@ impl Tokens {
         let audit = AuditEvent::new(
             Some(account_id),
             actor,
-            "token.create",
+            Action::TokenCreate,
             Some(id.to_string()),
             "success",
         );
@@ -290,8 +292,15 @@ impl Tokens {
             .webhooks
             .subscribed(account_id, EventType::TokenDeleted)
             .await?;
+        let audit = AuditEvent::new(
+            Some(account_id),
+            actor,
+            Action::TokenDelete,
+            Some(id.to_string()),
+            "success",
+        );
         let deleted = match listened {
-            false => self.store.delete_token(account_id, id).await?,
+            false => self.store.delete_token(account_id, id, &audit, &[]).await?,
             true => match self.store.get_token(account_id, id).await? {
                 None => false,
                 Some(token) => {
@@ -300,22 +309,13 @@ impl Tokens {
                         .token_event(EventType::TokenDeleted, &token)
                         .await?;
                     self.store
-                        .delete_token_with_outbox(account_id, id, &outbox)
+                        .delete_token(account_id, id, &audit, &outbox)
                         .await?
                 }
             },
         };
         if deleted {
             self.cvc.drop_code(id).await;
-            self.store
-                .insert_audit_event(&AuditEvent::new(
-                    Some(account_id),
-                    actor,
-                    "token.delete",
-                    Some(id.to_string()),
-                    "success",
-                ))
-                .await?;
         }
         Ok(deleted)
     }
@@ -339,7 +339,7 @@ impl Tokens {
         let audit = AuditEvent::new(
             Some(account_id),
             actor,
-            "token.consume",
+            Action::TokenConsume,
             Some(id.to_string()),
             outcome,
         );
@@ -358,7 +358,7 @@ impl Tokens {
         }
         Ok(self
             .store
-            .touch_token_with_outbox(account_id, id, &audit, &outbox)
+            .touch_token(account_id, id, &audit, &outbox)
             .await?)
     }
 
@@ -378,7 +378,7 @@ impl Tokens {
             .insert_audit_event(&AuditEvent::new(
                 Some(account_id),
                 actor,
-                "token.read_card",
+                Action::TokenReadCard,
                 Some(token.id.to_string()),
                 outcome,
             ))
@@ -448,13 +448,9 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
             .map(|(t, a, outbox, done)| ((t, a), (outbox, done)))
             .unzip();
         let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
-        // Accounts without webhooks keep the plain insert; the outbox joins the batch's commit.
+        // The outbox joins the batch's commit; accounts without webhooks add nothing to it.
         let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
-        let written = if outbox.is_empty() {
-            store.insert_tokens(&rows).await
-        } else {
-            store.insert_tokens_with_outbox(&rows, &outbox).await
-        };
+        let written = store.insert_tokens(&rows, &outbox).await;
         match written {
             Ok(()) => {
                 for ((token, _), done) in rows.into_iter().zip(answers) {
@@ -465,7 +461,7 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
             Err(StoreError::Constraint(_)) if rows.len() > 1 => {
                 for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
                     let result = store
-                        .insert_tokens_with_outbox(std::slice::from_ref(&row), &outbox)
+                        .insert_tokens(std::slice::from_ref(&row), &outbox)
                         .await;
                     let _ = done.send(result.map(|()| row.0));
                 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use strongroom::domain::accounts::generate_api_key;
-use strongroom::store::{Account, AuditEvent, FeatureSet, StoreError, Ts};
+use strongroom::store::{Account, Action, AuditEvent, FeatureSet, StoreError, Ts};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestDb};
@@ -219,7 +219,11 @@ async fn audit_events_list_newest_first_per_account(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open_store().await;
     let a = Uuid::new_v4();
-    for action in ["first", "second", "third"] {
+    for action in [
+        Action::AccountCreate,
+        Action::ApiKeyCreate,
+        Action::ApiKeyRevoke,
+    ] {
         store
             .insert_audit_event(&AuditEvent::new(Some(a), "test", action, None, "success"))
             .await
@@ -230,7 +234,7 @@ async fn audit_events_list_newest_first_per_account(backend: Backend) {
         .insert_audit_event(&AuditEvent::new(
             Some(Uuid::new_v4()),
             "test",
-            "elsewhere",
+            Action::WebhookAdd,
             None,
             "success",
         ))
@@ -238,6 +242,9 @@ async fn audit_events_list_newest_first_per_account(backend: Backend) {
         .unwrap();
     let events = store.list_audit_events(a, 10).await.unwrap();
     let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["third", "second", "first"]);
+    assert_eq!(
+        actions,
+        ["api_key.revoke", "api_key.create", "account.create"]
+    );
     store.close().await;
 }
