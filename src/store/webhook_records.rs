@@ -39,7 +39,7 @@ impl fmt::Debug for WebhookRecord {
 }
 
 /// One event for one webhook, to be written in the transaction of the change it reports, together
-/// with the job that delivers it. Build them with `domain::webhooks::Webhooks`.
+/// with the job that delivers it. Built by the webhook fan-out above the store.
 #[derive(Clone, Debug)]
 pub struct OutboxRecord {
     /// The delivery's id (one per event and webhook).
