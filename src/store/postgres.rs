@@ -1,4 +1,5 @@
-//! PostgreSQL, for several stateless nodes on one database. Job claiming uses `FOR UPDATE SKIP LOCKED`.
+//! PostgreSQL, for several stateless nodes on one database: its `SqlBackend` (job claiming with
+//! `FOR UPDATE SKIP LOCKED`, the one-statement token batch) and the encoding of `Ts` as TIMESTAMPTZ.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,7 +42,8 @@ impl SqlBackend for PgStore {
     }
 
     /// Each chunk is one statement (`WITH … INSERT INTO tokens …) INSERT INTO audit_events …`), atomic on
-    /// its own; a batch of several chunks, or one with an outbox to write, runs in one transaction.
+    /// its own; a small outbox joins that statement as two more CTEs. A batch of several chunks, or an
+    /// outbox of several, runs in one transaction.
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],

@@ -1,5 +1,6 @@
 //! The embedded default: one SQLite file in WAL mode with `synchronous=FULL`, so that an answered write
-//! survives a kill -9 or a power cut.
+//! survives a kill -9 or a power cut. Its `SqlBackend` writes token batches as one script on a
+//! connection of their own; `Ts` is stored as INTEGER microseconds.
 
 use std::future::Future;
 use std::str::FromStr;
