@@ -42,15 +42,6 @@ pub use vault_keys::{AccountKeysRecord, VaultKeyStore};
 pub use webhook_records::{OutboxRecord, WebhookDelivery, WebhookRecord};
 pub use webhooks::WebhookStore;
 
-/// The storage traits, for callers of `DynStore`: a sub-trait's methods can only be called where the
-/// sub-trait is in scope, so `use crate::store::prelude::*;` brings them all.
-pub mod prelude {
-    pub use super::{
-        AccountStore, AuditStore, IdempotencyStore, ImportStore, JobStore, KeyStore, PaymentStore,
-        Store, TokenStore, VaultKeyStore, WebhookStore,
-    };
-}
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness or foreign-key constraint refused the write; carries the constraint's name.
@@ -103,7 +94,8 @@ pub enum Backend {
 }
 
 /// Everything Strongroom keeps, one sub-trait per resource. Every method is one statement (or one short
-/// transaction where a change and the rows that record it must land together).
+/// transaction where a change and the rows that record it must land together). The sub-traits' methods
+/// are callable on a `DynStore` without importing them: a trait object carries its supertraits' methods.
 #[async_trait]
 pub trait Store:
     AccountStore
