@@ -2,10 +2,10 @@
 //! its token batch writer. The SQL both backends share lives in the resource files; `impl_sql_store!`
 //! stamps it onto a backend, which may use nothing of the backend but this trait.
 
-use async_trait::async_trait;
+use std::future::Future;
+
 use sqlx::migrate::Migrator;
 use sqlx::{Database, QueryBuilder};
-use std::future::Future;
 
 use super::{AuditEvent, Backend, OutboxRecord, StoreResult, TokenRecord};
 
@@ -23,8 +23,8 @@ pub(crate) trait SqlDb: Database {
 }
 
 /// What differs between SQLite and PostgreSQL. Both accept `$N` placeholders and `RETURNING`, and `Ts`
-/// encodes natively on each, so the rest of the SQL is one text.
-#[async_trait]
+/// encodes natively on each, so the rest of the SQL is one text. Its async methods are native (not
+/// boxed): they are only called from the concrete impls `impl_sql_store!` stamps.
 pub(crate) trait SqlBackend: Send + Sync + 'static {
     type DB: SqlDb;
     const BACKEND: Backend;

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -26,7 +25,6 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-#[async_trait]
 impl SqlBackend for PgStore {
     type DB = Postgres;
     const BACKEND: Backend = Backend::Postgres;

@@ -7,7 +7,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::Migrator;
@@ -30,7 +29,6 @@ pub struct SqliteStore {
     batch_writer: SqlitePool,
 }
 
-#[async_trait]
 impl SqlBackend for SqliteStore {
     type DB = Sqlite;
     const BACKEND: Backend = Backend::Sqlite;
