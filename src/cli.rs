@@ -424,7 +424,7 @@ async fn seed_payments(
         .insert_audit_event(&crate::store::AuditEvent::new(
             Some(account_id),
             ADMIN_CLI,
-            "payments.seed",
+            crate::store::Action::PaymentsSeed,
             Some(format!("{count} payments")),
             "success",
         ))

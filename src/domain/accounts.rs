@@ -12,7 +12,7 @@ use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::store::{
-    Account, ApiKeyRecord, AuditEvent, DynStore, FeatureSet, StoreError, StoreResult, Ts,
+    Account, Action, ApiKeyRecord, AuditEvent, DynStore, FeatureSet, StoreError, StoreResult, Ts,
 };
 
 const KEY_PREFIX: &str = "sr_";
@@ -106,7 +106,7 @@ pub async fn create_account(
         store,
         Some(account.id),
         actor,
-        "account.create",
+        Action::AccountCreate,
         Some(account.id.to_string()),
     )
     .await?;
@@ -114,7 +114,7 @@ pub async fn create_account(
         store,
         Some(account.id),
         actor,
-        "api_key.create",
+        Action::ApiKeyCreate,
         Some(key.id.to_string()),
     )
     .await?;
@@ -140,7 +140,7 @@ pub async fn bootstrap_default_account(
         store,
         Some(account.id),
         "server-bootstrap",
-        "account.create",
+        Action::AccountCreate,
         Some(account.id.to_string()),
     )
     .await?;
@@ -172,7 +172,7 @@ pub async fn create_key(
         store,
         Some(account_id),
         actor,
-        "api_key.create",
+        Action::ApiKeyCreate,
         Some(key.id.to_string()),
     )
     .await?;
@@ -198,7 +198,7 @@ pub async fn revoke_key(
         .insert_audit_event(&AuditEvent::new(
             Some(key.account_id),
             actor,
-            "api_key.revoke",
+            Action::ApiKeyRevoke,
             Some(key_id.to_string()),
             outcome,
         ))
@@ -213,7 +213,7 @@ async fn audit(
     store: &DynStore,
     account: Option<Uuid>,
     actor: &str,
-    action: &str,
+    action: Action,
     target: Option<String>,
 ) -> StoreResult<()> {
     store

@@ -1,6 +1,5 @@
 //! Storage of token imports: the import row (status, counters, resume position, sealed keys), the
-//! payment methods each import has counted, and its failures. `ImportStore` is a supertrait of `Store`;
-//! its SQL is shared by both backends through `impl_import_store!`.
+//! payment methods each import has counted, and its failures: `ImportStore` and its SQL.
 
 use std::fmt;
 
@@ -143,263 +142,278 @@ pub(crate) fn end_import_guard(status: &str) -> &'static str {
 }
 
 macro_rules! impl_import_store {
-    ($store:ty, db = $db:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::ImportStore for $store {
-            async fn insert_import(&self, i: &ImportRecord, job: &NewJob) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                let sql = format!(
-                    "INSERT INTO token_imports ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                sqlx::query(&sql)
-                    .bind(i.id)
-                    .bind(i.account_id)
-                    .bind(&i.provider)
-                    .bind(&i.status)
-                    .bind(&i.sealed_api_key)
-                    .bind(&i.sealed_ingest_key)
-                    .bind(&i.ingest_key_digest)
-                    .bind(&i.position)
-                    .bind(i.attempts)
-                    .bind(i.successes)
-                    .bind(i.failures)
-                    .bind(i.created_at)
-                    .bind(i.updated_at)
-                    .bind(i.finished_at)
+    ($store:ty) => {
+        const _: () = {
+            use uuid::Uuid;
+            use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
+            use $crate::store::imports::{end_import_guard, IMPORT_COLUMNS};
+            use $crate::store::jobs::write_job;
+            use $crate::store::tokens::TOKEN_COLUMNS;
+            use $crate::store::webhook_records::write_outbox;
+            use $crate::store::{
+                ImportFailure, ImportOutcome, ImportRecord, ImportStore, NewJob, OutboxRecord, StoreResult,
+                TokenRecord, Ts,
+            };
+
+            type Db = <$store as SqlBackend>::DB;
+
+            #[async_trait::async_trait]
+            impl ImportStore for $store {
+                async fn insert_import(&self, i: &ImportRecord, job: &NewJob) -> StoreResult<()> {
+                    let mut tx = self.pool().begin().await?;
+                    let sql = format!(
+                        "INSERT INTO token_imports ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                        IMPORT_COLUMNS
+                    );
+                    sqlx::query(&sql)
+                        .bind(i.id)
+                        .bind(i.account_id)
+                        .bind(&i.provider)
+                        .bind(&i.status)
+                        .bind(&i.sealed_api_key)
+                        .bind(&i.sealed_ingest_key)
+                        .bind(&i.ingest_key_digest)
+                        .bind(&i.position)
+                        .bind(i.attempts)
+                        .bind(i.successes)
+                        .bind(i.failures)
+                        .bind(i.created_at)
+                        .bind(i.updated_at)
+                        .bind(i.finished_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    write_job::<Db>(&mut tx, job, Ts::now()).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn get_import(&self, id: Uuid) -> StoreResult<Option<ImportRecord>> {
+                    let sql = format!(
+                        "SELECT {} FROM token_imports WHERE id = $1",
+                        IMPORT_COLUMNS
+                    );
+                    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?)
+                }
+
+                async fn list_imports(&self, account_id: Uuid, limit: i64, offset: i64) -> StoreResult<Vec<ImportRecord>> {
+                    let sql = format!(
+                        "SELECT {} FROM token_imports WHERE account_id = $1 \
+                         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                        IMPORT_COLUMNS
+                    );
+                    Ok(sqlx::query_as(&sql)
+                        .bind(account_id)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(self.pool())
+                        .await?)
+                }
+
+                async fn count_imports(&self, account_id: Uuid) -> StoreResult<u64> {
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_imports WHERE account_id = $1")
+                        .bind(account_id)
+                        .fetch_one(self.pool())
+                        .await?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                }
+
+                async fn mark_import_running(&self, id: Uuid, now: Ts) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE token_imports SET status = 'running', updated_at = $2 \
+                         WHERE id = $1 AND status = 'preparing'",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn record_import_outcomes(
+                    &self,
+                    id: Uuid,
+                    outcomes: &[ImportOutcome],
+                    position: Option<&str>,
+                    now: Ts,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    // Takes the row (and SQLite's write lock) first, so that an abort cannot slip in between.
+                    let running = sqlx::query(
+                        "UPDATE token_imports SET updated_at = $2, position = COALESCE($3, position) \
+                         WHERE id = $1 AND status = 'running'",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .bind(position)
                     .execute(&mut *tx)
                     .await?;
-                Self::write_job(&mut *tx, job).await?;
-                tx.commit().await?;
-                Ok(())
-            }
+                    if running.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    let mut new: std::collections::HashSet<String> = std::collections::HashSet::new();
+                    for chunk in outcomes.chunks(INSERT_CHUNK) {
+                        let mut insert = sqlx::QueryBuilder::<Db>::new(
+                            "INSERT INTO token_import_items (import_id, payment_method, succeeded) ",
+                        );
+                        insert.push_values(chunk, |mut row, o| {
+                            row.push_bind(id)
+                                .push_bind(o.payment_method.as_str())
+                                .push_bind(o.failure.is_none());
+                        });
+                        insert.push(" ON CONFLICT DO NOTHING RETURNING payment_method");
+                        let inserted: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                        new.extend(inserted);
+                    }
+                    let mut counted = std::collections::HashSet::new();
+                    let fresh: Vec<&ImportOutcome> = outcomes
+                        .iter()
+                        .filter(|o| new.contains(&o.payment_method) && counted.insert(o.payment_method.as_str()))
+                        .collect();
+                    let failed: Vec<&ImportFailure> = fresh.iter().filter_map(|o| o.failure.as_ref()).collect();
+                    for chunk in failed.chunks(INSERT_CHUNK) {
+                        let mut insert = sqlx::QueryBuilder::<Db>::new(
+                            "INSERT INTO token_import_failures (import_id, reason, context, created_at) ",
+                        );
+                        insert.push_values(chunk, |mut row, f| {
+                            row.push_bind(id)
+                                .push_bind(f.reason.as_str())
+                                .push_bind(f.context.as_str())
+                                .push_bind(now);
+                        });
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    let (all, bad) = (fresh.len() as i64, failed.len() as i64);
+                    if all > 0 {
+                        sqlx::query(
+                            "UPDATE token_imports SET attempts = attempts + $2, successes = successes + $3, \
+                             failures = failures + $4 WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(all)
+                        .bind(all - bad)
+                        .bind(bad)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
 
-            async fn get_import(&self, id: Uuid) -> StoreResult<Option<ImportRecord>> {
-                let sql = format!(
-                    "SELECT {} FROM token_imports WHERE id = $1",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
-            }
+                async fn end_import(
+                    &self,
+                    id: Uuid,
+                    status: &str,
+                    attempts: i64,
+                    failure: Option<&ImportFailure>,
+                    outbox: &[OutboxRecord],
+                    now: Ts,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    let sql = format!(
+                        "UPDATE token_imports SET status = $2, finished_at = $3, updated_at = $3, \
+                         sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL \
+                         WHERE id = $1 AND attempts = $4 AND {}",
+                        end_import_guard(status)
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(id)
+                        .bind(status)
+                        .bind(now)
+                        .bind(attempts)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    if let Some(f) = failure {
+                        sqlx::query(
+                            "INSERT INTO token_import_failures (import_id, reason, context, created_at) \
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(id)
+                        .bind(&f.reason)
+                        .bind(&f.context)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    write_outbox::<Db>(&mut tx, outbox).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
 
-            async fn list_imports(&self, account_id: Uuid, limit: i64, offset: i64) -> StoreResult<Vec<ImportRecord>> {
-                let sql = format!(
-                    "SELECT {} FROM token_imports WHERE account_id = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-                    $crate::store::imports::IMPORT_COLUMNS
-                );
-                Ok(sqlx::query_as(&sql)
-                    .bind(account_id)
+                async fn list_import_failures(&self, id: Uuid, limit: i64, offset: i64) -> StoreResult<Vec<ImportFailure>> {
+                    Ok(sqlx::query_as(
+                        "SELECT reason, context FROM token_import_failures WHERE import_id = $1 \
+                         ORDER BY id LIMIT $2 OFFSET $3",
+                    )
+                    .bind(id)
                     .bind(limit)
                     .bind(offset)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await?)
-            }
-
-            async fn count_imports(&self, account_id: Uuid) -> StoreResult<u64> {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_imports WHERE account_id = $1")
-                    .bind(account_id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(u64::try_from(n).unwrap_or(0))
-            }
-
-            async fn mark_import_running(&self, id: Uuid, now: Ts) -> StoreResult<bool> {
-                let done = sqlx::query(
-                    "UPDATE token_imports SET status = 'running', updated_at = $2 \
-                     WHERE id = $1 AND status = 'preparing'",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn record_import_outcomes(
-                &self,
-                id: Uuid,
-                outcomes: &[ImportOutcome],
-                position: Option<&str>,
-                now: Ts,
-            ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                // Takes the row (and SQLite's write lock) first, so that an abort cannot slip in between.
-                let running = sqlx::query(
-                    "UPDATE token_imports SET updated_at = $2, position = COALESCE($3, position) \
-                     WHERE id = $1 AND status = 'running'",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(position)
-                .execute(&mut *tx)
-                .await?;
-                if running.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
                 }
-                let mut new: std::collections::HashSet<String> = std::collections::HashSet::new();
-                for chunk in outcomes.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO token_import_items (import_id, payment_method, succeeded) ",
-                    );
-                    insert.push_values(chunk, |mut row, o| {
-                        row.push_bind(id)
-                            .push_bind(o.payment_method.as_str())
-                            .push_bind(o.failure.is_none());
-                    });
-                    insert.push(" ON CONFLICT DO NOTHING RETURNING payment_method");
-                    let inserted: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
-                    new.extend(inserted);
-                }
-                let mut counted = std::collections::HashSet::new();
-                let fresh: Vec<&ImportOutcome> = outcomes
-                    .iter()
-                    .filter(|o| new.contains(&o.payment_method) && counted.insert(o.payment_method.as_str()))
-                    .collect();
-                let failed: Vec<&ImportFailure> = fresh.iter().filter_map(|o| o.failure.as_ref()).collect();
-                for chunk in failed.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut insert = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO token_import_failures (import_id, reason, context, created_at) ",
-                    );
-                    insert.push_values(chunk, |mut row, f| {
-                        row.push_bind(id)
-                            .push_bind(f.reason.as_str())
-                            .push_bind(f.context.as_str())
-                            .push_bind(now);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-                let (all, bad) = (fresh.len() as i64, failed.len() as i64);
-                if all > 0 {
-                    sqlx::query(
-                        "UPDATE token_imports SET attempts = attempts + $2, successes = successes + $3, \
-                         failures = failures + $4 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(all)
-                    .bind(all - bad)
-                    .bind(bad)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(true)
-            }
 
-            async fn end_import(
-                &self,
-                id: Uuid,
-                status: &str,
-                attempts: i64,
-                failure: Option<&ImportFailure>,
-                outbox: &[$crate::store::OutboxRecord],
-                now: Ts,
-            ) -> StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                let sql = format!(
-                    "UPDATE token_imports SET status = $2, finished_at = $3, updated_at = $3, \
-                     sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL \
-                     WHERE id = $1 AND attempts = $4 AND {}",
-                    $crate::store::imports::end_import_guard(status)
-                );
-                let done = sqlx::query(&sql)
-                    .bind(id)
-                    .bind(status)
-                    .bind(now)
-                    .bind(attempts)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
+                async fn count_import_failures(&self, id: Uuid) -> StoreResult<u64> {
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_import_failures WHERE import_id = $1")
+                        .bind(id)
+                        .fetch_one(self.pool())
+                        .await?;
+                    Ok(u64::try_from(n).unwrap_or(0))
                 }
-                if let Some(f) = failure {
-                    sqlx::query(
-                        "INSERT INTO token_import_failures (import_id, reason, context, created_at) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(id)
-                    .bind(&f.reason)
-                    .bind(&f.context)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Self::write_outbox(&mut tx, outbox).await?;
-                tx.commit().await?;
-                Ok(true)
-            }
 
-            async fn list_import_failures(&self, id: Uuid, limit: i64, offset: i64) -> StoreResult<Vec<ImportFailure>> {
-                Ok(sqlx::query_as(
-                    "SELECT reason, context FROM token_import_failures WHERE import_id = $1 \
-                     ORDER BY id LIMIT $2 OFFSET $3",
-                )
-                .bind(id)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?)
-            }
-
-            async fn count_import_failures(&self, id: Uuid) -> StoreResult<u64> {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM token_import_failures WHERE import_id = $1")
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(u64::try_from(n).unwrap_or(0))
-            }
-
-            async fn counted_payment_methods(&self, id: Uuid, pms: &[String]) -> StoreResult<Vec<String>> {
-                let mut found = Vec::new();
-                for chunk in pms.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT payment_method FROM token_import_items WHERE import_id = ",
-                    );
-                    query.push_bind(id).push(" AND payment_method IN (");
-                    let mut list = query.separated(", ");
-                    for pm in chunk {
-                        list.push_bind(pm.as_str());
+                async fn counted_payment_methods(&self, id: Uuid, pms: &[String]) -> StoreResult<Vec<String>> {
+                    let mut found = Vec::new();
+                    for chunk in pms.chunks(INSERT_CHUNK) {
+                        let mut query = sqlx::QueryBuilder::<Db>::new(
+                            "SELECT payment_method FROM token_import_items WHERE import_id = ",
+                        );
+                        query.push_bind(id).push(" AND payment_method IN (");
+                        let mut list = query.separated(", ");
+                        for pm in chunk {
+                            list.push_bind(pm.as_str());
+                        }
+                        query.push(")");
+                        found.extend(query.build_query_scalar::<String>().fetch_all(self.pool()).await?);
                     }
-                    query.push(")");
-                    found.extend(query.build_query_scalar::<String>().fetch_all(&self.pool).await?);
+                    Ok(found)
                 }
-                Ok(found)
-            }
 
-            async fn existing_business_keys(&self, account_id: Uuid, provider: &str, keys: &[String]) -> StoreResult<Vec<String>> {
-                let mut found = Vec::new();
-                for chunk in keys.chunks($crate::store::sql::INSERT_CHUNK) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new("SELECT business_key FROM tokens WHERE account_id = ");
-                    query
-                        .push_bind(account_id)
-                        .push(" AND import_provider = ")
-                        .push_bind(provider)
-                        .push(" AND business_key IN (");
-                    let mut list = query.separated(", ");
-                    for key in chunk {
-                        list.push_bind(key.as_str());
+                async fn existing_business_keys(&self, account_id: Uuid, provider: &str, keys: &[String]) -> StoreResult<Vec<String>> {
+                    let mut found = Vec::new();
+                    for chunk in keys.chunks(INSERT_CHUNK) {
+                        let mut query = sqlx::QueryBuilder::<Db>::new("SELECT business_key FROM tokens WHERE account_id = ");
+                        query
+                            .push_bind(account_id)
+                            .push(" AND import_provider = ")
+                            .push_bind(provider)
+                            .push(" AND business_key IN (");
+                        let mut list = query.separated(", ");
+                        for key in chunk {
+                            list.push_bind(key.as_str());
+                        }
+                        query.push(")");
+                        found.extend(query.build_query_scalar::<String>().fetch_all(self.pool()).await?);
                     }
-                    query.push(")");
-                    found.extend(query.build_query_scalar::<String>().fetch_all(&self.pool).await?);
+                    Ok(found)
                 }
-                Ok(found)
-            }
 
-            async fn get_token_by_business_key(&self, account_id: Uuid, provider: &str, key: &str) -> StoreResult<Option<TokenRecord>> {
-                let sql = format!(
-                    "SELECT {} FROM tokens WHERE account_id = $1 AND import_provider = $2 AND business_key = $3",
-                    $crate::store::sql::TOKEN_COLUMNS
-                );
-                Ok(sqlx::query_as(&sql)
-                    .bind(account_id)
-                    .bind(provider)
-                    .bind(key)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                async fn get_token_by_business_key(&self, account_id: Uuid, provider: &str, key: &str) -> StoreResult<Option<TokenRecord>> {
+                    let sql = format!(
+                        "SELECT {} FROM tokens WHERE account_id = $1 AND import_provider = $2 AND business_key = $3",
+                        TOKEN_COLUMNS
+                    );
+                    Ok(sqlx::query_as(&sql)
+                        .bind(account_id)
+                        .bind(provider)
+                        .bind(key)
+                        .fetch_optional(self.pool())
+                        .await?)
+                }
             }
-        }
+        };
     };
 }
 

@@ -1,7 +1,10 @@
-//! Records of payments, refunds and processor transactions as stored.
+//! Records of payments, refunds and processor transactions as stored, and the SQL text `PaymentStore`
+//! builds from them: columns, the multi-row insert, listing filters and the day counts a write adds.
 
+use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
+use super::backend::placeholders;
 use super::{NewJob, OutboxRecord, Ts};
 
 /// A payment row. `version` grows with every change; changes are made only against the version read.
@@ -104,4 +107,132 @@ pub fn day_of(at: Ts) -> i64 {
 /// The first instant of a UTC day.
 pub fn start_of_day(day: i64) -> Ts {
     Ts::from_micros(day.saturating_mul(86_400_000_000)).unwrap_or_else(Ts::now)
+}
+
+pub(crate) const PAYMENT_COLUMNS: &str = "id, account_id, version, created_at, updated_at, use_case, status, \
+     currency_code, reference, capture_mode, amount_requested, amount_authorized, amount_captured, amount_voided, \
+     amount_refunded, amount_refund_reserved, capture_requested, token_id, source, flow_matrix_rule, processor, \
+     processor_reference, failure_details, initial_payment_id, recurring_frequency, recurring_expiry, metadata";
+
+pub(crate) const REFUND_COLUMNS: &str =
+    "id, payment_id, account_id, created_at, updated_at, amount, currency_code, status, reference, failure_details";
+
+pub(crate) const TRANSACTION_COLUMNS: &str =
+    "id, payment_id, created_at, kind, status, amount, processor_reference, message";
+
+pub(crate) const COUNT_ADD: &str =
+    "INSERT INTO payment_day_counts (account_id, day, status, currency_code, n) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, status, currency_code, day) \
+     DO UPDATE SET n = payment_day_counts.n + excluded.n";
+
+pub(crate) const TOTAL_ADD: &str =
+    "INSERT INTO payment_day_totals (account_id, day, n) VALUES ($1, $2, $3) \
+     ON CONFLICT (account_id, day) DO UPDATE SET n = payment_day_totals.n + excluded.n";
+
+/// The per-day totals a set of new payments adds.
+pub(crate) fn day_total_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64), i64)> {
+    let mut totals = std::collections::BTreeMap::new();
+    for p in rows {
+        *totals
+            .entry((p.account_id, day_of(p.created_at)))
+            .or_insert(0) += 1;
+    }
+    totals.into_iter().collect()
+}
+
+/// Appends `INSERT INTO payments (…) VALUES (…), …` for `rows` to `query`.
+pub(crate) fn push_payment_insert<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    rows: &'a [PaymentRecord],
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Option<Uuid>: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+    Option<i32>: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+{
+    query.push(format!("INSERT INTO payments ({PAYMENT_COLUMNS}) "));
+    query.push_values(rows, |mut row, p| {
+        row.push_bind(p.id)
+            .push_bind(p.account_id)
+            .push_bind(p.version)
+            .push_bind(p.created_at)
+            .push_bind(p.updated_at)
+            .push_bind(p.use_case.as_str())
+            .push_bind(p.status.as_str())
+            .push_bind(p.currency_code.as_str())
+            .push_bind(p.reference.as_str())
+            .push_bind(p.capture_mode.as_str())
+            .push_bind(p.amount_requested)
+            .push_bind(p.amount_authorized)
+            .push_bind(p.amount_captured)
+            .push_bind(p.amount_voided)
+            .push_bind(p.amount_refunded)
+            .push_bind(p.amount_refund_reserved)
+            .push_bind(p.capture_requested)
+            .push_bind(p.token_id)
+            .push_bind(p.source.as_str())
+            .push_bind(p.flow_matrix_rule.as_str())
+            .push_bind(p.processor.as_str())
+            .push_bind(p.processor_reference.as_deref())
+            .push_bind(p.failure_details.as_deref())
+            .push_bind(p.initial_payment_id)
+            .push_bind(p.recurring_frequency)
+            .push_bind(p.recurring_expiry.as_deref())
+            .push_bind(p.metadata.as_deref());
+    });
+}
+
+/// The day counts a set of new payments adds: one entry per (account, day, status, currency).
+pub(crate) fn day_count_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64, String, String), i64)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for p in rows {
+        *counts
+            .entry((
+                p.account_id,
+                day_of(p.created_at),
+                p.status.clone(),
+                p.currency_code.clone(),
+            ))
+            .or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// `WHERE` for a payment listing: `$1` account, then `from`, `until`, the statuses and the currencies, in
+/// that order, each only when present; returns the next free placeholder number.
+pub(crate) fn payment_filter(
+    filter: &PaymentFilter,
+    column: &str,
+    first: usize,
+) -> (String, usize) {
+    let mut sql = String::from(" WHERE account_id = $1");
+    let mut next = first;
+    if filter.from.is_some() {
+        sql.push_str(&format!(" AND {column} >= ${next}"));
+        next += 1;
+    }
+    if filter.until.is_some() {
+        sql.push_str(&format!(" AND {column} < ${next}"));
+        next += 1;
+    }
+    if !filter.statuses.is_empty() {
+        sql.push_str(&format!(
+            " AND status IN ({})",
+            placeholders(next, filter.statuses.len())
+        ));
+        next += filter.statuses.len();
+    }
+    if !filter.currencies.is_empty() {
+        sql.push_str(&format!(
+            " AND currency_code IN ({})",
+            placeholders(next, filter.currencies.len())
+        ));
+        next += filter.currencies.len();
+    }
+    (sql, next)
 }

@@ -1,48 +1,57 @@
-//! PostgreSQL, for several stateless nodes on one database. Job claiming uses `FOR UPDATE SKIP LOCKED`.
+//! PostgreSQL, for several stateless nodes on one database: its `SqlBackend` (job claiming with
+//! `FOR UPDATE SKIP LOCKED`, the one-statement token batch) and the encoding of `Ts` as TIMESTAMPTZ.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgPoolOptions, PgTypeInfo, PgValueRef};
-use sqlx::{Decode, Encode, PgPool, Postgres, Type};
-use uuid::Uuid;
-
-use super::imports::impl_import_store;
-use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
-use super::{
-    Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
-    NewJob, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord, StoreResult, TokenQuery,
-    TokenRecord, TransactionRecord, Ts,
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult, PgTypeInfo,
+    PgValueRef,
 };
-use super::{Backend, DynStore, OpenError};
-use super::{ImportFailure, ImportOutcome, ImportRecord};
+use sqlx::{Decode, Encode, PgPool, Postgres, QueryBuilder, Type};
+
+use super::audit::push_audit_insert;
+use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
+use super::tokens::push_token_insert;
+use super::webhook_records::{push_outbox_insert, push_outbox_jobs, write_outbox};
+use super::{AuditEvent, Backend, DynStore, OpenError, OutboxRecord, StoreResult, TokenRecord, Ts};
 
 pub struct PgStore {
     pool: PgPool,
 }
 
-impl PgStore {
-    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+impl SqlBackend for PgStore {
+    type DB = Postgres;
+    const BACKEND: Backend = Backend::Postgres;
+    const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+    const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 
     async fn close_pools(&self) {
         self.pool.close().await;
     }
 
     /// Each chunk is one statement (`WITH … INSERT INTO tokens …) INSERT INTO audit_events …`), atomic on
-    /// its own; a batch of several chunks, or one with an outbox to write, runs in one transaction.
+    /// its own; a small outbox joins that statement as two more CTEs. A batch of several chunks, or an
+    /// outbox of several, runs in one transaction.
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],
-        outbox: &[super::OutboxRecord],
+        outbox: &[OutboxRecord],
     ) -> StoreResult<()> {
         let statement = |chunk| {
             let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
             push_token_insert(&mut statement, chunk);
             statement.push(" RETURNING 1) ");
-            push_audit_insert(&mut statement, chunk);
+            push_audit_insert(&mut statement, chunk.iter().map(|(_, audit)| audit));
             statement
         };
         if batch.len() <= INSERT_CHUNK && outbox.is_empty() {
@@ -54,11 +63,11 @@ impl PgStore {
             let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
             push_token_insert(&mut statement, batch);
             statement.push(" RETURNING 1), new_audit AS (");
-            push_audit_insert(&mut statement, batch);
+            push_audit_insert(&mut statement, batch.iter().map(|(_, audit)| audit));
             statement.push(" RETURNING 1), new_deliveries AS (");
-            super::push_outbox_insert(&mut statement, outbox);
+            push_outbox_insert(&mut statement, outbox);
             statement.push(" RETURNING 1) ");
-            super::push_outbox_jobs(&mut statement, outbox);
+            push_outbox_jobs(&mut statement, outbox);
             statement.build().execute(&self.pool).await?;
             return Ok(());
         }
@@ -66,7 +75,7 @@ impl PgStore {
         for chunk in batch.chunks(INSERT_CHUNK) {
             statement(chunk).build().execute(&mut *tx).await?;
         }
-        Self::write_outbox(&mut tx, outbox).await?;
+        write_outbox::<Postgres>(&mut tx, outbox).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -85,14 +94,16 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(PgStore { pool }))
 }
 
-impl_import_store!(PgStore, db = sqlx::Postgres);
+impl_sql_store!(PgStore);
 
-impl_store!(
-    PgStore,
-    db = sqlx::Postgres,
-    backend = Backend::Postgres,
-    claim_lock = "FOR UPDATE SKIP LOCKED"
-);
+impl SqlDb for Postgres {
+    fn execute_built<'c>(
+        conn: &'c mut PgConnection,
+        query: &'c mut QueryBuilder<'_, Postgres>,
+    ) -> impl Future<Output = Result<PgQueryResult, sqlx::Error>> + Send + 'c {
+        query.build().execute(conn)
+    }
+}
 
 // `Ts` is a TIMESTAMPTZ, which keeps microseconds: what `Ts` holds.
 impl Type<Postgres> for Ts {

@@ -1,4 +1,5 @@
 //! Stands in for the PostgreSQL backend in builds without the `postgres` feature.
+//! Opening a URL of that backend fails with a message naming the cargo feature to enable.
 
 use super::{DynStore, OpenError};
 

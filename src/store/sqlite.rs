@@ -1,25 +1,26 @@
 //! The embedded default: one SQLite file in WAL mode with `synchronous=FULL`, so that an answered write
-//! survives a kill -9 or a power cut.
+//! survives a kill -9 or a power cut. Its `SqlBackend` writes token batches as one script on a
+//! connection of their own; `Ts` is stored as INTEGER microseconds.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Decode, Encode, Sqlite, SqlitePool, Type};
-use uuid::Uuid;
-
-use super::imports::impl_import_store;
-use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
-use super::{
-    Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
-    NewJob, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord, StoreResult, TokenQuery,
-    TokenRecord, TransactionRecord, Ts,
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
 };
-use super::{Backend, DynStore, OpenError};
-use super::{ImportFailure, ImportOutcome, ImportRecord};
+use sqlx::{Decode, Encode, QueryBuilder, Sqlite, SqlitePool, Type};
+
+use super::audit::push_audit_insert;
+use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
+use super::tokens::push_token_insert;
+use super::webhook_records::{push_outbox_insert, push_outbox_jobs};
+use super::{AuditEvent, Backend, DynStore, OpenError, OutboxRecord, StoreResult, TokenRecord, Ts};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -28,8 +29,16 @@ pub struct SqliteStore {
     batch_writer: SqlitePool,
 }
 
-impl SqliteStore {
-    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+impl SqlBackend for SqliteStore {
+    type DB = Sqlite;
+    const BACKEND: Backend = Backend::Sqlite;
+    const MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+    // SQLite takes one writer at a time: the claim's guarded UPDATE is enough.
+    const CLAIM_LOCK: &'static str = "";
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 
     async fn close_pools(&self) {
         self.batch_writer.close().await;
@@ -42,19 +51,19 @@ impl SqliteStore {
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],
-        outbox: &[super::OutboxRecord],
+        outbox: &[OutboxRecord],
     ) -> StoreResult<()> {
         let mut script = sqlx::QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
         for chunk in batch.chunks(INSERT_CHUNK) {
             push_token_insert(&mut script, chunk);
             script.push("; ");
-            push_audit_insert(&mut script, chunk);
+            push_audit_insert(&mut script, chunk.iter().map(|(_, audit)| audit));
             script.push("; ");
         }
         for chunk in outbox.chunks(INSERT_CHUNK) {
-            super::push_outbox_insert(&mut script, chunk);
+            push_outbox_insert(&mut script, chunk);
             script.push("; ");
-            super::push_outbox_jobs(&mut script, chunk);
+            push_outbox_jobs(&mut script, chunk);
             script.push("; ");
         }
         script.push("COMMIT;");
@@ -93,14 +102,16 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(SqliteStore { pool, batch_writer }))
 }
 
-impl_import_store!(SqliteStore, db = sqlx::Sqlite);
+impl_sql_store!(SqliteStore);
 
-impl_store!(
-    SqliteStore,
-    db = sqlx::Sqlite,
-    backend = Backend::Sqlite,
-    claim_lock = ""
-);
+impl SqlDb for Sqlite {
+    fn execute_built<'c>(
+        conn: &'c mut SqliteConnection,
+        query: &'c mut QueryBuilder<'_, Sqlite>,
+    ) -> impl Future<Output = Result<SqliteQueryResult, sqlx::Error>> + Send + 'c {
+        query.build().execute(conn)
+    }
+}
 
 // `Ts` is stored as INTEGER microseconds: exact, and sorts as it should.
 impl Type<Sqlite> for Ts {

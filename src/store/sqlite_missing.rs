@@ -1,4 +1,5 @@
 //! Stands in for the SQLite backend in builds without the `sqlite` feature.
+//! Opening a URL of that backend fails with a message naming the cargo feature to enable.
 
 use super::{DynStore, OpenError};
 

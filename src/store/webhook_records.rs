@@ -1,11 +1,14 @@
 //! Records of webhooks and of their deliveries as stored, and the SQL that writes the outbox: the rows
 //! a change adds, inside the change's own transaction, so that a committed change is always notified and
-//! a rolled-back one never is.
+//! a rolled-back one never is. `write_outbox` is used by every change that notifies.
 
 use std::fmt;
 
+use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
+use super::backend::{SqlDb, INSERT_CHUNK};
+use super::jobs::push_job_insert;
 use super::{NewJob, Ts};
 
 /// A webhook: where an account's events go. The signing key is only ever stored sealed.
@@ -36,7 +39,7 @@ impl fmt::Debug for WebhookRecord {
 }
 
 /// One event for one webhook, to be written in the transaction of the change it reports, together
-/// with the job that delivers it. Build them with `domain::webhooks::Webhooks`.
+/// with the job that delivers it. Built by the webhook fan-out above the store.
 #[derive(Clone, Debug)]
 pub struct OutboxRecord {
     /// The delivery's id (one per event and webhook).
@@ -81,14 +84,12 @@ pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, accoun
      event_type, body, created_at, status, attempts, next_attempt_at, last_error, finished_at";
 
 /// Appends `INSERT INTO webhook_deliveries (…) VALUES (…), …` for `rows` to `query`.
-pub(crate) fn push_outbox_insert<'a, DB>(
-    query: &mut sqlx::QueryBuilder<'a, DB>,
-    rows: &'a [OutboxRecord],
-) where
-    DB: sqlx::Database,
-    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+pub(crate) fn push_outbox_insert<'a, DB>(query: &mut QueryBuilder<'a, DB>, rows: &'a [OutboxRecord])
+where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
 {
     query.push(
         "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, event_type, \
@@ -109,53 +110,38 @@ pub(crate) fn push_outbox_insert<'a, DB>(
     });
 }
 
-/// Appends `INSERT INTO jobs (…) VALUES (…), …` for the delivery jobs of `rows` to `query`.
-pub(crate) fn push_outbox_jobs<'a, DB>(
-    query: &mut sqlx::QueryBuilder<'a, DB>,
-    rows: &'a [OutboxRecord],
-) where
-    DB: sqlx::Database,
-    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Ts: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+/// The outbox rows of a change (webhook deliveries and their jobs), inside its transaction. Nothing is
+/// run for an empty outbox, so that changes nobody listens to pay nothing.
+pub(crate) async fn write_outbox<DB>(
+    conn: &mut DB::Connection,
+    rows: &[OutboxRecord],
+) -> Result<(), sqlx::Error>
+where
+    DB: SqlDb,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Ts: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
 {
-    query.push(
-        "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
-         attempts) ",
-    );
-    query.push_values(rows, |mut row, r| {
-        row.push_bind(r.job.id)
-            .push_bind(r.job.kind.as_str())
-            .push_bind(r.job.payload.as_str())
-            .push_bind(r.job.max_attempts)
-            .push_bind(r.job.run_at)
-            .push_bind(r.created_at)
-            .push_bind(r.created_at)
-            .push("'queued'")
-            .push("0");
-    });
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut insert = QueryBuilder::<DB>::new("");
+        push_outbox_insert(&mut insert, chunk);
+        DB::execute_built(conn, &mut insert).await?;
+        let mut jobs = QueryBuilder::<DB>::new("");
+        push_outbox_jobs(&mut jobs, chunk);
+        DB::execute_built(conn, &mut jobs).await?;
+    }
+    Ok(())
 }
 
-/// The helper every backend's `Store` impl gets (see `sql::impl_store!`): writes the outbox rows of a
-/// change inside its transaction. Other changes that notify (an import's end) call it the same way.
-macro_rules! webhook_helpers {
-    ($db:ty) => {
-        /// The outbox rows of a change (webhook deliveries and their jobs), inside its transaction.
-        pub(crate) async fn write_outbox(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            rows: &[$crate::store::OutboxRecord],
-        ) -> Result<(), sqlx::Error> {
-            for chunk in rows.chunks($crate::store::sql::INSERT_CHUNK) {
-                let mut insert = sqlx::QueryBuilder::<$db>::new("");
-                $crate::store::push_outbox_insert(&mut insert, chunk);
-                insert.build().execute(&mut **tx).await?;
-                let mut jobs = sqlx::QueryBuilder::<$db>::new("");
-                $crate::store::push_outbox_jobs(&mut jobs, chunk);
-                jobs.build().execute(&mut **tx).await?;
-            }
-            Ok(())
-        }
-    };
+/// Appends `INSERT INTO jobs (…) VALUES (…), …` for the delivery jobs of `rows` to `query`.
+pub(crate) fn push_outbox_jobs<'a, DB>(query: &mut QueryBuilder<'a, DB>, rows: &'a [OutboxRecord])
+where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    push_job_insert(query, rows.iter().map(|r| (&r.job, r.created_at)));
 }
-pub(crate) use webhook_helpers;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::{rewrap_account_keys, VaultError};
-use crate::store::{AuditEvent, DynStore};
+use crate::store::{Action, AuditEvent, DynStore};
 use crate::vault::master::{MasterKeyError, MasterKeys};
 
 #[derive(Debug, Serialize)]
@@ -48,7 +48,7 @@ pub async fn rotate_master_key(
         .insert_audit_event(&AuditEvent::new(
             None,
             actor,
-            "master_key.rotate",
+            Action::MasterKeyRotate,
             Some(format!("v{new_version}")),
             "success",
         ))

@@ -232,5 +232,5 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
             .is_err());
     }
     let audit = app.store().list_audit_events(account, 100).await.unwrap();
-    assert!(audit.iter().all(|e| !e.action.is_empty()));
+    assert!(audit.iter().all(|e| !e.action.as_str().is_empty()));
 }

@@ -22,7 +22,7 @@ use super::{objects, FieldError, InternalError};
 use crate::connectors::stripe::StripeKey;
 use crate::model::import::{Import, ImportFailure, ImportProvider, ImportStatus};
 use crate::store::{
-    AuditEvent, DynStore, ImportFailure as FailureRecord, ImportRecord, NewJob, StoreError,
+    Action, AuditEvent, DynStore, ImportFailure as FailureRecord, ImportRecord, NewJob, StoreError,
     TokenRecord, Ts,
 };
 use crate::vault::VaultError;
@@ -218,7 +218,8 @@ impl Imports {
                 StoreError::Constraint(_) => ImportError::AlreadyActive,
                 other => ImportError::Store(other),
             })?;
-        self.audit(account_id, actor, "import.create", id).await?;
+        self.audit(account_id, actor, Action::ImportCreate, id)
+            .await?;
         Ok(objects::import(import)?)
     }
 
@@ -289,7 +290,8 @@ impl Imports {
         if !self.end(id, EndOfImport::Aborted, None).await? {
             return Err(ImportError::AlreadyEnded);
         }
-        self.audit(account_id, actor, "import.abort", id).await?;
+        self.audit(account_id, actor, Action::ImportAbort, id)
+            .await?;
         self.get(account_id, id).await
     }
 
@@ -397,7 +399,7 @@ impl Imports {
         &self,
         account_id: Uuid,
         actor: &str,
-        action: &str,
+        action: Action,
         id: Uuid,
     ) -> Result<(), StoreError> {
         self.store

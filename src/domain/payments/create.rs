@@ -120,7 +120,7 @@ impl Payments {
         let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(AUTHORIZE_RECOVERY_AFTER));
         let outbox = self.webhooks.payment_created(&payment).await?;
         self.store
-            .insert_payment_with_outbox(&payment, Some(&recovery), &outbox)
+            .insert_payment(&payment, Some(&recovery), &outbox)
             .await?;
         // From here on the payment exists: a failure must not answer 5xx (the client would retry with
         // its idempotency key and make a second payment), since the recovery job finishes this one.

@@ -16,7 +16,7 @@ use super::webhooks::{EventError, EventType, Webhooks};
 use super::InternalError;
 use crate::model::card::{CardData, Scheme};
 use crate::model::token::TokenStatus;
-use crate::store::{AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
+use crate::store::{Action, AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
 use crate::vault::cvc::CvcCache;
 use crate::vault::{Vault, VaultError};
 
@@ -105,7 +105,7 @@ impl Tokens {
         let audit = AuditEvent::new(
             Some(account_id),
             actor,
-            "token.create",
+            Action::TokenCreate,
             Some(id.to_string()),
             "success",
         );
@@ -142,8 +142,15 @@ impl Tokens {
             .webhooks
             .subscribed(account_id, EventType::TokenDeleted)
             .await?;
+        let audit = AuditEvent::new(
+            Some(account_id),
+            actor,
+            Action::TokenDelete,
+            Some(id.to_string()),
+            "success",
+        );
         let deleted = match listened {
-            false => self.store.delete_token(account_id, id).await?,
+            false => self.store.delete_token(account_id, id, &audit, &[]).await?,
             true => match self.store.get_token(account_id, id).await? {
                 None => false,
                 Some(token) => {
@@ -152,22 +159,13 @@ impl Tokens {
                         .token_event(EventType::TokenDeleted, &token)
                         .await?;
                     self.store
-                        .delete_token_with_outbox(account_id, id, &outbox)
+                        .delete_token(account_id, id, &audit, &outbox)
                         .await?
                 }
             },
         };
         if deleted {
             self.cvc.drop_code(id).await;
-            self.store
-                .insert_audit_event(&AuditEvent::new(
-                    Some(account_id),
-                    actor,
-                    "token.delete",
-                    Some(id.to_string()),
-                    "success",
-                ))
-                .await?;
         }
         Ok(deleted)
     }
@@ -191,7 +189,7 @@ impl Tokens {
         let audit = AuditEvent::new(
             Some(account_id),
             actor,
-            "token.consume",
+            Action::TokenConsume,
             Some(id.to_string()),
             outcome,
         );
@@ -210,7 +208,7 @@ impl Tokens {
         }
         Ok(self
             .store
-            .touch_token_with_outbox(account_id, id, &audit, &outbox)
+            .touch_token(account_id, id, &audit, &outbox)
             .await?)
     }
 
@@ -230,7 +228,7 @@ impl Tokens {
             .insert_audit_event(&AuditEvent::new(
                 Some(account_id),
                 actor,
-                "token.read_card",
+                Action::TokenReadCard,
                 Some(token.id.to_string()),
                 outcome,
             ))

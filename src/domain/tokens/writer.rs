@@ -62,13 +62,9 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
             .map(|(t, a, outbox, done)| ((t, a), (outbox, done)))
             .unzip();
         let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
-        // Accounts without webhooks keep the plain insert; the outbox joins the batch's commit.
+        // The outbox joins the batch's commit; accounts without webhooks add nothing to it.
         let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
-        let written = if outbox.is_empty() {
-            store.insert_tokens(&rows).await
-        } else {
-            store.insert_tokens_with_outbox(&rows, &outbox).await
-        };
+        let written = store.insert_tokens(&rows, &outbox).await;
         match written {
             Ok(()) => {
                 for ((token, _), done) in rows.into_iter().zip(answers) {
@@ -79,7 +75,7 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
             Err(StoreError::Constraint(_)) if rows.len() > 1 => {
                 for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
                     let result = store
-                        .insert_tokens_with_outbox(std::slice::from_ref(&row), &outbox)
+                        .insert_tokens(std::slice::from_ref(&row), &outbox)
                         .await;
                     let _ = done.send(result.map(|()| row.0));
                 }

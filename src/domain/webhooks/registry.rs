@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::EventSet;
 use crate::connectors::guard::check_destination;
-use crate::store::{AuditEvent, DynStore, StoreError, Ts, WebhookRecord};
+use crate::store::{Action, AuditEvent, DynStore, StoreError, Ts, WebhookRecord};
 use crate::vault::{Vault, VaultError};
 
 /// A webhook's signing key, shown once when the webhook is added. HMAC-SHA256 is keyed with the key's
@@ -86,7 +86,7 @@ pub async fn add_webhook(
         .insert_audit_event(&AuditEvent::new(
             Some(account_id),
             actor,
-            "webhook.add",
+            Action::WebhookAdd,
             Some(id.to_string()),
             "success",
         ))
@@ -112,7 +112,7 @@ pub async fn remove_webhook(
         .insert_audit_event(&AuditEvent::new(
             Some(webhook.account_id),
             actor,
-            "webhook.remove",
+            Action::WebhookRemove,
             Some(id.to_string()),
             "success",
         ))

@@ -47,7 +47,7 @@ async fn a_payment_left_processing_by_a_crash_is_authorized_by_its_recovery_job(
         run_at: strongroom::store::Ts::now(),
     };
     app.store()
-        .insert_payment(&payment, Some(&job))
+        .insert_payment(&payment, Some(&job), &[])
         .await
         .unwrap();
     assert_eq!(

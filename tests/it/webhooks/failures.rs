@@ -278,7 +278,7 @@ async fn the_cli_adds_lists_and_removes_webhooks_and_keeps_the_key_sealed(backen
         .unwrap();
     let actions: Vec<&str> = audit
         .iter()
-        .filter(|e| e.action.starts_with("webhook."))
+        .filter(|e| e.action.as_str().starts_with("webhook."))
         .map(|e| e.action.as_str())
         .collect();
     assert_eq!(actions, ["webhook.remove", "webhook.add"]);

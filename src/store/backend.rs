@@ -1,0 +1,97 @@
+//! The contract each SQL backend fulfils (`SqlBackend`): its pool, its migrations, its job-claim lock and
+//! its token batch writer. The SQL both backends share lives in the resource files; `impl_sql_store!`
+//! stamps it onto a backend, which may use nothing of the backend but this trait.
+
+use std::future::Future;
+
+use sqlx::migrate::Migrator;
+use sqlx::{Database, QueryBuilder};
+
+use super::{AuditEvent, Backend, OutboxRecord, StoreResult, TokenRecord};
+
+/// Rows per multi-row INSERT: well under both backends' limits on bound parameters.
+pub(crate) const INSERT_CHUNK: usize = 200;
+
+/// Runs a statement built by a `QueryBuilder` on a connection. The shared writers (`write_job`,
+/// `write_audit`, `write_outbox`) are generic over the database and need this: generic code cannot see
+/// that a backend's argument buffer may outlive the builder's borrow, while each backend's own impl can.
+pub(crate) trait SqlDb: Database {
+    fn execute_built<'c>(
+        conn: &'c mut Self::Connection,
+        query: &'c mut QueryBuilder<'_, Self>,
+    ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'c;
+}
+
+/// What differs between SQLite and PostgreSQL. Both accept `$N` placeholders and `RETURNING`, and `Ts`
+/// encodes natively on each, so the rest of the SQL is one text. Its async methods are native (not
+/// boxed): they are only called from the concrete impls `impl_sql_store!` stamps.
+pub(crate) trait SqlBackend: Send + Sync + 'static {
+    type DB: SqlDb;
+    const BACKEND: Backend;
+    const MIGRATOR: Migrator;
+    /// Appended to the job claim's sub-selects, so that concurrent claimants skip each other's rows
+    /// (empty where the database takes one writer at a time).
+    const CLAIM_LOCK: &'static str;
+
+    fn pool(&self) -> &sqlx::Pool<Self::DB>;
+    async fn close_pools(&self);
+    /// Inserts tokens with their audit events and `outbox` in one commit; the hot path of tokenisation,
+    /// so each backend writes it the fastest way it has. An empty `outbox` must cost nothing.
+    async fn insert_token_batch(
+        &self,
+        batch: &[(TokenRecord, AuditEvent)],
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<()>;
+}
+
+/// `$first, $first+1, …` for an `IN (…)` list of `n` values.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Implements `Store` and every resource sub-trait for a `SqlBackend`.
+macro_rules! impl_sql_store {
+    ($store:ty) => {
+        $crate::store::accounts::impl_account_store!($store);
+        $crate::store::keys::impl_key_store!($store);
+        $crate::store::idempotency::impl_idempotency_store!($store);
+        $crate::store::jobs::impl_job_store!($store);
+        $crate::store::vault_keys::impl_vault_key_store!($store);
+        $crate::store::tokens::impl_token_store!($store);
+        $crate::store::payments::impl_payment_store!($store);
+        $crate::store::audit::impl_audit_store!($store);
+        $crate::store::webhooks::impl_webhook_store!($store);
+        $crate::store::imports::impl_import_store!($store);
+
+        const _: () = {
+            use $crate::store::backend::SqlBackend;
+            use $crate::store::{Backend, StoreResult};
+
+            #[async_trait::async_trait]
+            impl $crate::store::Store for $store {
+                fn backend(&self) -> Backend {
+                    <Self as SqlBackend>::BACKEND
+                }
+
+                async fn migrate(&self) -> StoreResult<()> {
+                    <Self as SqlBackend>::MIGRATOR.run(self.pool()).await?;
+                    Ok(())
+                }
+
+                async fn ping(&self) -> StoreResult<()> {
+                    sqlx::query("SELECT 1").execute(self.pool()).await?;
+                    Ok(())
+                }
+
+                async fn close(&self) {
+                    self.close_pools().await
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_sql_store;

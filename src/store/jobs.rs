@@ -1,0 +1,271 @@
+//! The durable job table: `JobStore` and its SQL. A worker leases a job, renews the lease while it
+//! works, and every later write of the job is fenced on the lease it still holds. `write_job` is the
+//! one writer of job rows, used by every change that enqueues one in its own transaction.
+
+use async_trait::async_trait;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
+
+use super::backend::{placeholders, SqlDb};
+use super::{StoreResult, Ts};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl TryFrom<String> for JobStatus {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "queued" => Ok(Self::Queued),
+            "running" => Ok(Self::Running),
+            "done" => Ok(Self::Done),
+            "failed" => Ok(Self::Failed),
+            other => Err(format!("unknown job status `{other}`")),
+        }
+    }
+}
+
+/// A row of the durable job table.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: String,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: Ts,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Ts>,
+    pub last_error: Option<String>,
+    pub created_at: Ts,
+    pub updated_at: Ts,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: String,
+    pub max_attempts: i32,
+    pub run_at: Ts,
+}
+
+#[async_trait]
+pub trait JobStore {
+    async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()>;
+    /// Leases the oldest runnable job of one of `kinds`: queued and due, or running with an expired lease.
+    async fn claim_next_job(
+        &self,
+        kinds: &[&str],
+        owner: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> StoreResult<Option<Job>>;
+    /// Extends a lease still held by `owner`; false if it was lost.
+    async fn renew_job_lease(
+        &self,
+        id: Uuid,
+        owner: &str,
+        lease_until: Ts,
+        now: Ts,
+    ) -> StoreResult<bool>;
+    /// Marks done a job whose lease `owner` still holds; false if the lease was lost.
+    async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool>;
+    /// Puts a leased job back in the queue to run at `run_at`, recording why.
+    async fn reschedule_job(
+        &self,
+        id: Uuid,
+        owner: &str,
+        run_at: Ts,
+        error: &str,
+        now: Ts,
+    ) -> StoreResult<bool>;
+    /// Gives up on a leased job for good.
+    async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool>;
+    async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+    /// Deletes jobs that ended (done or failed) before `before`.
+    async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64>;
+}
+
+pub(crate) const JOB_COLUMNS: &str =
+    "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
+     lease_expires_at, last_error, created_at, updated_at";
+
+/// Appends `INSERT INTO jobs (…) VALUES (…), …` for `rows` (each job with its creation time) to `query`:
+/// the only text that inserts jobs, whether one is enqueued alone or many join a batch's statement.
+pub(crate) fn push_job_insert<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    rows: impl IntoIterator<Item = (&'a NewJob, Ts)>,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    query.push(
+        "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
+         attempts) ",
+    );
+    query.push_values(rows, |mut row, (job, created_at)| {
+        row.push_bind(job.id)
+            .push_bind(job.kind.as_str())
+            .push_bind(job.payload.as_str())
+            .push_bind(job.max_attempts)
+            .push_bind(job.run_at)
+            .push_bind(created_at)
+            .push_bind(created_at)
+            .push("'queued'")
+            .push("0");
+    });
+}
+
+/// Inserts one job, on a connection or inside the caller's transaction.
+pub(crate) async fn write_job<DB>(
+    conn: &mut DB::Connection,
+    job: &NewJob,
+    created_at: Ts,
+) -> Result<(), sqlx::Error>
+where
+    DB: SqlDb,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Ts: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let mut insert = QueryBuilder::<DB>::new("");
+    push_job_insert(&mut insert, [(job, created_at)]);
+    DB::execute_built(conn, &mut insert).await?;
+    Ok(())
+}
+
+/// Takes over an expired lease first (rare, and its job has waited longest), else the queued job due
+/// first. Two lookups, each walking its own partial index in order and stopping at the first row: one
+/// `OR` over both made the database collect and sort every due job on each claim, which a backlog of
+/// webhook deliveries turned into seconds.
+pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
+    format!(
+        "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
+         updated_at = $3 \
+         WHERE id = COALESCE( \
+             (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3 AND kind IN ({kinds}) \
+              ORDER BY lease_expires_at LIMIT 1 {claim_lock}), \
+             (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 AND kind IN ({kinds}) \
+              ORDER BY run_at, id LIMIT 1 {claim_lock})) \
+           AND (status = 'queued' OR lease_expires_at < $3) \
+         RETURNING {JOB_COLUMNS}",
+        kinds = placeholders(4, kinds),
+    )
+}
+
+macro_rules! impl_job_store {
+    ($store:ty) => {
+        const _: () = {
+            use uuid::Uuid;
+            use $crate::store::backend::SqlBackend;
+            use $crate::store::jobs::{claim_sql, write_job, JOB_COLUMNS};
+            use $crate::store::{Job, JobStore, NewJob, StoreResult, Ts};
+
+            type Db = <$store as SqlBackend>::DB;
+
+            #[async_trait::async_trait]
+            impl JobStore for $store {
+                async fn enqueue_job(&self, job: &NewJob) -> StoreResult<()> {
+                    let mut conn = self.pool().acquire().await?;
+                    Ok(write_job::<Db>(&mut conn, job, Ts::now()).await?)
+                }
+
+                async fn claim_next_job(&self, kinds: &[&str], owner: &str, now: Ts, lease_until: Ts) -> StoreResult<Option<Job>> {
+                    if kinds.is_empty() {
+                        return Ok(None);
+                    }
+                    let sql = claim_sql(kinds.len(), <Self as SqlBackend>::CLAIM_LOCK);
+                    let mut query = sqlx::query_as(&sql).bind(owner).bind(lease_until).bind(now);
+                    for kind in kinds {
+                        query = query.bind(*kind);
+                    }
+                    Ok(query.fetch_optional(self.pool()).await?)
+                }
+
+                async fn renew_job_lease(&self, id: Uuid, owner: &str, lease_until: Ts, now: Ts) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                    )
+                    .bind(id)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                    )
+                    .bind(id)
+                    .bind(owner)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn reschedule_job(&self, id: Uuid, owner: &str, run_at: Ts, error: &str, now: Ts) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET status = 'queued', run_at = $3, last_error = $4, lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = $5 \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                    )
+                    .bind(id)
+                    .bind(owner)
+                    .bind(run_at)
+                    .bind(error)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET status = 'failed', last_error = $3, lease_owner = NULL, lease_expires_at = NULL, \
+                         updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                    )
+                    .bind(id)
+                    .bind(owner)
+                    .bind(error)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>> {
+                    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+                    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?)
+                }
+
+                async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64> {
+                    let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < $1")
+                        .bind(before)
+                        .execute(self.pool())
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_job_store;

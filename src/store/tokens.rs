@@ -1,0 +1,255 @@
+//! Tokens: `TokenStore` and its SQL. A token is written with its audit event, and with the webhook
+//! outbox rows of its events, in one commit; the batch writer itself is the backend's (`SqlBackend`).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
+
+use super::{AuditEvent, OutboxRecord, StoreResult, Ts};
+
+/// A token row. `sealed_card` is the only place the card number lives, sealed; `fingerprint` is keyed.
+#[derive(Clone, sqlx::FromRow)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub created_at: Ts,
+    pub expiry_month: i32,
+    pub expiry_year: i32,
+    pub cardholder_name: Option<String>,
+    pub issuer_identification_number: String,
+    pub masked_account_number: String,
+    pub account_number_last_four: String,
+    pub account_number_length: i32,
+    pub scheme: String,
+    pub status: String,
+    pub fingerprint: Vec<u8>,
+    pub sealed_card: Vec<u8>,
+    pub business_key: Option<String>,
+    pub import_provider: Option<String>,
+    pub expires_at: Option<Ts>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("masked_account_number", &self.masked_account_number)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which tokens of an account to list: created in `[from, until)`, oldest or newest first.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenQuery {
+    pub account_id: Uuid,
+    pub from: Option<Ts>,
+    pub until: Option<Ts>,
+    pub oldest_first: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[async_trait]
+pub trait TokenStore {
+    /// Inserts tokens with their audit events, and `outbox` (the webhook rows of their events), in one
+    /// commit. An empty `outbox` writes nothing more.
+    async fn insert_tokens(
+        &self,
+        tokens: &[(TokenRecord, AuditEvent)],
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<()>;
+    async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
+    async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenRecord>>;
+    async fn count_tokens(&self, query: &TokenQuery) -> StoreResult<u64>;
+    /// Deletes the token row with its sealed card and writes `audit` and `outbox` in the same
+    /// transaction; false (and nothing written) if there was no such token.
+    async fn delete_token(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        audit: &AuditEvent,
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<bool>;
+    async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64>;
+    /// Records a change of a token's state that is not a column (its security code was dropped): locks
+    /// the token's row, so that its events are ordered with its deletion, and writes `audit` and
+    /// `outbox`; false (and nothing written) if there is no such token.
+    async fn touch_token(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        audit: &AuditEvent,
+        outbox: &[OutboxRecord],
+    ) -> StoreResult<bool>;
+}
+
+pub(crate) const TOKEN_COLUMNS: &str = "id, account_id, created_at, expiry_month, expiry_year, cardholder_name, \
+     issuer_identification_number, masked_account_number, account_number_last_four, account_number_length, scheme, \
+     status, fingerprint, sealed_card, business_key, import_provider, expires_at";
+
+/// `WHERE` for a token listing; binds `$1` account, then `from` and `until` when present, in that order.
+pub(crate) fn token_filter(query: &TokenQuery) -> (String, usize) {
+    let mut sql = String::from(" WHERE account_id = $1");
+    let mut next = 2;
+    if query.from.is_some() {
+        sql.push_str(&format!(" AND created_at >= ${next}"));
+        next += 1;
+    }
+    if query.until.is_some() {
+        sql.push_str(&format!(" AND created_at < ${next}"));
+        next += 1;
+    }
+    (sql, next)
+}
+
+/// Appends `INSERT INTO tokens (…) VALUES (…), …` for `rows` to `query`.
+pub(crate) fn push_token_insert<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    rows: &'a [(TokenRecord, AuditEvent)],
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    Option<Ts>: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    query.push(format!("INSERT INTO tokens ({TOKEN_COLUMNS}) "));
+    query.push_values(rows, |mut row, (t, _)| {
+        row.push_bind(t.id)
+            .push_bind(t.account_id)
+            .push_bind(t.created_at)
+            .push_bind(t.expiry_month)
+            .push_bind(t.expiry_year)
+            .push_bind(t.cardholder_name.as_deref())
+            .push_bind(t.issuer_identification_number.as_str())
+            .push_bind(t.masked_account_number.as_str())
+            .push_bind(t.account_number_last_four.as_str())
+            .push_bind(t.account_number_length)
+            .push_bind(t.scheme.as_str())
+            .push_bind(t.status.as_str())
+            .push_bind(t.fingerprint.as_slice())
+            .push_bind(t.sealed_card.as_slice())
+            .push_bind(t.business_key.as_deref())
+            .push_bind(t.import_provider.as_deref())
+            .push_bind(t.expires_at);
+    });
+}
+
+macro_rules! impl_token_store {
+    ($store:ty) => {
+        const _: () = {
+            use uuid::Uuid;
+            use $crate::store::audit::write_audit;
+            use $crate::store::backend::SqlBackend;
+            use $crate::store::tokens::{token_filter, TOKEN_COLUMNS};
+            use $crate::store::webhook_records::write_outbox;
+            use $crate::store::{AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
+
+            type Db = <$store as SqlBackend>::DB;
+
+            #[async_trait::async_trait]
+            impl TokenStore for $store {
+                async fn insert_tokens(&self, batch: &[(TokenRecord, AuditEvent)], outbox: &[OutboxRecord]) -> StoreResult<()> {
+                    self.insert_token_batch(batch, outbox).await
+                }
+
+                async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>> {
+                    let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1 AND account_id = $2");
+                    Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(self.pool()).await?)
+                }
+
+                async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenRecord>> {
+                    let (filter, next) = token_filter(q);
+                    let order = if q.oldest_first { "ASC" } else { "DESC" };
+                    let sql = format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens{filter} ORDER BY created_at {order}, id {order} \
+                         LIMIT ${next} OFFSET ${}",
+                        next + 1
+                    );
+                    let mut query = sqlx::query_as(&sql).bind(q.account_id);
+                    if let Some(from) = q.from {
+                        query = query.bind(from);
+                    }
+                    if let Some(until) = q.until {
+                        query = query.bind(until);
+                    }
+                    Ok(query.bind(q.limit).bind(q.offset).fetch_all(self.pool()).await?)
+                }
+
+                async fn count_tokens(&self, q: &TokenQuery) -> StoreResult<u64> {
+                    let (filter, _) = token_filter(q);
+                    let sql = format!("SELECT COUNT(*) FROM tokens{filter}");
+                    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(q.account_id);
+                    if let Some(from) = q.from {
+                        query = query.bind(from);
+                    }
+                    if let Some(until) = q.until {
+                        query = query.bind(until);
+                    }
+                    Ok(u64::try_from(query.fetch_one(self.pool()).await?).unwrap_or(0))
+                }
+
+                async fn delete_token(
+                    &self,
+                    account_id: Uuid,
+                    id: Uuid,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxRecord],
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    let done = sqlx::query("DELETE FROM tokens WHERE id = $1 AND account_id = $2")
+                        .bind(id)
+                        .bind(account_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    write_audit::<Db>(&mut tx, audit).await?;
+                    write_outbox::<Db>(&mut tx, outbox).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64> {
+                    let done = sqlx::query("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < $1")
+                        .bind(now)
+                        .execute(self.pool())
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn touch_token(
+                    &self,
+                    account_id: Uuid,
+                    id: Uuid,
+                    audit: &AuditEvent,
+                    outbox: &[OutboxRecord],
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    // A write that changes nothing, for the row lock: a delete of the token waits for it.
+                    let done = sqlx::query("UPDATE tokens SET status = status WHERE id = $1 AND account_id = $2")
+                        .bind(id)
+                        .bind(account_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    write_audit::<Db>(&mut tx, audit).await?;
+                    write_outbox::<Db>(&mut tx, outbox).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_token_store;

@@ -1,0 +1,198 @@
+//! Webhooks and their deliveries: `WebhookStore` and its SQL. The deliveries themselves are written by
+//! the change they report (see `webhook_records::write_outbox`); here they are read, retried and ended.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{StoreResult, Ts, WebhookDelivery, WebhookRecord};
+
+#[async_trait]
+pub trait WebhookStore {
+    async fn insert_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>>;
+    /// Webhooks not removed, of one account or of all, oldest first.
+    async fn list_webhooks(&self, account_id: Option<Uuid>) -> StoreResult<Vec<WebhookRecord>>;
+    /// Marks the webhook removed; false if it does not exist or was removed already.
+    async fn remove_webhook(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>>;
+    /// The earliest still-pending delivery of the same webhook and object queued before `seq`, if any.
+    async fn pending_delivery_before(
+        &self,
+        webhook_id: Uuid,
+        object_id: Uuid,
+        seq: i64,
+    ) -> StoreResult<Option<WebhookDelivery>>;
+    /// Records a failed attempt of a pending delivery and when to try again.
+    async fn record_delivery_attempt(
+        &self,
+        id: Uuid,
+        attempts: i32,
+        next_attempt_at: Ts,
+        error: &str,
+    ) -> StoreResult<bool>;
+    /// Ends a pending delivery as `delivered`, `failed` or `cancelled`.
+    async fn finish_webhook_delivery(
+        &self,
+        id: Uuid,
+        status: &str,
+        attempts: i32,
+        error: Option<&str>,
+        at: Ts,
+    ) -> StoreResult<bool>;
+    /// A webhook's deliveries, newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        webhook_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Deletes deliveries that ended before `before`.
+    async fn purge_webhook_deliveries(&self, before: Ts) -> StoreResult<u64>;
+}
+
+macro_rules! impl_webhook_store {
+    ($store:ty) => {
+        const _: () = {
+            use uuid::Uuid;
+            use $crate::store::backend::SqlBackend;
+            use $crate::store::webhook_records::{DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
+            use $crate::store::{StoreResult, Ts, WebhookDelivery, WebhookRecord, WebhookStore};
+
+            #[async_trait::async_trait]
+            impl WebhookStore for $store {
+                async fn insert_webhook(&self, w: &WebhookRecord) -> StoreResult<()> {
+                    let sql = format!("INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+                    sqlx::query(&sql)
+                        .bind(w.id)
+                        .bind(w.account_id)
+                        .bind(&w.url)
+                        .bind(&w.events)
+                        .bind(&w.sealed_key)
+                        .bind(w.created_at)
+                        .bind(w.removed_at)
+                        .execute(self.pool())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+                    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
+                    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?)
+                }
+
+                async fn list_webhooks(&self, account_id: Option<Uuid>) -> StoreResult<Vec<WebhookRecord>> {
+                    Ok(match account_id {
+                        Some(account) => {
+                            let sql = format!(
+                                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 AND removed_at IS NULL \
+                                 ORDER BY created_at, id"
+                            );
+                            sqlx::query_as(&sql).bind(account).fetch_all(self.pool()).await?
+                        }
+                        None => {
+                            let sql = format!(
+                                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE removed_at IS NULL ORDER BY created_at, id"
+                            );
+                            sqlx::query_as(&sql).fetch_all(self.pool()).await?
+                        }
+                    })
+                }
+
+                async fn remove_webhook(&self, id: Uuid, at: Ts) -> StoreResult<bool> {
+                    let done =
+                        sqlx::query("UPDATE webhooks SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL")
+                            .bind(id)
+                            .bind(at)
+                            .execute(self.pool())
+                            .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>> {
+                    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
+                    Ok(sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?)
+                }
+
+                async fn pending_delivery_before(
+                    &self,
+                    webhook_id: Uuid,
+                    object_id: Uuid,
+                    seq: i64,
+                ) -> StoreResult<Option<WebhookDelivery>> {
+                    let sql = format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND object_id = $2 \
+                         AND seq < $3 AND status = 'pending' ORDER BY seq LIMIT 1"
+                    );
+                    Ok(sqlx::query_as(&sql)
+                        .bind(webhook_id)
+                        .bind(object_id)
+                        .bind(seq)
+                        .fetch_optional(self.pool())
+                        .await?)
+                }
+
+                async fn record_delivery_attempt(
+                    &self,
+                    id: Uuid,
+                    attempts: i32,
+                    next_attempt_at: Ts,
+                    error: &str,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 \
+                         WHERE id = $1 AND status = 'pending'",
+                    )
+                    .bind(id)
+                    .bind(attempts)
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn finish_webhook_delivery(
+                    &self,
+                    id: Uuid,
+                    status: &str,
+                    attempts: i32,
+                    error: Option<&str>,
+                    at: Ts,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE webhook_deliveries SET status = $2, attempts = $3, \
+                         last_error = COALESCE($4, last_error), finished_at = $5 \
+                         WHERE id = $1 AND status = 'pending'",
+                    )
+                    .bind(id)
+                    .bind(status)
+                    .bind(attempts)
+                    .bind(error)
+                    .bind(at)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn list_webhook_deliveries(&self, webhook_id: Uuid, limit: i64) -> StoreResult<Vec<WebhookDelivery>> {
+                    let sql = format!(
+                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 \
+                         ORDER BY seq DESC LIMIT $2"
+                    );
+                    Ok(sqlx::query_as(&sql).bind(webhook_id).bind(limit).fetch_all(self.pool()).await?)
+                }
+
+                async fn purge_webhook_deliveries(&self, before: Ts) -> StoreResult<u64> {
+                    let done = sqlx::query(
+                        "DELETE FROM webhook_deliveries WHERE finished_at IS NOT NULL AND finished_at < $1",
+                    )
+                    .bind(before)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected())
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_webhook_store;

@@ -1,0 +1,367 @@
+//! Token imports on both backends (`ImportStore`): one active import per account, outcomes counted once
+//! per payment method while the import runs, an end made once at the counters read, and the business
+//! keys that name imported tokens.
+
+use strongroom::store::{ImportFailure, ImportOutcome, ImportRecord, StoreError, Ts};
+use uuid::Uuid;
+
+use super::{at, job, outbox, store_with_account, t0, token, webhook, with_audit};
+use crate::support::on_both_backends;
+use crate::support::Backend;
+
+on_both_backends!(
+    an_import_is_stored_with_its_job_and_one_runs_per_account,
+    imports_are_listed_newest_first_and_counted,
+    outcomes_are_counted_once_per_payment_method_while_the_import_runs,
+    an_import_ends_once_at_the_counters_it_read,
+    business_keys_name_the_tokens_an_import_made,
+);
+
+fn import(account_id: Uuid, created_at: Ts) -> ImportRecord {
+    ImportRecord {
+        id: Uuid::new_v4(),
+        account_id,
+        provider: "stripe".into(),
+        status: "preparing".into(),
+        sealed_api_key: Some(vec![1; 40]),
+        sealed_ingest_key: Some(vec![2; 40]),
+        ingest_key_digest: Some(vec![3; 32]),
+        position: None,
+        attempts: 0,
+        successes: 0,
+        failures: 0,
+        created_at,
+        updated_at: created_at,
+        finished_at: None,
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn columns(
+    i: &ImportRecord,
+) -> (
+    (
+        Uuid,
+        Uuid,
+        &str,
+        &str,
+        Option<&[u8]>,
+        Option<&[u8]>,
+        Option<&[u8]>,
+    ),
+    (Option<&str>, i64, i64, i64, Ts, Ts, Option<Ts>),
+) {
+    (
+        (
+            i.id,
+            i.account_id,
+            &i.provider,
+            &i.status,
+            i.sealed_api_key.as_deref(),
+            i.sealed_ingest_key.as_deref(),
+            i.ingest_key_digest.as_deref(),
+        ),
+        (
+            i.position.as_deref(),
+            i.attempts,
+            i.successes,
+            i.failures,
+            i.created_at,
+            i.updated_at,
+            i.finished_at,
+        ),
+    )
+}
+
+fn ok(pm: &str) -> ImportOutcome {
+    ImportOutcome {
+        payment_method: pm.into(),
+        failure: None,
+    }
+}
+
+fn failed(pm: &str, reason: &str) -> ImportOutcome {
+    ImportOutcome {
+        payment_method: pm.into(),
+        failure: Some(ImportFailure {
+            reason: reason.into(),
+            context: format!("{{\"payment_method\":\"{pm}\"}}"),
+        }),
+    }
+}
+
+async fn an_import_is_stored_with_its_job_and_one_runs_per_account(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let first = import(a.id, t0());
+    let run = job("import.run", t0());
+    store.insert_import(&first, &run).await.unwrap();
+    let read = store.get_import(first.id).await.unwrap().unwrap();
+    assert_eq!(columns(&read), columns(&first));
+    assert!(store.get_job(run.id).await.unwrap().is_some());
+    assert!(store.get_import(Uuid::new_v4()).await.unwrap().is_none());
+
+    let second = import(a.id, at(t0(), 1));
+    let second_run = job("import.run", t0());
+    let err = store.insert_import(&second, &second_run).await.unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert!(store.get_import(second.id).await.unwrap().is_none());
+    assert!(store.get_job(second_run.id).await.unwrap().is_none());
+
+    assert!(store
+        .end_import(first.id, "aborted", 0, None, &[], at(t0(), 2))
+        .await
+        .unwrap());
+    store.insert_import(&second, &second_run).await.unwrap();
+    store.close().await;
+}
+
+async fn imports_are_listed_newest_first_and_counted(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let record = import(a.id, at(t0(), i));
+        store
+            .insert_import(&record, &job("import.run", t0()))
+            .await
+            .unwrap();
+        store
+            .end_import(record.id, "aborted", 0, None, &[], at(t0(), i + 1))
+            .await
+            .unwrap();
+        ids.push(record.id);
+    }
+    let listed = |rows: Vec<ImportRecord>| rows.iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        listed(store.list_imports(a.id, 10, 0).await.unwrap()),
+        [ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        listed(store.list_imports(a.id, 1, 1).await.unwrap()),
+        [ids[1]]
+    );
+    assert_eq!(store.count_imports(a.id).await.unwrap(), 3);
+    assert_eq!(store.count_imports(Uuid::new_v4()).await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn outcomes_are_counted_once_per_payment_method_while_the_import_runs(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let record = import(a.id, t0());
+    store
+        .insert_import(&record, &job("import.run", t0()))
+        .await
+        .unwrap();
+    let batch = [ok("pm_1"), failed("pm_2", "card_expired"), ok("pm_1")];
+    assert!(!store
+        .record_import_outcomes(record.id, &batch, Some("{\"after\":\"pm_2\"}"), at(t0(), 1))
+        .await
+        .unwrap());
+    assert_eq!(store.count_import_failures(record.id).await.unwrap(), 0);
+
+    assert!(store
+        .mark_import_running(record.id, at(t0(), 2))
+        .await
+        .unwrap());
+    assert!(!store
+        .mark_import_running(record.id, at(t0(), 3))
+        .await
+        .unwrap());
+    assert!(store
+        .record_import_outcomes(record.id, &batch, Some("{\"after\":\"pm_2\"}"), at(t0(), 4))
+        .await
+        .unwrap());
+    let read = store.get_import(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            read.status.as_str(),
+            read.attempts,
+            read.successes,
+            read.failures,
+            read.position.as_deref(),
+            read.updated_at
+        ),
+        (
+            "running",
+            2,
+            1,
+            1,
+            Some("{\"after\":\"pm_2\"}"),
+            at(t0(), 4)
+        )
+    );
+
+    // A retried page counts only what it had not counted, and no position keeps the last one.
+    let retry = [
+        failed("pm_2", "card_expired"),
+        failed("pm_3", "no_card"),
+        ok("pm_4"),
+    ];
+    assert!(store
+        .record_import_outcomes(record.id, &retry, None, at(t0(), 5))
+        .await
+        .unwrap());
+    let read = store.get_import(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            read.attempts,
+            read.successes,
+            read.failures,
+            read.position.as_deref()
+        ),
+        (4, 2, 2, Some("{\"after\":\"pm_2\"}"))
+    );
+    let failures = store.list_import_failures(record.id, 10, 0).await.unwrap();
+    let expected: Vec<_> = [&batch[1], &retry[1]]
+        .iter()
+        .map(|o| o.failure.clone().unwrap())
+        .collect();
+    assert_eq!(failures, expected);
+    assert_eq!(
+        store.list_import_failures(record.id, 1, 1).await.unwrap(),
+        expected[1..]
+    );
+    assert_eq!(store.count_import_failures(record.id).await.unwrap(), 2);
+    let mut counted = store
+        .counted_payment_methods(record.id, &["pm_1".into(), "pm_4".into(), "pm_9".into()])
+        .await
+        .unwrap();
+    counted.sort();
+    assert_eq!(counted, ["pm_1", "pm_4"]);
+    store.close().await;
+}
+
+async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    let record = import(a.id, t0());
+    store
+        .insert_import(&record, &job("import.run", t0()))
+        .await
+        .unwrap();
+    assert!(!store
+        .end_import(record.id, "finished", 0, None, &[], at(t0(), 1))
+        .await
+        .unwrap());
+    store
+        .mark_import_running(record.id, at(t0(), 2))
+        .await
+        .unwrap();
+    store
+        .record_import_outcomes(record.id, &[ok("pm_1")], None, at(t0(), 3))
+        .await
+        .unwrap();
+
+    let stale = outbox(&hook, record.id, at(t0(), 4));
+    assert!(!store
+        .end_import(
+            record.id,
+            "finished",
+            0,
+            None,
+            std::slice::from_ref(&stale),
+            at(t0(), 4)
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .get_webhook_delivery(stale.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    let why = ImportFailure {
+        reason: "provider_unavailable".into(),
+        context: "{}".into(),
+    };
+    let ended = outbox(&hook, record.id, at(t0(), 5));
+    assert!(store
+        .end_import(
+            record.id,
+            "finished",
+            1,
+            Some(&why),
+            std::slice::from_ref(&ended),
+            at(t0(), 5)
+        )
+        .await
+        .unwrap());
+    let read = store.get_import(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            read.status.as_str(),
+            read.sealed_api_key,
+            read.sealed_ingest_key,
+            read.ingest_key_digest,
+            read.finished_at,
+            read.updated_at,
+        ),
+        ("finished", None, None, None, Some(at(t0(), 5)), at(t0(), 5))
+    );
+    assert_eq!(
+        store.list_import_failures(record.id, 10, 0).await.unwrap(),
+        [why]
+    );
+    assert!(store
+        .get_webhook_delivery(ended.id)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!store
+        .end_import(record.id, "aborted", 1, None, &[], at(t0(), 6))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_import_outcomes(record.id, &[ok("pm_2")], None, at(t0(), 7))
+        .await
+        .unwrap());
+    store.close().await;
+}
+
+async fn business_keys_name_the_tokens_an_import_made(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let imported = |key: &str, provider: &str| {
+        let mut t = token(a.id, t0());
+        t.business_key = Some(key.into());
+        t.import_provider = Some(provider.into());
+        with_audit(t)
+    };
+    let batch = vec![
+        imported("pm_1", "stripe"),
+        imported("pm_2", "stripe"),
+        imported("pm_3", "other"),
+    ];
+    store.insert_tokens(&batch, &[]).await.unwrap();
+    let mut found = store
+        .existing_business_keys(
+            a.id,
+            "stripe",
+            &["pm_2".into(), "pm_1".into(), "pm_3".into(), "pm_9".into()],
+        )
+        .await
+        .unwrap();
+    found.sort();
+    assert_eq!(found, ["pm_1", "pm_2"]);
+    assert!(store
+        .existing_business_keys(Uuid::new_v4(), "stripe", &["pm_1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    let read = store
+        .get_token_by_business_key(a.id, "stripe", "pm_2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.id, batch[1].0.id);
+    assert!(store
+        .get_token_by_business_key(a.id, "stripe", "pm_3")
+        .await
+        .unwrap()
+        .is_none());
+    let err = store
+        .insert_tokens(&[imported("pm_1", "stripe")], &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    store.close().await;
+}

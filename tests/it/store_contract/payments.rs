@@ -1,0 +1,334 @@
+//! Payments on both backends: stored with their job and day counts, changed only at the version read
+//! (with their transactions, refunds and job, or not at all), counted per day and listed in windows.
+
+use strongroom::store::{
+    day_of, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord, TransactionRecord,
+};
+use uuid::Uuid;
+
+use super::{account, at, job, payment, same, store_with_account, t0};
+use crate::support::on_both_backends;
+use crate::support::Backend;
+
+on_both_backends!(
+    a_payment_is_stored_with_its_job_and_read_back_exactly,
+    a_change_applies_only_at_the_version_it_read,
+    a_refund_is_finished_only_from_processing,
+    day_counts_follow_inserts_and_status_moves,
+    payments_are_listed_newest_first_within_a_window,
+);
+
+const DAY: u64 = 86_400;
+
+fn filter(account_id: Uuid) -> PaymentFilter {
+    PaymentFilter {
+        account_id,
+        ..PaymentFilter::default()
+    }
+}
+
+/// A change of `p` to `status` at version + 1, with nothing else.
+fn change(p: &PaymentRecord, status: &str) -> PaymentChange {
+    let mut next = p.clone();
+    next.version = p.version + 1;
+    next.status = status.into();
+    next.updated_at = at(p.updated_at, 1);
+    PaymentChange {
+        payment: next,
+        expected_version: p.version,
+        previous_status: p.status.clone(),
+        transaction: None,
+        new_refund: None,
+        finished_refund: None,
+        job: None,
+        outbox: Vec::new(),
+    }
+}
+
+fn refund(p: &PaymentRecord, status: &str) -> RefundRecord {
+    RefundRecord {
+        id: Uuid::new_v4(),
+        payment_id: p.id,
+        account_id: p.account_id,
+        created_at: at(p.created_at, 5),
+        updated_at: at(p.created_at, 5),
+        amount: 300,
+        currency_code: p.currency_code.clone(),
+        status: status.into(),
+        reference: Some("refund-1".into()),
+        failure_details: None,
+    }
+}
+
+async fn a_payment_is_stored_with_its_job_and_read_back_exactly(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let mut p = payment(a.id, t0(), "processing", "EUR");
+    p.capture_requested = Some(1_000);
+    p.recurring_frequency = Some(30);
+    p.recurring_expiry = Some("2030-12".into());
+    p.initial_payment_id = Some(Uuid::new_v4());
+    let recovery = job("payment.authorize", at(t0(), 60));
+    store
+        .insert_payment(&p, Some(&recovery), &[])
+        .await
+        .unwrap();
+    same(&store.get_payment(a.id, p.id).await.unwrap().unwrap(), &p);
+    assert!(store
+        .get_payment(Uuid::new_v4(), p.id)
+        .await
+        .unwrap()
+        .is_none());
+    let stored_job = store.get_job(recovery.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored_job.kind.as_str(), stored_job.run_at),
+        ("payment.authorize", recovery.run_at)
+    );
+    let plain = payment(a.id, t0(), "failed", "EUR");
+    store.insert_payment(&plain, None, &[]).await.unwrap();
+    same(
+        &store.get_payment(a.id, plain.id).await.unwrap().unwrap(),
+        &plain,
+    );
+    store.close().await;
+}
+
+async fn a_change_applies_only_at_the_version_it_read(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let p = payment(a.id, t0(), "processing", "EUR");
+    store.insert_payment(&p, None, &[]).await.unwrap();
+    let mut authorize = change(&p, "authorized");
+    authorize.payment.amount_authorized = 1_000;
+    authorize.payment.processor_reference = Some("psp-1".into());
+    let transaction = TransactionRecord {
+        id: Uuid::new_v4(),
+        payment_id: p.id,
+        created_at: at(t0(), 1),
+        kind: "authorization".into(),
+        status: "success".into(),
+        amount: 1_000,
+        processor_reference: Some("psp-1".into()),
+        message: None,
+    };
+    authorize.transaction = Some(transaction.clone());
+    let capture = job("payment.capture", at(t0(), 2));
+    authorize.job = Some(capture.clone());
+    assert!(store.apply_payment_change(&authorize).await.unwrap());
+    same(
+        &store.get_payment(a.id, p.id).await.unwrap().unwrap(),
+        &authorize.payment,
+    );
+    same(
+        &store.list_transactions(p.id).await.unwrap(),
+        &vec![transaction],
+    );
+    assert!(store.get_job(capture.id).await.unwrap().is_some());
+
+    // A second change made from the same read loses, and writes none of its rows.
+    let mut stale = change(&p, "failed");
+    stale.transaction = Some(TransactionRecord {
+        id: Uuid::new_v4(),
+        ..authorize.transaction.clone().unwrap()
+    });
+    stale.new_refund = Some(refund(&p, "processing"));
+    stale.job = Some(job("payment.capture", at(t0(), 3)));
+    assert!(!store.apply_payment_change(&stale).await.unwrap());
+    assert_eq!(
+        store
+            .get_payment(a.id, p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(store.list_transactions(p.id).await.unwrap().len(), 1);
+    assert!(store.list_refunds(p.id).await.unwrap().is_empty());
+    assert!(store
+        .get_job(stale.job.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}
+
+async fn a_refund_is_finished_only_from_processing(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let p = payment(a.id, t0(), "captured", "EUR");
+    store.insert_payment(&p, None, &[]).await.unwrap();
+    let mut ask = change(&p, "captured");
+    ask.payment.amount_refund_reserved = 300;
+    let r = refund(&p, "processing");
+    ask.new_refund = Some(r.clone());
+    assert!(store.apply_payment_change(&ask).await.unwrap());
+    same(&store.get_refund(a.id, r.id).await.unwrap().unwrap(), &r);
+    assert!(store
+        .get_refund(Uuid::new_v4(), r.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    let mut finish = change(&ask.payment, "refunded");
+    finish.payment.amount_refund_reserved = 0;
+    finish.payment.amount_refunded = 300;
+    let done = RefundRecord {
+        status: "completed".into(),
+        updated_at: at(t0(), 9),
+        ..r.clone()
+    };
+    finish.finished_refund = Some(done.clone());
+    assert!(store.apply_payment_change(&finish).await.unwrap());
+    same(
+        &store.list_refunds(p.id).await.unwrap(),
+        &vec![done.clone()],
+    );
+
+    // Finishing it again is refused, and the payment change that came with it is undone.
+    let again = PaymentChange {
+        finished_refund: Some(RefundRecord {
+            status: "failed".into(),
+            ..done.clone()
+        }),
+        ..change(&finish.payment, "captured")
+    };
+    assert!(!store.apply_payment_change(&again).await.unwrap());
+    same(
+        &store.get_payment(a.id, p.id).await.unwrap().unwrap(),
+        &finish.payment,
+    );
+    same(&store.get_refund(a.id, r.id).await.unwrap().unwrap(), &done);
+    store.close().await;
+}
+
+async fn day_counts_follow_inserts_and_status_moves(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let other = account("other");
+    store.insert_account(&other).await.unwrap();
+    let (day1, day2) = (t0(), at(t0(), DAY));
+    let first = payment(a.id, day1, "authorized", "EUR");
+    store.insert_payment(&first, None, &[]).await.unwrap();
+    store
+        .insert_payments(&[
+            payment(a.id, day1, "failed", "USD"),
+            payment(a.id, day2, "authorized", "EUR"),
+            payment(a.id, day2, "authorized", "USD"),
+            payment(a.id, day2, "failed", "EUR"),
+            payment(other.id, day2, "failed", "EUR"),
+        ])
+        .await
+        .unwrap();
+    let (d1, d2) = (day_of(day1), day_of(day2));
+    assert_eq!(
+        store.payment_day_counts(&filter(a.id)).await.unwrap(),
+        [(d2, 3), (d1, 2)]
+    );
+    let authorized = PaymentFilter {
+        statuses: vec!["authorized".into()],
+        ..filter(a.id)
+    };
+    assert_eq!(
+        store.payment_day_counts(&authorized).await.unwrap(),
+        [(d2, 2), (d1, 1)]
+    );
+    let euros_on_day2 = PaymentFilter {
+        currencies: vec!["EUR".into()],
+        from: Some(day2),
+        until: Some(at(day2, DAY)),
+        ..filter(a.id)
+    };
+    assert_eq!(
+        store.payment_day_counts(&euros_on_day2).await.unwrap(),
+        [(d2, 2)]
+    );
+    let day1_only = PaymentFilter {
+        until: Some(day2),
+        ..filter(a.id)
+    };
+    assert_eq!(
+        store.payment_day_counts(&day1_only).await.unwrap(),
+        [(d1, 2)]
+    );
+
+    // A status move shifts the count between statuses, not the day's total.
+    assert!(store
+        .apply_payment_change(&change(&first, "captured"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.payment_day_counts(&authorized).await.unwrap(),
+        [(d2, 2)]
+    );
+    let captured = PaymentFilter {
+        statuses: vec!["captured".into(), "failed".into()],
+        ..filter(a.id)
+    };
+    assert_eq!(
+        store.payment_day_counts(&captured).await.unwrap(),
+        [(d2, 1), (d1, 2)]
+    );
+    assert_eq!(
+        store.payment_day_counts(&filter(a.id)).await.unwrap(),
+        [(d2, 3), (d1, 2)]
+    );
+    store.close().await;
+}
+
+async fn payments_are_listed_newest_first_within_a_window(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let rows: Vec<_> = (0..6)
+        .map(|i| {
+            let status = if i % 2 == 0 { "authorized" } else { "failed" };
+            payment(a.id, at(t0(), i * 10), status, "EUR")
+        })
+        .collect();
+    let mut twin = payment(a.id, rows[5].created_at, "failed", "USD");
+    twin.id = Uuid::from_u128(rows[5].id.as_u128().wrapping_add(1));
+    store.insert_payments(&rows).await.unwrap();
+    store.insert_payment(&twin, None, &[]).await.unwrap();
+    let ids = |ps: Vec<PaymentRecord>| ps.iter().map(|p| p.id).collect::<Vec<_>>();
+
+    let all = store
+        .list_payments_between(&filter(a.id), None, None, 10, 0)
+        .await
+        .unwrap();
+    let (newest, tie) = if twin.id > rows[5].id {
+        (twin.id, rows[5].id)
+    } else {
+        (rows[5].id, twin.id)
+    };
+    assert_eq!(
+        ids(all),
+        [newest, tie, rows[4].id, rows[3].id, rows[2].id, rows[1].id, rows[0].id]
+    );
+    let window = store
+        .list_payments_between(&filter(a.id), Some(at(t0(), 10)), Some(at(t0(), 40)), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(ids(window), [rows[3].id, rows[2].id, rows[1].id]);
+    let page = store
+        .list_payments_between(&filter(a.id), Some(at(t0(), 10)), Some(at(t0(), 40)), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), [rows[2].id]);
+    let failed_usd = PaymentFilter {
+        statuses: vec!["failed".into()],
+        currencies: vec!["USD".into()],
+        ..filter(a.id)
+    };
+    assert_eq!(
+        ids(store
+            .list_payments_between(&failed_usd, None, None, 10, 0)
+            .await
+            .unwrap()),
+        [twin.id]
+    );
+    let authorized = PaymentFilter {
+        statuses: vec!["authorized".into()],
+        ..filter(a.id)
+    };
+    let listed = store
+        .list_payments_between(&authorized, Some(at(t0(), 20)), None, 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(ids(listed), [rows[4].id, rows[2].id]);
+    store.close().await;
+}

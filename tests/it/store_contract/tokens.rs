@@ -1,0 +1,296 @@
+//! Tokens on both backends: batches stored whole with their audit events (or not at all), listed and
+//! counted within a window, deleted with their audit row in the same transaction, expired, touched.
+
+use strongroom::store::{Action, AuditEvent, StoreError, TokenQuery};
+use uuid::Uuid;
+
+use super::{
+    account, at, outbox, store_with_account, t0, token, token_columns, webhook, with_audit,
+};
+use crate::support::on_both_backends;
+use crate::support::Backend;
+
+on_both_backends!(
+    a_token_batch_is_stored_with_its_audit_events_and_read_back_exactly,
+    a_batch_of_several_statements_is_stored_whole,
+    a_batch_with_a_bad_row_is_refused_whole_by_a_constraint,
+    tokens_are_listed_and_counted_within_their_window_in_either_order,
+    a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction,
+    only_expired_tokens_are_deleted_as_expired,
+    touching_a_token_writes_its_audit_and_outbox_only_if_it_exists,
+);
+
+fn query(account_id: Uuid) -> TokenQuery {
+    TokenQuery {
+        account_id,
+        from: None,
+        until: None,
+        oldest_first: false,
+        limit: 100,
+        offset: 0,
+    }
+}
+
+fn audit_of(events: &[AuditEvent], action: Action) -> Vec<(Option<String>, &str)> {
+    events
+        .iter()
+        .filter(|e| e.action == action)
+        .map(|e| (e.target.clone(), e.outcome.as_str()))
+        .collect()
+}
+
+async fn a_token_batch_is_stored_with_its_audit_events_and_read_back_exactly(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let mut imported = token(a.id, at(t0(), 2));
+    imported.business_key = Some("pm_1".into());
+    imported.import_provider = Some("stripe".into());
+    imported.cardholder_name = None;
+    imported.expires_at = Some(at(t0(), 86_400));
+    let batch = vec![with_audit(token(a.id, at(t0(), 1))), with_audit(imported)];
+    store.insert_tokens(&batch, &[]).await.unwrap();
+    for (t, _) in &batch {
+        let read = store.get_token(a.id, t.id).await.unwrap().unwrap();
+        assert_eq!(token_columns(&read), token_columns(t));
+    }
+    assert!(store
+        .get_token(Uuid::new_v4(), batch[0].0.id)
+        .await
+        .unwrap()
+        .is_none());
+    let events = store.list_audit_events(a.id, 10).await.unwrap();
+    assert_eq!(
+        audit_of(&events, Action::TokenCreate),
+        [
+            (Some(batch[1].0.id.to_string()), "success"),
+            (Some(batch[0].0.id.to_string()), "success")
+        ]
+    );
+    assert_eq!(events.len(), 2);
+    store.close().await;
+}
+
+async fn a_batch_of_several_statements_is_stored_whole(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let batch: Vec<_> = (0..450)
+        .map(|i| with_audit(token(a.id, at(t0(), i))))
+        .collect();
+    store.insert_tokens(&batch, &[]).await.unwrap();
+    assert_eq!(store.count_tokens(&query(a.id)).await.unwrap(), 450);
+    assert_eq!(
+        store.list_audit_events(a.id, 1_000).await.unwrap().len(),
+        450
+    );
+    store.close().await;
+}
+
+async fn a_batch_with_a_bad_row_is_refused_whole_by_a_constraint(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    for size in [2, 250] {
+        let mut batch: Vec<_> = (0..size)
+            .map(|i| with_audit(token(a.id, at(t0(), i))))
+            .collect();
+        let duplicate = batch[0].clone();
+        batch.push(duplicate);
+        let err = store.insert_tokens(&batch, &[]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    }
+    let orphan = with_audit(token(Uuid::new_v4(), t0()));
+    let err = store
+        .insert_tokens(std::slice::from_ref(&orphan), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(store.count_tokens(&query(a.id)).await.unwrap(), 0);
+    assert!(store.list_audit_events(a.id, 10).await.unwrap().is_empty());
+
+    // The store is still usable: a failed script left no transaction open.
+    let ok = with_audit(token(a.id, t0()));
+    store
+        .insert_tokens(std::slice::from_ref(&ok), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.count_tokens(&query(a.id)).await.unwrap(), 1);
+    store.close().await;
+}
+
+async fn tokens_are_listed_and_counted_within_their_window_in_either_order(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let other = account("other");
+    store.insert_account(&other).await.unwrap();
+    let mut batch: Vec<_> = (0..5)
+        .map(|i| with_audit(token(a.id, at(t0(), i * 10))))
+        .collect();
+    batch.push(with_audit(token(other.id, at(t0(), 15))));
+    store.insert_tokens(&batch, &[]).await.unwrap();
+    let ids = |from: usize, to: usize| -> Vec<Uuid> {
+        batch[from..to].iter().map(|(t, _)| t.id).collect()
+    };
+    let listed = |rows: Vec<strongroom::store::TokenRecord>| -> Vec<Uuid> {
+        rows.iter().map(|t| t.id).collect()
+    };
+
+    let newest_first = store.list_tokens(&query(a.id)).await.unwrap();
+    let mut expected = ids(0, 5);
+    expected.reverse();
+    assert_eq!(listed(newest_first), expected);
+
+    let window = TokenQuery {
+        from: Some(at(t0(), 10)),
+        until: Some(at(t0(), 40)),
+        oldest_first: true,
+        ..query(a.id)
+    };
+    assert_eq!(listed(store.list_tokens(&window).await.unwrap()), ids(1, 4));
+    assert_eq!(store.count_tokens(&window).await.unwrap(), 3);
+    let page = TokenQuery {
+        limit: 2,
+        offset: 1,
+        ..window
+    };
+    assert_eq!(listed(store.list_tokens(&page).await.unwrap()), ids(2, 4));
+    assert_eq!(store.count_tokens(&page).await.unwrap(), 3);
+    let from_only = TokenQuery {
+        from: Some(at(t0(), 30)),
+        ..query(a.id)
+    };
+    assert_eq!(store.count_tokens(&from_only).await.unwrap(), 2);
+    let until_only = TokenQuery {
+        until: Some(at(t0(), 30)),
+        oldest_first: true,
+        ..query(a.id)
+    };
+    assert_eq!(
+        listed(store.list_tokens(&until_only).await.unwrap()),
+        ids(0, 3)
+    );
+    assert_eq!(store.count_tokens(&query(other.id)).await.unwrap(), 1);
+    assert_eq!(store.count_tokens(&query(Uuid::new_v4())).await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let other = account("other");
+    store.insert_account(&other).await.unwrap();
+    let t = with_audit(token(a.id, t0()));
+    store
+        .insert_tokens(std::slice::from_ref(&t), &[])
+        .await
+        .unwrap();
+    let audit = |account: Uuid| {
+        AuditEvent::new(
+            Some(account),
+            "test",
+            Action::TokenDelete,
+            Some(t.0.id.to_string()),
+            "success",
+        )
+    };
+
+    assert!(!store
+        .delete_token(other.id, t.0.id, &audit(other.id), &[])
+        .await
+        .unwrap());
+    assert!(store.get_token(a.id, t.0.id).await.unwrap().is_some());
+    assert!(store
+        .list_audit_events(other.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert!(store
+        .delete_token(a.id, t.0.id, &audit(a.id), &[])
+        .await
+        .unwrap());
+    assert!(store.get_token(a.id, t.0.id).await.unwrap().is_none());
+    assert!(!store
+        .delete_token(a.id, t.0.id, &audit(a.id), &[])
+        .await
+        .unwrap());
+    let events = store.list_audit_events(a.id, 10).await.unwrap();
+    assert_eq!(
+        audit_of(&events, Action::TokenDelete),
+        [(Some(t.0.id.to_string()), "success")]
+    );
+    store.close().await;
+}
+
+async fn only_expired_tokens_are_deleted_as_expired(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let now = at(t0(), 100);
+    let mut expired = token(a.id, t0());
+    expired.expires_at = Some(at(now, 0).minus(std::time::Duration::from_secs(1)));
+    let mut due_now = token(a.id, t0());
+    due_now.expires_at = Some(now);
+    let lasting = token(a.id, t0());
+    let batch: Vec<_> = [expired.clone(), due_now.clone(), lasting.clone()]
+        .into_iter()
+        .map(with_audit)
+        .collect();
+    store.insert_tokens(&batch, &[]).await.unwrap();
+    assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 1);
+    assert!(store.get_token(a.id, expired.id).await.unwrap().is_none());
+    assert!(store.get_token(a.id, due_now.id).await.unwrap().is_some());
+    assert!(store.get_token(a.id, lasting.id).await.unwrap().is_some());
+    assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    let t = with_audit(token(a.id, t0()));
+    store
+        .insert_tokens(std::slice::from_ref(&t), &[])
+        .await
+        .unwrap();
+    let consumed = |id: Uuid| {
+        AuditEvent::new(
+            Some(a.id),
+            "test",
+            Action::TokenConsume,
+            Some(id.to_string()),
+            "success",
+        )
+    };
+
+    let missing = Uuid::new_v4();
+    let lost = outbox(&hook, missing, at(t0(), 1));
+    assert!(!store
+        .touch_token(
+            a.id,
+            missing,
+            &consumed(missing),
+            std::slice::from_ref(&lost)
+        )
+        .await
+        .unwrap());
+    assert!(store.get_webhook_delivery(lost.id).await.unwrap().is_none());
+    assert!(store.get_job(lost.job.id).await.unwrap().is_none());
+
+    let event = outbox(&hook, t.0.id, at(t0(), 2));
+    assert!(store
+        .touch_token(
+            a.id,
+            t.0.id,
+            &consumed(t.0.id),
+            std::slice::from_ref(&event)
+        )
+        .await
+        .unwrap());
+    let delivery = store.get_webhook_delivery(event.id).await.unwrap().unwrap();
+    assert_eq!(
+        (delivery.object_id, delivery.status.as_str()),
+        (t.0.id, "pending")
+    );
+    assert!(store.get_job(event.job.id).await.unwrap().is_some());
+    let events = store.list_audit_events(a.id, 10).await.unwrap();
+    assert_eq!(
+        audit_of(&events, Action::TokenConsume),
+        [(Some(t.0.id.to_string()), "success")]
+    );
+    let read = store.get_token(a.id, t.0.id).await.unwrap().unwrap();
+    assert_eq!(token_columns(&read), token_columns(&t.0));
+    store.close().await;
+}

@@ -1,0 +1,112 @@
+//! Vault keys on both backends: an account's first keys are stored once, and keys wrapped by an older
+//! master key are listed and rewrapped only from the version they were read at.
+
+use strongroom::store::{AccountKeysRecord, DynStore, Ts};
+use uuid::Uuid;
+
+use super::{account, at, t0};
+use crate::support::on_both_backends;
+use crate::support::{Backend, TestDb};
+
+on_both_backends!(
+    an_accounts_first_keys_are_stored_once_and_read_back_exactly,
+    keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once,
+);
+
+fn keys(account_id: Uuid, master_version: i32, fill: u8) -> AccountKeysRecord {
+    AccountKeysRecord {
+        account_id,
+        dek_version: 1,
+        master_version,
+        wrapped_dek: vec![fill; 60],
+        wrapped_fingerprint_key: vec![fill.wrapping_add(1); 60],
+        created_at: t0(),
+        rewrapped_at: None,
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn columns(k: &AccountKeysRecord) -> (Uuid, i32, i32, &[u8], &[u8], Ts, Option<Ts>) {
+    (
+        k.account_id,
+        k.dek_version,
+        k.master_version,
+        &k.wrapped_dek,
+        &k.wrapped_fingerprint_key,
+        k.created_at,
+        k.rewrapped_at,
+    )
+}
+
+async fn new_account(store: &DynStore) -> Uuid {
+    let a = account("acme");
+    store.insert_account(&a).await.unwrap();
+    a.id
+}
+
+async fn an_accounts_first_keys_are_stored_once_and_read_back_exactly(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let a = new_account(&store).await;
+    let first = keys(a, 1, 1);
+    assert!(store.insert_account_keys(&first).await.unwrap());
+    assert!(!store.insert_account_keys(&keys(a, 1, 2)).await.unwrap());
+    let read = store.get_account_keys(a).await.unwrap().unwrap();
+    assert_eq!(columns(&read), columns(&first));
+    assert!(store
+        .get_account_keys(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_none());
+    store.close().await;
+}
+
+async fn keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let mut old = Vec::new();
+    for fill in [1, 2] {
+        let k = keys(new_account(&store).await, 1, fill);
+        store.insert_account_keys(&k).await.unwrap();
+        old.push(k);
+    }
+    let current = keys(new_account(&store).await, 2, 3);
+    store.insert_account_keys(&current).await.unwrap();
+    old.sort_by_key(|k| k.account_id);
+
+    let listed = store.list_account_keys_wrapped_before(2, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(columns).collect::<Vec<_>>(),
+        old.iter().map(columns).collect::<Vec<_>>()
+    );
+    let one = store.list_account_keys_wrapped_before(2, 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].account_id, old[0].account_id);
+    assert!(store
+        .list_account_keys_wrapped_before(1, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let rewrapped = AccountKeysRecord {
+        master_version: 2,
+        wrapped_dek: vec![8; 60],
+        wrapped_fingerprint_key: vec![9; 60],
+        rewrapped_at: Some(at(t0(), 60)),
+        ..old[0].clone()
+    };
+    assert!(store.rewrap_account_keys(&rewrapped, 1).await.unwrap());
+    assert!(!store.rewrap_account_keys(&rewrapped, 1).await.unwrap());
+    let read = store
+        .get_account_keys(old[0].account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(columns(&read), columns(&rewrapped));
+    let left = store.list_account_keys_wrapped_before(2, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|k| k.account_id).collect::<Vec<_>>(),
+        [old[1].account_id]
+    );
+    store.close().await;
+}

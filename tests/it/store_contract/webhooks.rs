@@ -1,0 +1,424 @@
+//! Webhooks and the outbox on both backends: webhooks listed until removed, the outbox committed or
+//! rolled back with the change that writes it, deliveries retried in order, finished once and purged.
+
+use strongroom::store::{Action, AuditEvent, OutboxRecord, StoreError, Ts, WebhookRecord};
+use uuid::Uuid;
+
+use super::{
+    account, at, outbox, payment, same, store_with_account, t0, token, webhook, with_audit,
+};
+use crate::support::on_both_backends;
+use crate::support::Backend;
+
+on_both_backends!(
+    webhooks_are_listed_oldest_first_until_removed,
+    the_outbox_is_committed_with_a_token_batch,
+    the_outbox_is_rolled_back_with_its_token_batch,
+    deletions_and_payments_write_their_outbox_only_when_they_happen,
+    deliveries_are_retried_in_order_and_finished_once,
+    deliveries_that_ended_are_purged_and_pending_ones_kept,
+);
+
+#[allow(clippy::type_complexity)]
+fn columns(w: &WebhookRecord) -> (Uuid, Uuid, &str, &str, &[u8], Ts, Option<Ts>) {
+    (
+        w.id,
+        w.account_id,
+        &w.url,
+        &w.events,
+        &w.sealed_key,
+        w.created_at,
+        w.removed_at,
+    )
+}
+
+async fn webhooks_are_listed_oldest_first_until_removed(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let other = account("other");
+    store.insert_account(&other).await.unwrap();
+    let (first, second, elsewhere) = (
+        webhook(a.id, at(t0(), 1)),
+        webhook(a.id, at(t0(), 2)),
+        webhook(other.id, at(t0(), 3)),
+    );
+    for w in [&second, &first, &elsewhere] {
+        store.insert_webhook(w).await.unwrap();
+    }
+    let read = store.get_webhook(first.id).await.unwrap().unwrap();
+    assert_eq!(columns(&read), columns(&first));
+    assert!(store.get_webhook(Uuid::new_v4()).await.unwrap().is_none());
+    let ids = |ws: Vec<WebhookRecord>| ws.iter().map(|w| w.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_webhooks(Some(a.id)).await.unwrap()),
+        [first.id, second.id]
+    );
+    assert_eq!(
+        ids(store.list_webhooks(None).await.unwrap()),
+        [first.id, second.id, elsewhere.id]
+    );
+
+    assert!(store.remove_webhook(first.id, at(t0(), 9)).await.unwrap());
+    assert!(!store.remove_webhook(first.id, at(t0(), 10)).await.unwrap());
+    assert!(!store
+        .remove_webhook(Uuid::new_v4(), at(t0(), 10))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_webhook(first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .removed_at,
+        Some(at(t0(), 9))
+    );
+    assert_eq!(
+        ids(store.list_webhooks(Some(a.id)).await.unwrap()),
+        [second.id]
+    );
+    assert_eq!(
+        ids(store.list_webhooks(None).await.unwrap()),
+        [second.id, elsewhere.id]
+    );
+    store.close().await;
+}
+
+/// Checks that `event` is stored as a new pending delivery with its queued job.
+async fn assert_written(store: &strongroom::store::DynStore, event: &OutboxRecord) {
+    let d = store.get_webhook_delivery(event.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            d.id,
+            d.event_id,
+            d.webhook_id,
+            d.account_id,
+            d.object_id,
+            d.event_type.as_str(),
+            d.body.as_str(),
+            d.created_at,
+        ),
+        (
+            event.id,
+            event.event_id,
+            event.webhook_id,
+            event.account_id,
+            event.object_id,
+            event.event_type.as_str(),
+            event.body.as_str(),
+            event.created_at,
+        )
+    );
+    assert_eq!(
+        (
+            d.status.as_str(),
+            d.attempts,
+            d.next_attempt_at,
+            d.last_error,
+            d.finished_at
+        ),
+        ("pending", 0, event.created_at, None, None)
+    );
+    let job = store.get_job(event.job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            job.kind.as_str(),
+            job.payload.as_str(),
+            job.status,
+            job.attempts,
+            job.max_attempts,
+            job.run_at,
+            job.created_at,
+            job.updated_at,
+        ),
+        (
+            event.job.kind.as_str(),
+            event.job.payload.as_str(),
+            strongroom::store::JobStatus::Queued,
+            0,
+            event.job.max_attempts,
+            event.job.run_at,
+            event.created_at,
+            event.created_at,
+        )
+    );
+}
+
+async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxRecord) {
+    assert!(store
+        .get_webhook_delivery(event.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_job(event.job.id).await.unwrap().is_none());
+}
+
+async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    // One statement on PostgreSQL (a small batch), then several in a transaction (a large one).
+    for size in [1, 250] {
+        let batch: Vec<_> = (0..size)
+            .map(|i| with_audit(token(a.id, at(t0(), i))))
+            .collect();
+        let events: Vec<_> = batch
+            .iter()
+            .map(|(t, _)| outbox(&hook, t.id, at(t0(), 1)))
+            .collect();
+        store.insert_tokens(&batch, &events).await.unwrap();
+        for (t, _) in &batch {
+            assert!(store.get_token(a.id, t.id).await.unwrap().is_some());
+        }
+        assert_written(&store, &events[0]).await;
+        assert_written(&store, &events[size as usize - 1]).await;
+        assert_eq!(
+            store
+                .list_webhook_deliveries(hook.id, 1_000)
+                .await
+                .unwrap()
+                .len(),
+            events.len() + if size == 1 { 0 } else { 1 }
+        );
+    }
+    store.close().await;
+}
+
+async fn the_outbox_is_rolled_back_with_its_token_batch(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    for size in [1, 250] {
+        let mut batch: Vec<_> = (0..size)
+            .map(|i| with_audit(token(a.id, at(t0(), i))))
+            .collect();
+        batch.push(batch[0].clone());
+        let events: Vec<_> = batch
+            .iter()
+            .map(|(t, _)| outbox(&hook, t.id, at(t0(), 1)))
+            .collect();
+        let err = store.insert_tokens(&batch, &events).await.unwrap_err();
+        assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+        assert_not_written(&store, &events[0]).await;
+        assert_not_written(&store, &events[events.len() - 1]).await;
+    }
+    assert!(store
+        .list_webhook_deliveries(hook.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.list_audit_events(a.id, 10).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn deletions_and_payments_write_their_outbox_only_when_they_happen(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    let t = with_audit(token(a.id, t0()));
+    store
+        .insert_tokens(std::slice::from_ref(&t), &[])
+        .await
+        .unwrap();
+    let audit = AuditEvent::new(
+        Some(a.id),
+        "test",
+        Action::TokenDelete,
+        Some(t.0.id.to_string()),
+        "success",
+    );
+    let deleted = outbox(&hook, t.0.id, at(t0(), 1));
+    assert!(store
+        .delete_token(a.id, t.0.id, &audit, std::slice::from_ref(&deleted))
+        .await
+        .unwrap());
+    assert_written(&store, &deleted).await;
+    let again = outbox(&hook, t.0.id, at(t0(), 2));
+    assert!(!store
+        .delete_token(a.id, t.0.id, &audit, std::slice::from_ref(&again))
+        .await
+        .unwrap());
+    assert_not_written(&store, &again).await;
+
+    let p = payment(a.id, t0(), "processing", "EUR");
+    let created = outbox(&hook, p.id, at(t0(), 3));
+    store
+        .insert_payment(&p, None, std::slice::from_ref(&created))
+        .await
+        .unwrap();
+    assert_written(&store, &created).await;
+    let twice = outbox(&hook, p.id, at(t0(), 4));
+    let err = store
+        .insert_payment(&p, None, std::slice::from_ref(&twice))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_not_written(&store, &twice).await;
+    store.close().await;
+}
+
+async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    let t = with_audit(token(a.id, t0()));
+    let object = t.0.id;
+    let (first, second) = (
+        outbox(&hook, object, at(t0(), 1)),
+        outbox(&hook, object, at(t0(), 2)),
+    );
+    store
+        .insert_tokens(std::slice::from_ref(&t), &[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    let d1 = store.get_webhook_delivery(first.id).await.unwrap().unwrap();
+    let d2 = store
+        .get_webhook_delivery(second.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d1.seq < d2.seq);
+    same(
+        &store
+            .pending_delivery_before(hook.id, object, d2.seq)
+            .await
+            .unwrap()
+            .unwrap(),
+        &d1,
+    );
+    assert!(store
+        .pending_delivery_before(hook.id, object, d1.seq)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .pending_delivery_before(hook.id, Uuid::new_v4(), d2.seq)
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(store
+        .record_delivery_attempt(first.id, 1, at(t0(), 60), "HTTP 503")
+        .await
+        .unwrap());
+    let retried = store.get_webhook_delivery(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            retried.attempts,
+            retried.next_attempt_at,
+            retried.last_error.as_deref(),
+            retried.status.as_str()
+        ),
+        (1, at(t0(), 60), Some("HTTP 503"), "pending")
+    );
+
+    assert!(store
+        .finish_webhook_delivery(first.id, "delivered", 2, None, at(t0(), 61))
+        .await
+        .unwrap());
+    let delivered = store.get_webhook_delivery(first.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            delivered.status.as_str(),
+            delivered.attempts,
+            delivered.last_error.as_deref(),
+            delivered.finished_at
+        ),
+        ("delivered", 2, Some("HTTP 503"), Some(at(t0(), 61)))
+    );
+    assert!(!store
+        .finish_webhook_delivery(first.id, "failed", 3, Some("late"), at(t0(), 62))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_delivery_attempt(first.id, 3, at(t0(), 90), "late")
+        .await
+        .unwrap());
+    assert!(store
+        .pending_delivery_before(hook.id, object, d2.seq)
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(store
+        .finish_webhook_delivery(
+            second.id,
+            "cancelled",
+            0,
+            Some("webhook removed"),
+            at(t0(), 63)
+        )
+        .await
+        .unwrap());
+    let cancelled = store
+        .get_webhook_delivery(second.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (cancelled.status.as_str(), cancelled.last_error.as_deref()),
+        ("cancelled", Some("webhook removed"))
+    );
+    let listed: Vec<_> = store
+        .list_webhook_deliveries(hook.id, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(listed, [second.id, first.id]);
+    let newest: Vec<_> = store
+        .list_webhook_deliveries(hook.id, 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(newest, [second.id]);
+    store.close().await;
+}
+
+async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store.insert_webhook(&hook).await.unwrap();
+    let t = with_audit(token(a.id, t0()));
+    let events: Vec<_> = (0..3).map(|i| outbox(&hook, t.0.id, at(t0(), i))).collect();
+    store
+        .insert_tokens(std::slice::from_ref(&t), &events)
+        .await
+        .unwrap();
+    store
+        .finish_webhook_delivery(events[0].id, "delivered", 1, None, at(t0(), 10))
+        .await
+        .unwrap();
+    store
+        .finish_webhook_delivery(events[1].id, "failed", 5, Some("gave up"), at(t0(), 20))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.purge_webhook_deliveries(at(t0(), 10)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.purge_webhook_deliveries(at(t0(), 11)).await.unwrap(),
+        1
+    );
+    assert!(store
+        .get_webhook_delivery(events[0].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.purge_webhook_deliveries(Ts::now()).await.unwrap(), 1);
+    assert!(store
+        .get_webhook_delivery(events[1].id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_webhook_delivery(events[2].id)
+        .await
+        .unwrap()
+        .is_some());
+    store.close().await;
+}
