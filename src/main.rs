@@ -1,3 +1,6 @@
+//! The `strongroom` binary: parses the command line and hands it to the library (`cli::main`), where
+//! the server and every admin command live.
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

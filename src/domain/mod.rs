@@ -1,4 +1,6 @@
-//! The domain layer: validation, state machines and multi-step flows over the store.
+//! The domain layer: one service per resource (accounts, tokens, payments, imports, webhooks) holding the
+//! validation, the state machines and the multi-step flows over the store, the vault and the connectors.
+//! Handlers in `api/` parse, call a service and shape its answer; nothing here knows HTTP.
 
 pub mod accounts;
 pub mod imports;
