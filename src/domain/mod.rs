@@ -5,6 +5,8 @@ pub mod import_job;
 pub mod imports;
 pub mod objects;
 pub mod payments;
+pub mod processors;
+pub mod routing;
 pub mod tokens;
 pub mod webhooks;
 

@@ -5,6 +5,7 @@ pub mod imports;
 mod payment_records;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
 mod postgres;
+pub mod processors;
 mod sql;
 #[cfg_attr(not(feature = "sqlite"), path = "sqlite_missing.rs")]
 mod sqlite;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
 pub use payment_records::*;
+pub use processors::{ProcessorRecord, ProcessorStore};
 pub use types::*;
 pub use webhook_records::*;
 
@@ -75,7 +77,7 @@ pub enum Backend {
 /// Everything Strongroom keeps. Every method is one statement (or one short transaction where a
 /// marker and its rows must land together).
 #[async_trait]
-pub trait Store: ImportStore + Send + Sync + 'static {
+pub trait Store: ImportStore + ProcessorStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;

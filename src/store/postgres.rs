@@ -11,6 +11,7 @@ use sqlx::{Decode, Encode, PgPool, Postgres, Type};
 use uuid::Uuid;
 
 use super::imports::impl_import_store;
+use super::processors::impl_processor_store;
 use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
 use super::{
     Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
@@ -85,6 +86,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(PgStore { pool }))
 }
 
+impl_processor_store!(PgStore);
 impl_import_store!(PgStore, db = sqlx::Postgres);
 
 impl_store!(

@@ -12,6 +12,7 @@ use sqlx::{Decode, Encode, Sqlite, SqlitePool, Type};
 use uuid::Uuid;
 
 use super::imports::impl_import_store;
+use super::processors::impl_processor_store;
 use super::sql::{impl_store, push_audit_insert, push_token_insert, INSERT_CHUNK};
 use super::{
     Account, AccountKeysRecord, ApiKeyRecord, AuditEvent, IdempotencyRecord, Job, KeyWithAccount,
@@ -93,6 +94,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(SqliteStore { pool, batch_writer }))
 }
 
+impl_processor_store!(SqliteStore);
 impl_import_store!(SqliteStore, db = sqlx::Sqlite);
 
 impl_store!(

@@ -7,6 +7,7 @@
 //! transaction as the move that asks for them.
 
 mod create;
+mod failover;
 pub mod input;
 mod jobs;
 mod list;
@@ -27,7 +28,8 @@ use super::objects::stored;
 use super::tokens::{TokenError, Tokens};
 use super::webhooks::{EventError, Webhooks};
 use super::InternalError;
-use crate::connectors::processor::{Outcome, Router};
+use super::routing::Routing;
+use crate::connectors::processor::Outcome;
 use crate::model::payment::{
     Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
 };
@@ -56,7 +58,7 @@ pub enum PaymentError {
 pub struct Payments {
     store: DynStore,
     tokens: Arc<Tokens>,
-    router: Router,
+    router: Routing,
     settle_after: Duration,
     webhooks: Arc<Webhooks>,
 }
@@ -81,7 +83,7 @@ fn transaction(
     outcome: &Outcome,
 ) -> TransactionRecord {
     let (status, reference, message) = match outcome {
-        Outcome::Approved { reference } => {
+        Outcome::Approved { reference, .. } => {
             (TransactionStatus::Success, Some(reference.clone()), None)
         }
         Outcome::Declined { message, .. } => (
@@ -145,7 +147,7 @@ impl Payments {
     pub fn new(
         store: DynStore,
         tokens: Arc<Tokens>,
-        router: Router,
+        router: Routing,
         settle_after: Duration,
         webhooks: Arc<Webhooks>,
     ) -> Self {
