@@ -174,8 +174,9 @@ impl Routing {
     async fn rules(&self, account_id: Uuid) -> Result<Option<Vec<Rule>>, StoreError> {
         match self.store.get_routing_rules(account_id).await? {
             None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
+            // `[]` is no rules at all: the sandbox takes everything again.
+            Some(text) => serde_json::from_str::<Vec<Rule>>(&text)
+                .map(|rules| Some(rules).filter(|r| !r.is_empty()))
                 .map_err(|e| StoreError::Corrupt(format!("routing rules: {e}"))),
         }
     }

@@ -15,6 +15,8 @@ mod forwarding;
 mod http;
 mod idempotency;
 mod payment_methods;
+pub mod payment_intents;
+mod refunds;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
