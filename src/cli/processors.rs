@@ -103,19 +103,26 @@ pub async fn run(cmd: ProcessorCommand, config: Config) -> anyhow::Result<()> {
             if json {
                 println!("{}", json!({"id": p.id, "name": p.name, "kind": p.kind}));
             } else {
-                println!("processor {} ({}) {} for account {}", p.name, p.kind, p.id, p.account_id);
+                println!(
+                    "processor {} ({}) {} for account {}",
+                    p.name, p.kind, p.id, p.account_id
+                );
             }
         }
         ProcessorCommand::List { account, json } => {
             let list = store.list_processors(account).await?;
             if json {
-                let mut rows = vec![json!({"id": null, "name": SANDBOX, "kind": SANDBOX, "builtin": true})];
+                let mut rows =
+                    vec![json!({"id": null, "name": SANDBOX, "kind": SANDBOX, "builtin": true})];
                 rows.extend(list.iter().map(summary));
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 println!("(built-in)  {SANDBOX}  {SANDBOX}");
                 for p in list {
-                    println!("{}  {}  {}  {}  {}", p.id, p.account_id, p.name, p.kind, p.created_at);
+                    println!(
+                        "{}  {}  {}  {}  {}",
+                        p.id, p.account_id, p.name, p.kind, p.created_at
+                    );
                 }
             }
         }
@@ -124,7 +131,10 @@ pub async fn run(cmd: ProcessorCommand, config: Config) -> anyhow::Result<()> {
             if json {
                 println!("{}", json!({"id": p.id, "removed": true}));
             } else {
-                println!("processor {} ({}) removed; its secrets are wiped", p.name, p.id);
+                println!(
+                    "processor {} ({}) removed; its secrets are wiped",
+                    p.name, p.id
+                );
             }
         }
     }

@@ -22,9 +22,7 @@ pub enum Outcome {
         message: &'static str,
     },
     /// The processor failed, not the card; the step may be retried (an authorization elsewhere).
-    Error {
-        message: &'static str,
-    },
+    Error { message: &'static str },
 }
 
 /// The card, opened from the vault only for the length of one call.
@@ -51,8 +49,18 @@ pub fn idempotency_key(step: &str, id: Uuid) -> String {
 pub trait Processor: Send + Sync {
     fn name(&self) -> &str;
     async fn authorize(&self, request: &Authorization<'_>) -> Outcome;
-    async fn capture(&self, payment_id: Uuid, reference: &str, amount: i64) -> Outcome;
-    async fn void(&self, payment_id: Uuid, reference: &str) -> Outcome;
+    /// `version`: the payment's version while the capture is pending; with the payment id it keys the
+    /// call, so that retries of one capture are one capture, and a capture asked again after a refusal
+    /// is a new call.
+    async fn capture(
+        &self,
+        payment_id: Uuid,
+        version: i64,
+        reference: &str,
+        amount: i64,
+    ) -> Outcome;
+    /// `version`: as for `capture`.
+    async fn void(&self, payment_id: Uuid, version: i64, reference: &str) -> Outcome;
     async fn refund(&self, refund_id: Uuid, reference: &str, amount: i64) -> Outcome;
 }
 
@@ -99,7 +107,13 @@ impl Processor for Sandbox {
         }
     }
 
-    async fn capture(&self, payment_id: Uuid, _reference: &str, _amount: i64) -> Outcome {
+    async fn capture(
+        &self,
+        payment_id: Uuid,
+        _version: i64,
+        _reference: &str,
+        _amount: i64,
+    ) -> Outcome {
         self.delay().await;
         Outcome::Approved {
             reference: format!("sbx_cap_{}", payment_id.simple()),
@@ -107,7 +121,7 @@ impl Processor for Sandbox {
         }
     }
 
-    async fn void(&self, payment_id: Uuid, _reference: &str) -> Outcome {
+    async fn void(&self, payment_id: Uuid, _version: i64, _reference: &str) -> Outcome {
         self.delay().await;
         Outcome::Approved {
             reference: format!("sbx_void_{}", payment_id.simple()),
@@ -140,11 +154,17 @@ impl Processor for Unsupported {
         UNSUPPORTED
     }
 
-    async fn capture(&self, _payment_id: Uuid, _reference: &str, _amount: i64) -> Outcome {
+    async fn capture(
+        &self,
+        _payment_id: Uuid,
+        _version: i64,
+        _reference: &str,
+        _amount: i64,
+    ) -> Outcome {
         UNSUPPORTED
     }
 
-    async fn void(&self, _payment_id: Uuid, _reference: &str) -> Outcome {
+    async fn void(&self, _payment_id: Uuid, _version: i64, _reference: &str) -> Outcome {
         UNSUPPORTED
     }
 

@@ -24,12 +24,7 @@ pub struct StripePayments {
 
 impl StripePayments {
     /// `timeout`: the deadline of each call, connection included.
-    pub fn new(
-        name: &str,
-        base: &str,
-        key: StripeKey,
-        timeout: Duration,
-    ) -> reqwest::Result<Self> {
+    pub fn new(name: &str, base: &str, key: StripeKey, timeout: Duration) -> reqwest::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -111,10 +106,9 @@ pub fn decline(code: &str) -> Option<(&'static str, &'static str)> {
     Some(match code {
         "insufficient_funds" => ("INSUFFICIENT_FUNDS", "The card has insufficient funds"),
         "expired_card" => ("EXPIRED_CARD", "The card has expired"),
-        "incorrect_cvc" | "invalid_cvc" => (
-            "INVALID_SECURITY_CODE",
-            "The security code is incorrect",
-        ),
+        "incorrect_cvc" | "invalid_cvc" => {
+            ("INVALID_SECURITY_CODE", "The security code is incorrect")
+        }
         "incorrect_number" | "invalid_number" => {
             ("INVALID_CARD_NUMBER", "The card number is incorrect")
         }
@@ -123,9 +117,10 @@ pub fn decline(code: &str) -> Option<(&'static str, &'static str)> {
         }
         "lost_card" => ("LOST_CARD", "The card was reported lost"),
         "stolen_card" => ("STOLEN_CARD", "The card was reported stolen"),
-        "fraudulent" | "merchant_blacklist" => {
-            ("SUSPECTED_FRAUD", "The payment was declined as suspected fraud")
-        }
+        "fraudulent" | "merchant_blacklist" => (
+            "SUSPECTED_FRAUD",
+            "The payment was declined as suspected fraud",
+        ),
         "card_velocity_exceeded" | "withdrawal_count_limit_exceeded" => {
             ("LIMIT_EXCEEDED", "The card's limit was exceeded")
         }
@@ -133,10 +128,9 @@ pub fn decline(code: &str) -> Option<(&'static str, &'static str)> {
             "AUTHENTICATION_REQUIRED",
             "The issuer requires the cardholder to authenticate",
         ),
-        "card_not_supported" | "currency_not_supported" => (
-            "NOT_SUPPORTED",
-            "The card does not support this payment",
-        ),
+        "card_not_supported" | "currency_not_supported" => {
+            ("NOT_SUPPORTED", "The card does not support this payment")
+        }
         "processing_error" | "try_again_later" | "issuer_not_available" | "reenter_transaction" => {
             return None
         }
@@ -280,9 +274,15 @@ impl Processor for StripePayments {
         answered(answer, true, read_intent)
     }
 
-    async fn capture(&self, payment_id: Uuid, reference: &str, amount: i64) -> Outcome {
+    async fn capture(
+        &self,
+        payment_id: Uuid,
+        version: i64,
+        reference: &str,
+        amount: i64,
+    ) -> Outcome {
         let path = format!("/v1/payment_intents/{reference}/capture");
-        let key = idempotency_key("capture", payment_id);
+        let key = format!("{}-v{version}", idempotency_key("capture", payment_id));
         let answer = self
             .post(&path, &key, &[pair("amount_to_capture", amount)])
             .await;
@@ -299,9 +299,9 @@ impl Processor for StripePayments {
         })
     }
 
-    async fn void(&self, payment_id: Uuid, reference: &str) -> Outcome {
+    async fn void(&self, payment_id: Uuid, version: i64, reference: &str) -> Outcome {
         let path = format!("/v1/payment_intents/{reference}/cancel");
-        let key = idempotency_key("void", payment_id);
+        let key = format!("{}-v{version}", idempotency_key("void", payment_id));
         let answer = self.post(&path, &key, &[]).await;
         answered(answer, false, |intent| {
             match intent["status"].as_str().unwrap_or_default() {
@@ -357,7 +357,11 @@ mod tests {
     #[test]
     fn card_errors_are_declines_and_the_rest_are_processor_errors() {
         assert_eq!(
-            refused(402, &card_error("card_declined", Some("insufficient_funds")), true),
+            refused(
+                402,
+                &card_error("card_declined", Some("insufficient_funds")),
+                true
+            ),
             Outcome::Declined {
                 classifier: "INSUFFICIENT_FUNDS",
                 message: "The card has insufficient funds"

@@ -264,13 +264,9 @@ pub async fn connector(
             wipe(&mut secrets);
             let key = key.ok_or("secrets lack the api_key")?;
             let settings = settings(record);
-            let stripe = StripePayments::new(
-                &record.name,
-                &settings.api_base,
-                key,
-                settings.timeout,
-            )
-            .map_err(|_| "no HTTP client".to_owned())?;
+            let stripe =
+                StripePayments::new(&record.name, &settings.api_base, key, settings.timeout)
+                    .map_err(|_| "no HTTP client".to_owned())?;
             Ok(Arc::new(stripe))
         }
         ProcessorKind::Adyen => Ok(Arc::new(Unsupported {

@@ -62,15 +62,15 @@ impl Rule {
         let w = &self.when;
         w.currency_code
             .as_ref()
-            .is_none_or(|c| c.iter().any(|c| c == facts.currency_code))
+            .map_or(true, |c| c.iter().any(|c| c == facts.currency_code))
             && w.scheme
                 .as_ref()
-                .is_none_or(|s| s.iter().any(|s| s.as_str() == facts.scheme))
+                .map_or(true, |s| s.iter().any(|s| s.as_str() == facts.scheme))
             && w.use_case
                 .as_ref()
-                .is_none_or(|u| u.contains(&facts.use_case))
-            && w.amount_min.is_none_or(|min| facts.amount >= min)
-            && w.amount_max.is_none_or(|max| facts.amount <= max)
+                .map_or(true, |u| u.contains(&facts.use_case))
+            && w.amount_min.map_or(true, |min| facts.amount >= min)
+            && w.amount_max.map_or(true, |max| facts.amount <= max)
     }
 }
 
@@ -384,10 +384,17 @@ mod tests {
     #[test]
     fn bad_rules_are_refused_naming_the_rule() {
         let err = |text: &str| parse_rules(text, &known()).unwrap_err();
-        assert!(err(r#"[{"name":"a","processors":["nope"]}]"#).starts_with("rule \"a\": unknown processor \"nope\""));
+        assert!(err(r#"[{"name":"a","processors":["nope"]}]"#)
+            .starts_with("rule \"a\": unknown processor \"nope\""));
         assert!(err(r#"[{"name":"b","processors":[]}]"#).starts_with("rule \"b\":"));
-        assert!(err(r#"[{"name":"c","when":{"colour":1},"processors":["sandbox"]}]"#).starts_with("rule \"c\":"));
-        assert!(err(r#"[{"name":"d","when":{"currency_code":["eur"]},"processors":["sandbox"]}]"#).starts_with("rule \"d\":"));
+        assert!(
+            err(r#"[{"name":"c","when":{"colour":1},"processors":["sandbox"]}]"#)
+                .starts_with("rule \"c\":")
+        );
+        assert!(
+            err(r#"[{"name":"d","when":{"currency_code":["eur"]},"processors":["sandbox"]}]"#)
+                .starts_with("rule \"d\":")
+        );
         assert!(err(r#"[{"processors":["sandbox"]}]"#).starts_with("rule #1:"));
         assert!(err(r#"{"name":"x"}"#).starts_with("the rules must be"));
     }

@@ -5,4 +5,5 @@
 mod admin;
 mod failover;
 mod secrets;
+mod store;
 mod stripe;

@@ -38,8 +38,17 @@ impl TestApp {
         }
         .to_string();
         let mut args = vec![
-            "processor", "add", "--account", &account, "--name", name, "--kind", kind,
-            "--api-base", api_base, "--json",
+            "processor",
+            "add",
+            "--account",
+            &account,
+            "--name",
+            name,
+            "--kind",
+            kind,
+            "--api-base",
+            api_base,
+            "--json",
         ];
         args.extend_from_slice(extra);
         let (ok, stdout, stderr) = self.cli_with_input(&args, &secrets.to_string());
@@ -50,8 +59,15 @@ impl TestApp {
     /// Adds a Stripe processor pointed at `base`, with a short deadline for each call.
     pub async fn add_stripe(&self, name: &str, base: &str) -> Value {
         let secrets = serde_json::json!({"api_key": STRIPE_SECRET});
-        self.add_processor(None, name, "stripe", base, &secrets, &["--timeout-ms", "1000"])
-            .await
+        self.add_processor(
+            None,
+            name,
+            "stripe",
+            base,
+            &secrets,
+            &["--timeout-ms", "1000"],
+        )
+        .await
     }
 
     /// `route set` for the default account; returns (exited 0, stdout, stderr).
@@ -124,5 +140,7 @@ pub async fn database_bytes(db: &TestDb, backend: Backend) -> Vec<u8> {
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }

@@ -234,7 +234,9 @@ impl Payments {
                 ..
             } = &outcome
             {
-                self.store.set_network_transaction_id(payment.id, id).await?;
+                self.store
+                    .set_network_transaction_id(payment.id, id)
+                    .await?;
             }
             Ok(updated)
         } else {

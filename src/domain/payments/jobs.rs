@@ -97,7 +97,9 @@ impl Payments {
                 let amount = payment
                     .capture_requested
                     .unwrap_or(payment.amount_authorized);
-                let outcome = processor()?.capture(payment.id, &reference, amount).await;
+                let outcome = processor()?
+                    .capture(payment.id, payment.version, &reference, amount)
+                    .await;
                 match &outcome {
                     Outcome::Approved { .. } => {
                         set_status(&mut updated, P::Captured);
@@ -114,7 +116,9 @@ impl Payments {
                 (TransactionKind::Capture, amount, outcome)
             }
             (VOID_JOB, P::Voiding) => {
-                let outcome = processor()?.void(payment.id, &reference).await;
+                let outcome = processor()?
+                    .void(payment.id, payment.version, &reference)
+                    .await;
                 match &outcome {
                     Outcome::Approved { .. } => {
                         set_status(&mut updated, P::Voided);

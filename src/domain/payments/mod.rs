@@ -25,10 +25,10 @@ pub use jobs::{PaymentStep, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, 
 pub use seed::synthetic_payments;
 
 use super::objects::stored;
+use super::routing::Routing;
 use super::tokens::{TokenError, Tokens};
 use super::webhooks::{EventError, Webhooks};
 use super::InternalError;
-use super::routing::Routing;
 use crate::connectors::processor::Outcome;
 use crate::model::payment::{
     Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,

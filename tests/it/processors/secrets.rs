@@ -21,7 +21,19 @@ async fn no_processor_secret_in_the_database_or_the_logs(backend: Backend) {
     let base = stripe.base_url();
     let (ok, out, err) = cli_with_input(
         &db,
-        &["processor", "add", "--account", &account, "--name", "stripe", "--kind", "stripe", "--api-base", &base, "--json"],
+        &[
+            "processor",
+            "add",
+            "--account",
+            &account,
+            "--name",
+            "stripe",
+            "--kind",
+            "stripe",
+            "--api-base",
+            &base,
+            "--json",
+        ],
         &json!({"api_key": STRIPE_SECRET}).to_string(),
     );
     assert!(ok, "{err}");
@@ -39,11 +51,15 @@ async fn no_processor_secret_in_the_database_or_the_logs(backend: Backend) {
     assert!(ok, "{err}");
     outputs.push_str(&out);
     let token = api.token_for("4242424242424242").await;
-    let p = api.pay("one-off", &payment(&token, 1000, "automatic")).await;
+    let p = api
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
     assert_eq!(p["status"], "captured", "{p}");
     // A decline and an injected refusal are logged too: without the key.
     let declined = api.token_for("4000000000000002").await;
-    let p = api.pay("one-off", &payment(&declined, 1000, "automatic")).await;
+    let p = api
+        .pay("one-off", &payment(&declined, 1000, "automatic"))
+        .await;
     assert_eq!(p["status"], "failed", "{p}");
     let stored = database_bytes(&db, backend).await;
     let (ok, out, err) = cli_with_input(&db, &["processor", "remove", &id], "");
@@ -53,11 +69,20 @@ async fn no_processor_secret_in_the_database_or_the_logs(backend: Backend) {
     assert!(log.contains("TRACE"), "the server logged at trace level");
     for (place, bytes) in [
         ("the database", stored),
-        ("the database after removal", database_bytes(&db, backend).await),
+        (
+            "the database after removal",
+            database_bytes(&db, backend).await,
+        ),
         ("the server's log", log.into_bytes()),
         ("the admin output", outputs.into_bytes()),
     ] {
-        assert!(!contains(&bytes, STRIPE_SECRET), "the processor key is in {place}");
-        assert!(!contains(&bytes, "4242424242424242"), "a card number is in {place}");
+        assert!(
+            !contains(&bytes, STRIPE_SECRET),
+            "the processor key is in {place}"
+        );
+        assert!(
+            !contains(&bytes, "4242424242424242"),
+            "a card number is in {place}"
+        );
     }
 }

@@ -42,10 +42,15 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert!(ok, "{stderr}");
     let mut body = card("4242424242424242");
     body["security_code"] = json!("123");
-    let token = app.new_token(&body).await["id"].as_str().unwrap().to_owned();
+    let token = app.new_token(&body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // One-off, captured at once, with the cached security code.
-    let p = app.pay("one-off", &payment(&token, 1000, "automatic")).await;
+    let p = app
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
     assert_eq!(p["status"], "captured", "{p}");
     assert_eq!(p["flow_matrix_rule"], "all-to-stripe");
     let id = p["id"].as_str().unwrap();
@@ -60,7 +65,10 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert_eq!(sent["currency"], "eur");
     assert!(!sent.contains_key("off_session"));
     let listed = app.transactions(id).await.ok_body();
-    assert_eq!(transactions(&listed), [("authorization".into(), "success".into())]);
+    assert_eq!(
+        transactions(&listed),
+        [("authorization".into(), "success".into())]
+    );
     let reference = listed["data"].as_array().or(listed.as_array()).unwrap()[0]
         ["processor_reference"]
         .as_str()
@@ -69,8 +77,14 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert!(reference.starts_with("pi_"), "{reference}");
 
     // Two partial refunds, through the processor that authorized.
-    let r1 = app.refund(id, Some(&json!({"amount": 200}))).await.ok_body();
-    let r2 = app.refund(id, Some(&json!({"amount": 300}))).await.ok_body();
+    let r1 = app
+        .refund(id, Some(&json!({"amount": 200})))
+        .await
+        .ok_body();
+    let r2 = app
+        .refund(id, Some(&json!({"amount": 300})))
+        .await
+        .ok_body();
     app.run_jobs().await;
     for r in [&r1, &r2] {
         let done = app.get_refund(r["id"].as_str().unwrap()).await.ok_body();
@@ -82,11 +96,15 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert_eq!(too_much.status, 422);
 
     // Unscheduled with manual capture, captured in part.
-    let p = app.pay("unscheduled", &payment(&token, 1000, "manual")).await;
+    let p = app
+        .pay("unscheduled", &payment(&token, 1000, "manual"))
+        .await;
     assert_eq!(p["status"], "authorized", "{p}");
     let id = p["id"].as_str().unwrap();
     assert_eq!(stripe.create_params(1).unwrap()["capture_method"], "manual");
-    app.capture(id, Some(&json!({"amount": 600}))).await.ok_body();
+    app.capture(id, Some(&json!({"amount": 600})))
+        .await
+        .ok_body();
     app.run_jobs().await;
     let captured = app.get_payment(id).await.ok_body();
     assert_eq!(captured["status"], "captured", "{captured}");
@@ -130,9 +148,14 @@ async fn merchant_initiated_payments_cite_the_initial_network_transaction(backen
     first["recurring_expiry"] = json!("20301231");
     let initial = app.pay("recurring", &first).await;
     assert_eq!(initial["status"], "captured", "{initial}");
-    let initial_intent = app.transactions(initial["id"].as_str().unwrap()).await.ok_body();
-    let initial_pi = initial_intent["data"].as_array().or(initial_intent.as_array()).unwrap()[0]
-        ["processor_reference"]
+    let initial_intent = app
+        .transactions(initial["id"].as_str().unwrap())
+        .await
+        .ok_body();
+    let initial_pi = initial_intent["data"]
+        .as_array()
+        .or(initial_intent.as_array())
+        .unwrap()[0]["processor_reference"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -176,7 +199,9 @@ async fn stripe_declines_become_failure_details(backend: Backend) {
         ("4000000000000127", "INVALID_SECURITY_CODE"),
     ] {
         let token = app.token_for(pan).await;
-        let p = app.pay("one-off", &payment(&token, 1000, "automatic")).await;
+        let p = app
+            .pay("one-off", &payment(&token, 1000, "automatic"))
+            .await;
         assert_eq!(p["status"], "failed", "{pan}: {p}");
         assert_eq!(p["failure_details"][0]["classifier"], classifier, "{p}");
         // A decline is final: the sandbox after Stripe in the rule was not asked.

@@ -14,8 +14,8 @@ mod forward_form;
 mod forwarding;
 mod http;
 mod idempotency;
-mod payment_methods;
 pub mod payment_intents;
+mod payment_methods;
 mod refunds;
 
 use std::collections::{HashMap, HashSet};

@@ -128,7 +128,13 @@ impl FakePaymentIntents {
             form.iter()
                 .map(|(k, v)| {
                     let v = if k == "payment_method_data[card][number]" {
-                        v.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect()
+                        v.chars()
+                            .rev()
+                            .take(4)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect()
                     } else {
                         v.clone()
                     };
@@ -315,7 +321,10 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
 fn capture(shared: &PiShared, id: &str, form: &[(String, String)]) -> (u16, Value) {
     let mut data = shared.data();
     let Some(intent) = data.intents.get_mut(id) else {
-        return (404, super::errors::resource_missing("intent", &format!("No such payment_intent: '{id}'")));
+        return (
+            404,
+            super::errors::resource_missing("intent", &format!("No such payment_intent: '{id}'")),
+        );
     };
     let status = intent["status"].as_str().unwrap_or_default().to_owned();
     if status != "requires_capture" {
@@ -343,10 +352,16 @@ fn capture(shared: &PiShared, id: &str, form: &[(String, String)]) -> (u16, Valu
 fn cancel(shared: &PiShared, id: &str) -> (u16, Value) {
     let mut data = shared.data();
     let Some(intent) = data.intents.get_mut(id) else {
-        return (404, super::errors::resource_missing("intent", &format!("No such payment_intent: '{id}'")));
+        return (
+            404,
+            super::errors::resource_missing("intent", &format!("No such payment_intent: '{id}'")),
+        );
     };
     let status = intent["status"].as_str().unwrap_or_default().to_owned();
-    if !matches!(status.as_str(), "requires_capture" | "requires_payment_method" | "requires_confirmation") {
+    if !matches!(
+        status.as_str(),
+        "requires_capture" | "requires_payment_method" | "requires_confirmation"
+    ) {
         return (400, unexpected_state(id, &status, "canceled"));
     }
     intent["status"] = json!("canceled");
