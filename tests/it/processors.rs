@@ -4,6 +4,7 @@
 
 mod admin;
 mod failover;
+mod retries;
 mod secrets;
 mod store;
 mod stripe;

@@ -38,6 +38,9 @@ pub enum PiFault {
     Delay(Duration),
     /// A `card_error` with this code and decline code, as Stripe declines.
     Card(&'static str, Option<&'static str>),
+    /// Do the work (and keep the answer for the idempotency key), then answer only after this long: the
+    /// client gives up although Stripe acted, and must retry with the same key.
+    AnswerLost(Duration),
 }
 
 #[derive(Default)]
@@ -151,6 +154,16 @@ impl FakePaymentIntents {
     pub fn requests(&self) -> u64 {
         self.shared.data().requests
     }
+
+    /// The refunds made of PaymentIntent `pi`.
+    pub fn refunds_of(&self, pi: &str) -> Vec<Value> {
+        let data = self.shared.data();
+        data.refunds
+            .values()
+            .filter(|r| r["payment_intent"] == pi)
+            .cloned()
+            .collect()
+    }
 }
 
 pub(super) fn new_id(prefix: &str) -> String {
@@ -225,7 +238,9 @@ async fn handle(
             .position(|(r, _)| *r == route.0)
             .map(|at| data.faults.remove(at).1)
     };
+    let mut lost = None;
     match fault {
+        Some(PiFault::AnswerLost(delay)) => lost = Some(delay),
         // Stripe does not store answers of its own failures: a retry with the same key runs again.
         Some(PiFault::Status(status)) => return reply(status, api_error_body()),
         Some(PiFault::Delay(delay)) => tokio::time::sleep(delay).await,
@@ -244,6 +259,9 @@ async fn handle(
     };
     if let Some(k) = idempotency {
         shared.data().replay.insert(k, (status, answer.clone()));
+    }
+    if let Some(delay) = lost {
+        tokio::time::sleep(delay).await;
     }
     reply(status, answer)
 }
