@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use crate::config::Config;
 use crate::domain::accounts::ADMIN_CLI;
 use crate::domain::processors::{self, NewProcessor, ProcessorKind, SANDBOX};
+use crate::domain::routing;
 use crate::server;
 use crate::store::ProcessorRecord;
 use crate::vault::master::MasterKeys;
@@ -128,6 +129,15 @@ pub async fn run(cmd: ProcessorCommand, config: Config) -> anyhow::Result<()> {
         }
         ProcessorCommand::Remove { id, json } => {
             let p = processors::remove_processor(&store, id, ADMIN_CLI).await?;
+            let rules = routing::show_rules(&store, p.account_id)
+                .await
+                .unwrap_or_default();
+            for rule in rules.iter().filter(|r| r.processors.contains(&p.name)) {
+                eprintln!(
+                    "warning: rule {:?} still names {:?}; payments it routes there fail over to its next processor",
+                    rule.name, p.name
+                );
+            }
             if json {
                 println!("{}", json!({"id": p.id, "removed": true}));
             } else {

@@ -109,9 +109,18 @@ async fn processors_are_added_listed_and_removed_without_showing_secrets(backend
     );
     assert!(!ok && stderr.contains("--name"), "{stderr}");
 
-    // Removal wipes the sealed secrets and takes the processor off the list.
+    // Removal wipes the sealed secrets and takes the processor off the list; a rule naming it is
+    // pointed out.
+    let (ok, _, stderr) = app
+        .set_routes(&json!([{"name": "eu", "processors": ["stripe-eu", "sandbox"]}]))
+        .await;
+    assert!(ok, "{stderr}");
     let (ok, stdout, stderr) = app.cli(&["processor", "remove", &id, "--json"]);
     assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning: rule \"eu\" still names \"stripe-eu\""),
+        "{stderr}"
+    );
     assert_eq!(
         serde_json::from_str::<Value>(stdout.trim()).unwrap(),
         json!({"id": id, "removed": true})
