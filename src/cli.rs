@@ -2,6 +2,8 @@
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
 mod import_watch;
+mod processors;
+mod routes;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -54,6 +56,12 @@ pub enum Command {
     /// Webhooks: where an account's events are posted.
     #[command(subcommand)]
     Webhook(webhooks::WebhookCommand),
+    /// Payment processors of an account (credentials read from standard input, never printed).
+    #[command(subcommand)]
+    Processor(processors::ProcessorCommand),
+    /// Routing rules: which processors take which payments, with failover.
+    #[command(subcommand)]
+    Route(routes::RouteCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +193,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Account(cmd) => account(cmd, config).await,
         Command::Key(cmd) => key(cmd, config).await,
         Command::Webhook(cmd) => webhooks::run(cmd, config).await,
+        Command::Processor(cmd) => processors::run(cmd, config).await,
+        Command::Route(cmd) => routes::run(cmd, config).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::api::auth::AuthCache;
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::connectors::processor::{Router, Sandbox};
+use crate::connectors::processor::Sandbox;
 use crate::domain::accounts::{self, ApiKeySecret};
 use crate::domain::imports::job::ImportJob;
 use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
+use crate::domain::routing::Routing;
 use crate::domain::tokens::Tokens;
 use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
@@ -118,8 +119,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         Webhooks::new(store.clone(), vault.clone(), public_url, &config.webhooks)
             .context("cannot build the webhook HTTP client")?,
     );
+    let sandbox = Arc::new(Sandbox::new(config.sandbox_latency));
+    let router = Routing::new(store.clone(), vault.clone(), sandbox);
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc, webhooks.clone()));
-    let router = Router::new(Arc::new(Sandbox::new(config.sandbox_latency)));
     let payments = Arc::new(Payments::new(
         store.clone(),
         tokens.clone(),

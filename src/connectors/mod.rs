@@ -5,6 +5,7 @@
 pub mod guard;
 pub mod processor;
 pub mod stripe;
+pub mod stripe_payments;
 pub mod webhook;
 
 /// A transport error with its causes (the resolver's refusal is the cause of a connect error).

@@ -1,8 +1,7 @@
-//! Processor connectors and the routing rule that picks one. The built-in `sandbox` processor answers like
-//! a test acquirer, by card number: 4000000000000002 is declined, 4000000000009995 has insufficient funds,
+//! The processor trait every connector implements, and the built-in `sandbox`, which answers like a test
+//! acquirer, by card number: 4000000000000002 is declined, 4000000000009995 has insufficient funds,
 //! 4000000000000119 meets a processor error, and every other valid card is approved.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,15 +14,15 @@ use crate::model::card::{CardData, SecurityCode};
 pub enum Outcome {
     Approved {
         reference: String,
+        /// The card network's id of an authorization, which merchant-initiated payments cite later.
+        network_transaction_id: Option<String>,
     },
     Declined {
         classifier: &'static str,
         message: &'static str,
     },
-    /// The processor failed; the step may be retried.
-    Error {
-        message: &'static str,
-    },
+    /// The processor failed, not the card; the step may be retried (an authorization elsewhere).
+    Error { message: &'static str },
 }
 
 /// The card, opened from the vault only for the length of one call.
@@ -34,14 +33,34 @@ pub struct Authorization<'a> {
     pub card: &'a CardData,
     pub security_code: Option<&'a SecurityCode>,
     pub capture: bool,
+    /// A merchant-initiated payment (the cardholder is not present).
+    pub merchant_initiated: bool,
+    /// The network transaction id of the initial payment a merchant-initiated one continues.
+    pub network_transaction_id: Option<&'a str>,
+}
+
+/// Calls about a payment are keyed by our own ids, so that a retry is never a second charge; the same
+/// derivation serves every connector that takes an idempotency key.
+pub fn idempotency_key(step: &str, id: Uuid) -> String {
+    format!("strongroom-{step}-{}", id.simple())
 }
 
 #[async_trait]
 pub trait Processor: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     async fn authorize(&self, request: &Authorization<'_>) -> Outcome;
-    async fn capture(&self, payment_id: Uuid, reference: &str, amount: i64) -> Outcome;
-    async fn void(&self, payment_id: Uuid, reference: &str) -> Outcome;
+    /// `version`: the payment's version while the capture is pending; with the payment id it keys the
+    /// call, so that retries of one capture are one capture, and a capture asked again after a refusal
+    /// is a new call.
+    async fn capture(
+        &self,
+        payment_id: Uuid,
+        version: i64,
+        reference: &str,
+        amount: i64,
+    ) -> Outcome;
+    /// `version`: as for `capture`.
+    async fn void(&self, payment_id: Uuid, version: i64, reference: &str) -> Outcome;
     async fn refund(&self, refund_id: Uuid, reference: &str, amount: i64) -> Outcome;
 }
 
@@ -63,7 +82,7 @@ impl Sandbox {
 
 #[async_trait]
 impl Processor for Sandbox {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "sandbox"
     }
 
@@ -83,21 +102,30 @@ impl Processor for Sandbox {
             },
             _ => Outcome::Approved {
                 reference: format!("sbx_auth_{}", request.payment_id.simple()),
+                network_transaction_id: None,
             },
         }
     }
 
-    async fn capture(&self, payment_id: Uuid, _reference: &str, _amount: i64) -> Outcome {
+    async fn capture(
+        &self,
+        payment_id: Uuid,
+        _version: i64,
+        _reference: &str,
+        _amount: i64,
+    ) -> Outcome {
         self.delay().await;
         Outcome::Approved {
             reference: format!("sbx_cap_{}", payment_id.simple()),
+            network_transaction_id: None,
         }
     }
 
-    async fn void(&self, payment_id: Uuid, _reference: &str) -> Outcome {
+    async fn void(&self, payment_id: Uuid, _version: i64, _reference: &str) -> Outcome {
         self.delay().await;
         Outcome::Approved {
             reference: format!("sbx_void_{}", payment_id.simple()),
+            network_transaction_id: None,
         }
     }
 
@@ -105,27 +133,46 @@ impl Processor for Sandbox {
         self.delay().await;
         Outcome::Approved {
             reference: format!("sbx_ref_{}", refund_id.simple()),
+            network_transaction_id: None,
         }
     }
 }
 
-/// The flow matrix: which processor handles a payment, and the name of the rule that chose it.
-pub struct Router {
-    sandbox: Arc<dyn Processor>,
+/// A processor whose connector this build does not have (Adyen, for now): every call fails as a
+/// processor error, so that a rule fails over from it and a payment fails clearly, never a panic.
+pub struct Unsupported {
+    pub name: String,
 }
 
-impl Router {
-    pub fn new(sandbox: Arc<dyn Processor>) -> Self {
-        Self { sandbox }
+#[async_trait]
+impl Processor for Unsupported {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Every payment goes to the sandbox for now; the rule name is recorded on the payment.
-    pub fn route(&self, _currency_code: &str) -> (&'static str, Arc<dyn Processor>) {
-        ("default: all payments to sandbox", self.sandbox.clone())
+    async fn authorize(&self, _request: &Authorization<'_>) -> Outcome {
+        UNSUPPORTED
     }
 
-    /// The processor a payment was routed to, by its recorded name.
-    pub fn processor(&self, name: &str) -> Option<Arc<dyn Processor>> {
-        (name == self.sandbox.name()).then(|| self.sandbox.clone())
+    async fn capture(
+        &self,
+        _payment_id: Uuid,
+        _version: i64,
+        _reference: &str,
+        _amount: i64,
+    ) -> Outcome {
+        UNSUPPORTED
+    }
+
+    async fn void(&self, _payment_id: Uuid, _version: i64, _reference: &str) -> Outcome {
+        UNSUPPORTED
+    }
+
+    async fn refund(&self, _refund_id: Uuid, _reference: &str, _amount: i64) -> Outcome {
+        UNSUPPORTED
     }
 }
+
+const UNSUPPORTED: Outcome = Outcome::Error {
+    message: "This processor kind has no connector in this version of Strongroom",
+};

@@ -6,6 +6,8 @@ pub mod accounts;
 pub mod imports;
 pub mod objects;
 pub mod payments;
+pub mod processors;
+pub mod routing;
 pub mod tokens;
 pub mod webhooks;
 

@@ -2,8 +2,6 @@
 //! `AuditStore`. `push_audit_insert` is the one text that writes audit rows: changes that are audited
 //! write their row with it inside their own transaction.
 
-use std::fmt;
-
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::{Database, Encode, QueryBuilder, Type};
@@ -11,80 +9,37 @@ use uuid::Uuid;
 
 use super::backend::SqlDb;
 use super::{StoreResult, Ts};
+use crate::model::string_enum;
 
-/// What an audit event records. The strings are stored as they are: changing one would split the trail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
-    AccountCreate,
-    ApiKeyCreate,
-    ApiKeyRevoke,
-    TokenCreate,
-    TokenDelete,
-    TokenConsume,
-    TokenReadCard,
-    WebhookAdd,
-    WebhookRemove,
-    ImportCreate,
-    ImportAbort,
-    MasterKeyRotate,
-    PaymentsSeed,
-}
-
-impl Action {
-    pub const ALL: [Action; 13] = [
-        Action::AccountCreate,
-        Action::ApiKeyCreate,
-        Action::ApiKeyRevoke,
-        Action::TokenCreate,
-        Action::TokenDelete,
-        Action::TokenConsume,
-        Action::TokenReadCard,
-        Action::WebhookAdd,
-        Action::WebhookRemove,
-        Action::ImportCreate,
-        Action::ImportAbort,
-        Action::MasterKeyRotate,
-        Action::PaymentsSeed,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Action::AccountCreate => "account.create",
-            Action::ApiKeyCreate => "api_key.create",
-            Action::ApiKeyRevoke => "api_key.revoke",
-            Action::TokenCreate => "token.create",
-            Action::TokenDelete => "token.delete",
-            Action::TokenConsume => "token.consume",
-            Action::TokenReadCard => "token.read_card",
-            Action::WebhookAdd => "webhook.add",
-            Action::WebhookRemove => "webhook.remove",
-            Action::ImportCreate => "import.create",
-            Action::ImportAbort => "import.abort",
-            Action::MasterKeyRotate => "master_key.rotate",
-            Action::PaymentsSeed => "payments.seed",
-        }
+string_enum! {
+    /// What an audit event records. The strings are stored as they are: changing one would split the trail.
+    pub enum Action {
+        AccountCreate = "account.create",
+        ApiKeyCreate = "api_key.create",
+        ApiKeyRevoke = "api_key.revoke",
+        TokenCreate = "token.create",
+        TokenDelete = "token.delete",
+        TokenConsume = "token.consume",
+        TokenReadCard = "token.read_card",
+        WebhookAdd = "webhook.add",
+        WebhookRemove = "webhook.remove",
+        ImportCreate = "import.create",
+        ImportAbort = "import.abort",
+        MasterKeyRotate = "master_key.rotate",
+        PaymentsSeed = "payments.seed",
+        ProcessorAdd = "processor.add",
+        ProcessorRemove = "processor.remove",
+        RouteSet = "route.set",
     }
 }
 
+/// How a stored action is read back (`#[sqlx(try_from = "String")]`).
 impl TryFrom<String> for Action {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Action::ALL
-            .into_iter()
-            .find(|a| a.as_str() == value)
-            .ok_or_else(|| format!("unknown audit action `{value}`"))
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Action {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        value
+            .parse()
+            .map_err(|_| format!("unknown audit action `{value}`"))
     }
 }
 

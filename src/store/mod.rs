@@ -13,6 +13,7 @@ mod payment_records;
 mod payments;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
 mod postgres;
+pub mod processors;
 #[cfg_attr(not(feature = "sqlite"), path = "sqlite_missing.rs")]
 mod sqlite;
 mod tokens;
@@ -36,6 +37,7 @@ pub use payment_records::{
     TransactionRecord,
 };
 pub use payments::PaymentStore;
+pub use processors::{ProcessorRecord, ProcessorStore};
 pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, VaultKeyStore};
@@ -108,6 +110,7 @@ pub trait Store:
     + AuditStore
     + WebhookStore
     + ImportStore
+    + ProcessorStore
     + Send
     + Sync
     + 'static

@@ -13,6 +13,7 @@ mod imports;
 mod jobs;
 mod payments;
 mod payments_list;
+mod processors;
 mod store_contract;
 mod tokens;
 mod vault;

@@ -11,6 +11,7 @@ use super::{
     change, failure_details, next, set_status, state, transaction, PaymentError, Payments,
 };
 use crate::connectors::processor::{Authorization, Outcome};
+use crate::domain::routing::Facts;
 use crate::model::payment::{CaptureMode, Payment, PaymentStatus, TransactionKind, UseCase};
 use crate::store::{PaymentRecord, TokenRecord, Ts};
 
@@ -71,7 +72,18 @@ impl Payments {
                     "no token of this account has this id".into(),
                 )
             })?;
-        let (rule, processor) = self.router.route(&currency_code);
+        let route = self
+            .router
+            .route(
+                account_id,
+                &Facts {
+                    currency_code: &currency_code,
+                    scheme: &token.scheme,
+                    use_case,
+                    amount: input.amount,
+                },
+            )
+            .await?;
         let now = Ts::now();
         let source = card_source(&token);
         let (start, _) = state::PAYMENT_START;
@@ -100,8 +112,8 @@ impl Payments {
             capture_requested: None,
             token_id,
             source,
-            flow_matrix_rule: rule.to_owned(),
-            processor: processor.name().to_owned(),
+            flow_matrix_rule: route.rule.clone(),
+            processor: route.first().to_owned(),
             processor_reference: None,
             failure_details: None,
             initial_payment_id: initial_id,
@@ -155,14 +167,17 @@ impl Payments {
             .tokens
             .get(payment.account_id, payment.token_id)
             .await?;
-        let processor = self.router.processor(&payment.processor);
-        let outcome = match (token, processor) {
-            (Some(token), Some(processor)) => {
+        let (outcome, current) = match token {
+            Some(token) => {
                 let card = self.tokens.open(payment.account_id, actor, &token).await?;
                 let code = if customer_present {
                     self.tokens.cvc.take(payment.account_id, token.id).await
                 } else {
                     None
+                };
+                let network_transaction_id = match payment.initial_payment_id {
+                    Some(initial) => self.store.get_network_transaction_id(initial).await?,
+                    None => None,
                 };
                 let request = Authorization {
                     payment_id: payment.id,
@@ -171,21 +186,25 @@ impl Payments {
                     card: &card,
                     security_code: code.as_ref(),
                     capture,
+                    merchant_initiated: payment.initial_payment_id.is_some(),
+                    network_transaction_id: network_transaction_id.as_deref(),
                 };
-                processor.authorize(&request).await
+                self.authorize_routed(payment, &request).await?
             }
-            (None, _) => Outcome::Declined {
-                classifier: "TOKEN_DELETED",
-                message: "The token was deleted",
-            },
-            (_, None) => Outcome::Error {
-                message: "The processor of this payment is not configured",
-            },
+            None => (
+                Outcome::Declined {
+                    classifier: "TOKEN_DELETED",
+                    message: "The token was deleted",
+                },
+                payment.clone(),
+            ),
         };
+        // After a failover the payment is a version further, at the processor that answered.
+        let payment = &current;
         let mut updated = next(payment);
         let mut settle = None;
         match &outcome {
-            Outcome::Approved { reference } => {
+            Outcome::Approved { reference, .. } => {
                 updated.amount_authorized = payment.amount_requested;
                 updated.processor_reference = Some(reference.clone());
                 if capture {
@@ -210,6 +229,15 @@ impl Payments {
         ));
         step.job = settle;
         if self.apply(&mut step).await? {
+            if let Outcome::Approved {
+                network_transaction_id: Some(id),
+                ..
+            } = &outcome
+            {
+                self.store
+                    .set_network_transaction_id(payment.id, id)
+                    .await?;
+            }
             Ok(updated)
         } else {
             // Recovery got there first: answer with what is stored.

@@ -66,9 +66,23 @@ impl Payments {
         else {
             return Ok(());
         };
-        let processor = self.router.processor(&payment.processor).ok_or_else(|| {
-            JobError::Fatal("the processor of this payment is not configured".into())
-        })?;
+        // Capture, void and refunds go to the processor that authorized the payment, and no other.
+        let processor = match kind {
+            AUTHORIZE_JOB | SETTLE_JOB => None,
+            _ => Some(
+                self.router
+                    .processor(payment.account_id, &payment.processor)
+                    .await
+                    .ok_or_else(|| {
+                        JobError::Retry("the processor of this payment is not available".into())
+                    })?,
+            ),
+        };
+        let processor = || {
+            processor
+                .clone()
+                .ok_or_else(|| JobError::Fatal("no processor for this step".into()))
+        };
         let reference = payment.processor_reference.clone().unwrap_or_default();
         let mut updated = next(&payment);
         let mut step_job = None;
@@ -83,7 +97,9 @@ impl Payments {
                 let amount = payment
                     .capture_requested
                     .unwrap_or(payment.amount_authorized);
-                let outcome = processor.capture(payment.id, &reference, amount).await;
+                let outcome = processor()?
+                    .capture(payment.id, payment.version, &reference, amount)
+                    .await;
                 match &outcome {
                     Outcome::Approved { .. } => {
                         set_status(&mut updated, P::Captured);
@@ -100,7 +116,9 @@ impl Payments {
                 (TransactionKind::Capture, amount, outcome)
             }
             (VOID_JOB, P::Voiding) => {
-                let outcome = processor.void(payment.id, &reference).await;
+                let outcome = processor()?
+                    .void(payment.id, payment.version, &reference)
+                    .await;
                 match &outcome {
                     Outcome::Approved { .. } => {
                         set_status(&mut updated, P::Voided);
@@ -128,10 +146,11 @@ impl Payments {
                     payment.amount_captured,
                     Outcome::Approved {
                         reference: reference.clone(),
+                        network_transaction_id: None,
                     },
                 )
             }
-            (REFUND_JOB, _) => return self.run_refund(&payment, &payload, &*processor).await,
+            (REFUND_JOB, _) => return self.run_refund(&payment, &payload, &*processor()?).await,
             // Already moved on (a retry after a crash, or another node): nothing left to do.
             _ => return Ok(()),
         };

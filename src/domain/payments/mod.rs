@@ -7,6 +7,7 @@
 //! transaction as the move that asks for them.
 
 mod create;
+mod failover;
 pub mod input;
 mod jobs;
 mod list;
@@ -24,10 +25,11 @@ pub use jobs::{PaymentStep, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, 
 pub use seed::synthetic_payments;
 
 use super::objects::stored;
+use super::routing::Routing;
 use super::tokens::{TokenError, Tokens};
 use super::webhooks::{EventError, Webhooks};
 use super::InternalError;
-use crate::connectors::processor::{Outcome, Router};
+use crate::connectors::processor::Outcome;
 use crate::model::payment::{
     Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
 };
@@ -56,7 +58,7 @@ pub enum PaymentError {
 pub struct Payments {
     store: DynStore,
     tokens: Arc<Tokens>,
-    router: Router,
+    router: Routing,
     settle_after: Duration,
     webhooks: Arc<Webhooks>,
 }
@@ -81,7 +83,7 @@ fn transaction(
     outcome: &Outcome,
 ) -> TransactionRecord {
     let (status, reference, message) = match outcome {
-        Outcome::Approved { reference } => {
+        Outcome::Approved { reference, .. } => {
             (TransactionStatus::Success, Some(reference.clone()), None)
         }
         Outcome::Declined { message, .. } => (
@@ -145,7 +147,7 @@ impl Payments {
     pub fn new(
         store: DynStore,
         tokens: Arc<Tokens>,
-        router: Router,
+        router: Routing,
         settle_after: Duration,
         webhooks: Arc<Webhooks>,
     ) -> Self {

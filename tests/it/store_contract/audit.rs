@@ -52,7 +52,7 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open_store().await;
     let a = Uuid::new_v4();
-    for action in Action::ALL {
+    for &action in Action::ALL {
         store
             .insert_audit_event(&AuditEvent::new(
                 Some(a),
@@ -92,6 +92,9 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
             "import.abort",
             "master_key.rotate",
             "payments.seed",
+            "processor.add",
+            "processor.remove",
+            "route.set",
         ]
     );
     store.close().await;

@@ -14,7 +14,9 @@ mod forward_form;
 mod forwarding;
 mod http;
 mod idempotency;
+pub mod payment_intents;
 mod payment_methods;
+mod refunds;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

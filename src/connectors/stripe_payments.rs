@@ -1,0 +1,390 @@
+//! The Stripe processor connector: PaymentIntents with raw card data (form-encoded), capture, cancel and
+//! refunds, every call with an `Idempotency-Key` derived from our own ids and a deadline. Stripe's answers
+//! become an `Outcome`: card errors are declines with our classifiers, anything else is a processor error.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::processor::{idempotency_key, Authorization, Outcome, Processor};
+use super::stripe::StripeKey;
+
+/// The API version whose shapes this connector reads.
+const STRIPE_VERSION: &str = "2025-03-31.basil";
+
+pub struct StripePayments {
+    name: String,
+    http: reqwest::Client,
+    base: String,
+    key: StripeKey,
+}
+
+impl StripePayments {
+    /// `timeout`: the deadline of each call, connection included.
+    pub fn new(name: &str, base: &str, key: StripeKey, timeout: Duration) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            name: name.to_owned(),
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    /// Posts `form` to `path` under `key`, and reads Stripe's answer.
+    async fn post(&self, path: &str, key: &str, form: &[(String, String)]) -> Answer {
+        let sent = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.key.expose())
+            .header("Stripe-Version", STRIPE_VERSION)
+            .header("Idempotency-Key", key)
+            .form(form)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(err) if err.is_timeout() => return Answer::Unreachable(TIMEOUT),
+            Err(_) => return Answer::Unreachable(UNREACHABLE),
+        };
+        let status = response.status().as_u16();
+        let body: Option<Value> = response.json().await.ok();
+        match body {
+            Some(body) if (200..300).contains(&status) => Answer::Object(body),
+            Some(body) => {
+                let error = serde_json::from_value::<Envelope>(body)
+                    .map(|e| e.error)
+                    .unwrap_or_default();
+                tracing::info!(
+                    processor = %self.name,
+                    status,
+                    code = error.code.as_deref().unwrap_or(""),
+                    decline_code = error.decline_code.as_deref().unwrap_or(""),
+                    "Stripe refused a call"
+                );
+                Answer::Refused(status, error)
+            }
+            None if (200..300).contains(&status) => Answer::Unreachable(UNREADABLE),
+            None => Answer::Refused(status, StripeErrorObject::default()),
+        }
+    }
+}
+
+const TIMEOUT: &str = "The processor did not answer in time";
+const UNREACHABLE: &str = "The processor could not be reached";
+const UNREADABLE: &str = "The processor's answer could not be read";
+
+enum Answer {
+    Object(Value),
+    Refused(u16, StripeErrorObject),
+    Unreachable(&'static str),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: StripeErrorObject,
+}
+
+#[derive(Deserialize, Default)]
+struct StripeErrorObject {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    code: Option<String>,
+    decline_code: Option<String>,
+}
+
+/// A card error's code (the decline code first) as our classifier and message; `None`: Stripe says to
+/// try again, which is the processor's trouble, not the card's.
+pub fn decline(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "insufficient_funds" => ("INSUFFICIENT_FUNDS", "The card has insufficient funds"),
+        "expired_card" => ("EXPIRED_CARD", "The card has expired"),
+        "incorrect_cvc" | "invalid_cvc" => {
+            ("INVALID_SECURITY_CODE", "The security code is incorrect")
+        }
+        "incorrect_number" | "invalid_number" => {
+            ("INVALID_CARD_NUMBER", "The card number is incorrect")
+        }
+        "invalid_expiry_month" | "invalid_expiry_year" => {
+            ("INVALID_EXPIRY", "The expiry date is incorrect")
+        }
+        "lost_card" => ("LOST_CARD", "The card was reported lost"),
+        "stolen_card" => ("STOLEN_CARD", "The card was reported stolen"),
+        "fraudulent" | "merchant_blacklist" => (
+            "SUSPECTED_FRAUD",
+            "The payment was declined as suspected fraud",
+        ),
+        "card_velocity_exceeded" | "withdrawal_count_limit_exceeded" => {
+            ("LIMIT_EXCEEDED", "The card's limit was exceeded")
+        }
+        "authentication_required" => (
+            "AUTHENTICATION_REQUIRED",
+            "The issuer requires the cardholder to authenticate",
+        ),
+        "card_not_supported" | "currency_not_supported" => {
+            ("NOT_SUPPORTED", "The card does not support this payment")
+        }
+        "processing_error" | "try_again_later" | "issuer_not_available" | "reenter_transaction" => {
+            return None
+        }
+        _ => ("DECLINED", "The issuer declined the payment"),
+    })
+}
+
+/// What a refusal means. `authorizing`: an authorization, where every fault that is not the card's may be
+/// tried at the next processor; for later steps a refusal that no retry can change is final.
+fn refused(status: u16, error: &StripeErrorObject, authorizing: bool) -> Outcome {
+    if error.kind.as_deref() == Some("card_error") {
+        let code = error
+            .decline_code
+            .as_deref()
+            .or(error.code.as_deref())
+            .unwrap_or("");
+        return match decline(code) {
+            Some((classifier, message)) => Outcome::Declined {
+                classifier,
+                message,
+            },
+            None => Outcome::Error {
+                message: "The processor asked to try again",
+            },
+        };
+    }
+    let passing = matches!(status, 409 | 429 | 500..=599)
+        || matches!(error.code.as_deref(), Some("lock_timeout" | "rate_limit"));
+    match (passing, status) {
+        (true, 409) => Outcome::Error {
+            message: "The processor was busy with the same request",
+        },
+        (true, 429) => Outcome::Error {
+            message: "The processor limited the request rate",
+        },
+        (true, _) => Outcome::Error {
+            message: "The processor failed",
+        },
+        (false, 401 | 403) if authorizing => Outcome::Error {
+            message: "The processor refused the credentials",
+        },
+        (false, _) if authorizing => Outcome::Error {
+            message: "The processor refused the request",
+        },
+        (false, _) => Outcome::Declined {
+            classifier: "PROCESSOR_REFUSED",
+            message: "The processor refused the request",
+        },
+    }
+}
+
+fn answered(answer: Answer, authorizing: bool, read: impl FnOnce(&Value) -> Outcome) -> Outcome {
+    match answer {
+        Answer::Object(object) => read(&object),
+        Answer::Refused(status, error) => refused(status, &error, authorizing),
+        Answer::Unreachable(message) => Outcome::Error { message },
+    }
+}
+
+fn id_of(object: &Value) -> String {
+    object["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A PaymentIntent after confirmation: approved when it succeeded or awaits capture.
+fn read_intent(intent: &Value) -> Outcome {
+    match intent["status"].as_str().unwrap_or_default() {
+        "succeeded" | "requires_capture" => Outcome::Approved {
+            reference: id_of(intent),
+            network_transaction_id: intent["latest_charge"]["payment_method_details"]["card"]
+                ["network_transaction_id"]
+                .as_str()
+                .map(str::to_owned),
+        },
+        "requires_action" => Outcome::Declined {
+            classifier: "AUTHENTICATION_REQUIRED",
+            message: "The issuer requires the cardholder to authenticate",
+        },
+        "requires_payment_method" | "canceled" => Outcome::Declined {
+            classifier: "DECLINED",
+            message: "The issuer declined the payment",
+        },
+        _ => Outcome::Error {
+            message: "The processor left the payment unfinished",
+        },
+    }
+}
+
+fn pair(name: &str, value: impl ToString) -> (String, String) {
+    (name.to_owned(), value.to_string())
+}
+
+#[async_trait]
+impl Processor for StripePayments {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn authorize(&self, request: &Authorization<'_>) -> Outcome {
+        let card = request.card;
+        let mut form = vec![
+            pair("amount", request.amount),
+            pair("currency", request.currency_code.to_ascii_lowercase()),
+            pair("confirm", "true"),
+            pair(
+                "capture_method",
+                if request.capture {
+                    "automatic"
+                } else {
+                    "manual"
+                },
+            ),
+            pair("payment_method_types[]", "card"),
+            pair("payment_method_data[type]", "card"),
+            pair("payment_method_data[card][number]", card.pan.peek()),
+            pair("payment_method_data[card][exp_month]", card.expiry_month),
+            pair("payment_method_data[card][exp_year]", card.expiry_year),
+            pair("metadata[strongroom_payment_id]", request.payment_id),
+            pair("expand[]", "latest_charge"),
+        ];
+        if let Some(code) = request.security_code {
+            form.push(pair("payment_method_data[card][cvc]", code.peek()));
+        }
+        if let Some(name) = &card.cardholder_name {
+            form.push(pair("payment_method_data[billing_details][name]", name));
+        }
+        if request.merchant_initiated {
+            form.push(pair("off_session", "true"));
+            if let Some(id) = request.network_transaction_id {
+                form.push(pair(
+                    "payment_method_options[card][mit_exemption][network_transaction_id]",
+                    id,
+                ));
+            }
+        }
+        let key = idempotency_key("authorize", request.payment_id);
+        let answer = self.post("/v1/payment_intents", &key, &form).await;
+        // Zero the copies of the card in the form before it is dropped.
+        for (_, value) in form.iter_mut() {
+            zeroize::Zeroize::zeroize(value);
+        }
+        answered(answer, true, read_intent)
+    }
+
+    async fn capture(
+        &self,
+        payment_id: Uuid,
+        version: i64,
+        reference: &str,
+        amount: i64,
+    ) -> Outcome {
+        let path = format!("/v1/payment_intents/{reference}/capture");
+        let key = format!("{}-v{version}", idempotency_key("capture", payment_id));
+        let answer = self
+            .post(&path, &key, &[pair("amount_to_capture", amount)])
+            .await;
+        answered(answer, false, |intent| {
+            match intent["status"].as_str().unwrap_or_default() {
+                "succeeded" => Outcome::Approved {
+                    reference: id_of(intent),
+                    network_transaction_id: None,
+                },
+                _ => Outcome::Error {
+                    message: "The processor left the capture unfinished",
+                },
+            }
+        })
+    }
+
+    async fn void(&self, payment_id: Uuid, version: i64, reference: &str) -> Outcome {
+        let path = format!("/v1/payment_intents/{reference}/cancel");
+        let key = format!("{}-v{version}", idempotency_key("void", payment_id));
+        let answer = self.post(&path, &key, &[]).await;
+        answered(answer, false, |intent| {
+            match intent["status"].as_str().unwrap_or_default() {
+                "canceled" => Outcome::Approved {
+                    reference: id_of(intent),
+                    network_transaction_id: None,
+                },
+                _ => Outcome::Error {
+                    message: "The processor left the void unfinished",
+                },
+            }
+        })
+    }
+
+    async fn refund(&self, refund_id: Uuid, reference: &str, amount: i64) -> Outcome {
+        let key = idempotency_key("refund", refund_id);
+        let form = [
+            pair("payment_intent", reference),
+            pair("amount", amount),
+            pair("metadata[strongroom_refund_id]", refund_id),
+        ];
+        let answer = self.post("/v1/refunds", &key, &form).await;
+        answered(answer, false, |refund| {
+            match refund["status"].as_str().unwrap_or_default() {
+                "succeeded" | "pending" => Outcome::Approved {
+                    reference: id_of(refund),
+                    network_transaction_id: None,
+                },
+                "failed" | "canceled" => Outcome::Declined {
+                    classifier: "REFUND_FAILED",
+                    message: "The processor could not refund the payment",
+                },
+                _ => Outcome::Error {
+                    message: "The processor left the refund unfinished",
+                },
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card_error(code: &str, decline_code: Option<&str>) -> StripeErrorObject {
+        StripeErrorObject {
+            kind: Some("card_error".into()),
+            code: Some(code.into()),
+            decline_code: decline_code.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn card_errors_are_declines_and_the_rest_are_processor_errors() {
+        assert_eq!(
+            refused(
+                402,
+                &card_error("card_declined", Some("insufficient_funds")),
+                true
+            ),
+            Outcome::Declined {
+                classifier: "INSUFFICIENT_FUNDS",
+                message: "The card has insufficient funds"
+            }
+        );
+        assert!(matches!(
+            refused(402, &card_error("expired_card", None), true),
+            Outcome::Declined {
+                classifier: "EXPIRED_CARD",
+                ..
+            }
+        ));
+        assert!(matches!(
+            refused(402, &card_error("processing_error", None), true),
+            Outcome::Error { .. }
+        ));
+        let none = StripeErrorObject::default();
+        assert!(matches!(refused(500, &none, true), Outcome::Error { .. }));
+        assert!(matches!(refused(401, &none, true), Outcome::Error { .. }));
+        assert!(matches!(
+            refused(400, &none, false),
+            Outcome::Declined { .. }
+        ));
+        assert!(matches!(refused(429, &none, false), Outcome::Error { .. }));
+    }
+}

@@ -1,0 +1,300 @@
+//! The processor registry: an account's processors, their settings, and their credentials, which are
+//! checked per kind, sealed under the account's data key (bound to the processor id) and opened only to
+//! build a connector. Adding and removing are audited admin actions; removal wipes the credentials.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::connectors::processor::{Processor, Unsupported};
+use crate::connectors::stripe::StripeKey;
+use crate::connectors::stripe_payments::StripePayments;
+use crate::model::string_enum;
+use crate::store::{Action, AuditEvent, DynStore, ProcessorRecord, StoreError, Ts};
+use crate::vault::{Vault, VaultError};
+
+/// The name of the built-in processor, always there for every account.
+pub const SANDBOX: &str = "sandbox";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+string_enum! {
+    /// The kinds of processor an account may add.
+    pub enum ProcessorKind {
+        Stripe = "stripe",
+        Adyen = "adyen",
+    }
+}
+
+impl ProcessorKind {
+    /// The secret fields this kind takes, all required.
+    pub fn secret_fields(self) -> &'static [&'static str] {
+        match self {
+            ProcessorKind::Stripe => &["api_key"],
+            ProcessorKind::Adyen => &["api_key", "merchant_account", "hmac_key"],
+        }
+    }
+
+    fn default_api_base(self) -> &'static str {
+        match self {
+            ProcessorKind::Stripe => "https://api.stripe.com",
+            ProcessorKind::Adyen => "https://checkout-test.adyen.com",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("no account with id {0}")]
+    UnknownAccount(Uuid),
+    #[error("no processor with id {0}")]
+    UnknownProcessor(Uuid),
+    #[error("--name: {0}")]
+    InvalidName(String),
+    #[error("--api-base: must be an http:// or https:// URL")]
+    InvalidApiBase,
+    /// The message names the field, never its value.
+    #[error("secrets on standard input: {0}")]
+    InvalidSecrets(String),
+    #[error("the account already has a processor named {0:?}")]
+    NameTaken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// What processor `id`'s secrets are sealed to, so that they open for no other.
+fn secrets_aad(id: Uuid) -> Vec<u8> {
+    [b"processor-secrets:".as_slice(), id.as_bytes()].concat()
+}
+
+/// Checks the secrets document of `kind`: an object of exactly its fields, each a non-empty string.
+/// Returns it re-encoded (the only copy that is sealed).
+fn check_secrets(kind: ProcessorKind, text: &str) -> Result<Zeroizing<String>, ProcessorError> {
+    let bad = |m: String| ProcessorError::InvalidSecrets(m);
+    let mut object: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|_| bad("must be one JSON object (its text is not repeated here)".into()))?;
+    let checked = check_fields(kind, &object);
+    let encoded = Zeroizing::new(Value::Object(object.clone()).to_string());
+    wipe(&mut object);
+    checked.map(|()| encoded)
+}
+
+/// Zeroes the strings of a secrets object before it is dropped.
+fn wipe(object: &mut Map<String, Value>) {
+    for value in object.values_mut() {
+        if let Value::String(s) = value {
+            zeroize::Zeroize::zeroize(s);
+        }
+    }
+}
+
+fn check_fields(kind: ProcessorKind, object: &Map<String, Value>) -> Result<(), ProcessorError> {
+    let bad = |m: String| ProcessorError::InvalidSecrets(m);
+    let fields = kind.secret_fields();
+    for name in object.keys() {
+        if !fields.contains(&name.as_str()) {
+            return Err(bad(format!(
+                "{name:?} is not a {kind} secret (expected {})",
+                fields.join(", ")
+            )));
+        }
+    }
+    for field in fields {
+        match object.get(*field) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(_) => return Err(bad(format!("{field:?} must be a non-empty string"))),
+            None => return Err(bad(format!("{field:?} is required for {kind}"))),
+        }
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), ProcessorError> {
+    let fits = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !fits {
+        return Err(ProcessorError::InvalidName(
+            "1 to 64 letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    if name == SANDBOX {
+        return Err(ProcessorError::InvalidName(
+            "`sandbox` is the built-in processor's name".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What `processor add` is given besides the secrets.
+pub struct NewProcessor<'a> {
+    pub account_id: Uuid,
+    pub name: &'a str,
+    pub kind: ProcessorKind,
+    pub api_base: Option<&'a str>,
+    pub timeout: Option<Duration>,
+}
+
+/// Adds a processor with its secrets sealed under the account's data key; the secrets are not kept
+/// anywhere else, nor shown again.
+pub async fn add_processor(
+    store: &DynStore,
+    vault: &Vault,
+    new: &NewProcessor<'_>,
+    secrets: &str,
+    actor: &str,
+) -> Result<ProcessorRecord, ProcessorError> {
+    check_name(new.name)?;
+    let api_base = new.api_base.unwrap_or(new.kind.default_api_base());
+    match reqwest::Url::parse(api_base) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => return Err(ProcessorError::InvalidApiBase),
+    }
+    let secrets = check_secrets(new.kind, secrets)?;
+    if store.get_account(new.account_id).await?.is_none() {
+        return Err(ProcessorError::UnknownAccount(new.account_id));
+    }
+    let id = Uuid::new_v4();
+    let timeout = new.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let record = ProcessorRecord {
+        id,
+        account_id: new.account_id,
+        name: new.name.to_owned(),
+        kind: new.kind.as_str().to_owned(),
+        settings: json!({"api_base": api_base, "timeout_ms": timeout.as_millis() as u64})
+            .to_string(),
+        sealed_secrets: Some(
+            vault
+                .seal_bytes(new.account_id, &secrets_aad(id), secrets.as_bytes())
+                .await?,
+        ),
+        created_at: Ts::now(),
+        removed_at: None,
+    };
+    store.insert_processor(&record).await.map_err(|e| match e {
+        StoreError::Constraint(_) => ProcessorError::NameTaken(new.name.to_owned()),
+        other => other.into(),
+    })?;
+    audit(store, &record, actor, Action::ProcessorAdd).await?;
+    Ok(record)
+}
+
+/// Removes a processor: its secrets are wiped; payments it authorized can no longer be modified
+/// through it.
+pub async fn remove_processor(
+    store: &DynStore,
+    id: Uuid,
+    actor: &str,
+) -> Result<ProcessorRecord, ProcessorError> {
+    let record = store
+        .get_processor(id)
+        .await?
+        .filter(|p| p.removed_at.is_none())
+        .ok_or(ProcessorError::UnknownProcessor(id))?;
+    if !store.remove_processor(id, Ts::now()).await? {
+        return Err(ProcessorError::UnknownProcessor(id));
+    }
+    audit(store, &record, actor, Action::ProcessorRemove).await?;
+    Ok(record)
+}
+
+async fn audit(
+    store: &DynStore,
+    record: &ProcessorRecord,
+    actor: &str,
+    action: Action,
+) -> Result<(), StoreError> {
+    store
+        .insert_audit_event(&AuditEvent::new(
+            Some(record.account_id),
+            actor,
+            action,
+            Some(record.id.to_string()),
+            "success",
+        ))
+        .await
+}
+
+/// The non-secret settings of a stored processor.
+pub struct Settings {
+    pub api_base: String,
+    pub timeout: Duration,
+}
+
+pub fn settings(record: &ProcessorRecord) -> Settings {
+    let value: Value = serde_json::from_str(&record.settings).unwrap_or_default();
+    Settings {
+        api_base: value["api_base"].as_str().unwrap_or_default().to_owned(),
+        timeout: value["timeout_ms"]
+            .as_u64()
+            .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+    }
+}
+
+/// Opens a live processor's secrets and builds its connector.
+pub async fn connector(
+    vault: &Vault,
+    record: &ProcessorRecord,
+) -> Result<Arc<dyn Processor>, String> {
+    let sealed = record
+        .sealed_secrets
+        .as_deref()
+        .ok_or("the processor was removed")?;
+    let kind: ProcessorKind = record
+        .kind
+        .parse()
+        .map_err(|_| "unknown processor kind".to_owned())?;
+    match kind {
+        ProcessorKind::Stripe => {
+            let plain = vault
+                .open_bytes(record.account_id, &secrets_aad(record.id), sealed)
+                .await
+                .map_err(|e| format!("secrets do not open: {e}"))?;
+            let mut secrets: Map<String, Value> =
+                serde_json::from_slice(&plain).map_err(|_| "secrets are malformed".to_owned())?;
+            let key = secrets
+                .get("api_key")
+                .and_then(Value::as_str)
+                .map(|k| StripeKey::new(k.to_owned()));
+            wipe(&mut secrets);
+            let key = key.ok_or("secrets lack the api_key")?;
+            let settings = settings(record);
+            let stripe =
+                StripePayments::new(&record.name, &settings.api_base, key, settings.timeout)
+                    .map_err(|_| "no HTTP client".to_owned())?;
+            Ok(Arc::new(stripe))
+        }
+        ProcessorKind::Adyen => Ok(Arc::new(Unsupported {
+            name: record.name.clone(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_checked_per_kind_without_repeating_values() {
+        assert!(check_secrets(ProcessorKind::Stripe, r#"{"api_key":"sk_test_1"}"#).is_ok());
+        let err = check_secrets(ProcessorKind::Stripe, r#"{"api_key":"sk_test_1","x":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"x\"") && !err.contains("sk_test_1"), "{err}");
+        let err = check_secrets(ProcessorKind::Adyen, r#"{"api_key":"k","hmac_key":"h"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("merchant_account"), "{err}");
+        let err = check_secrets(ProcessorKind::Stripe, "sk_live_oops")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("sk_live_oops"), "{err}");
+        assert!(check_name("sandbox").is_err());
+        assert!(check_name("stripe-eu").is_ok());
+    }
+}

@@ -1,0 +1,129 @@
+//! The processor storage contract on both backends: live names are unique per account and reusable after
+//! removal, removal wipes the sealed secrets once, rules are replaced whole, and a failover moves a
+//! payment only from the version it was read at, writing its attempt in the same transaction.
+
+use strongroom::store::{Account, FeatureSet, ProcessorRecord, StoreError, TransactionRecord, Ts};
+use uuid::Uuid;
+
+use crate::support::{on_both_backends, payment, spawn_app, Backend, TestDb};
+
+on_both_backends!(
+    processors_and_rules_round_trip,
+    a_failover_moves_a_payment_only_from_the_version_read,
+);
+
+fn processor(account_id: Uuid, name: &str) -> ProcessorRecord {
+    ProcessorRecord {
+        id: Uuid::new_v4(),
+        account_id,
+        name: name.into(),
+        kind: "stripe".into(),
+        settings: r#"{"api_base":"https://api.stripe.com","timeout_ms":30000}"#.into(),
+        sealed_secrets: Some(vec![1, 2, 3]),
+        created_at: Ts::now(),
+        removed_at: None,
+    }
+}
+
+async fn processors_and_rules_round_trip(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let account = Account {
+        id: Uuid::new_v4(),
+        name: "acme".into(),
+        features: FeatureSet::all(),
+        created_at: Ts::now(),
+    };
+    store.insert_account(&account).await.unwrap();
+    let first = processor(account.id, "stripe-eu");
+    store.insert_processor(&first).await.unwrap();
+    let err = store
+        .insert_processor(&processor(account.id, "stripe-eu"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    let second = processor(account.id, "stripe-us");
+    store.insert_processor(&second).await.unwrap();
+    let listed: Vec<_> = store
+        .list_processors(Some(account.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(listed, ["stripe-eu", "stripe-us"]);
+    assert!(store
+        .list_processors(Some(Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.list_processors(None).await.unwrap().len(), 2);
+
+    assert!(store.remove_processor(first.id, Ts::now()).await.unwrap());
+    assert!(!store.remove_processor(first.id, Ts::now()).await.unwrap());
+    let removed = store.get_processor(first.id).await.unwrap().unwrap();
+    assert!(removed.sealed_secrets.is_none() && removed.removed_at.is_some());
+    store
+        .insert_processor(&processor(account.id, "stripe-eu"))
+        .await
+        .unwrap();
+
+    assert_eq!(store.get_routing_rules(account.id).await.unwrap(), None);
+    store
+        .set_routing_rules(account.id, "[1]", Ts::now())
+        .await
+        .unwrap();
+    store
+        .set_routing_rules(account.id, "[2]", Ts::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_routing_rules(account.id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("[2]")
+    );
+    store.close().await;
+}
+
+async fn a_failover_moves_a_payment_only_from_the_version_read(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.token_for("4242424242424242").await;
+    let p = app.pay("one-off", &payment(&token, 1000, "manual")).await;
+    let id: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    let account = app.account_id().await;
+    let store = app.store();
+    let stored = store.get_payment(account, id).await.unwrap().unwrap();
+    let attempt = TransactionRecord {
+        id: Uuid::new_v4(),
+        payment_id: id,
+        created_at: Ts::now(),
+        kind: "authorization".into(),
+        status: "failure".into(),
+        amount: 1000,
+        processor_reference: None,
+        message: Some("failed".into()),
+    };
+    // The payment is authorized, not processing: no failover moves it.
+    assert!(!store
+        .record_failover(id, stored.version, "other", &attempt, Ts::now())
+        .await
+        .unwrap());
+    assert!(!store
+        .record_failover(id, stored.version + 7, "other", &attempt, Ts::now())
+        .await
+        .unwrap());
+    assert_eq!(store.list_transactions(id).await.unwrap().len(), 1);
+    assert_eq!(store.get_network_transaction_id(id).await.unwrap(), None);
+    store.set_network_transaction_id(id, "ntx1").await.unwrap();
+    assert_eq!(
+        store
+            .get_network_transaction_id(id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("ntx1")
+    );
+}

@@ -1,0 +1,389 @@
+//! A fake Stripe for payments, its own HTTP server on port 0: `POST /v1/payment_intents` (raw card data,
+//! confirmed at once), `/capture`, `/cancel`, and `POST /v1/refunds` (in `refunds.rs`), in Stripe's shapes
+//! and error bodies. Decides by Stripe's test card numbers; failures can be injected; counts charges per
+//! `Idempotency-Key` and replays a key's first answer as Stripe does.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::response::Response;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+use super::cards::random_id;
+use super::errors::{api_error_body, invalid_parameter, missing_parameter, reply};
+use super::http::{param, parse_pairs};
+
+/// Which call an injected failure applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PiRoute {
+    Create,
+    Capture,
+    Cancel,
+    Refund,
+}
+
+/// An injected failure.
+#[derive(Clone, Debug)]
+pub enum PiFault {
+    /// Answer this status with Stripe's `api_error` body.
+    Status(u16),
+    /// Answer only after this long (longer than the client waits).
+    Delay(Duration),
+    /// A `card_error` with this code and decline code, as Stripe declines.
+    Card(&'static str, Option<&'static str>),
+    /// Do the work (and keep the answer for the idempotency key), then answer only after this long: the
+    /// client gives up although Stripe acted, and must retry with the same key.
+    AnswerLost(Duration),
+}
+
+#[derive(Default)]
+pub(super) struct PiData {
+    pub intents: HashMap<String, Value>,
+    pub refunds: HashMap<String, Value>,
+    /// The first answer (status, body) of each idempotency key.
+    replay: HashMap<String, (u16, Value)>,
+    /// Charges (intents created) per idempotency key.
+    charges: HashMap<String, u32>,
+    faults: Vec<(PiRoute, PiFault)>,
+    /// The form of every create call, in order (test card numbers only).
+    pub creates: Vec<Vec<(String, String)>>,
+    pub requests: u64,
+}
+
+pub(super) struct PiShared {
+    api_key: String,
+    data: Mutex<PiData>,
+}
+
+impl PiShared {
+    pub(super) fn data(&self) -> MutexGuard<'_, PiData> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct FakePaymentIntents {
+    shared: Arc<PiShared>,
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakePaymentIntents {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakePaymentIntents {
+    /// Starts on 127.0.0.1, on a port the system picks, accepting only `api_key`.
+    pub async fn start(api_key: &str) -> anyhow::Result<Self> {
+        let shared = Arc::new(PiShared {
+            api_key: api_key.to_owned(),
+            data: Mutex::new(PiData::default()),
+        });
+        let listener =
+            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { shared, addr, task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next `times` calls to `route` fail with `fault`.
+    pub fn fail_next(&self, route: PiRoute, fault: PiFault, times: usize) {
+        let mut data = self.shared.data();
+        for _ in 0..times {
+            data.faults.push((route, fault.clone()));
+        }
+    }
+
+    /// How many charges (PaymentIntents created) the key made; a replay makes none.
+    pub fn charges_for(&self, key: &str) -> u32 {
+        self.shared.data().charges.get(key).copied().unwrap_or(0)
+    }
+
+    /// Every idempotency key that made a charge, with its count.
+    pub fn charges(&self) -> HashMap<String, u32> {
+        self.shared.data().charges.clone()
+    }
+
+    pub fn intent(&self, id: &str) -> Option<Value> {
+        self.shared.data().intents.get(id).cloned()
+    }
+
+    /// The parameters of the `n`th create call (without the card number, which it replaces by its last 4).
+    pub fn create_params(&self, n: usize) -> Option<HashMap<String, String>> {
+        let data = self.shared.data();
+        let form = data.creates.get(n)?;
+        Some(
+            form.iter()
+                .map(|(k, v)| {
+                    let v = if k == "payment_method_data[card][number]" {
+                        v.chars()
+                            .rev()
+                            .take(4)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect()
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn create_calls(&self) -> usize {
+        self.shared.data().creates.len()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.shared.data().requests
+    }
+
+    /// The refunds made of PaymentIntent `pi`.
+    pub fn refunds_of(&self, pi: &str) -> Vec<Value> {
+        let data = self.shared.data();
+        data.refunds
+            .values()
+            .filter(|r| r["payment_intent"] == pi)
+            .cloned()
+            .collect()
+    }
+}
+
+pub(super) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_id(&mut rand::thread_rng(), 24))
+}
+
+pub(super) fn card_error(code: &str, decline_code: Option<&str>, message: &str) -> Value {
+    let mut error = json!({"code": code, "message": message, "type": "card_error", "param": ""});
+    if let Some(d) = decline_code {
+        error["decline_code"] = json!(d);
+    }
+    json!({ "error": error })
+}
+
+pub(super) fn unexpected_state(id: &str, status: &str, what: &str) -> Value {
+    json!({"error": {
+        "code": "payment_intent_unexpected_state",
+        "message": format!("This PaymentIntent could not be {what} because it has a status of {status}."),
+        "type": "invalid_request_error",
+        "payment_intent": {"id": id, "object": "payment_intent", "status": status},
+    }})
+}
+
+async fn handle(
+    State(shared): State<Arc<PiShared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.data().requests += 1;
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if key != Some(shared.api_key.as_str()) {
+        return reply(
+            401,
+            json!({"error": {"message": "Invalid API Key provided: sk_test_****", "type": "invalid_request_error"}}),
+        );
+    }
+    let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let route = match (method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "payment_intents"]) => (PiRoute::Create, None),
+        ("POST", ["v1", "payment_intents", id, "capture"]) => (PiRoute::Capture, Some(*id)),
+        ("POST", ["v1", "payment_intents", id, "cancel"]) => (PiRoute::Cancel, Some(*id)),
+        ("POST", ["v1", "refunds"]) => (PiRoute::Refund, None),
+        _ => {
+            return reply(
+                404,
+                json!({"error": {"message": "Unrecognized request URL", "type": "invalid_request_error"}}),
+            )
+        }
+    };
+    let idempotency = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(k) = &idempotency {
+        if let Some((status, body)) = shared.data().replay.get(k).cloned() {
+            let mut response = reply(status, body);
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return response;
+        }
+    }
+    let fault = {
+        let mut data = shared.data();
+        data.faults
+            .iter()
+            .position(|(r, _)| *r == route.0)
+            .map(|at| data.faults.remove(at).1)
+    };
+    let mut lost = None;
+    match fault {
+        Some(PiFault::AnswerLost(delay)) => lost = Some(delay),
+        // Stripe does not store answers of its own failures: a retry with the same key runs again.
+        Some(PiFault::Status(status)) => return reply(status, api_error_body()),
+        Some(PiFault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(PiFault::Card(code, decline)) => {
+            return reply(402, card_error(code, decline, "Your card was declined."))
+        }
+        None => {}
+    }
+    let form = parse_pairs(&String::from_utf8_lossy(&body));
+    let (status, answer) = match route {
+        (PiRoute::Create, _) => create(&shared, &form, idempotency.as_deref()),
+        (PiRoute::Capture, Some(id)) => capture(&shared, id, &form),
+        (PiRoute::Cancel, Some(id)) => cancel(&shared, id),
+        (PiRoute::Refund, _) => super::refunds::create_refund(&shared, &form),
+        _ => (500, api_error_body()),
+    };
+    if let Some(k) = idempotency {
+        shared.data().replay.insert(k, (status, answer.clone()));
+    }
+    if let Some(delay) = lost {
+        tokio::time::sleep(delay).await;
+    }
+    reply(status, answer)
+}
+
+fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u16, Value) {
+    for required in [
+        "amount",
+        "currency",
+        "payment_method_data[type]",
+        "payment_method_data[card][number]",
+        "payment_method_data[card][exp_month]",
+        "payment_method_data[card][exp_year]",
+    ] {
+        if param(form, required).is_none() {
+            return (400, missing_parameter(required));
+        }
+    }
+    let Some(amount) = param(form, "amount").and_then(|a| a.parse::<i64>().ok()) else {
+        return (400, invalid_parameter("amount", "Invalid integer"));
+    };
+    shared.data().creates.push(form.to_vec());
+    let number = param(form, "payment_method_data[card][number]").unwrap_or_default();
+    let declined = match number {
+        "4000000000000002" => Some(("card_declined", Some("generic_decline"))),
+        "4000000000009995" => Some(("card_declined", Some("insufficient_funds"))),
+        "4000000000000069" => Some(("expired_card", None)),
+        "4000000000000127" => Some(("incorrect_cvc", None)),
+        "4000000000000119" => Some(("processing_error", None)),
+        _ => None,
+    };
+    if let Some((code, decline)) = declined {
+        return (402, card_error(code, decline, "Your card was declined."));
+    }
+    let manual = param(form, "capture_method") == Some("manual");
+    let confirmed = param(form, "confirm") == Some("true");
+    let id = new_id("pi");
+    let charge = json!({
+        "id": new_id("ch"),
+        "object": "charge",
+        "amount": amount,
+        "captured": !manual,
+        "payment_method_details": {"type": "card", "card": {
+            "last4": number.get(number.len().saturating_sub(4)..).unwrap_or_default(),
+            "network_transaction_id": format!("ntx{}", random_id(&mut rand::thread_rng(), 12)),
+        }},
+    });
+    let expanded = form
+        .iter()
+        .any(|(k, v)| k == "expand[]" && v == "latest_charge");
+    let status = match (confirmed, manual) {
+        (false, _) => "requires_confirmation",
+        (true, true) => "requires_capture",
+        (true, false) => "succeeded",
+    };
+    let intent = json!({
+        "id": id,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": if manual { amount } else { 0 },
+        "amount_received": if manual { 0 } else { amount },
+        "capture_method": if manual { "manual" } else { "automatic" },
+        "currency": param(form, "currency"),
+        "status": status,
+        "latest_charge": if expanded { charge.clone() } else { charge["id"].clone() },
+        "metadata": {"strongroom_payment_id": param(form, "metadata[strongroom_payment_id]")},
+    });
+    let mut data = shared.data();
+    data.intents.insert(id, intent.clone());
+    if let Some(key) = key {
+        *data.charges.entry(key.to_owned()).or_default() += 1;
+    }
+    (200, intent)
+}
+
+fn capture(shared: &PiShared, id: &str, form: &[(String, String)]) -> (u16, Value) {
+    let mut data = shared.data();
+    let Some(intent) = data.intents.get_mut(id) else {
+        return (
+            404,
+            super::errors::resource_missing("intent", &format!("No such payment_intent: '{id}'")),
+        );
+    };
+    let status = intent["status"].as_str().unwrap_or_default().to_owned();
+    if status != "requires_capture" {
+        return (400, unexpected_state(id, &status, "captured"));
+    }
+    let capturable = intent["amount_capturable"].as_i64().unwrap_or(0);
+    let amount = param(form, "amount_to_capture")
+        .and_then(|a| a.parse::<i64>().ok())
+        .unwrap_or(capturable);
+    if amount > capturable {
+        return (
+            400,
+            invalid_parameter(
+                "amount_to_capture",
+                "The amount to capture must be less than or equal to the capturable amount.",
+            ),
+        );
+    }
+    intent["status"] = json!("succeeded");
+    intent["amount_capturable"] = json!(0);
+    intent["amount_received"] = json!(amount);
+    (200, intent.clone())
+}
+
+fn cancel(shared: &PiShared, id: &str) -> (u16, Value) {
+    let mut data = shared.data();
+    let Some(intent) = data.intents.get_mut(id) else {
+        return (
+            404,
+            super::errors::resource_missing("intent", &format!("No such payment_intent: '{id}'")),
+        );
+    };
+    let status = intent["status"].as_str().unwrap_or_default().to_owned();
+    if !matches!(
+        status.as_str(),
+        "requires_capture" | "requires_payment_method" | "requires_confirmation"
+    ) {
+        return (400, unexpected_state(id, &status, "canceled"));
+    }
+    intent["status"] = json!("canceled");
+    intent["amount_capturable"] = json!(0);
+    intent["cancellation_reason"] = Value::Null;
+    (200, intent.clone())
+}

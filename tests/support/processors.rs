@@ -1,0 +1,146 @@
+//! Processors and routing rules for the tests: the admin commands run with their input on standard
+//! input, a Stripe processor pointed at a fake, and everything the database holds, for secret scans.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use sqlx::{Connection, Row};
+use uuid::Uuid;
+
+use super::app::TestApp;
+use super::backend::Backend;
+use super::db::TestDb;
+
+/// The secret key the fake payments Stripe accepts.
+pub const STRIPE_SECRET: &str = "sk_test_processor_51SeCrEt";
+
+impl TestApp {
+    /// Runs `strongroom ARGS` on this app's database with `input` on standard input; returns (exited 0,
+    /// stdout, stderr).
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> (bool, String, String) {
+        cli_with_input(&self.db, args, input)
+    }
+
+    /// Adds a processor of the default account (or `account`) through the CLI; returns its JSON line.
+    pub async fn add_processor(
+        &self,
+        account: Option<Uuid>,
+        name: &str,
+        kind: &str,
+        api_base: &str,
+        secrets: &Value,
+        extra: &[&str],
+    ) -> Value {
+        let account = match account {
+            Some(a) => a,
+            None => self.account_id().await,
+        }
+        .to_string();
+        let mut args = vec![
+            "processor",
+            "add",
+            "--account",
+            &account,
+            "--name",
+            name,
+            "--kind",
+            kind,
+            "--api-base",
+            api_base,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = self.cli_with_input(&args, &secrets.to_string());
+        assert!(ok, "processor add failed: {stderr}");
+        serde_json::from_str(stdout.trim()).expect("one JSON document")
+    }
+
+    /// Adds a Stripe processor pointed at `base`, with a short deadline for each call.
+    pub async fn add_stripe(&self, name: &str, base: &str) -> Value {
+        let secrets = serde_json::json!({"api_key": STRIPE_SECRET});
+        self.add_processor(
+            None,
+            name,
+            "stripe",
+            base,
+            &secrets,
+            &["--timeout-ms", "1000"],
+        )
+        .await
+    }
+
+    /// `route set` for the default account; returns (exited 0, stdout, stderr).
+    pub async fn set_routes(&self, rules: &Value) -> (bool, String, String) {
+        let account = self.account_id().await.to_string();
+        self.cli_with_input(
+            &["route", "set", "--account", &account, "--json"],
+            &rules.to_string(),
+        )
+    }
+}
+
+pub fn cli_with_input(db: &TestDb, args: &[&str], input: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+        .args(args)
+        .env("STRONGROOM_DATA_DIR", db.dir.path())
+        .env("STRONGROOM_DATABASE_URL", &db.url)
+        .env_remove("STRONGROOM_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Everything the database holds: the SQLite files, or every PostgreSQL row as text (bytea as hex).
+pub async fn database_bytes(db: &TestDb, backend: Backend) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    match backend {
+        Backend::Sqlite => {
+            for suffix in ["", "-wal", "-shm"] {
+                let path = db.dir.path().join(format!("strongroom.db{suffix}"));
+                if let Ok(mut file) = std::fs::File::open(path) {
+                    file.read_to_end(&mut bytes).unwrap();
+                }
+            }
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for table in tables {
+                for row in sqlx::query(&format!("SELECT t::text FROM {table} t"))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+                {
+                    bytes.extend_from_slice(row.get::<String, _>(0).as_bytes());
+                }
+            }
+        }
+    }
+    bytes
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
