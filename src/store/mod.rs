@@ -1,6 +1,7 @@
 //! Storage: one trait whose methods are named by intent and do one query each (multi-step flows live in
 //! the domain layer). SQLite and PostgreSQL implement it; the backend is chosen from the database URL.
 
+pub mod destinations;
 pub mod imports;
 mod payment_records;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use destinations::{DestinationRecord, DestinationStore};
 pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
 pub use payment_records::*;
 pub use types::*;
@@ -75,7 +77,7 @@ pub enum Backend {
 /// Everything Strongroom keeps. Every method is one statement (or one short transaction where a
 /// marker and its rows must land together).
 #[async_trait]
-pub trait Store: ImportStore + Send + Sync + 'static {
+pub trait Store: ImportStore + DestinationStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;

@@ -85,6 +85,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(PgStore { pool }))
 }
 
+super::destinations::impl_destination_store!(PgStore);
 impl_import_store!(PgStore, db = sqlx::Postgres);
 
 impl_store!(

@@ -93,6 +93,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     Ok(Arc::new(SqliteStore { pool, batch_writer }))
 }
 
+super::destinations::impl_destination_store!(SqliteStore);
 impl_import_store!(SqliteStore, db = sqlx::Sqlite);
 
 impl_store!(
