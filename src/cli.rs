@@ -1,6 +1,7 @@
 //! The command line: `serve` and the admin commands, which use the same settings as `serve` and work
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
+mod destinations;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Webhooks: where an account's events are posted.
     #[command(subcommand)]
     Webhook(webhooks::WebhookCommand),
+    /// Forwarding destinations: where an account's `POST /forward` may send card data.
+    #[command(subcommand)]
+    Destination(destinations::DestinationCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +188,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Account(cmd) => account(cmd, config).await,
         Command::Key(cmd) => key(cmd, config).await,
         Command::Webhook(cmd) => webhooks::run(cmd, config).await,
+        Command::Destination(cmd) => destinations::run(cmd, config).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,
