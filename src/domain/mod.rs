@@ -1,6 +1,8 @@
 //! The domain layer: validation, state machines and multi-step flows over the store.
 
 pub mod accounts;
+pub mod destinations;
+pub mod forward;
 pub mod import_job;
 pub mod imports;
 pub mod payment_input;
