@@ -6,6 +6,9 @@ mod cli;
 #[path = "../support/fake_stripe.rs"]
 mod fake_stripe;
 mod fake_stripe_selftest;
+mod forward;
+mod forward_receiver;
+mod forward_refusals;
 mod helpers;
 mod idempotency;
 mod imports;
