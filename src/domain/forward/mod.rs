@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 use super::destinations::DestinationCache;
 use super::tokens::Tokens;
 use crate::connectors::forward::{Answer, ForwardClient, SendError};
-use crate::store::{AuditEvent, DynStore, StoreError};
+use crate::connectors::guard::{literal_ip, refusal};
+use crate::store::{AuditEvent, DynStore, StoreError, TokenRecord};
 use crate::vault::VaultError;
 use template::{Field, Syntax, Template, Values};
 
@@ -82,7 +83,8 @@ impl Forwarder {
 
     /// Checks, fills, sends and relays. The checks run in an order that reveals nothing to whom it
     /// should not: the body's own faults (422), then the token (404), then the allow-list (403), then
-    /// what the token lacks (422, 409). Only then is the card opened.
+    /// what the token lacks (422, 409). Only then is the card opened. Once the token is known to be the
+    /// account's, whatever happens is audited and logged.
     pub async fn forward(&self, req: ForwardRequest<'_>) -> Result<Answer, ForwardError> {
         let syntax = Syntax::of_content_type(
             req.headers
@@ -95,24 +97,46 @@ impl Forwarder {
             .get_token(req.account_id, req.token_id)
             .await?
             .ok_or(ForwardError::UnknownToken)?;
-        let target = format!(
-            "{} {}{}",
-            token.id,
-            req.destination.host_str().unwrap_or(""),
-            req.destination.path()
-        );
+        let result = self.forward_token(&req, &template, &token).await;
+        let outcome = match &result {
+            Ok(answer) => format!("status {}", answer.status.as_u16()),
+            Err(ForwardError::NotAllowed) => "refused: not allow-listed".into(),
+            Err(ForwardError::InvalidBody(_)) => "refused: invalid body".into(),
+            Err(ForwardError::SecurityCodeGone) => "refused: security code not cached".into(),
+            Err(ForwardError::Send(SendError::Refused(_))) => "refused: address guard".into(),
+            Err(ForwardError::Send(SendError::TimedOut)) => "failure: timed out".into(),
+            Err(ForwardError::Send(_)) => "failure: bad gateway".into(),
+            Err(_) => "failure: internal".into(),
+        };
+        let host = req.destination.host_str().unwrap_or("");
+        let path = req.destination.path();
+        tracing::info!(token = %token.id, destination_host = host, destination_path = path, %outcome, "forward");
+        self.audit(&req, &format!("{} {host}{path}", token.id), &outcome)
+            .await;
+        result
+    }
+
+    async fn forward_token(
+        &self,
+        req: &ForwardRequest<'_>,
+        template: &Template,
+        token: &TokenRecord,
+    ) -> Result<Answer, ForwardError> {
         if !self
             .destinations
             .allows(&self.store, req.account_id, &req.destination)
             .await?
         {
-            self.audit(&req, &target, "refused: not allow-listed").await;
             return Err(ForwardError::NotAllowed);
         }
         if template.needs(Field::CardholderName) && token.cardholder_name.is_none() {
             return Err(ForwardError::InvalidBody(
                 "`{{ cardholder_name }}`: the token has no cardholder name".into(),
             ));
+        }
+        // Refused before the card is opened or the code taken (the client checks again when sending).
+        if let Some(why) = literal_ip(&req.destination).and_then(refusal) {
+            return Err(SendError::Refused(why).into());
         }
         let card = self
             .tokens
@@ -137,30 +161,18 @@ impl Forwarder {
             expiration_year: card.expiry_year,
             security_code: code.as_ref().map(|c| c.peek()),
         };
-        let filled = template
-            .fill(req.body, &values, self.max_body_bytes)
-            .ok_or_else(|| ForwardError::InvalidBody(too_large(self.max_body_bytes)))?;
+        let Some(filled) = template.fill(req.body, &values, self.max_body_bytes) else {
+            // Not sent, so not used: the code goes back for the client's next attempt.
+            if let Some(code) = code {
+                self.tokens.cvc.put(req.account_id, token.id, code).await;
+            }
+            return Err(ForwardError::InvalidBody(too_large(self.max_body_bytes)));
+        };
         drop(code);
-
-        let sent = self
+        let mut answer = self
             .client
             .post(req.destination.clone(), req.headers.clone(), filled)
-            .await;
-        let outcome = match &sent {
-            Ok(answer) => format!("status {}", answer.status.as_u16()),
-            Err(SendError::TimedOut) => "failure: timed out".to_owned(),
-            Err(SendError::Refused(_)) => "refused: address guard".to_owned(),
-            Err(_) => "failure: bad gateway".to_owned(),
-        };
-        tracing::info!(
-            token = %token.id,
-            destination_host = req.destination.host_str().unwrap_or(""),
-            destination_path = req.destination.path(),
-            status = sent.as_ref().map(|a| a.status.as_u16()).unwrap_or(0),
-            "forward"
-        );
-        self.audit(&req, &target, &outcome).await;
-        let mut answer = sent?;
+            .await?;
         mask_answer(&mut answer, card.pan.peek(), &card.pan.masked());
         Ok(answer)
     }
