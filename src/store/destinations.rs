@@ -1,10 +1,11 @@
-//! Storage of forwarding destinations, the per-account allow-list of `POST /forward`. `DestinationStore`
-//! is a supertrait of `Store`; its SQL is shared by both backends through `impl_destination_store!`.
+//! Storage of forwarding: the destinations (the per-account allow-list of `POST /forward`) and the
+//! forwards' audit rows, written in batches. `DestinationStore` is a supertrait of `Store`; its SQL is
+//! shared by both backends through `impl_destination_store!`.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreResult, Ts};
+use super::{AuditEvent, StoreResult, Ts};
 
 pub const DESTINATION_COLUMNS: &str = "id, account_id, url, created_at, removed_at";
 
@@ -30,6 +31,34 @@ pub trait DestinationStore {
     ) -> StoreResult<Vec<DestinationRecord>>;
     /// Marks the entry removed; false if it does not exist or was removed already.
     async fn remove_destination(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    /// Inserts the audit rows of many forwards in one transaction (one durable commit for the batch).
+    async fn insert_forward_audits(&self, events: &[AuditEvent]) -> StoreResult<()>;
+}
+
+/// Audit rows per statement: 6 parameters each, far under both backends' limits.
+pub const AUDIT_CHUNK: usize = 100;
+
+/// `INSERT INTO audit_events … VALUES ($1, …), …` for `rows` rows.
+pub fn audit_insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO audit_events (at, account_id, actor, action, target, outcome) VALUES ",
+    );
+    for row in 0..rows {
+        let n = row * 6;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6
+        ));
+    }
+    sql
 }
 
 macro_rules! impl_destination_store {
@@ -103,6 +132,29 @@ macro_rules! impl_destination_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_forward_audits(
+                &self,
+                events: &[$crate::store::AuditEvent],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in events.chunks($crate::store::destinations::AUDIT_CHUNK) {
+                    let sql = $crate::store::destinations::audit_insert_sql(chunk.len());
+                    let mut query = sqlx::query(&sql);
+                    for e in chunk {
+                        query = query
+                            .bind(e.at)
+                            .bind(e.account_id)
+                            .bind(&e.actor)
+                            .bind(&e.action)
+                            .bind(&e.target)
+                            .bind(&e.outcome);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
         }
     };

@@ -2,6 +2,7 @@
 //! a token's card filled into its placeholders, the answer relayed back with the card number masked.
 //! Owns the flow's order of checks, the opening of the card, the security code's use and the audit row.
 
+mod audit;
 pub mod mask;
 pub mod template;
 
@@ -55,6 +56,7 @@ pub struct Forwarder {
     store: DynStore,
     tokens: Arc<Tokens>,
     destinations: DestinationCache,
+    audit: audit::AuditWriter,
     client: ForwardClient,
     max_body_bytes: usize,
 }
@@ -69,11 +71,12 @@ impl Forwarder {
         max_body_bytes: usize,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            store,
             tokens,
             destinations: DestinationCache::new(allow_list_ttl),
+            audit: audit::AuditWriter::spawn(store.clone()),
             client: ForwardClient::new(timeout)?,
             max_body_bytes,
+            store,
         })
     }
 
@@ -188,7 +191,7 @@ impl Forwarder {
             Some(target.to_owned()),
             outcome,
         );
-        if let Err(err) = self.store.insert_audit_event(&event).await {
+        if let Err(err) = self.audit.write(event).await {
             tracing::error!(error = %err, "the audit row of a forward could not be written");
         }
     }
