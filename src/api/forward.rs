@@ -251,15 +251,18 @@ fn replay_aad(key: &str) -> Vec<u8> {
     [b"idempotent-forward:".as_slice(), key.as_bytes()].concat()
 }
 
-/// Seals a forward's answer (headers and body) under the account's data key, bound to the
-/// idempotency key, for the idempotency table.
-pub async fn seal_answer(
+/// What the idempotency table keeps of an answer: the body as it is, or for a forward the headers and
+/// body sealed under the account's data key, bound to the idempotency key (`(account, key)`).
+pub async fn kept_answer(
     state: &AppState,
-    account: Uuid,
-    key: &str,
+    forward: bool,
+    (account, key): (Uuid, &str),
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Vec<u8>, crate::vault::VaultError> {
+    if !forward {
+        return Ok(body.to_vec());
+    }
     let stored = StoredAnswer {
         headers: headers
             .iter()

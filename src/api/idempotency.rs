@@ -77,19 +77,14 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
                     || parts.extensions.get::<super::forward::Relayed>().is_some() =>
             {
                 let status = i32::from(parts.status.as_u16());
-                let kept = match forward {
-                    false => Ok(bytes.to_vec()),
-                    true => {
-                        super::forward::seal_answer(
-                            &task_state,
-                            account,
-                            &task_key,
-                            &parts.headers,
-                            bytes,
-                        )
-                        .await
-                    }
-                };
+                let kept = super::forward::kept_answer(
+                    &task_state,
+                    forward,
+                    (account, &task_key),
+                    &parts.headers,
+                    bytes,
+                )
+                .await;
                 match kept {
                     Ok(kept) => {
                         store
