@@ -1,6 +1,7 @@
 //! The command line: `serve` and the admin commands, which use the same settings as `serve` and work
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
+mod destinations;
 mod import_watch;
 mod processors;
 mod routes;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Routing rules: which processors take which payments, with failover.
     #[command(subcommand)]
     Route(routes::RouteCommand),
+    /// Forwarding destinations: where an account's `POST /forward` may send card data.
+    #[command(subcommand)]
+    Destination(destinations::DestinationCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,6 +199,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Webhook(cmd) => webhooks::run(cmd, config).await,
         Command::Processor(cmd) => processors::run(cmd, config).await,
         Command::Route(cmd) => routes::run(cmd, config).await,
+        Command::Destination(cmd) => destinations::run(cmd, config).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,

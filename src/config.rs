@@ -58,6 +58,8 @@ pub struct Config {
     pub import_concurrency: usize,
     /// Webhook delivery: timeout, retry schedule, address rule and subscription cache.
     pub webhooks: WebhookSettings,
+    /// How long `POST /forward` waits for its destination, connection included.
+    pub forward_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,7 @@ impl Config {
             stripe_retry_base: Duration::from_millis(500),
             import_concurrency: 16,
             webhooks: WebhookSettings::default(),
+            forward_timeout: Duration::from_secs(30),
         }
     }
 
@@ -158,6 +161,10 @@ impl Config {
             config.cvc_ttl = Duration::from_secs(seconds);
         }
         config.webhooks = webhooks::resolve(&layered)?;
+        if let Some(seconds) = s.forward_timeout_seconds {
+            let seconds = layered.check("forward_timeout_seconds", in_range(seconds, 1, 300))?;
+            config.forward_timeout = Duration::from_secs(seconds);
+        }
         if let Some(format) = &s.log_format {
             config.log_format = layered.check("log_format", log_format(format))?;
         }

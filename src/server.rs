@@ -15,6 +15,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::connectors::processor::Sandbox;
 use crate::domain::accounts::{self, ApiKeySecret};
+use crate::domain::forward::Forwarder;
 use crate::domain::imports::job::ImportJob;
 use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
@@ -148,6 +149,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("cannot build the HTTP client for Stripe")?,
     );
     let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
+    let forward = Arc::new(
+        Forwarder::new(
+            store.clone(),
+            tokens.clone(),
+            config.forward_timeout,
+            config.auth_cache_ttl,
+            config.max_body_bytes,
+        )
+        .context("cannot build the forwarding HTTP client")?,
+    );
     Ok(AppState {
         store,
         config: Arc::new(config),
@@ -156,6 +167,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         payments,
         imports,
         webhooks,
+        forward,
     })
 }
 

@@ -63,6 +63,21 @@ impl ApiError {
         )
     }
 
+    /// A 403 that says why, for refusals that are not about the key's features.
+    pub fn forbidden_with(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// A third party called for the client failed (`POST /forward`).
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "BAD_GATEWAY", message)
+    }
+
+    /// A third party called for the client did not answer in time (`POST /forward`).
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", message)
+    }
+
     pub fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -46,7 +46,10 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         .await
         .map_err(|_| ApiError::payload_too_large(limit).into_response())?;
     let account = principal.account_id;
-    let fingerprint = request_fingerprint(&state, account, &parts.method, parts.uri.path(), &bytes)
+    // A forward's answer holds what a third party said about a card: it is kept sealed (see api::forward).
+    let forward = super::forward::is_forward(&parts);
+    let scope = super::forward::idempotency_scope(&parts);
+    let fingerprint = request_fingerprint(&state, account, &parts.method, &scope, &bytes)
         .await
         .map_err(IntoResponse::into_response)?;
 
@@ -54,11 +57,12 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         .await
         .map_err(IntoResponse::into_response)?
     else {
-        return Err(replay_or_conflict(&state, account, &key, &fingerprint).await);
+        return Err(replay_or_conflict(&state, account, &key, &fingerprint, forward).await);
     };
 
     // The request runs to its end in a task of its own: a client that hangs up must not leave a payment
     // half made with its key still claimed, and a handler that panics must release the key.
+    let task_state = state.clone();
     let store = state.store.clone();
     let task_key = key.clone();
     let request = Request::from_parts(parts, Body::from(bytes));
@@ -66,12 +70,34 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
         let (parts, body) = next.run(request).await.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX).await;
         let recorded = match &body {
-            // Only a success is kept; any other answer may be asked for again with the same key.
-            Ok(bytes) if parts.status.is_success() => {
+            // Only a success is kept; any other answer may be asked for again with the same key. A
+            // destination's answer relayed by a forward is kept whatever its status: it acted on it.
+            Ok(bytes)
+                if parts.status.is_success()
+                    || parts.extensions.get::<super::forward::Relayed>().is_some() =>
+            {
                 let status = i32::from(parts.status.as_u16());
-                store
-                    .save_idempotent_response(account, &task_key, claimed_at, status, bytes)
-                    .await
+                let kept = super::forward::kept_answer(
+                    &task_state,
+                    forward,
+                    (account, &task_key),
+                    &parts.headers,
+                    bytes,
+                )
+                .await;
+                match kept {
+                    Ok(kept) => {
+                        store
+                            .save_idempotent_response(account, &task_key, claimed_at, status, &kept)
+                            .await
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not seal a forward's answer");
+                        store
+                            .delete_idempotency_record(account, &task_key, claimed_at)
+                            .await
+                    }
+                }
             }
             _ => {
                 store
@@ -173,6 +199,7 @@ async fn replay_or_conflict(
     account: uuid::Uuid,
     key: &str,
     fingerprint: &[u8],
+    forward: bool,
 ) -> Response {
     let record = match state.store.get_idempotency_record(account, key).await {
         Ok(Some(record)) => record,
@@ -194,6 +221,13 @@ async fn replay_or_conflict(
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
+    if forward {
+        let mut response = super::forward::replay_answer(state, account, key, status, &body).await;
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        return response;
+    }
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     if !headers.contains_key(axum::http::header::CONTENT_TYPE) && status != StatusCode::NO_CONTENT {

@@ -5,6 +5,7 @@ pub mod account;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod health;
 pub mod idempotency;
 pub mod imports;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub payments: Arc<crate::domain::payments::Payments>,
     pub imports: Arc<crate::domain::imports::Imports>,
     pub webhooks: Arc<crate::domain::webhooks::Webhooks>,
+    pub forward: Arc<crate::domain::forward::Forwarder>,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payments::refund, payments::list_refunds))
         .routes(routes!(payments::get_refund))
         .routes(routes!(payments::list_transactions))
+        .routes(routes!(forward::forward))
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -106,6 +106,9 @@ pub struct Settings {
     /// for every change); a webhook added within this time may miss events until it passes.
     #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_CACHE_SECONDS")]
     pub webhook_cache_seconds: Option<u64>,
+    /// How long `POST /forward` waits for its destination (connect, send, answer), in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_FORWARD_TIMEOUT_SECONDS")]
+    pub forward_timeout_seconds: Option<u64>,
 }
 
 /// The settings in force: flags and environment over the file. Remembers which came from the file, so

@@ -1,7 +1,9 @@
 //! Connectors: every HTTP client that leaves the process on the domain's behalf — the Stripe client of
-//! the import job, the payment processors, and the webhook sender — with the address guard they share.
+//! the import job, the payment processors, the webhook sender and the forwarding client — with the
+//! address guard they share.
 //! Connectors know HTTP and the third party's shapes; when to call them and what to record is the domain's.
 
+pub mod forward;
 pub mod guard;
 pub mod processor;
 pub mod stripe;

@@ -3,6 +3,8 @@
 //! Handlers in `api/` parse, call a service and shape its answer; nothing here knows HTTP.
 
 pub mod accounts;
+pub mod destinations;
+pub mod forward;
 pub mod imports;
 pub mod objects;
 pub mod payments;

@@ -27,6 +27,9 @@ string_enum! {
         ImportAbort = "import.abort",
         MasterKeyRotate = "master_key.rotate",
         PaymentsSeed = "payments.seed",
+        TokenForward = "token.forward",
+        DestinationAdd = "destination.add",
+        DestinationRemove = "destination.remove",
         ProcessorAdd = "processor.add",
         ProcessorRemove = "processor.remove",
         RouteSet = "route.set",
@@ -86,6 +89,8 @@ impl AuditEvent {
 #[async_trait]
 pub trait AuditStore {
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Inserts many events in one transaction (one durable commit for the batch).
+    async fn insert_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// An account's events, newest first.
     async fn list_audit_events(&self, account_id: Uuid, limit: i64)
         -> StoreResult<Vec<AuditEvent>>;
@@ -146,6 +151,17 @@ macro_rules! impl_audit_store {
                 async fn insert_audit_event(&self, e: &AuditEvent) -> StoreResult<()> {
                     let mut conn = self.pool().acquire().await?;
                     Ok(write_audit::<Db>(&mut conn, e).await?)
+                }
+
+                async fn insert_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()> {
+                    let mut tx = self.pool().begin().await?;
+                    for chunk in events.chunks($crate::store::backend::INSERT_CHUNK) {
+                        let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                        $crate::store::audit::push_audit_insert(&mut insert, chunk);
+                        <Db as $crate::store::backend::SqlDb>::execute_built(&mut *tx, &mut insert).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn list_audit_events(&self, account_id: Uuid, limit: i64) -> StoreResult<Vec<AuditEvent>> {

@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod backend;
+pub mod destinations;
 mod idempotency;
 pub mod imports;
 mod jobs;
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 
 pub use accounts::{Account, AccountStore, Feature, FeatureSet};
 pub use audit::{Action, AuditEvent, AuditStore};
+pub use destinations::{DestinationRecord, DestinationStore};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
 pub use jobs::{Job, JobStatus, JobStore, NewJob};
@@ -111,6 +113,7 @@ pub trait Store:
     + WebhookStore
     + ImportStore
     + ProcessorStore
+    + DestinationStore
     + Send
     + Sync
     + 'static
