@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
+use super::{AuditEvent, NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
 
 pub const IMPORT_COLUMNS: &str = "id, account_id, provider, status, sealed_api_key, sealed_ingest_key, \
      ingest_key_digest, position, attempts, successes, failures, created_at, updated_at, finished_at";
@@ -68,8 +68,13 @@ pub struct ImportOutcome {
 #[async_trait]
 pub trait ImportStore {
     /// Inserts a new import with the job that runs it; a second active import of the account violates
-    /// `token_imports_one_active`.
-    async fn insert_import(&self, import: &ImportRecord, job: &NewJob) -> StoreResult<()>;
+    /// `token_imports_one_active`. `audit` (its creation) is written in the same commit.
+    async fn insert_import(
+        &self,
+        import: &ImportRecord,
+        job: &NewJob,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     async fn get_import(&self, id: Uuid) -> StoreResult<Option<ImportRecord>>;
     /// Newest first.
     async fn list_imports(
@@ -93,7 +98,9 @@ pub trait ImportStore {
     ) -> StoreResult<bool>;
     /// Ends an active import (`finished` only from `running`; `aborted` from either active state) whose
     /// counters still stand at `attempts`, destroying its keys, with an optional failure entry saying why
-    /// and the webhook outbox rows of its end; false (writing nothing) if it was not active or moved on.
+    /// and the webhook outbox rows of its end, and `audit` if the end is an audited action (an abort asked
+    /// for); false (writing nothing) if it was not active or moved on.
+    #[allow(clippy::too_many_arguments)]
     async fn end_import(
         &self,
         id: Uuid,
@@ -101,6 +108,7 @@ pub trait ImportStore {
         attempts: i64,
         failure: Option<&ImportFailure>,
         outbox: &[OutboxRecord],
+        audit: Option<&AuditEvent>,
         now: Ts,
     ) -> StoreResult<bool>;
     /// In insertion order.
@@ -145,13 +153,14 @@ macro_rules! impl_import_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
+            use $crate::store::audit::write_audit;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
             use $crate::store::imports::{end_import_guard, IMPORT_COLUMNS};
             use $crate::store::jobs::write_job;
             use $crate::store::tokens::TOKEN_COLUMNS;
             use $crate::store::webhook_records::write_outbox;
             use $crate::store::{
-                ImportFailure, ImportOutcome, ImportRecord, ImportStore, NewJob, OutboxRecord, StoreResult,
+                AuditEvent, ImportFailure, ImportOutcome, ImportRecord, ImportStore, NewJob, OutboxRecord, StoreResult,
                 TokenRecord, Ts,
             };
 
@@ -159,7 +168,7 @@ macro_rules! impl_import_store {
 
             #[async_trait::async_trait]
             impl ImportStore for $store {
-                async fn insert_import(&self, i: &ImportRecord, job: &NewJob) -> StoreResult<()> {
+                async fn insert_import(&self, i: &ImportRecord, job: &NewJob, audit: &AuditEvent) -> StoreResult<()> {
                     let mut tx = self.pool().begin().await?;
                     let sql = format!(
                         "INSERT INTO token_imports ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -183,6 +192,7 @@ macro_rules! impl_import_store {
                         .execute(&mut *tx)
                         .await?;
                     write_job::<Db>(&mut tx, job, Ts::now()).await?;
+                    write_audit::<Db>(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -307,6 +317,7 @@ macro_rules! impl_import_store {
                     attempts: i64,
                     failure: Option<&ImportFailure>,
                     outbox: &[OutboxRecord],
+                    audit: Option<&AuditEvent>,
                     now: Ts,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
@@ -340,6 +351,9 @@ macro_rules! impl_import_store {
                         .await?;
                     }
                     write_outbox::<Db>(&mut tx, outbox).await?;
+                    if let Some(audit) = audit {
+                        write_audit::<Db>(&mut tx, audit).await?;
+                    }
                     tx.commit().await?;
                     Ok(true)
                 }
