@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{AuditEvent, NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
+use crate::model::import::ImportStatus;
 
 pub const IMPORT_COLUMNS: &str = "id, account_id, provider, status, sealed_api_key, sealed_ingest_key, \
      ingest_key_digest, position, attempts, successes, failures, created_at, updated_at, finished_at";
@@ -35,7 +36,9 @@ pub struct ImportRecord {
 
 impl ImportRecord {
     pub fn is_active(&self) -> bool {
-        matches!(self.status.as_str(), "preparing" | "running")
+        self.status
+            .parse::<ImportStatus>()
+            .is_ok_and(ImportStatus::is_active)
     }
 }
 
@@ -140,12 +143,14 @@ pub trait ImportStore {
     ) -> StoreResult<Option<TokenRecord>>;
 }
 
-/// `finished` ends only a running import; `aborted` any active one.
-pub(crate) fn end_import_guard(status: &str) -> &'static str {
-    if status == "finished" {
-        "status = 'running'"
+/// The statuses an import may end as `status` from: `finished` ends only a running import; `aborted`
+/// any active one. Spelled out here (not derived from `ImportStatus::can_move_to`) so that a unit test
+/// can hold the SQL guard to the state machine.
+pub(crate) fn end_import_guard(status: &str) -> &'static [ImportStatus] {
+    if status == ImportStatus::Finished.as_str() {
+        &[ImportStatus::Running]
     } else {
-        "status IN ('preparing', 'running')"
+        &[ImportStatus::Preparing, ImportStatus::Running]
     }
 }
 
@@ -154,7 +159,8 @@ macro_rules! impl_import_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::audit::write_audit;
-            use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
+            use $crate::model::import::ImportStatus;
+            use $crate::store::backend::{placeholders, SqlBackend, INSERT_CHUNK};
             use $crate::store::imports::{end_import_guard, IMPORT_COLUMNS};
             use $crate::store::jobs::write_job;
             use $crate::store::tokens::TOKEN_COLUMNS;
@@ -229,11 +235,12 @@ macro_rules! impl_import_store {
 
                 async fn mark_import_running(&self, id: Uuid, now: Ts) -> StoreResult<bool> {
                     let done = sqlx::query(
-                        "UPDATE token_imports SET status = 'running', updated_at = $2 \
-                         WHERE id = $1 AND status = 'preparing'",
+                        "UPDATE token_imports SET status = $3, updated_at = $2 WHERE id = $1 AND status = $4",
                     )
                     .bind(id)
                     .bind(now)
+                    .bind(ImportStatus::Running.as_str())
+                    .bind(ImportStatus::Preparing.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -250,11 +257,12 @@ macro_rules! impl_import_store {
                     // Takes the row (and SQLite's write lock) first, so that an abort cannot slip in between.
                     let running = sqlx::query(
                         "UPDATE token_imports SET updated_at = $2, position = COALESCE($3, position) \
-                         WHERE id = $1 AND status = 'running'",
+                         WHERE id = $1 AND status = $4",
                     )
                     .bind(id)
                     .bind(now)
                     .bind(position)
+                    .bind(ImportStatus::Running.as_str())
                     .execute(&mut *tx)
                     .await?;
                     if running.rows_affected() != 1 {
@@ -321,19 +329,18 @@ macro_rules! impl_import_store {
                     now: Ts,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
+                    let from = end_import_guard(status);
                     let sql = format!(
                         "UPDATE token_imports SET status = $2, finished_at = $3, updated_at = $3, \
                          sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL \
-                         WHERE id = $1 AND attempts = $4 AND {}",
-                        end_import_guard(status)
+                         WHERE id = $1 AND attempts = $4 AND status IN ({})",
+                        placeholders(5, from.len())
                     );
-                    let done = sqlx::query(&sql)
-                        .bind(id)
-                        .bind(status)
-                        .bind(now)
-                        .bind(attempts)
-                        .execute(&mut *tx)
-                        .await?;
+                    let mut query = sqlx::query(&sql).bind(id).bind(status).bind(now).bind(attempts);
+                    for s in from {
+                        query = query.bind(s.as_str());
+                    }
+                    let done = query.execute(&mut *tx).await?;
                     if done.rows_affected() != 1 {
                         tx.rollback().await?;
                         return Ok(false);
