@@ -49,6 +49,7 @@ macro_rules! impl_payment_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
+            use $crate::model::payment::RefundStatus;
             use $crate::store::audit::write_audit;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
             use $crate::store::jobs::write_job;
@@ -199,12 +200,13 @@ macro_rules! impl_payment_store {
                     if let Some(r) = &c.finished_refund {
                         let done = sqlx::query(
                             "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
-                             WHERE id = $1 AND status = 'processing'",
+                             WHERE id = $1 AND status = $5",
                         )
                         .bind(r.id)
                         .bind(&r.status)
                         .bind(r.updated_at)
                         .bind(&r.failure_details)
+                        .bind(RefundStatus::Processing.as_str())
                         .execute(&mut *tx)
                         .await?;
                         if done.rows_affected() != 1 {

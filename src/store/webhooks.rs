@@ -56,8 +56,8 @@ macro_rules! impl_webhook_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::audit::write_audit;
-            use $crate::store::backend::SqlBackend;
-            use $crate::store::webhook_records::{DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
+            use $crate::store::backend::{SqlBackend, SqlText};
+            use $crate::store::webhook_records::{DeliveryStatus, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
             use $crate::store::{AuditEvent, StoreResult, Ts, WebhookDelivery, WebhookRecord, WebhookStore};
 
             type Db = <$store as SqlBackend>::DB;
@@ -132,9 +132,11 @@ macro_rules! impl_webhook_store {
                     object_id: Uuid,
                     seq: i64,
                 ) -> StoreResult<Option<WebhookDelivery>> {
+                    // The status is written into the text: `webhook_deliveries_pending` is matched by its literal.
                     let sql = format!(
                         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND object_id = $2 \
-                         AND seq < $3 AND status = 'pending' ORDER BY seq LIMIT 1"
+                         AND seq < $3 AND status = {pending} ORDER BY seq LIMIT 1",
+                        pending = SqlText(DeliveryStatus::Pending.as_str()),
                     );
                     Ok(sqlx::query_as(&sql)
                         .bind(webhook_id)
@@ -153,12 +155,13 @@ macro_rules! impl_webhook_store {
                 ) -> StoreResult<bool> {
                     let done = sqlx::query(
                         "UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 \
-                         WHERE id = $1 AND status = 'pending'",
+                         WHERE id = $1 AND status = $5",
                     )
                     .bind(id)
                     .bind(attempts)
                     .bind(next_attempt_at)
                     .bind(error)
+                    .bind(DeliveryStatus::Pending.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -175,13 +178,14 @@ macro_rules! impl_webhook_store {
                     let done = sqlx::query(
                         "UPDATE webhook_deliveries SET status = $2, attempts = $3, \
                          last_error = COALESCE($4, last_error), finished_at = $5 \
-                         WHERE id = $1 AND status = 'pending'",
+                         WHERE id = $1 AND status = $6",
                     )
                     .bind(id)
                     .bind(status)
                     .bind(attempts)
                     .bind(error)
                     .bind(at)
+                    .bind(DeliveryStatus::Pending.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
