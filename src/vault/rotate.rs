@@ -39,8 +39,8 @@ pub async fn rotate_master_key(
     // The rotation is audited in the transaction of its last rewrap: the row says every account's keys
     // were wrapped anew, and a run cut short leaves none. So that the last batch is never empty while
     // anything is left, a full batch leaves its last account to the next one. A run with nothing to
-    // rewrap (or whose last rewrap another rotation made first) changed nothing in the database: its
-    // audit row is written on its own, recording the new version in the key file.
+    // rewrap changed nothing in the database (only the key file): its row is written on its own. So is
+    // it, after the run, in the one race left: another rotation rewrapped this run's last account first.
     let mut rewrapped = 0u64;
     let mut audited = false;
     loop {
