@@ -424,26 +424,34 @@ async fn seed_payments(
     let mut rng = rand::thread_rng();
     let now = crate::store::Ts::now();
     let started = std::time::Instant::now();
+    // The seed is audited in the transaction of its last batch: the row says the whole run landed, and
+    // a run cut short (a crash, a failed batch) leaves no audit row claiming it did. Earlier batches are
+    // committed on their own, as before, so an interrupted run keeps what it wrote, unaudited as a
+    // whole; a seed of nothing still writes its audit row, with its empty batch.
+    let audit = crate::store::AuditEvent::new(
+        Some(account_id),
+        ADMIN_CLI,
+        crate::store::Action::PaymentsSeed,
+        Some(format!("{count} payments")),
+        "success",
+    );
     let mut left = count;
-    while left > 0 {
+    loop {
         let n = left.min(5000);
         let rows =
             crate::domain::payments::synthetic_payments(&mut rng, account_id, &token, now, days, n);
-        state.store.insert_payments(&rows).await?;
         left -= n;
+        let last = left == 0;
+        state
+            .store
+            .insert_payments(&rows, last.then_some(&audit))
+            .await?;
         bar.inc(n as u64);
+        if last {
+            break;
+        }
     }
     bar.finish_and_clear();
-    state
-        .store
-        .insert_audit_event(&crate::store::AuditEvent::new(
-            Some(account_id),
-            ADMIN_CLI,
-            crate::store::Action::PaymentsSeed,
-            Some(format!("{count} payments")),
-            "success",
-        ))
-        .await?;
     eprintln!(
         "seeded {count} payments for account {account_id} in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -87,6 +87,7 @@ pub async fn describe(
         .map(super::objects::account))
 }
 
+/// Creates an account with its first key, both audited, in one commit.
 pub async fn create_account(
     store: &DynStore,
     name: &str,
@@ -99,25 +100,12 @@ pub async fn create_account(
         features,
         created_at: Ts::now(),
     };
-    store.insert_account(&account).await?;
     let (key, secret) = generate_api_key(account.id, "initial");
-    store.insert_api_key(&key).await?;
-    audit(
-        store,
-        Some(account.id),
-        actor,
-        Action::AccountCreate,
-        Some(account.id.to_string()),
-    )
-    .await?;
-    audit(
-        store,
-        Some(account.id),
-        actor,
-        Action::ApiKeyCreate,
-        Some(key.id.to_string()),
-    )
-    .await?;
+    let audit = [
+        success(account.id, actor, Action::AccountCreate, account.id),
+        success(account.id, actor, Action::ApiKeyCreate, key.id),
+    ];
+    store.insert_account(&account, &key, &audit).await?;
     Ok((account, key, secret))
 }
 
@@ -133,17 +121,18 @@ pub async fn bootstrap_default_account(
         created_at: Ts::now(),
     };
     let (key, secret) = generate_api_key(account.id, "default");
-    if !store.bootstrap_default_account(&account, &key).await? {
-        return Ok(None);
-    }
-    audit(
-        store,
-        Some(account.id),
+    let audit = success(
+        account.id,
         "server-bootstrap",
         Action::AccountCreate,
-        Some(account.id.to_string()),
-    )
-    .await?;
+        account.id,
+    );
+    if !store
+        .bootstrap_default_account(&account, &key, &audit)
+        .await?
+    {
+        return Ok(None);
+    }
     Ok(Some((account, secret)))
 }
 
@@ -167,18 +156,13 @@ pub async fn create_key(
         return Err(KeyError::UnknownAccount(account_id));
     }
     let (key, secret) = generate_api_key(account_id, label);
-    store.insert_api_key(&key).await?;
-    audit(
-        store,
-        Some(account_id),
-        actor,
-        Action::ApiKeyCreate,
-        Some(key.id.to_string()),
-    )
-    .await?;
+    let audit = success(account_id, actor, Action::ApiKeyCreate, key.id);
+    store.insert_api_key(&key, &audit).await?;
     Ok((key, secret))
 }
 
+/// Revokes a key, audited with the revocation. A refused revoke (the key was revoked already) changes
+/// nothing, and is audited on its own.
 pub async fn revoke_key(
     store: &DynStore,
     key_id: Uuid,
@@ -188,37 +172,31 @@ pub async fn revoke_key(
         .get_api_key(key_id)
         .await?
         .ok_or(KeyError::UnknownKey(key_id))?;
-    let revoked = store.revoke_api_key(key_id, Ts::now()).await?;
-    let outcome = if revoked {
-        "success"
-    } else {
-        "already_revoked"
-    };
-    store
-        .insert_audit_event(&AuditEvent::new(
-            Some(key.account_id),
-            actor,
-            Action::ApiKeyRevoke,
-            Some(key_id.to_string()),
-            outcome,
-        ))
-        .await?;
-    if !revoked {
+    let audit = success(key.account_id, actor, Action::ApiKeyRevoke, key_id);
+    if !store.revoke_api_key(key_id, Ts::now(), &audit).await? {
+        store
+            .insert_audit_event(&AuditEvent::new(
+                Some(key.account_id),
+                actor,
+                Action::ApiKeyRevoke,
+                Some(key_id.to_string()),
+                "already_revoked",
+            ))
+            .await?;
         return Err(KeyError::UnknownKey(key_id));
     }
     Ok(key)
 }
 
-async fn audit(
-    store: &DynStore,
-    account: Option<Uuid>,
-    actor: &str,
-    action: Action,
-    target: Option<String>,
-) -> StoreResult<()> {
-    store
-        .insert_audit_event(&AuditEvent::new(account, actor, action, target, "success"))
-        .await
+/// The audit event of a successful admin action on `target`.
+fn success(account: Uuid, actor: &str, action: Action, target: Uuid) -> AuditEvent {
+    AuditEvent::new(
+        Some(account),
+        actor,
+        action,
+        Some(target.to_string()),
+        "success",
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ApiKeyRecord, StoreResult, Ts};
+use super::{ApiKeyRecord, AuditEvent, StoreResult, Ts};
 
 /// Gated capabilities of an account.
 #[derive(
@@ -106,15 +106,23 @@ pub struct Account {
 
 #[async_trait]
 pub trait AccountStore {
-    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    /// Inserts `account` with its first `key` and `audit` (the events recording both) in one commit.
+    async fn insert_account(
+        &self,
+        account: &Account,
+        key: &ApiKeyRecord,
+        audit: &[AuditEvent],
+    ) -> StoreResult<()>;
     async fn get_account(&self, id: Uuid) -> StoreResult<Option<Account>>;
     async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
     /// Creates `account` with `key` only if the database has never had an account bootstrapped and holds
-    /// no account; returns whether it did. Safe when several nodes start at once.
+    /// no account, writing `audit` with them; returns whether it did (false: nothing written). Safe when
+    /// several nodes start at once.
     async fn bootstrap_default_account(
         &self,
         account: &Account,
         key: &ApiKeyRecord,
+        audit: &AuditEvent,
     ) -> StoreResult<bool>;
 }
 
@@ -126,20 +134,35 @@ macro_rules! impl_account_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::accounts::ACCOUNT_INSERT;
+            use $crate::store::audit::{write_audit, write_audits};
             use $crate::store::backend::SqlBackend;
             use $crate::store::keys::API_KEY_INSERT;
-            use $crate::store::{Account, AccountStore, ApiKeyRecord, StoreResult};
+            use $crate::store::{Account, AccountStore, ApiKeyRecord, AuditEvent, StoreResult};
+
+            type Db = <$store as SqlBackend>::DB;
 
             #[async_trait::async_trait]
             impl AccountStore for $store {
-                async fn insert_account(&self, a: &Account) -> StoreResult<()> {
+                async fn insert_account(&self, a: &Account, k: &ApiKeyRecord, audit: &[AuditEvent]) -> StoreResult<()> {
+                    let mut tx = self.pool().begin().await?;
                     sqlx::query(ACCOUNT_INSERT)
                         .bind(a.id)
                         .bind(&a.name)
                         .bind(a.features.to_db())
                         .bind(a.created_at)
-                        .execute(self.pool())
+                        .execute(&mut *tx)
                         .await?;
+                    sqlx::query(API_KEY_INSERT)
+                        .bind(k.id)
+                        .bind(k.account_id)
+                        .bind(&k.label)
+                        .bind(&k.secret_digest)
+                        .bind(k.created_at)
+                        .bind(k.revoked_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    write_audits::<Db>(&mut tx, audit).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -158,7 +181,12 @@ macro_rules! impl_account_store {
                     .await?)
                 }
 
-                async fn bootstrap_default_account(&self, a: &Account, k: &ApiKeyRecord) -> StoreResult<bool> {
+                async fn bootstrap_default_account(
+                    &self,
+                    a: &Account,
+                    k: &ApiKeyRecord,
+                    audit: &AuditEvent,
+                ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
                     let claimed = sqlx::query(
                         "INSERT INTO meta (key, value) SELECT 'bootstrap', $1 \
@@ -188,6 +216,7 @@ macro_rules! impl_account_store {
                         .bind(k.revoked_at)
                         .execute(&mut *tx)
                         .await?;
+                    write_audit::<Db>(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(true)
                 }

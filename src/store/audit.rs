@@ -88,6 +88,8 @@ impl AuditEvent {
 
 #[async_trait]
 pub trait AuditStore {
+    /// Writes an event on its own. Only for what changes nothing (a card read, a refused change): an
+    /// audited change writes its event inside its own transaction, through the store method making it.
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Inserts many events in one transaction (one durable commit for the batch).
     async fn insert_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
@@ -130,8 +132,27 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
+    write_audits::<DB>(conn, std::slice::from_ref(event)).await
+}
+
+/// Inserts audit events in one statement (none: nothing), inside the transaction of the change they
+/// record.
+pub(crate) async fn write_audits<DB>(
+    conn: &mut DB::Connection,
+    events: &[AuditEvent],
+) -> Result<(), sqlx::Error>
+where
+    DB: SqlDb,
+    for<'q> Ts: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    if events.is_empty() {
+        return Ok(());
+    }
     let mut insert = QueryBuilder::<DB>::new("");
-    push_audit_insert(&mut insert, [event]);
+    push_audit_insert(&mut insert, events);
     DB::execute_built(conn, &mut insert).await?;
     Ok(())
 }

@@ -44,6 +44,26 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     ) -> StoreResult<()>;
 }
 
+/// A value from an enum's string table, written into a statement's text as an SQL string literal, for
+/// the few places where binding it would cost: a partial index (`jobs_ready`, `jobs_leased`,
+/// `webhook_deliveries_pending`) is only matched by a query that names its predicate's literal, which
+/// a parameter is not (a PostgreSQL generic plan, SQLite's planner), and the hot batch inserts keep
+/// their bound parameters to the columns that vary. Quotes in the text are doubled.
+pub(crate) struct SqlText(pub &'static str);
+
+impl std::fmt::Display for SqlText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("'")?;
+        for (i, part) in self.0.split('\'').enumerate() {
+            if i > 0 {
+                f.write_str("''")?;
+            }
+            f.write_str(part)?;
+        }
+        f.write_str("'")
+    }
+}
+
 /// `$first, $first+1, …` for an `IN (…)` list of `n` values.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)

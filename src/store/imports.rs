@@ -6,7 +6,8 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
+use super::{AuditEvent, NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
+use crate::model::import::ImportStatus;
 
 pub const IMPORT_COLUMNS: &str = "id, account_id, provider, status, sealed_api_key, sealed_ingest_key, \
      ingest_key_digest, position, attempts, successes, failures, created_at, updated_at, finished_at";
@@ -35,7 +36,9 @@ pub struct ImportRecord {
 
 impl ImportRecord {
     pub fn is_active(&self) -> bool {
-        matches!(self.status.as_str(), "preparing" | "running")
+        self.status
+            .parse::<ImportStatus>()
+            .is_ok_and(ImportStatus::is_active)
     }
 }
 
@@ -68,8 +71,13 @@ pub struct ImportOutcome {
 #[async_trait]
 pub trait ImportStore {
     /// Inserts a new import with the job that runs it; a second active import of the account violates
-    /// `token_imports_one_active`.
-    async fn insert_import(&self, import: &ImportRecord, job: &NewJob) -> StoreResult<()>;
+    /// `token_imports_one_active`. `audit` (its creation) is written in the same commit.
+    async fn insert_import(
+        &self,
+        import: &ImportRecord,
+        job: &NewJob,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     async fn get_import(&self, id: Uuid) -> StoreResult<Option<ImportRecord>>;
     /// Newest first.
     async fn list_imports(
@@ -93,7 +101,9 @@ pub trait ImportStore {
     ) -> StoreResult<bool>;
     /// Ends an active import (`finished` only from `running`; `aborted` from either active state) whose
     /// counters still stand at `attempts`, destroying its keys, with an optional failure entry saying why
-    /// and the webhook outbox rows of its end; false (writing nothing) if it was not active or moved on.
+    /// and the webhook outbox rows of its end, and `audit` if the end is an audited action (an abort asked
+    /// for); false (writing nothing) if it was not active or moved on.
+    #[allow(clippy::too_many_arguments)]
     async fn end_import(
         &self,
         id: Uuid,
@@ -101,6 +111,7 @@ pub trait ImportStore {
         attempts: i64,
         failure: Option<&ImportFailure>,
         outbox: &[OutboxRecord],
+        audit: Option<&AuditEvent>,
         now: Ts,
     ) -> StoreResult<bool>;
     /// In insertion order.
@@ -132,12 +143,14 @@ pub trait ImportStore {
     ) -> StoreResult<Option<TokenRecord>>;
 }
 
-/// `finished` ends only a running import; `aborted` any active one.
-pub(crate) fn end_import_guard(status: &str) -> &'static str {
-    if status == "finished" {
-        "status = 'running'"
+/// The statuses an import may end as `status` from: `finished` ends only a running import; `aborted`
+/// any active one. Spelled out here (not derived from `ImportStatus::can_move_to`) so that a unit test
+/// can hold the SQL guard to the state machine.
+pub(crate) fn end_import_guard(status: &str) -> &'static [ImportStatus] {
+    if status == ImportStatus::Finished.as_str() {
+        &[ImportStatus::Running]
     } else {
-        "status IN ('preparing', 'running')"
+        &[ImportStatus::Preparing, ImportStatus::Running]
     }
 }
 
@@ -145,13 +158,15 @@ macro_rules! impl_import_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
-            use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
+            use $crate::store::audit::write_audit;
+            use $crate::model::import::ImportStatus;
+            use $crate::store::backend::{placeholders, SqlBackend, INSERT_CHUNK};
             use $crate::store::imports::{end_import_guard, IMPORT_COLUMNS};
             use $crate::store::jobs::write_job;
             use $crate::store::tokens::TOKEN_COLUMNS;
             use $crate::store::webhook_records::write_outbox;
             use $crate::store::{
-                ImportFailure, ImportOutcome, ImportRecord, ImportStore, NewJob, OutboxRecord, StoreResult,
+                AuditEvent, ImportFailure, ImportOutcome, ImportRecord, ImportStore, NewJob, OutboxRecord, StoreResult,
                 TokenRecord, Ts,
             };
 
@@ -159,7 +174,7 @@ macro_rules! impl_import_store {
 
             #[async_trait::async_trait]
             impl ImportStore for $store {
-                async fn insert_import(&self, i: &ImportRecord, job: &NewJob) -> StoreResult<()> {
+                async fn insert_import(&self, i: &ImportRecord, job: &NewJob, audit: &AuditEvent) -> StoreResult<()> {
                     let mut tx = self.pool().begin().await?;
                     let sql = format!(
                         "INSERT INTO token_imports ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -183,6 +198,7 @@ macro_rules! impl_import_store {
                         .execute(&mut *tx)
                         .await?;
                     write_job::<Db>(&mut tx, job, Ts::now()).await?;
+                    write_audit::<Db>(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -219,11 +235,12 @@ macro_rules! impl_import_store {
 
                 async fn mark_import_running(&self, id: Uuid, now: Ts) -> StoreResult<bool> {
                     let done = sqlx::query(
-                        "UPDATE token_imports SET status = 'running', updated_at = $2 \
-                         WHERE id = $1 AND status = 'preparing'",
+                        "UPDATE token_imports SET status = $3, updated_at = $2 WHERE id = $1 AND status = $4",
                     )
                     .bind(id)
                     .bind(now)
+                    .bind(ImportStatus::Running.as_str())
+                    .bind(ImportStatus::Preparing.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -240,11 +257,12 @@ macro_rules! impl_import_store {
                     // Takes the row (and SQLite's write lock) first, so that an abort cannot slip in between.
                     let running = sqlx::query(
                         "UPDATE token_imports SET updated_at = $2, position = COALESCE($3, position) \
-                         WHERE id = $1 AND status = 'running'",
+                         WHERE id = $1 AND status = $4",
                     )
                     .bind(id)
                     .bind(now)
                     .bind(position)
+                    .bind(ImportStatus::Running.as_str())
                     .execute(&mut *tx)
                     .await?;
                     if running.rows_affected() != 1 {
@@ -307,22 +325,22 @@ macro_rules! impl_import_store {
                     attempts: i64,
                     failure: Option<&ImportFailure>,
                     outbox: &[OutboxRecord],
+                    audit: Option<&AuditEvent>,
                     now: Ts,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
+                    let from = end_import_guard(status);
                     let sql = format!(
                         "UPDATE token_imports SET status = $2, finished_at = $3, updated_at = $3, \
                          sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL \
-                         WHERE id = $1 AND attempts = $4 AND {}",
-                        end_import_guard(status)
+                         WHERE id = $1 AND attempts = $4 AND status IN ({})",
+                        placeholders(5, from.len())
                     );
-                    let done = sqlx::query(&sql)
-                        .bind(id)
-                        .bind(status)
-                        .bind(now)
-                        .bind(attempts)
-                        .execute(&mut *tx)
-                        .await?;
+                    let mut query = sqlx::query(&sql).bind(id).bind(status).bind(now).bind(attempts);
+                    for s in from {
+                        query = query.bind(s.as_str());
+                    }
+                    let done = query.execute(&mut *tx).await?;
                     if done.rows_affected() != 1 {
                         tx.rollback().await?;
                         return Ok(false);
@@ -340,6 +358,9 @@ macro_rules! impl_import_store {
                         .await?;
                     }
                     write_outbox::<Db>(&mut tx, outbox).await?;
+                    if let Some(audit) = audit {
+                        write_audit::<Db>(&mut tx, audit).await?;
+                    }
                     tx.commit().await?;
                     Ok(true)
                 }

@@ -6,27 +6,26 @@ use async_trait::async_trait;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::backend::{placeholders, SqlDb};
+use super::backend::{placeholders, SqlDb, SqlText};
 use super::{StoreResult, Ts};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Done,
-    Failed,
+crate::model::string_enum! {
+    /// Where a job stands: `queued` until leased, `running` while leased, then `done` or `failed`
+    /// (or `queued` again when rescheduled).
+    pub enum JobStatus {
+        Queued = "queued",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+    }
 }
 
 impl TryFrom<String> for JobStatus {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        match value.as_str() {
-            "queued" => Ok(Self::Queued),
-            "running" => Ok(Self::Running),
-            "done" => Ok(Self::Done),
-            "failed" => Ok(Self::Failed),
-            other => Err(format!("unknown job status `{other}`")),
-        }
+        value
+            .parse()
+            .map_err(|_| format!("unknown job status `{value}`"))
     }
 }
 
@@ -122,7 +121,7 @@ pub(crate) fn push_job_insert<'a, DB>(
             .push_bind(job.run_at)
             .push_bind(created_at)
             .push_bind(created_at)
-            .push("'queued'")
+            .push(SqlText(JobStatus::Queued.as_str()))
             .push("0");
     });
 }
@@ -149,19 +148,22 @@ where
 /// Takes over an expired lease first (rare, and its job has waited longest), else the queued job due
 /// first. Two lookups, each walking its own partial index in order and stopping at the first row: one
 /// `OR` over both made the database collect and sort every due job on each claim, which a backlog of
-/// webhook deliveries turned into seconds.
+/// webhook deliveries turned into seconds. The statuses are written into the text (`SqlText`), as the
+/// partial indexes' predicates must be named for the lookups to use them.
 pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
     format!(
-        "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
+        "UPDATE jobs SET status = {running}, lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
          updated_at = $3 \
          WHERE id = COALESCE( \
-             (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3 AND kind IN ({kinds}) \
+             (SELECT id FROM jobs WHERE status = {running} AND lease_expires_at < $3 AND kind IN ({kinds}) \
               ORDER BY lease_expires_at LIMIT 1 {claim_lock}), \
-             (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $3 AND kind IN ({kinds}) \
+             (SELECT id FROM jobs WHERE status = {queued} AND run_at <= $3 AND kind IN ({kinds}) \
               ORDER BY run_at, id LIMIT 1 {claim_lock})) \
-           AND (status = 'queued' OR lease_expires_at < $3) \
+           AND (status = {queued} OR lease_expires_at < $3) \
          RETURNING {JOB_COLUMNS}",
         kinds = placeholders(4, kinds),
+        running = SqlText(JobStatus::Running.as_str()),
+        queued = SqlText(JobStatus::Queued.as_str()),
     )
 }
 
@@ -171,7 +173,7 @@ macro_rules! impl_job_store {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
             use $crate::store::jobs::{claim_sql, write_job, JOB_COLUMNS};
-            use $crate::store::{Job, JobStore, NewJob, StoreResult, Ts};
+            use $crate::store::{Job, JobStatus, JobStore, NewJob, StoreResult, Ts};
 
             type Db = <$store as SqlBackend>::DB;
 
@@ -197,12 +199,13 @@ macro_rules! impl_job_store {
                 async fn renew_job_lease(&self, id: Uuid, owner: &str, lease_until: Ts, now: Ts) -> StoreResult<bool> {
                     let done = sqlx::query(
                         "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 \
-                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                         WHERE id = $1 AND lease_owner = $2 AND status = $5",
                     )
                     .bind(id)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
+                    .bind(JobStatus::Running.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -210,12 +213,14 @@ macro_rules! impl_job_store {
 
                 async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool> {
                     let done = sqlx::query(
-                        "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                        "UPDATE jobs SET status = $4, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                         WHERE id = $1 AND lease_owner = $2 AND status = $5",
                     )
                     .bind(id)
                     .bind(owner)
                     .bind(now)
+                    .bind(JobStatus::Done.as_str())
+                    .bind(JobStatus::Running.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -223,15 +228,17 @@ macro_rules! impl_job_store {
 
                 async fn reschedule_job(&self, id: Uuid, owner: &str, run_at: Ts, error: &str, now: Ts) -> StoreResult<bool> {
                     let done = sqlx::query(
-                        "UPDATE jobs SET status = 'queued', run_at = $3, last_error = $4, lease_owner = NULL, \
+                        "UPDATE jobs SET status = $6, run_at = $3, last_error = $4, lease_owner = NULL, \
                          lease_expires_at = NULL, updated_at = $5 \
-                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                         WHERE id = $1 AND lease_owner = $2 AND status = $7",
                     )
                     .bind(id)
                     .bind(owner)
                     .bind(run_at)
                     .bind(error)
                     .bind(now)
+                    .bind(JobStatus::Queued.as_str())
+                    .bind(JobStatus::Running.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -239,13 +246,15 @@ macro_rules! impl_job_store {
 
                 async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool> {
                     let done = sqlx::query(
-                        "UPDATE jobs SET status = 'failed', last_error = $3, lease_owner = NULL, lease_expires_at = NULL, \
-                         updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                        "UPDATE jobs SET status = $5, last_error = $3, lease_owner = NULL, lease_expires_at = NULL, \
+                         updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = $6",
                     )
                     .bind(id)
                     .bind(owner)
                     .bind(error)
                     .bind(now)
+                    .bind(JobStatus::Failed.as_str())
+                    .bind(JobStatus::Running.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -257,8 +266,10 @@ macro_rules! impl_job_store {
                 }
 
                 async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64> {
-                    let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < $1")
+                    let done = sqlx::query("DELETE FROM jobs WHERE status IN ($2, $3) AND updated_at < $1")
                         .bind(before)
+                        .bind(JobStatus::Done.as_str())
+                        .bind(JobStatus::Failed.as_str())
                         .execute(self.pool())
                         .await?;
                     Ok(done.rows_affected())
@@ -269,3 +280,24 @@ macro_rules! impl_job_store {
 }
 
 pub(crate) use impl_job_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim's lookups walk `jobs_leased` and `jobs_ready` only if they name those partial indexes'
+    /// predicates as literals (a bound status matches neither).
+    #[test]
+    fn the_claim_names_the_partial_indexes_predicates_as_literals() {
+        let sql = claim_sql(2, "");
+        assert!(
+            sql.contains("WHERE status = 'running' AND lease_expires_at < $3"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHERE status = 'queued' AND run_at <= $3"),
+            "{sql}"
+        );
+        assert_eq!(SqlText("it's").to_string(), "'it''s'");
+    }
+}

@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{FeatureSet, StoreResult, Ts};
+use super::{AuditEvent, FeatureSet, StoreResult, Ts};
 
 /// An API key as stored: only the SHA-256 digest of its secret.
 #[derive(Clone, sqlx::FromRow)]
@@ -44,12 +44,14 @@ pub struct KeyWithAccount {
 
 #[async_trait]
 pub trait KeyStore {
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// Inserts `key` with `audit` (its creation) in one commit.
+    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_api_key(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
     async fn get_key_with_account(&self, key_id: Uuid) -> StoreResult<Option<KeyWithAccount>>;
     async fn list_api_keys(&self, account_id: Uuid) -> StoreResult<Vec<ApiKeyRecord>>;
-    /// Marks the key revoked; false if it does not exist or was revoked already.
-    async fn revoke_api_key(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    /// Marks the key revoked and writes `audit` in the same transaction; false (and nothing written) if it
+    /// does not exist or was revoked already.
+    async fn revoke_api_key(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool>;
 }
 
 /// Shared with the bootstrap of the default account, which writes its first key.
@@ -61,13 +63,17 @@ macro_rules! impl_key_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
+            use $crate::store::audit::write_audit;
             use $crate::store::backend::SqlBackend;
             use $crate::store::keys::API_KEY_INSERT;
-            use $crate::store::{ApiKeyRecord, KeyStore, KeyWithAccount, StoreResult, Ts};
+            use $crate::store::{ApiKeyRecord, AuditEvent, KeyStore, KeyWithAccount, StoreResult, Ts};
+
+            type Db = <$store as SqlBackend>::DB;
 
             #[async_trait::async_trait]
             impl KeyStore for $store {
-                async fn insert_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
+                async fn insert_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> StoreResult<()> {
+                    let mut tx = self.pool().begin().await?;
                     sqlx::query(API_KEY_INSERT)
                         .bind(k.id)
                         .bind(k.account_id)
@@ -75,8 +81,10 @@ macro_rules! impl_key_store {
                         .bind(&k.secret_digest)
                         .bind(k.created_at)
                         .bind(k.revoked_at)
-                        .execute(self.pool())
+                        .execute(&mut *tx)
                         .await?;
+                    write_audit::<Db>(&mut tx, audit).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -109,14 +117,20 @@ macro_rules! impl_key_store {
                     .await?)
                 }
 
-                async fn revoke_api_key(&self, id: Uuid, at: Ts) -> StoreResult<bool> {
+                async fn revoke_api_key(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
                     let done =
                         sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                             .bind(id)
                             .bind(at)
-                            .execute(self.pool())
+                            .execute(&mut *tx)
                             .await?;
-                    Ok(done.rows_affected() == 1)
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    write_audit::<Db>(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 }
             }
         };

@@ -43,7 +43,7 @@ pub use processors::{ProcessorRecord, ProcessorStore};
 pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, VaultKeyStore};
-pub use webhook_records::{OutboxRecord, WebhookDelivery, WebhookRecord};
+pub use webhook_records::{DeliveryStatus, OutboxRecord, WebhookDelivery, WebhookRecord};
 pub use webhooks::WebhookStore;
 
 #[derive(Debug, Clone, thiserror::Error)]

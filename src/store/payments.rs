@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord, StoreResult,
-    TransactionRecord, Ts,
+    AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
+    StoreResult, TransactionRecord, Ts,
 };
 
 #[async_trait]
@@ -19,8 +19,13 @@ pub trait PaymentStore {
         job: Option<&NewJob>,
         outbox: &[OutboxRecord],
     ) -> StoreResult<()>;
-    /// Inserts many payments (with their day counts) in one transaction, for seeding.
-    async fn insert_payments(&self, payments: &[PaymentRecord]) -> StoreResult<()>;
+    /// Inserts many payments (with their day counts) in one transaction, for seeding, with `audit` if
+    /// given (a seed audits the whole run with its last batch).
+    async fn insert_payments(
+        &self,
+        payments: &[PaymentRecord],
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()>;
     async fn get_payment(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<PaymentRecord>>;
     /// Applies a change atomically; false if the payment moved on since it was read.
     async fn apply_payment_change(&self, change: &PaymentChange) -> StoreResult<bool>;
@@ -44,6 +49,8 @@ macro_rules! impl_payment_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
+            use $crate::model::payment::RefundStatus;
+            use $crate::store::audit::write_audit;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
             use $crate::store::jobs::write_job;
             use $crate::store::payment_records::{
@@ -52,7 +59,7 @@ macro_rules! impl_payment_store {
             };
             use $crate::store::webhook_records::write_outbox;
             use $crate::store::{
-                day_of, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, PaymentStore,
+                day_of, AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, PaymentStore,
                 RefundRecord, StoreResult, TransactionRecord, Ts,
             };
 
@@ -108,9 +115,12 @@ macro_rules! impl_payment_store {
                     Ok(())
                 }
 
-                async fn insert_payments(&self, rows: &[PaymentRecord]) -> StoreResult<()> {
+                async fn insert_payments(&self, rows: &[PaymentRecord], audit: Option<&AuditEvent>) -> StoreResult<()> {
                     let mut tx = self.pool().begin().await?;
                     write_payments(&mut tx, rows).await?;
+                    if let Some(audit) = audit {
+                        write_audit::<Db>(&mut tx, audit).await?;
+                    }
                     tx.commit().await?;
                     Ok(())
                 }
@@ -190,12 +200,13 @@ macro_rules! impl_payment_store {
                     if let Some(r) = &c.finished_refund {
                         let done = sqlx::query(
                             "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
-                             WHERE id = $1 AND status = 'processing'",
+                             WHERE id = $1 AND status = $5",
                         )
                         .bind(r.id)
                         .bind(&r.status)
                         .bind(r.updated_at)
                         .bind(&r.failure_details)
+                        .bind(RefundStatus::Processing.as_str())
                         .execute(&mut *tx)
                         .await?;
                         if done.rows_affected() != 1 {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreResult, Ts};
+use super::{AuditEvent, StoreResult, Ts};
 
 pub(crate) const ACCOUNT_KEYS_COLUMNS: &str =
     "account_id, dek_version, master_version, wrapped_dek, wrapped_fingerprint_key, created_at, rewrapped_at";
@@ -31,11 +31,14 @@ pub trait VaultKeyStore {
         master_version: i32,
         limit: i64,
     ) -> StoreResult<Vec<AccountKeysRecord>>;
-    /// Replaces the wrapping of an account's keys if they are still wrapped by `old_master_version`.
+    /// Replaces the wrapping of an account's keys if they are still wrapped by `old_master_version`, with
+    /// `audit` in the same transaction if given (a rotation audits itself with its last rewrap); false
+    /// (and nothing written) if they were not.
     async fn rewrap_account_keys(
         &self,
         keys: &AccountKeysRecord,
         old_master_version: i32,
+        audit: Option<&AuditEvent>,
     ) -> StoreResult<bool>;
 }
 
@@ -43,9 +46,12 @@ macro_rules! impl_vault_key_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
+            use $crate::store::audit::write_audit;
             use $crate::store::backend::SqlBackend;
             use $crate::store::vault_keys::ACCOUNT_KEYS_COLUMNS;
-            use $crate::store::{AccountKeysRecord, StoreResult, VaultKeyStore};
+            use $crate::store::{AccountKeysRecord, AuditEvent, StoreResult, VaultKeyStore};
+
+            type Db = <$store as SqlBackend>::DB;
 
             #[async_trait::async_trait]
             impl VaultKeyStore for $store {
@@ -84,7 +90,13 @@ macro_rules! impl_vault_key_store {
                     Ok(sqlx::query_as(&sql).bind(master_version).bind(limit).fetch_all(self.pool()).await?)
                 }
 
-                async fn rewrap_account_keys(&self, k: &AccountKeysRecord, old_master_version: i32) -> StoreResult<bool> {
+                async fn rewrap_account_keys(
+                    &self,
+                    k: &AccountKeysRecord,
+                    old_master_version: i32,
+                    audit: Option<&AuditEvent>,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
                     let done = sqlx::query(
                         "UPDATE account_keys SET master_version = $2, wrapped_dek = $3, wrapped_fingerprint_key = $4, \
                          rewrapped_at = $5 WHERE account_id = $1 AND master_version = $6",
@@ -95,9 +107,16 @@ macro_rules! impl_vault_key_store {
                     .bind(&k.wrapped_fingerprint_key)
                     .bind(k.rewrapped_at)
                     .bind(old_master_version)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
-                    Ok(done.rows_affected() == 1)
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    if let Some(audit) = audit {
+                        write_audit::<Db>(&mut tx, audit).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
                 }
             }
         };

@@ -7,9 +7,20 @@ use std::fmt;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::backend::{SqlDb, INSERT_CHUNK};
+use super::backend::{SqlDb, SqlText, INSERT_CHUNK};
 use super::jobs::push_job_insert;
 use super::{NewJob, Ts};
+
+crate::model::string_enum! {
+    /// Where a delivery stands: `pending` until a 200 (`delivered`), the deadline (`failed`) or the
+    /// removal of its webhook (`cancelled`).
+    pub enum DeliveryStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}
 
 /// A webhook: where an account's events go. The signing key is only ever stored sealed.
 #[derive(Clone, sqlx::FromRow)]
@@ -105,7 +116,7 @@ where
             .push_bind(r.body.as_str())
             .push_bind(r.created_at)
             .push_bind(r.created_at)
-            .push("'pending'")
+            .push(SqlText(DeliveryStatus::Pending.as_str()))
             .push("0");
     });
 }

@@ -4,16 +4,18 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreResult, Ts, WebhookDelivery, WebhookRecord};
+use super::{AuditEvent, StoreResult, Ts, WebhookDelivery, WebhookRecord};
 
 #[async_trait]
 pub trait WebhookStore {
-    async fn insert_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+    /// Inserts `webhook` with `audit` (its addition) in one commit.
+    async fn insert_webhook(&self, webhook: &WebhookRecord, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>>;
     /// Webhooks not removed, of one account or of all, oldest first.
     async fn list_webhooks(&self, account_id: Option<Uuid>) -> StoreResult<Vec<WebhookRecord>>;
-    /// Marks the webhook removed; false if it does not exist or was removed already.
-    async fn remove_webhook(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    /// Marks the webhook removed and writes `audit` in the same transaction; false (and nothing written) if
+    /// it does not exist or was removed already.
+    async fn remove_webhook(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool>;
     async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>>;
     /// The earliest still-pending delivery of the same webhook and object queued before `seq`, if any.
     async fn pending_delivery_before(
@@ -53,13 +55,17 @@ macro_rules! impl_webhook_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
-            use $crate::store::backend::SqlBackend;
-            use $crate::store::webhook_records::{DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
-            use $crate::store::{StoreResult, Ts, WebhookDelivery, WebhookRecord, WebhookStore};
+            use $crate::store::audit::write_audit;
+            use $crate::store::backend::{SqlBackend, SqlText};
+            use $crate::store::webhook_records::{DeliveryStatus, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
+            use $crate::store::{AuditEvent, StoreResult, Ts, WebhookDelivery, WebhookRecord, WebhookStore};
+
+            type Db = <$store as SqlBackend>::DB;
 
             #[async_trait::async_trait]
             impl WebhookStore for $store {
-                async fn insert_webhook(&self, w: &WebhookRecord) -> StoreResult<()> {
+                async fn insert_webhook(&self, w: &WebhookRecord, audit: &AuditEvent) -> StoreResult<()> {
+                    let mut tx = self.pool().begin().await?;
                     let sql = format!("INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
                     sqlx::query(&sql)
                         .bind(w.id)
@@ -69,8 +75,10 @@ macro_rules! impl_webhook_store {
                         .bind(&w.sealed_key)
                         .bind(w.created_at)
                         .bind(w.removed_at)
-                        .execute(self.pool())
+                        .execute(&mut *tx)
                         .await?;
+                    write_audit::<Db>(&mut tx, audit).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -97,14 +105,20 @@ macro_rules! impl_webhook_store {
                     })
                 }
 
-                async fn remove_webhook(&self, id: Uuid, at: Ts) -> StoreResult<bool> {
+                async fn remove_webhook(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
                     let done =
                         sqlx::query("UPDATE webhooks SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL")
                             .bind(id)
                             .bind(at)
-                            .execute(self.pool())
+                            .execute(&mut *tx)
                             .await?;
-                    Ok(done.rows_affected() == 1)
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    write_audit::<Db>(&mut tx, audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 }
 
                 async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>> {
@@ -118,9 +132,11 @@ macro_rules! impl_webhook_store {
                     object_id: Uuid,
                     seq: i64,
                 ) -> StoreResult<Option<WebhookDelivery>> {
+                    // The status is written into the text: `webhook_deliveries_pending` is matched by its literal.
                     let sql = format!(
                         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND object_id = $2 \
-                         AND seq < $3 AND status = 'pending' ORDER BY seq LIMIT 1"
+                         AND seq < $3 AND status = {pending} ORDER BY seq LIMIT 1",
+                        pending = SqlText(DeliveryStatus::Pending.as_str()),
                     );
                     Ok(sqlx::query_as(&sql)
                         .bind(webhook_id)
@@ -139,12 +155,13 @@ macro_rules! impl_webhook_store {
                 ) -> StoreResult<bool> {
                     let done = sqlx::query(
                         "UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 \
-                         WHERE id = $1 AND status = 'pending'",
+                         WHERE id = $1 AND status = $5",
                     )
                     .bind(id)
                     .bind(attempts)
                     .bind(next_attempt_at)
                     .bind(error)
+                    .bind(DeliveryStatus::Pending.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -161,13 +178,14 @@ macro_rules! impl_webhook_store {
                     let done = sqlx::query(
                         "UPDATE webhook_deliveries SET status = $2, attempts = $3, \
                          last_error = COALESCE($4, last_error), finished_at = $5 \
-                         WHERE id = $1 AND status = 'pending'",
+                         WHERE id = $1 AND status = $6",
                     )
                     .bind(id)
                     .bind(status)
                     .bind(attempts)
                     .bind(error)
                     .bind(at)
+                    .bind(DeliveryStatus::Pending.as_str())
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)

@@ -19,6 +19,9 @@ pub struct RotationReport {
     pub rewrapped_accounts: u64,
 }
 
+/// Account keys read (and rewrapped) per batch.
+const REWRAP_BATCH: i64 = 200;
+
 pub async fn rotate_master_key(
     store: &DynStore,
     key_file: &Path,
@@ -26,33 +29,47 @@ pub async fn rotate_master_key(
 ) -> Result<RotationReport, VaultError> {
     let new_version = append_new_version(key_file)?;
     let master = MasterKeys::read(key_file)?;
+    let audit = AuditEvent::new(
+        None,
+        actor,
+        Action::MasterKeyRotate,
+        Some(format!("v{new_version}")),
+        "success",
+    );
+    // The rotation is audited in the transaction of its last rewrap: the row says every account's keys
+    // were wrapped anew, and a run cut short leaves none. So that the last batch is never empty while
+    // anything is left, a full batch leaves its last account to the next one. A run with nothing to
+    // rewrap changed nothing in the database (only the key file): its row is written on its own. So is
+    // it, after the run, in the one race left: another rotation rewrapped this run's last account first.
     let mut rewrapped = 0u64;
+    let mut audited = false;
     loop {
-        let batch = store
-            .list_account_keys_wrapped_before(new_version as i32, 200)
+        let mut batch = store
+            .list_account_keys_wrapped_before(new_version as i32, REWRAP_BATCH)
             .await?;
-        if batch.is_empty() {
-            break;
+        let last_batch = batch.len() < REWRAP_BATCH as usize;
+        if !last_batch {
+            batch.pop();
         }
-        for record in batch {
+        let n = batch.len();
+        for (i, record) in batch.into_iter().enumerate() {
             let fresh = rewrap_account_keys(&record, &master, new_version)?;
+            let with_audit = (last_batch && i + 1 == n).then_some(&audit);
             if store
-                .rewrap_account_keys(&fresh, record.master_version)
+                .rewrap_account_keys(&fresh, record.master_version, with_audit)
                 .await?
             {
                 rewrapped += 1;
+                audited |= with_audit.is_some();
             }
         }
+        if last_batch {
+            break;
+        }
     }
-    store
-        .insert_audit_event(&AuditEvent::new(
-            None,
-            actor,
-            Action::MasterKeyRotate,
-            Some(format!("v{new_version}")),
-            "success",
-        ))
-        .await?;
+    if !audited {
+        store.insert_audit_event(&audit).await?;
+    }
     Ok(RotationReport {
         new_version,
         rewrapped_accounts: rewrapped,

@@ -28,7 +28,7 @@ async fn seeded(app: &TestApp, count: usize, days: u32) -> Vec<PaymentRecord> {
     // Ties in created_at must be broken by id.
     rows[1].created_at = rows[0].created_at;
     rows[2].created_at = rows[0].created_at;
-    app.store().insert_payments(&rows).await.unwrap();
+    app.store().insert_payments(&rows, None).await.unwrap();
     rows.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id)));
     rows
 }

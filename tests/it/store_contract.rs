@@ -12,6 +12,7 @@ mod webhooks;
 
 use std::time::Duration;
 
+use strongroom::domain::accounts::generate_api_key;
 use strongroom::store::{
     Account, Action, AuditEvent, DynStore, FeatureSet, NewJob, OutboxRecord, PaymentRecord,
     TokenRecord, Ts, WebhookRecord,
@@ -29,12 +30,42 @@ pub fn account(name: &str) -> Account {
     }
 }
 
+/// Inserts `a` with a first key, unaudited: a fixture for tests about something else.
+pub async fn insert_account(store: &DynStore, a: &Account) {
+    let (key, _) = generate_api_key(a.id, "initial");
+    store.insert_account(a, &key, &[]).await.unwrap();
+}
+
+/// An audit event of no account, for fixtures whose audit trail a test does not look at (an account's
+/// trail never shows it).
+pub fn noted(action: Action) -> AuditEvent {
+    AuditEvent::new(None, "fixture", action, None, "success")
+}
+
+/// An audit event of `account` by `actor` on `target`.
+pub fn audited(account: Uuid, action: Action, target: Uuid) -> AuditEvent {
+    AuditEvent::new(
+        Some(account),
+        "test",
+        action,
+        Some(target.to_string()),
+        "success",
+    )
+}
+
+/// The actions and targets of an account's audit trail, oldest first.
+pub async fn trail(store: &DynStore, account: Uuid) -> Vec<(Action, Option<String>)> {
+    let mut events = store.list_audit_events(account, 100).await.unwrap();
+    events.reverse();
+    events.into_iter().map(|e| (e.action, e.target)).collect()
+}
+
 /// A fresh store holding one account.
 pub async fn store_with_account(backend: Backend) -> (TestDb, DynStore, Account) {
     let db = TestDb::new(backend).await;
     let store = db.open_store().await;
     let a = account("acme");
-    store.insert_account(&a).await.unwrap();
+    insert_account(&store, &a).await;
     (db, store, a)
 }
 

@@ -134,7 +134,7 @@ impl JobHandler for ImportJob {
             ),
         };
         imports
-            .end(import.id, EndOfImport::Aborted, Some(&failure))
+            .end(import.id, EndOfImport::Aborted, Some(&failure), None)
             .await?;
         tracing::warn!(import = %import.id, reason = %failure.reason, "import aborted");
         Ok(())
@@ -210,7 +210,11 @@ impl Run<'_> {
                 break;
             }
         }
-        if !self.imports.end(id, EndOfImport::Finished, None).await? {
+        if !self
+            .imports
+            .end(id, EndOfImport::Finished, None, None)
+            .await?
+        {
             return Err(Stop::Ended);
         }
         tracing::info!(import = %id, "import finished");

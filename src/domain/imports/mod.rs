@@ -122,11 +122,13 @@ impl Imports {
     /// its keys, with its `import.finished|aborted` event written in the same transaction. The event shows
     /// the import as it ends, so the end is made against the counters it was built from and tried again
     /// if a batch of outcomes landed in between. False if the move is not allowed from where it stands.
+    /// `audit`, when the end is an audited action, is written in the same transaction.
     pub(crate) async fn end(
         &self,
         id: Uuid,
         how: EndOfImport,
         failure: Option<&FailureRecord>,
+        audit: Option<&AuditEvent>,
     ) -> Result<bool, ImportError> {
         let next = match how {
             EndOfImport::Finished => ImportStatus::Finished,
@@ -149,7 +151,15 @@ impl Imports {
                 .await?;
             if self
                 .store
-                .end_import(id, next.as_str(), current.attempts, failure, &outbox, now)
+                .end_import(
+                    id,
+                    next.as_str(),
+                    current.attempts,
+                    failure,
+                    &outbox,
+                    audit,
+                    now,
+                )
                 .await?
             {
                 return Ok(true);
@@ -209,17 +219,16 @@ impl Imports {
             max_attempts: IMPORT_JOB_ATTEMPTS,
             run_at: now,
         };
+        let audit = success(account_id, actor, Action::ImportCreate, id);
         // The only constraint a new import can meet is `token_imports_one_active` (SQLite does not name
         // the index it was refused by).
         self.store
-            .insert_import(&import, &job)
+            .insert_import(&import, &job, &audit)
             .await
             .map_err(|err| match err {
                 StoreError::Constraint(_) => ImportError::AlreadyActive,
                 other => ImportError::Store(other),
             })?;
-        self.audit(account_id, actor, Action::ImportCreate, id)
-            .await?;
         Ok(objects::import(import)?)
     }
 
@@ -287,11 +296,13 @@ impl Imports {
         if self.own(account_id, id).await?.is_none() {
             return Ok(None);
         }
-        if !self.end(id, EndOfImport::Aborted, None).await? {
+        let audit = success(account_id, actor, Action::ImportAbort, id);
+        if !self
+            .end(id, EndOfImport::Aborted, None, Some(&audit))
+            .await?
+        {
             return Err(ImportError::AlreadyEnded);
         }
-        self.audit(account_id, actor, Action::ImportAbort, id)
-            .await?;
         self.get(account_id, id).await
     }
 
@@ -394,24 +405,17 @@ impl Imports {
             Zeroizing::new(text(&ingest)?),
         )))
     }
+}
 
-    pub(crate) async fn audit(
-        &self,
-        account_id: Uuid,
-        actor: &str,
-        action: Action,
-        id: Uuid,
-    ) -> Result<(), StoreError> {
-        self.store
-            .insert_audit_event(&AuditEvent::new(
-                Some(account_id),
-                actor,
-                action,
-                Some(id.to_string()),
-                "success",
-            ))
-            .await
-    }
+/// The audit event of a successful action of `actor` on import `id`.
+fn success(account_id: Uuid, actor: &str, action: Action, id: Uuid) -> AuditEvent {
+    AuditEvent::new(
+        Some(account_id),
+        actor,
+        action,
+        Some(id.to_string()),
+        "success",
+    )
 }
 
 impl From<StoreError> for IngestError {
@@ -469,8 +473,8 @@ mod tests {
         for next in [ImportStatus::Finished, ImportStatus::Aborted] {
             let guard = crate::store::imports::end_import_guard(next.as_str());
             for from in ImportStatus::ALL {
-                let named = guard.contains(&format!("'{from}'"));
-                assert_eq!(named, from.can_move_to(next), "{from} -> {next}: {guard}");
+                let named = guard.contains(from);
+                assert_eq!(named, from.can_move_to(next), "{from} -> {next}: {guard:?}");
             }
         }
     }

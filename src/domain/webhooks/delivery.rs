@@ -16,7 +16,7 @@ use super::registry::key_aad;
 use crate::config::WebhookSettings;
 use crate::connectors::webhook::WebhookSender;
 use crate::jobs::{JobError, JobHandler};
-use crate::store::{DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
+use crate::store::{DeliveryStatus, DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
 use crate::vault::Vault;
 
 pub const DELIVERY_JOB: &str = "webhook.deliver";
@@ -81,7 +81,7 @@ impl Deliverer {
         let Some(d) = self.store.get_webhook_delivery(payload.delivery_id).await? else {
             return Ok(());
         };
-        if d.status != "pending" {
+        if d.status != DeliveryStatus::Pending.as_str() {
             return Ok(());
         }
         let webhook = match self.store.get_webhook(d.webhook_id).await? {
@@ -91,7 +91,13 @@ impl Deliverer {
                 let attempts = d.attempts;
                 let now = Ts::now();
                 self.store
-                    .finish_webhook_delivery(d.id, "cancelled", attempts, error, now)
+                    .finish_webhook_delivery(
+                        d.id,
+                        DeliveryStatus::Cancelled.as_str(),
+                        attempts,
+                        error,
+                        now,
+                    )
                     .await?;
                 return Ok(());
             }
@@ -117,7 +123,13 @@ impl Deliverer {
         let reason = match outcome {
             Ok(()) => {
                 self.store
-                    .finish_webhook_delivery(d.id, "delivered", attempts, None, now)
+                    .finish_webhook_delivery(
+                        d.id,
+                        DeliveryStatus::Delivered.as_str(),
+                        attempts,
+                        None,
+                        now,
+                    )
                     .await?;
                 return Ok(());
             }
@@ -130,7 +142,13 @@ impl Deliverer {
             tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,
                 error = %reason, "webhook delivery failed for good: its deadline passed");
             self.store
-                .finish_webhook_delivery(d.id, "failed", attempts, Some(&reason), now)
+                .finish_webhook_delivery(
+                    d.id,
+                    DeliveryStatus::Failed.as_str(),
+                    attempts,
+                    Some(&reason),
+                    now,
+                )
                 .await?;
             return Err(JobError::Fatal(reason));
         }

@@ -81,16 +81,14 @@ pub async fn add_webhook(
         created_at: Ts::now(),
         removed_at: None,
     };
-    store.insert_webhook(&webhook).await?;
-    store
-        .insert_audit_event(&AuditEvent::new(
-            Some(account_id),
-            actor,
-            Action::WebhookAdd,
-            Some(id.to_string()),
-            "success",
-        ))
-        .await?;
+    let audit = AuditEvent::new(
+        Some(account_id),
+        actor,
+        Action::WebhookAdd,
+        Some(id.to_string()),
+        "success",
+    );
+    store.insert_webhook(&webhook, &audit).await?;
     Ok((webhook, key))
 }
 
@@ -105,18 +103,16 @@ pub async fn remove_webhook(
         .await?
         .filter(|w| w.removed_at.is_none())
         .ok_or(WebhookError::UnknownWebhook(id))?;
-    if !store.remove_webhook(id, Ts::now()).await? {
+    let audit = AuditEvent::new(
+        Some(webhook.account_id),
+        actor,
+        Action::WebhookRemove,
+        Some(id.to_string()),
+        "success",
+    );
+    if !store.remove_webhook(id, Ts::now(), &audit).await? {
         return Err(WebhookError::UnknownWebhook(id));
     }
-    store
-        .insert_audit_event(&AuditEvent::new(
-            Some(webhook.account_id),
-            actor,
-            Action::WebhookRemove,
-            Some(id.to_string()),
-            "success",
-        ))
-        .await?;
     Ok(webhook)
 }
 

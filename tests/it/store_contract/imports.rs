@@ -2,15 +2,17 @@
 //! per payment method while the import runs, an end made once at the counters read, and the business
 //! keys that name imported tokens.
 
-use strongroom::store::{ImportFailure, ImportOutcome, ImportRecord, StoreError, Ts};
+use strongroom::store::{Action, ImportFailure, ImportOutcome, ImportRecord, StoreError, Ts};
 use uuid::Uuid;
 
-use super::{at, job, outbox, store_with_account, t0, token, webhook, with_audit};
+use super::{at, audited, job, outbox, store_with_account, t0, token, trail, webhook, with_audit};
 use crate::support::on_both_backends;
 use crate::support::Backend;
 
 on_both_backends!(
     an_import_is_stored_with_its_job_and_one_runs_per_account,
+    an_import_is_created_with_its_audit_row_and_a_refused_one_writes_none,
+    an_audited_end_writes_its_row_only_when_the_import_ends,
     imports_are_listed_newest_first_and_counted,
     outcomes_are_counted_once_per_payment_method_while_the_import_runs,
     an_import_ends_once_at_the_counters_it_read,
@@ -94,7 +96,10 @@ async fn an_import_is_stored_with_its_job_and_one_runs_per_account(backend: Back
     let (_db, store, a) = store_with_account(backend).await;
     let first = import(a.id, t0());
     let run = job("import.run", t0());
-    store.insert_import(&first, &run).await.unwrap();
+    store
+        .insert_import(&first, &run, &super::noted(super::Action::ImportCreate))
+        .await
+        .unwrap();
     let read = store.get_import(first.id).await.unwrap().unwrap();
     assert_eq!(columns(&read), columns(&first));
     assert!(store.get_job(run.id).await.unwrap().is_some());
@@ -102,16 +107,30 @@ async fn an_import_is_stored_with_its_job_and_one_runs_per_account(backend: Back
 
     let second = import(a.id, at(t0(), 1));
     let second_run = job("import.run", t0());
-    let err = store.insert_import(&second, &second_run).await.unwrap_err();
+    let err = store
+        .insert_import(
+            &second,
+            &second_run,
+            &super::noted(super::Action::ImportCreate),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
     assert!(store.get_import(second.id).await.unwrap().is_none());
     assert!(store.get_job(second_run.id).await.unwrap().is_none());
 
     assert!(store
-        .end_import(first.id, "aborted", 0, None, &[], at(t0(), 2))
+        .end_import(first.id, "aborted", 0, None, &[], None, at(t0(), 2))
         .await
         .unwrap());
-    store.insert_import(&second, &second_run).await.unwrap();
+    store
+        .insert_import(
+            &second,
+            &second_run,
+            &super::noted(super::Action::ImportCreate),
+        )
+        .await
+        .unwrap();
     store.close().await;
 }
 
@@ -121,11 +140,15 @@ async fn imports_are_listed_newest_first_and_counted(backend: Backend) {
     for i in 0..3 {
         let record = import(a.id, at(t0(), i));
         store
-            .insert_import(&record, &job("import.run", t0()))
+            .insert_import(
+                &record,
+                &job("import.run", t0()),
+                &super::noted(super::Action::ImportCreate),
+            )
             .await
             .unwrap();
         store
-            .end_import(record.id, "aborted", 0, None, &[], at(t0(), i + 1))
+            .end_import(record.id, "aborted", 0, None, &[], None, at(t0(), i + 1))
             .await
             .unwrap();
         ids.push(record.id);
@@ -148,7 +171,11 @@ async fn outcomes_are_counted_once_per_payment_method_while_the_import_runs(back
     let (_db, store, a) = store_with_account(backend).await;
     let record = import(a.id, t0());
     store
-        .insert_import(&record, &job("import.run", t0()))
+        .insert_import(
+            &record,
+            &job("import.run", t0()),
+            &super::noted(super::Action::ImportCreate),
+        )
         .await
         .unwrap();
     let batch = [ok("pm_1"), failed("pm_2", "card_expired"), ok("pm_1")];
@@ -233,14 +260,21 @@ async fn outcomes_are_counted_once_per_payment_method_while_the_import_runs(back
 async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     let record = import(a.id, t0());
     store
-        .insert_import(&record, &job("import.run", t0()))
+        .insert_import(
+            &record,
+            &job("import.run", t0()),
+            &super::noted(super::Action::ImportCreate),
+        )
         .await
         .unwrap();
     assert!(!store
-        .end_import(record.id, "finished", 0, None, &[], at(t0(), 1))
+        .end_import(record.id, "finished", 0, None, &[], None, at(t0(), 1))
         .await
         .unwrap());
     store
@@ -260,6 +294,7 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
             0,
             None,
             std::slice::from_ref(&stale),
+            None,
             at(t0(), 4)
         )
         .await
@@ -282,6 +317,7 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
             1,
             Some(&why),
             std::slice::from_ref(&ended),
+            None,
             at(t0(), 5)
         )
         .await
@@ -308,7 +344,7 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
         .unwrap()
         .is_some());
     assert!(!store
-        .end_import(record.id, "aborted", 1, None, &[], at(t0(), 6))
+        .end_import(record.id, "aborted", 1, None, &[], None, at(t0(), 6))
         .await
         .unwrap());
     assert!(!store
@@ -363,5 +399,93 @@ async fn business_keys_name_the_tokens_an_import_made(backend: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    store.close().await;
+}
+
+async fn an_import_is_created_with_its_audit_row_and_a_refused_one_writes_none(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let first = import(a.id, t0());
+    store
+        .insert_import(
+            &first,
+            &job("import.run", t0()),
+            &audited(a.id, Action::ImportCreate, first.id),
+        )
+        .await
+        .unwrap();
+    let created = [(Action::ImportCreate, Some(first.id.to_string()))];
+    assert_eq!(trail(&store, a.id).await, created);
+
+    // A second active import is refused by `token_imports_one_active`, and its audit row with it.
+    let second = import(a.id, at(t0(), 1));
+    let err = store
+        .insert_import(
+            &second,
+            &job("import.run", t0()),
+            &audited(a.id, Action::ImportCreate, second.id),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(trail(&store, a.id).await, created);
+    store.close().await;
+}
+
+async fn an_audited_end_writes_its_row_only_when_the_import_ends(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let record = import(a.id, t0());
+    store
+        .insert_import(
+            &record,
+            &job("import.run", t0()),
+            &super::noted(Action::ImportCreate),
+        )
+        .await
+        .unwrap();
+    let abort = audited(a.id, Action::ImportAbort, record.id);
+    // Refused: the counters read (1) are not where the import stands (0).
+    assert!(!store
+        .end_import(
+            record.id,
+            "aborted",
+            1,
+            None,
+            &[],
+            Some(&abort),
+            at(t0(), 1)
+        )
+        .await
+        .unwrap());
+    assert!(trail(&store, a.id).await.is_empty());
+
+    assert!(store
+        .end_import(
+            record.id,
+            "aborted",
+            0,
+            None,
+            &[],
+            Some(&abort),
+            at(t0(), 2)
+        )
+        .await
+        .unwrap());
+    let aborted = [(Action::ImportAbort, Some(record.id.to_string()))];
+    assert_eq!(trail(&store, a.id).await, aborted);
+
+    // Refused: it ended already.
+    assert!(!store
+        .end_import(
+            record.id,
+            "aborted",
+            0,
+            None,
+            &[],
+            Some(&abort),
+            at(t0(), 3)
+        )
+        .await
+        .unwrap());
+    assert_eq!(trail(&store, a.id).await, aborted);
     store.close().await;
 }

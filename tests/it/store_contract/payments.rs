@@ -2,11 +2,12 @@
 //! (with their transactions, refunds and job, or not at all), counted per day and listed in windows.
 
 use strongroom::store::{
-    day_of, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord, TransactionRecord,
+    day_of, Action, AuditEvent, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
+    TransactionRecord,
 };
 use uuid::Uuid;
 
-use super::{account, at, job, payment, same, store_with_account, t0};
+use super::{account, at, job, payment, same, store_with_account, t0, trail};
 use crate::support::on_both_backends;
 use crate::support::Backend;
 
@@ -15,6 +16,7 @@ on_both_backends!(
     a_change_applies_only_at_the_version_it_read,
     a_refund_is_finished_only_from_processing,
     day_counts_follow_inserts_and_status_moves,
+    a_seed_batch_is_written_with_its_audit_row_and_a_refused_one_writes_none,
     payments_are_listed_newest_first_within_a_window,
 );
 
@@ -202,18 +204,21 @@ async fn a_refund_is_finished_only_from_processing(backend: Backend) {
 async fn day_counts_follow_inserts_and_status_moves(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let other = account("other");
-    store.insert_account(&other).await.unwrap();
+    super::insert_account(&store, &other).await;
     let (day1, day2) = (t0(), at(t0(), DAY));
     let first = payment(a.id, day1, "authorized", "EUR");
     store.insert_payment(&first, None, &[]).await.unwrap();
     store
-        .insert_payments(&[
-            payment(a.id, day1, "failed", "USD"),
-            payment(a.id, day2, "authorized", "EUR"),
-            payment(a.id, day2, "authorized", "USD"),
-            payment(a.id, day2, "failed", "EUR"),
-            payment(other.id, day2, "failed", "EUR"),
-        ])
+        .insert_payments(
+            &[
+                payment(a.id, day1, "failed", "USD"),
+                payment(a.id, day2, "authorized", "EUR"),
+                payment(a.id, day2, "authorized", "USD"),
+                payment(a.id, day2, "failed", "EUR"),
+                payment(other.id, day2, "failed", "EUR"),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let (d1, d2) = (day_of(day1), day_of(day2));
@@ -282,7 +287,7 @@ async fn payments_are_listed_newest_first_within_a_window(backend: Backend) {
         .collect();
     let mut twin = payment(a.id, rows[5].created_at, "failed", "USD");
     twin.id = Uuid::from_u128(rows[5].id.as_u128().wrapping_add(1));
-    store.insert_payments(&rows).await.unwrap();
+    store.insert_payments(&rows, None).await.unwrap();
     store.insert_payment(&twin, None, &[]).await.unwrap();
     let ids = |ps: Vec<PaymentRecord>| ps.iter().map(|p| p.id).collect::<Vec<_>>();
 
@@ -330,5 +335,48 @@ async fn payments_are_listed_newest_first_within_a_window(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(ids(listed), [rows[4].id, rows[2].id]);
+    store.close().await;
+}
+
+async fn a_seed_batch_is_written_with_its_audit_row_and_a_refused_one_writes_none(
+    backend: Backend,
+) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let seed = |n: usize| {
+        AuditEvent::new(
+            Some(a.id),
+            "test",
+            Action::PaymentsSeed,
+            Some(format!("{n} payments")),
+            "success",
+        )
+    };
+    let rows = [
+        payment(a.id, t0(), "authorized", "EUR"),
+        payment(a.id, t0(), "failed", "USD"),
+    ];
+    store.insert_payments(&rows, Some(&seed(2))).await.unwrap();
+    let seeded = [(Action::PaymentsSeed, Some("2 payments".to_owned()))];
+    assert_eq!(trail(&store, a.id).await, seeded);
+    for p in &rows {
+        assert!(store.get_payment(a.id, p.id).await.unwrap().is_some());
+    }
+
+    // A batch holding a payment already stored is refused whole, with its audit row.
+    let again = [payment(a.id, t0(), "authorized", "EUR"), rows[0].clone()];
+    let err = store
+        .insert_payments(&again, Some(&seed(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, strongroom::store::StoreError::Constraint(_)),
+        "{err:?}"
+    );
+    assert_eq!(trail(&store, a.id).await, seeded);
+    assert!(store
+        .get_payment(a.id, again[0].id)
+        .await
+        .unwrap()
+        .is_none());
     store.close().await;
 }

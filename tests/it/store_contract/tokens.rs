@@ -116,7 +116,7 @@ async fn a_batch_with_a_bad_row_is_refused_whole_by_a_constraint(backend: Backen
 async fn tokens_are_listed_and_counted_within_their_window_in_either_order(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let other = account("other");
-    store.insert_account(&other).await.unwrap();
+    super::insert_account(&store, &other).await;
     let mut batch: Vec<_> = (0..5)
         .map(|i| with_audit(token(a.id, at(t0(), i * 10))))
         .collect();
@@ -171,7 +171,7 @@ async fn tokens_are_listed_and_counted_within_their_window_in_either_order(backe
 async fn a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let other = account("other");
-    store.insert_account(&other).await.unwrap();
+    super::insert_account(&store, &other).await;
     let t = with_audit(token(a.id, t0()));
     store
         .insert_tokens(std::slice::from_ref(&t), &[])
@@ -239,7 +239,10 @@ async fn only_expired_tokens_are_deleted_as_expired(backend: Backend) {
 async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     let t = with_audit(token(a.id, t0()));
     store
         .insert_tokens(std::slice::from_ref(&t), &[])

@@ -1,16 +1,17 @@
 //! Vault keys on both backends: an account's first keys are stored once, and keys wrapped by an older
 //! master key are listed and rewrapped only from the version they were read at.
 
-use strongroom::store::{AccountKeysRecord, DynStore, Ts};
+use strongroom::store::{AccountKeysRecord, Action, AuditEvent, DynStore, Ts};
 use uuid::Uuid;
 
-use super::{account, at, t0};
+use super::{account, at, t0, trail};
 use crate::support::on_both_backends;
 use crate::support::{Backend, TestDb};
 
 on_both_backends!(
     an_accounts_first_keys_are_stored_once_and_read_back_exactly,
     keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once,
+    a_rewrap_writes_its_audit_row_only_when_it_happens,
 );
 
 fn keys(account_id: Uuid, master_version: i32, fill: u8) -> AccountKeysRecord {
@@ -40,7 +41,7 @@ fn columns(k: &AccountKeysRecord) -> (Uuid, i32, i32, &[u8], &[u8], Ts, Option<T
 
 async fn new_account(store: &DynStore) -> Uuid {
     let a = account("acme");
-    store.insert_account(&a).await.unwrap();
+    super::insert_account(store, &a).await;
     a.id
 }
 
@@ -95,8 +96,14 @@ async fn keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once(backend: 
         rewrapped_at: Some(at(t0(), 60)),
         ..old[0].clone()
     };
-    assert!(store.rewrap_account_keys(&rewrapped, 1).await.unwrap());
-    assert!(!store.rewrap_account_keys(&rewrapped, 1).await.unwrap());
+    assert!(store
+        .rewrap_account_keys(&rewrapped, 1, None)
+        .await
+        .unwrap());
+    assert!(!store
+        .rewrap_account_keys(&rewrapped, 1, None)
+        .await
+        .unwrap());
     let read = store
         .get_account_keys(old[0].account_id)
         .await
@@ -108,5 +115,56 @@ async fn keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once(backend: 
         left.iter().map(|k| k.account_id).collect::<Vec<_>>(),
         [old[1].account_id]
     );
+    store.close().await;
+}
+
+async fn a_rewrap_writes_its_audit_row_only_when_it_happens(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let a = new_account(&store).await;
+    let old = keys(a, 1, 1);
+    store.insert_account_keys(&old).await.unwrap();
+    let rewrapped = AccountKeysRecord {
+        master_version: 2,
+        rewrapped_at: Some(at(t0(), 60)),
+        ..keys(a, 2, 5)
+    };
+    // A rotation's row names no account; this one does, so that the trail can be read back.
+    let rotate = AuditEvent::new(
+        Some(a),
+        "test",
+        Action::MasterKeyRotate,
+        Some("v2".into()),
+        "success",
+    );
+    // Refused: the keys are not wrapped by version 3.
+    assert!(!store
+        .rewrap_account_keys(&rewrapped, 3, Some(&rotate))
+        .await
+        .unwrap());
+    assert!(trail(&store, a).await.is_empty());
+
+    assert!(store
+        .rewrap_account_keys(&rewrapped, 1, Some(&rotate))
+        .await
+        .unwrap());
+    let rotated = [(Action::MasterKeyRotate, Some("v2".to_owned()))];
+    assert_eq!(trail(&store, a).await, rotated);
+    assert_eq!(
+        store
+            .get_account_keys(a)
+            .await
+            .unwrap()
+            .unwrap()
+            .master_version,
+        2
+    );
+
+    // Refused: rewrapped already.
+    assert!(!store
+        .rewrap_account_keys(&rewrapped, 1, Some(&rotate))
+        .await
+        .unwrap());
+    assert_eq!(trail(&store, a).await, rotated);
     store.close().await;
 }

@@ -5,13 +5,16 @@ use strongroom::store::{Action, AuditEvent, OutboxRecord, StoreError, Ts, Webhoo
 use uuid::Uuid;
 
 use super::{
-    account, at, outbox, payment, same, store_with_account, t0, token, webhook, with_audit,
+    account, at, audited, outbox, payment, same, store_with_account, t0, token, trail, webhook,
+    with_audit,
 };
 use crate::support::on_both_backends;
 use crate::support::Backend;
 
 on_both_backends!(
     webhooks_are_listed_oldest_first_until_removed,
+    a_webhook_is_added_with_its_audit_row_and_a_refused_one_writes_none,
+    a_webhook_is_removed_with_its_audit_row_once,
     the_outbox_is_committed_with_a_token_batch,
     the_outbox_is_rolled_back_with_its_token_batch,
     deletions_and_payments_write_their_outbox_only_when_they_happen,
@@ -35,14 +38,17 @@ fn columns(w: &WebhookRecord) -> (Uuid, Uuid, &str, &str, &[u8], Ts, Option<Ts>)
 async fn webhooks_are_listed_oldest_first_until_removed(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let other = account("other");
-    store.insert_account(&other).await.unwrap();
+    super::insert_account(&store, &other).await;
     let (first, second, elsewhere) = (
         webhook(a.id, at(t0(), 1)),
         webhook(a.id, at(t0(), 2)),
         webhook(other.id, at(t0(), 3)),
     );
     for w in [&second, &first, &elsewhere] {
-        store.insert_webhook(w).await.unwrap();
+        store
+            .insert_webhook(w, &super::noted(super::Action::WebhookAdd))
+            .await
+            .unwrap();
     }
     let read = store.get_webhook(first.id).await.unwrap().unwrap();
     assert_eq!(columns(&read), columns(&first));
@@ -57,10 +63,28 @@ async fn webhooks_are_listed_oldest_first_until_removed(backend: Backend) {
         [first.id, second.id, elsewhere.id]
     );
 
-    assert!(store.remove_webhook(first.id, at(t0(), 9)).await.unwrap());
-    assert!(!store.remove_webhook(first.id, at(t0(), 10)).await.unwrap());
+    assert!(store
+        .remove_webhook(
+            first.id,
+            at(t0(), 9),
+            &super::noted(super::Action::WebhookRemove)
+        )
+        .await
+        .unwrap());
     assert!(!store
-        .remove_webhook(Uuid::new_v4(), at(t0(), 10))
+        .remove_webhook(
+            first.id,
+            at(t0(), 10),
+            &super::noted(super::Action::WebhookRemove)
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_webhook(
+            Uuid::new_v4(),
+            at(t0(), 10),
+            &super::noted(super::Action::WebhookRemove)
+        )
         .await
         .unwrap());
     assert_eq!(
@@ -155,7 +179,10 @@ async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxR
 async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     // One statement on PostgreSQL (a small batch), then several in a transaction (a large one).
     for size in [1, 250] {
         let batch: Vec<_> = (0..size)
@@ -186,7 +213,10 @@ async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
 async fn the_outbox_is_rolled_back_with_its_token_batch(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     for size in [1, 250] {
         let mut batch: Vec<_> = (0..size)
             .map(|i| with_audit(token(a.id, at(t0(), i))))
@@ -213,7 +243,10 @@ async fn the_outbox_is_rolled_back_with_its_token_batch(backend: Backend) {
 async fn deletions_and_payments_write_their_outbox_only_when_they_happen(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     let t = with_audit(token(a.id, t0()));
     store
         .insert_tokens(std::slice::from_ref(&t), &[])
@@ -259,7 +292,10 @@ async fn deletions_and_payments_write_their_outbox_only_when_they_happen(backend
 async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     let t = with_audit(token(a.id, t0()));
     let object = t.0.id;
     let (first, second) = (
@@ -380,7 +416,10 @@ async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
 async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let hook = webhook(a.id, t0());
-    store.insert_webhook(&hook).await.unwrap();
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
     let t = with_audit(token(a.id, t0()));
     let events: Vec<_> = (0..3).map(|i| outbox(&hook, t.0.id, at(t0(), i))).collect();
     store
@@ -420,5 +459,49 @@ async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend
         .await
         .unwrap()
         .is_some());
+    store.close().await;
+}
+
+async fn a_webhook_is_added_with_its_audit_row_and_a_refused_one_writes_none(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &audited(a.id, Action::WebhookAdd, hook.id))
+        .await
+        .unwrap();
+    assert!(store.get_webhook(hook.id).await.unwrap().is_some());
+    let added = [(Action::WebhookAdd, Some(hook.id.to_string()))];
+    assert_eq!(trail(&store, a.id).await, added);
+
+    // The same id again is refused by the primary key, and its audit row with it.
+    let err = store
+        .insert_webhook(&hook, &audited(a.id, Action::WebhookAdd, hook.id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert_eq!(trail(&store, a.id).await, added);
+    store.close().await;
+}
+
+async fn a_webhook_is_removed_with_its_audit_row_once(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &super::noted(Action::WebhookAdd))
+        .await
+        .unwrap();
+    let remove = audited(a.id, Action::WebhookRemove, hook.id);
+    assert!(store
+        .remove_webhook(hook.id, at(t0(), 1), &remove)
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_webhook(hook.id, at(t0(), 2), &remove)
+        .await
+        .unwrap());
+    assert_eq!(
+        trail(&store, a.id).await,
+        [(Action::WebhookRemove, Some(hook.id.to_string()))]
+    );
     store.close().await;
 }
