@@ -1,5 +1,5 @@
 //! Storage of forwarding: the destinations (the per-account allow-list of `POST /forward`) and the
-//! forwards' audit rows, written in batches. `DestinationStore` is a supertrait of `Store`; its SQL is
+
 //! shared by both backends through `impl_destination_store!`.
 
 use async_trait::async_trait;

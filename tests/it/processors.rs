@@ -6,5 +6,4 @@ mod admin;
 mod failover;
 mod retries;
 mod secrets;
-mod store;
 mod stripe;

@@ -3,9 +3,11 @@
 
 mod accounts;
 mod audit;
+mod destinations;
 mod imports;
 mod jobs;
 mod payments;
+mod processors;
 mod tokens;
 mod vault_keys;
 mod webhooks;

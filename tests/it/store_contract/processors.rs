@@ -2,9 +2,10 @@
 //! removal, removal wipes the sealed secrets once, rules are replaced whole, and a failover moves a
 //! payment only from the version it was read at, writing its attempt in the same transaction.
 
-use strongroom::store::{Account, FeatureSet, ProcessorRecord, StoreError, TransactionRecord, Ts};
+use strongroom::store::{ProcessorRecord, StoreError, TransactionRecord, Ts};
 use uuid::Uuid;
 
+use super::{account, insert_account};
 use crate::support::{on_both_backends, payment, spawn_app, Backend, TestDb};
 
 on_both_backends!(
@@ -28,13 +29,8 @@ fn processor(account_id: Uuid, name: &str) -> ProcessorRecord {
 async fn processors_and_rules_round_trip(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.open_store().await;
-    let account = Account {
-        id: Uuid::new_v4(),
-        name: "acme".into(),
-        features: FeatureSet::all(),
-        created_at: Ts::now(),
-    };
-    store.insert_account(&account).await.unwrap();
+    let account = account("acme");
+    insert_account(&store, &account).await;
     let first = processor(account.id, "stripe-eu");
     store.insert_processor(&first).await.unwrap();
     let err = store
