@@ -1,6 +1,6 @@
-//! Where webhooks may go. A webhook URL is chosen by whoever registers it, so a delivery could be aimed
-//! at the cloud metadata service or other link-local endpoints of the host; those are refused unless
-//! `webhook_allow_link_local` is set. Loopback and private networks stay allowed (development, and
+//! Where outbound calls may go (webhook deliveries and forwards). A URL chosen by a user could aim at the
+//! cloud metadata service or other link-local endpoints of the host; those are refused (for webhooks,
+//! unless `webhook_allow_link_local` is set). Loopback and private networks stay allowed (development, and
 //! receivers inside the operator's network). The check runs on the addresses the connection really
 //! uses: IP literals before sending, host names inside the HTTP client's resolver, so that a name that
 //! resolves to a public address when checked and to a metadata address when used (DNS rebinding)
