@@ -96,16 +96,14 @@ pub async fn add_destination(
         created_at: Ts::now(),
         removed_at: None,
     };
-    store.insert_destination(&destination).await?;
-    store
-        .insert_audit_event(&AuditEvent::new(
-            Some(account_id),
-            actor,
-            Action::DestinationAdd,
-            Some(destination.id.to_string()),
-            "success",
-        ))
-        .await?;
+    let audit = AuditEvent::new(
+        Some(account_id),
+        actor,
+        Action::DestinationAdd,
+        Some(destination.id.to_string()),
+        "success",
+    );
+    store.insert_destination(&destination, &audit).await?;
     Ok(destination)
 }
 
@@ -120,18 +118,16 @@ pub async fn remove_destination(
         .await?
         .filter(|d| d.removed_at.is_none())
         .ok_or(DestinationError::UnknownDestination(id))?;
-    if !store.remove_destination(id, Ts::now()).await? {
+    let audit = AuditEvent::new(
+        Some(destination.account_id),
+        actor,
+        Action::DestinationRemove,
+        Some(id.to_string()),
+        "success",
+    );
+    if !store.remove_destination(id, Ts::now(), &audit).await? {
         return Err(DestinationError::UnknownDestination(id));
     }
-    store
-        .insert_audit_event(&AuditEvent::new(
-            Some(destination.account_id),
-            actor,
-            Action::DestinationRemove,
-            Some(id.to_string()),
-            "success",
-        ))
-        .await?;
     Ok(destination)
 }
 

@@ -176,11 +176,14 @@ pub async fn add_processor(
         created_at: Ts::now(),
         removed_at: None,
     };
-    store.insert_processor(&record).await.map_err(|e| match e {
-        StoreError::Constraint(_) => ProcessorError::NameTaken(new.name.to_owned()),
-        other => other.into(),
-    })?;
-    audit(store, &record, actor, Action::ProcessorAdd).await?;
+    let audit = audit(&record, actor, Action::ProcessorAdd);
+    store
+        .insert_processor(&record, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::Constraint(_) => ProcessorError::NameTaken(new.name.to_owned()),
+            other => other.into(),
+        })?;
     Ok(record)
 }
 
@@ -196,28 +199,22 @@ pub async fn remove_processor(
         .await?
         .filter(|p| p.removed_at.is_none())
         .ok_or(ProcessorError::UnknownProcessor(id))?;
-    if !store.remove_processor(id, Ts::now()).await? {
+    let audit = audit(&record, actor, Action::ProcessorRemove);
+    if !store.remove_processor(id, Ts::now(), &audit).await? {
         return Err(ProcessorError::UnknownProcessor(id));
     }
-    audit(store, &record, actor, Action::ProcessorRemove).await?;
     Ok(record)
 }
 
-async fn audit(
-    store: &DynStore,
-    record: &ProcessorRecord,
-    actor: &str,
-    action: Action,
-) -> Result<(), StoreError> {
-    store
-        .insert_audit_event(&AuditEvent::new(
-            Some(record.account_id),
-            actor,
-            action,
-            Some(record.id.to_string()),
-            "success",
-        ))
-        .await
+/// The audit row of an admin action on `record`, written with the change.
+fn audit(record: &ProcessorRecord, actor: &str, action: Action) -> AuditEvent {
+    AuditEvent::new(
+        Some(record.account_id),
+        actor,
+        action,
+        Some(record.id.to_string()),
+        "success",
+    )
 }
 
 /// The non-secret settings of a stored processor.

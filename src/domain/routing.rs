@@ -312,17 +312,15 @@ pub async fn set_rules(
     known.insert(SANDBOX.to_owned());
     let rules = parse_rules(text, &known).map_err(RoutingError::Invalid)?;
     let stored = serde_json::to_string(&rules).map_err(|e| RoutingError::Invalid(e.to_string()))?;
+    let audit = crate::store::AuditEvent::new(
+        Some(account_id),
+        actor,
+        crate::store::Action::RouteSet,
+        None,
+        "success",
+    );
     store
-        .set_routing_rules(account_id, &stored, Ts::now())
-        .await?;
-    store
-        .insert_audit_event(&crate::store::AuditEvent::new(
-            Some(account_id),
-            actor,
-            crate::store::Action::RouteSet,
-            None,
-            "success",
-        ))
+        .set_routing_rules(account_id, &stored, Ts::now(), &audit)
         .await?;
     Ok(rules)
 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreResult, Ts};
+use super::{AuditEvent, StoreResult, Ts};
 
 pub const DESTINATION_COLUMNS: &str = "id, account_id, url, created_at, removed_at";
 
@@ -21,7 +21,12 @@ pub struct DestinationRecord {
 
 #[async_trait]
 pub trait DestinationStore {
-    async fn insert_destination(&self, destination: &DestinationRecord) -> StoreResult<()>;
+    /// Inserts the entry and writes `audit` in the same transaction.
+    async fn insert_destination(
+        &self,
+        destination: &DestinationRecord,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     /// The entry, removed or not.
     async fn get_destination(&self, id: Uuid) -> StoreResult<Option<DestinationRecord>>;
     /// Entries not removed, of one account or of all, oldest first.
@@ -29,21 +34,27 @@ pub trait DestinationStore {
         &self,
         account_id: Option<Uuid>,
     ) -> StoreResult<Vec<DestinationRecord>>;
-    /// Marks the entry removed; false if it does not exist or was removed already.
-    async fn remove_destination(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    /// Marks the entry removed and writes `audit` in the same transaction; false (and nothing written)
+    /// if it does not exist or was removed already.
+    async fn remove_destination(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool>;
 }
 
 macro_rules! impl_destination_store {
     ($store:ty) => {
         const _: () = {
+        use $crate::store::audit::write_audit;
         use $crate::store::backend::SqlBackend;
+        use $crate::store::AuditEvent;
+        type Db = <$store as SqlBackend>::DB;
 
         #[async_trait::async_trait]
         impl $crate::store::DestinationStore for $store {
             async fn insert_destination(
                 &self,
                 d: &$crate::store::DestinationRecord,
+                audit: &AuditEvent,
             ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool().begin().await?;
                 let sql = format!(
                     "INSERT INTO forward_destinations ({}) VALUES ($1, $2, $3, $4, $5)",
                     $crate::store::destinations::DESTINATION_COLUMNS
@@ -54,8 +65,10 @@ macro_rules! impl_destination_store {
                     .bind(&d.url)
                     .bind(d.created_at)
                     .bind(d.removed_at)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
+                write_audit::<Db>(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -97,16 +110,23 @@ macro_rules! impl_destination_store {
                 &self,
                 id: uuid::Uuid,
                 at: $crate::store::Ts,
+                audit: &AuditEvent,
             ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool().begin().await?;
                 let done = sqlx::query(
                     "UPDATE forward_destinations SET removed_at = $2 \
                      WHERE id = $1 AND removed_at IS NULL",
                 )
                 .bind(id)
                 .bind(at)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                write_audit::<Db>(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
         };

@@ -7,7 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{StoreResult, TransactionRecord, Ts};
+use super::{AuditEvent, StoreResult, TransactionRecord, Ts};
 
 pub const PROCESSOR_COLUMNS: &str =
     "id, account_id, name, kind, settings, sealed_secrets, created_at, removed_at";
@@ -39,17 +39,29 @@ impl fmt::Debug for ProcessorRecord {
 
 #[async_trait]
 pub trait ProcessorStore {
-    /// A second live processor of the same name violates `processors_live_name`.
-    async fn insert_processor(&self, processor: &ProcessorRecord) -> StoreResult<()>;
+    /// Inserts the processor and writes `audit` in the same transaction. A second live processor of the
+    /// same name violates `processors_live_name` (and nothing is written).
+    async fn insert_processor(
+        &self,
+        processor: &ProcessorRecord,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     async fn get_processor(&self, id: Uuid) -> StoreResult<Option<ProcessorRecord>>;
     /// Live processors, of one account or of all, oldest first.
     async fn list_processors(&self, account_id: Option<Uuid>) -> StoreResult<Vec<ProcessorRecord>>;
-    /// Marks the processor removed and wipes its sealed secrets; false if it was not live.
-    async fn remove_processor(&self, id: Uuid, at: Ts) -> StoreResult<bool>;
+    /// Marks the processor removed, wipes its sealed secrets and writes `audit`, in one transaction;
+    /// false (and nothing written) if it was not live.
+    async fn remove_processor(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool>;
     /// The account's routing rules as stored (JSON), if it has any.
     async fn get_routing_rules(&self, account_id: Uuid) -> StoreResult<Option<String>>;
-    /// Replaces the account's rules in one statement.
-    async fn set_routing_rules(&self, account_id: Uuid, rules: &str, at: Ts) -> StoreResult<()>;
+    /// Replaces the account's rules in one statement, with `audit` in the same transaction.
+    async fn set_routing_rules(
+        &self,
+        account_id: Uuid,
+        rules: &str,
+        at: Ts,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     /// A failed authorization attempt handed over to `processor`: records the attempt and moves the
     /// payment (still at `expected_version`) to `processor` at the next version; false if it moved on.
     async fn record_failover(
@@ -68,12 +80,19 @@ macro_rules! impl_processor_store {
     ($store:ty) => {
         const _: () = {
         use uuid::Uuid;
+        use $crate::store::audit::write_audit;
         use $crate::store::backend::SqlBackend;
-        use $crate::store::{StoreResult, Ts};
+        use $crate::store::{AuditEvent, StoreResult, Ts};
+        type Db = <$store as SqlBackend>::DB;
 
         #[async_trait::async_trait]
         impl $crate::store::ProcessorStore for $store {
-            async fn insert_processor(&self, p: &$crate::store::ProcessorRecord) -> StoreResult<()> {
+            async fn insert_processor(
+                &self,
+                p: &$crate::store::ProcessorRecord,
+                audit: &AuditEvent,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool().begin().await?;
                 let sql = format!(
                     "INSERT INTO processors ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     $crate::store::processors::PROCESSOR_COLUMNS
@@ -87,8 +106,10 @@ macro_rules! impl_processor_store {
                     .bind(&p.sealed_secrets)
                     .bind(p.created_at)
                     .bind(p.removed_at)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
+                write_audit::<Db>(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -112,16 +133,22 @@ macro_rules! impl_processor_store {
                 Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(self.pool()).await?)
             }
 
-            async fn remove_processor(&self, id: Uuid, at: Ts) -> StoreResult<bool> {
+            async fn remove_processor(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool> {
+                let mut tx = self.pool().begin().await?;
                 let done = sqlx::query(
                     "UPDATE processors SET removed_at = $2, sealed_secrets = NULL \
                      WHERE id = $1 AND removed_at IS NULL",
                 )
                 .bind(id)
                 .bind(at)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                write_audit::<Db>(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn get_routing_rules(&self, account_id: Uuid) -> StoreResult<Option<String>> {
@@ -131,7 +158,14 @@ macro_rules! impl_processor_store {
                     .await?)
             }
 
-            async fn set_routing_rules(&self, account_id: Uuid, rules: &str, at: Ts) -> StoreResult<()> {
+            async fn set_routing_rules(
+                &self,
+                account_id: Uuid,
+                rules: &str,
+                at: Ts,
+                audit: &AuditEvent,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool().begin().await?;
                 sqlx::query(
                     "INSERT INTO routing_rules (account_id, rules, updated_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (account_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
@@ -139,8 +173,10 @@ macro_rules! impl_processor_store {
                 .bind(account_id)
                 .bind(rules)
                 .bind(at)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
+                write_audit::<Db>(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -1,10 +1,10 @@
-//! The destination store on both backends: entries round-trip exactly, lists hold only the live entries
-//! of the account asked for (oldest first), and an entry is removed once.
+//! The destination store on both backends: entries round-trip exactly with their audit rows, lists hold
+//! only the live entries of the account asked for (oldest first), and an entry is removed once.
 
-use strongroom::store::{DestinationRecord, Ts};
+use strongroom::store::{Action, DestinationRecord, Ts};
 use uuid::Uuid;
 
-use super::{account, insert_account, store_with_account, t0};
+use super::{account, audited, insert_account, noted, store_with_account, t0, trail};
 use crate::support::{on_both_backends, Backend};
 
 on_both_backends!(
@@ -34,8 +34,18 @@ async fn destinations_round_trip_and_list_per_account(backend: Backend) {
     );
     let foreign = destination(other.id, "https://api.example.net/", t0());
     for d in [&second, &first, &foreign] {
-        store.insert_destination(d).await.unwrap();
+        store
+            .insert_destination(d, &audited(d.account_id, Action::DestinationAdd, d.id))
+            .await
+            .unwrap();
     }
+    assert_eq!(
+        trail(&store, acme.id).await,
+        [
+            (Action::DestinationAdd, Some(second.id.to_string())),
+            (Action::DestinationAdd, Some(first.id.to_string())),
+        ]
+    );
     assert_eq!(
         store.get_destination(first.id).await.unwrap(),
         Some(first.clone())
@@ -54,11 +64,23 @@ async fn destinations_round_trip_and_list_per_account(backend: Backend) {
 async fn a_destination_is_removed_once_and_leaves_the_list(backend: Backend) {
     let (_db, store, acme) = store_with_account(backend).await;
     let d = destination(acme.id, "https://api.example.com/v1/", t0());
-    store.insert_destination(&d).await.unwrap();
+    store
+        .insert_destination(&d, &noted(Action::DestinationAdd))
+        .await
+        .unwrap();
     let at = t0().plus(std::time::Duration::from_secs(5));
-    assert!(store.remove_destination(d.id, at).await.unwrap());
-    assert!(!store.remove_destination(d.id, at).await.unwrap());
-    assert!(!store.remove_destination(Uuid::new_v4(), at).await.unwrap());
+    let removal = audited(acme.id, Action::DestinationRemove, d.id);
+    assert!(store.remove_destination(d.id, at, &removal).await.unwrap());
+    assert!(!store.remove_destination(d.id, at, &removal).await.unwrap());
+    assert!(!store
+        .remove_destination(Uuid::new_v4(), at, &removal)
+        .await
+        .unwrap());
+    // Only the removal that happened is in the trail.
+    assert_eq!(
+        trail(&store, acme.id).await,
+        [(Action::DestinationRemove, Some(d.id.to_string()))]
+    );
     assert_eq!(
         store.list_destinations(Some(acme.id)).await.unwrap(),
         vec![]

@@ -2,10 +2,10 @@
 //! removal, removal wipes the sealed secrets once, rules are replaced whole, and a failover moves a
 //! payment only from the version it was read at, writing its attempt in the same transaction.
 
-use strongroom::store::{ProcessorRecord, StoreError, TransactionRecord, Ts};
+use strongroom::store::{Action, ProcessorRecord, StoreError, TransactionRecord, Ts};
 use uuid::Uuid;
 
-use super::{account, insert_account};
+use super::{account, audited, insert_account, noted, trail};
 use crate::support::{on_both_backends, payment, spawn_app, Backend, TestDb};
 
 on_both_backends!(
@@ -32,14 +32,23 @@ async fn processors_and_rules_round_trip(backend: Backend) {
     let account = account("acme");
     insert_account(&store, &account).await;
     let first = processor(account.id, "stripe-eu");
-    store.insert_processor(&first).await.unwrap();
+    store
+        .insert_processor(&first, &audited(account.id, Action::ProcessorAdd, first.id))
+        .await
+        .unwrap();
     let err = store
-        .insert_processor(&processor(account.id, "stripe-eu"))
+        .insert_processor(
+            &processor(account.id, "stripe-eu"),
+            &noted(Action::ProcessorAdd),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
     let second = processor(account.id, "stripe-us");
-    store.insert_processor(&second).await.unwrap();
+    store
+        .insert_processor(&second, &noted(Action::ProcessorAdd))
+        .await
+        .unwrap();
     let listed: Vec<_> = store
         .list_processors(Some(account.id))
         .await
@@ -55,22 +64,47 @@ async fn processors_and_rules_round_trip(backend: Backend) {
         .is_empty());
     assert_eq!(store.list_processors(None).await.unwrap().len(), 2);
 
-    assert!(store.remove_processor(first.id, Ts::now()).await.unwrap());
-    assert!(!store.remove_processor(first.id, Ts::now()).await.unwrap());
+    assert!(store
+        .remove_processor(
+            first.id,
+            Ts::now(),
+            &audited(account.id, Action::ProcessorRemove, first.id)
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_processor(
+            first.id,
+            Ts::now(),
+            &audited(account.id, Action::ProcessorRemove, first.id)
+        )
+        .await
+        .unwrap());
+    // The refused insert and the second removal wrote nothing to the account's trail.
+    assert_eq!(
+        trail(&store, account.id).await,
+        [
+            (Action::ProcessorAdd, Some(first.id.to_string())),
+            (Action::ProcessorRemove, Some(first.id.to_string())),
+        ]
+    );
     let removed = store.get_processor(first.id).await.unwrap().unwrap();
     assert!(removed.sealed_secrets.is_none() && removed.removed_at.is_some());
     store
-        .insert_processor(&processor(account.id, "stripe-eu"))
+        .insert_processor(
+            &processor(account.id, "stripe-eu"),
+            &noted(Action::ProcessorAdd),
+        )
         .await
         .unwrap();
 
     assert_eq!(store.get_routing_rules(account.id).await.unwrap(), None);
     store
-        .set_routing_rules(account.id, "[1]", Ts::now())
+        .set_routing_rules(account.id, "[1]", Ts::now(), &noted(Action::RouteSet))
         .await
         .unwrap();
     store
-        .set_routing_rules(account.id, "[2]", Ts::now())
+        .set_routing_rules(account.id, "[2]", Ts::now(), &noted(Action::RouteSet))
         .await
         .unwrap();
     assert_eq!(
