@@ -4,7 +4,7 @@
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::backend::placeholders;
+use super::backend::{placeholders, SqlDb};
 use super::{NewJob, OutboxRecord, Ts};
 
 /// A payment row. `version` grows with every change; changes are made only against the version read.
@@ -235,4 +235,34 @@ pub(crate) fn payment_filter(
         next += filter.currencies.len();
     }
     (sql, next)
+}
+
+/// Inserts one processor transaction of a payment, inside the transaction of the step that made it.
+pub(crate) async fn write_transaction<DB>(
+    conn: &mut DB::Connection,
+    t: &TransactionRecord,
+) -> Result<(), sqlx::Error>
+where
+    DB: SqlDb,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Ts: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    let mut insert = QueryBuilder::<DB>::new(format!(
+        "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) "
+    ));
+    insert.push_values([t], |mut row, t| {
+        row.push_bind(t.id)
+            .push_bind(t.payment_id)
+            .push_bind(t.created_at)
+            .push_bind(t.kind.as_str())
+            .push_bind(t.status.as_str())
+            .push_bind(t.amount)
+            .push_bind(t.processor_reference.as_deref())
+            .push_bind(t.message.as_deref());
+    });
+    DB::execute_built(conn, &mut insert).await?;
+    Ok(())
 }

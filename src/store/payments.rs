@@ -164,20 +164,7 @@ macro_rules! impl_payment_store {
                         }
                     }
                     if let Some(t) = &c.transaction {
-                        let sql = format!(
-                            "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                        );
-                        sqlx::query(&sql)
-                            .bind(t.id)
-                            .bind(t.payment_id)
-                            .bind(t.created_at)
-                            .bind(&t.kind)
-                            .bind(&t.status)
-                            .bind(t.amount)
-                            .bind(&t.processor_reference)
-                            .bind(&t.message)
-                            .execute(&mut *tx)
-                            .await?;
+                        $crate::store::payment_records::write_transaction::<Db>(&mut tx, t).await?;
                     }
                     if let Some(r) = &c.new_refund {
                         let sql = format!(

@@ -191,32 +191,19 @@ macro_rules! impl_processor_store {
                 let mut tx = self.pool().begin().await?;
                 let moved = sqlx::query(
                     "UPDATE payments SET processor = $3, version = version + 1, updated_at = $4 \
-                     WHERE id = $1 AND version = $2 AND status = 'processing'",
+                     WHERE id = $1 AND version = $2 AND status = $5",
                 )
                 .bind(payment_id)
                 .bind(expected_version)
                 .bind(processor)
                 .bind(at)
+                .bind($crate::model::payment::PaymentStatus::Processing.as_str())
                 .execute(&mut *tx)
                 .await?;
                 if moved.rows_affected() != 1 {
                     return Ok(false);
                 }
-                let sql = format!(
-                    "INSERT INTO payment_transactions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    $crate::store::payment_records::TRANSACTION_COLUMNS
-                );
-                sqlx::query(&sql)
-                    .bind(t.id)
-                    .bind(t.payment_id)
-                    .bind(t.created_at)
-                    .bind(&t.kind)
-                    .bind(&t.status)
-                    .bind(t.amount)
-                    .bind(&t.processor_reference)
-                    .bind(&t.message)
-                    .execute(&mut *tx)
-                    .await?;
+                $crate::store::payment_records::write_transaction::<Db>(&mut tx, t).await?;
                 tx.commit().await?;
                 Ok(true)
             }
