@@ -4,10 +4,12 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::{Database, Encode, QueryBuilder, Type};
+use sqlx::{Database, Encode, QueryBuilder, Transaction, Type};
 use uuid::Uuid;
 
 use super::backend::SqlDb;
+use super::webhook_records::write_outbox;
+use super::OutboxRecord;
 use super::{StoreResult, Ts};
 use crate::model::string_enum;
 
@@ -155,6 +157,35 @@ where
     push_audit_insert(&mut insert, events);
     DB::execute_built(conn, &mut insert).await?;
     Ok(())
+}
+
+/// Ends a guarded change (an UPDATE or DELETE that must hit exactly its one row): when `rows` is 1, the
+/// change's audit row and outbox are written in its transaction and it commits; otherwise nothing is
+/// written and the transaction rolls back on drop. Answers whether the change happened.
+pub(crate) async fn commit_if_one<DB>(
+    mut tx: Transaction<'_, DB>,
+    rows: u64,
+    audit: Option<&AuditEvent>,
+    outbox: &[OutboxRecord],
+) -> Result<bool, sqlx::Error>
+where
+    DB: SqlDb,
+    for<'q> Ts: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    if rows != 1 {
+        return Ok(false);
+    }
+    if let Some(audit) = audit {
+        write_audit::<DB>(&mut tx, audit).await?;
+    }
+    write_outbox::<DB>(&mut tx, outbox).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 macro_rules! impl_audit_store {

@@ -121,12 +121,7 @@ macro_rules! impl_destination_store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                if done.rows_affected() != 1 {
-                    return Ok(false);
-                }
-                write_audit::<Db>(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(true)
+                Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), &[]).await?)
             }
         }
         };

@@ -145,10 +145,8 @@ macro_rules! impl_token_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
-            use $crate::store::audit::write_audit;
             use $crate::store::backend::SqlBackend;
             use $crate::store::tokens::{token_filter, TOKEN_COLUMNS};
-            use $crate::store::webhook_records::write_outbox;
             use $crate::store::{AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
 
             type Db = <$store as SqlBackend>::DB;
@@ -208,13 +206,7 @@ macro_rules! impl_token_store {
                         .bind(account_id)
                         .execute(&mut *tx)
                         .await?;
-                    if done.rows_affected() != 1 {
-                        return Ok(false);
-                    }
-                    write_audit::<Db>(&mut tx, audit).await?;
-                    write_outbox::<Db>(&mut tx, outbox).await?;
-                    tx.commit().await?;
-                    Ok(true)
+                    Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), outbox).await?)
                 }
 
                 async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64> {
@@ -239,13 +231,7 @@ macro_rules! impl_token_store {
                         .bind(account_id)
                         .execute(&mut *tx)
                         .await?;
-                    if done.rows_affected() != 1 {
-                        return Ok(false);
-                    }
-                    write_audit::<Db>(&mut tx, audit).await?;
-                    write_outbox::<Db>(&mut tx, outbox).await?;
-                    tx.commit().await?;
-                    Ok(true)
+                    Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), outbox).await?)
                 }
             }
         };

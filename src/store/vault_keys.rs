@@ -46,7 +46,6 @@ macro_rules! impl_vault_key_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
-            use $crate::store::audit::write_audit;
             use $crate::store::backend::SqlBackend;
             use $crate::store::vault_keys::ACCOUNT_KEYS_COLUMNS;
             use $crate::store::{AccountKeysRecord, AuditEvent, StoreResult, VaultKeyStore};
@@ -109,14 +108,7 @@ macro_rules! impl_vault_key_store {
                     .bind(old_master_version)
                     .execute(&mut *tx)
                     .await?;
-                    if done.rows_affected() != 1 {
-                        return Ok(false);
-                    }
-                    if let Some(audit) = audit {
-                        write_audit::<Db>(&mut tx, audit).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(true)
+                    Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), audit, &[]).await?)
                 }
             }
         };

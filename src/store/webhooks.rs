@@ -113,12 +113,7 @@ macro_rules! impl_webhook_store {
                             .bind(at)
                             .execute(&mut *tx)
                             .await?;
-                    if done.rows_affected() != 1 {
-                        return Ok(false);
-                    }
-                    write_audit::<Db>(&mut tx, audit).await?;
-                    tx.commit().await?;
-                    Ok(true)
+                    Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), &[]).await?)
                 }
 
                 async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>> {

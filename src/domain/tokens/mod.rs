@@ -14,7 +14,7 @@ pub use writer::TokenWriter;
 
 use super::webhooks::{EventError, EventType, Webhooks};
 use super::InternalError;
-use crate::model::card::{CardData, Scheme};
+use crate::model::card::CardData;
 use crate::model::token::TokenStatus;
 use crate::store::{Action, AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
 use crate::vault::cvc::CvcCache;
@@ -234,9 +234,5 @@ impl Tokens {
             ))
             .await?;
         Ok(opened?)
-    }
-
-    pub fn scheme_of(token: &TokenRecord) -> Scheme {
-        Scheme::parse(&token.scheme)
     }
 }
