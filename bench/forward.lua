@@ -1,5 +1,5 @@
 -- wrk script for bench/forward.sh: POSTs a card-shaped JSON body, either straight to the receiver
--- (FORWARD_MODE=direct, the body already filled) or through POST /forward (placeholders, the token and
+-- (FORWARD_MODE=direct, the body already filled) or through POST /forward or the bare relay (placeholders, the token and
 -- the destination in headers). Settings come from the environment.
 
 local mode = os.getenv("FORWARD_MODE") or "forward"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Forwarding benchmark: one local receiver (examples/webhook_receiver.rs, answering every POST /hook with
-# 200) called directly and through POST /forward of the release server, in the same run, at 1 and 16
-# connections; prints req/s and p50/p99 of both and what the proxy adds (latency at p50 and p99, and
-# forwarded throughput as a share of direct). It measures and prints; it asserts nothing.
+# 200) called directly, through a bare relay (examples/bare_relay.rs: the same HTTP stack passing the POST
+# on and nothing else, the floor under any proxy's cost) and through POST /forward of the release server,
+# in the same run, at 1 and 16 connections; prints req/s and p50/p99 of each and what the proxy adds
+# (latency at p50 and p99, and forwarded throughput as a share of direct and of the bare relay). It
+# measures and prints; it asserts nothing.
 #
 #   bench/forward.sh                        # SQLite, 10 s per measurement, 1 and 16 connections
 #   DURATION=5s BACKENDS="sqlite postgres" CONNECTIONS="1 16 64" bench/forward.sh
@@ -16,28 +18,33 @@ CONNECTIONS="${CONNECTIONS:-1 16}"
 source bench/lib.sh
 bench_setup
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --quiet --example webhook_receiver
+cargo build --release --quiet --example webhook_receiver --example bare_relay
 BIN="$TARGET/release/strongroom"
-RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
-RECEIVER_PID=""
+HELPER_PIDS=()
 
-stop_receiver() {
-    if [ -n "$RECEIVER_PID" ]; then
-        kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null || true
-    fi
-    RECEIVER_PID=""
+stop_helpers() {
+    for pid in "${HELPER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    done
+    HELPER_PIDS=()
 }
-trap 'stop_receiver; bench_cleanup' EXIT
+trap 'stop_helpers; bench_cleanup' EXIT
 
-"$RECEIVER_BIN" 127.0.0.1:0 >"$WORK/receiver.log" 2>&1 &
-RECEIVER_PID=$!
-RECEIVER=""
-for _ in $(seq 1 100); do
-    RECEIVER=$(grep -o 'listening on [0-9.:]*' "$WORK/receiver.log" 2>/dev/null | awk '{print $3}') || true
-    [ -n "$RECEIVER" ] && break
-    sleep 0.05
-done
-[ -n "$RECEIVER" ] || { echo "the receiver did not start" >&2; exit 1; }
+# start_helper NAME: runs examples/NAME on a free port and prints the address it listens on.
+start_helper() {
+    "$TARGET/release/examples/$1" 127.0.0.1:0 >"$WORK/$1.log" 2>&1 &
+    HELPER_PIDS+=($!)
+    local addr=""
+    for _ in $(seq 1 100); do
+        addr=$(grep -o 'listening on [0-9.:]*' "$WORK/$1.log" 2>/dev/null | awk '{print $3}') || true
+        [ -n "$addr" ] && break
+        sleep 0.05
+    done
+    [ -n "$addr" ] || { echo "$1 did not start" >&2; exit 1; }
+    echo "$addr"
+}
+RECEIVER=$(start_helper webhook_receiver)
+RELAY=$(start_helper bare_relay)
 
 # measure MODE URL CONNS: prints "req/s p50_ms p99_ms errors".
 measure() {
@@ -60,13 +67,16 @@ for backend in $BACKENDS; do
     export STRONGROOM_BENCH_KEY="$KEY" FORWARD_TOKEN="$TOKEN" FORWARD_DESTINATION="http://$RECEIVER/hook"
     for conns in $CONNECTIONS; do
         read -r d_rps d_p50 d_p99 d_err < <(measure direct "http://$RECEIVER" "$conns")
+        read -r r_rps r_p50 r_p99 r_err < <(measure forward "http://$RELAY" "$conns")
         read -r f_rps f_p50 f_p99 f_err < <(measure forward "$BASE" "$conns")
         printf '%-9s %6s  %-16s %10s %9s %9s %8s\n' "$backend" "$conns" "direct" "$d_rps" "$d_p50" "$d_p99" "$d_err"
+        printf '%-9s %6s  %-16s %10s %9s %9s %8s\n' "$backend" "$conns" "bare relay" "$r_rps" "$r_p50" "$r_p99" "$r_err"
         printf '%-9s %6s  %-16s %10s %9s %9s %8s\n' "$backend" "$conns" "POST /forward" "$f_rps" "$f_p50" "$f_p99" "$f_err"
-        awk -v b="$backend" -v c="$conns" -v dr="$d_rps" -v fr="$f_rps" -v d50="$d_p50" -v f50="$f_p50" \
-            -v d99="$d_p99" -v f99="$f_p99" 'BEGIN {
-                printf "%-9s %6s  %-16s %+9.2f ms at p50, %+.2f ms at p99, throughput %.0f%% of direct\n",
-                    b, c, "added", f50 - d50, f99 - d99, (dr > 0 ? 100 * fr / dr : 0) }'
+        awk -v b="$backend" -v c="$conns" -v dr="$d_rps" -v rr="$r_rps" -v fr="$f_rps" -v d50="$d_p50" \
+            -v f50="$f_p50" -v d99="$d_p99" -v f99="$f_p99" 'BEGIN {
+                printf "%-9s %6s  %-16s %+9.2f ms at p50, %+.2f ms at p99; throughput %.0f%% of direct, %.0f%% of the bare relay (which is %.0f%% of direct)\n",
+                    b, c, "added", f50 - d50, f99 - d99, (dr > 0 ? 100 * fr / dr : 0),
+                    (rr > 0 ? 100 * fr / rr : 0), (dr > 0 ? 100 * rr / dr : 0) }'
     done
     stop_server
     drop_backend

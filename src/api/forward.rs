@@ -118,10 +118,7 @@ pub async fn forward(
 ) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let (token_id, destination) = read_headers(&parts.headers)?;
-    let limit = state.forward.max_body_bytes();
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::invalid("$", too_large(limit)))?;
+    let body = read_body(&state, body).await?;
     let actor = actor(&principal);
     let answer = state
         .forward
@@ -213,6 +210,15 @@ fn relayed_headers(incoming: HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+/// A forward's body read whole, up to the forwarding limit: over it, 422 at `$` (the same answer as a
+/// body that grows over the limit once filled).
+pub async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+    let limit = state.forward.max_body_bytes();
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::invalid("$", too_large(limit)))
 }
 
 pub fn is_forward(parts: &Parts) -> bool {

@@ -41,13 +41,21 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
             ApiError::internal(&"idempotency ran before authentication").into_response()
         })?;
     let (parts, body) = req.into_parts();
-    let limit = state.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::payload_too_large(limit).into_response())?;
-    let account = principal.account_id;
     // A forward's answer holds what a third party said about a card: it is kept sealed (see api::forward).
+    // Its body has its own limit and its own answer when over it (422 at `$`), with a key or without.
     let forward = super::forward::is_forward(&parts);
+    let bytes = match forward {
+        false => {
+            let limit = state.config.max_body_bytes;
+            axum::body::to_bytes(body, limit)
+                .await
+                .map_err(|_| ApiError::payload_too_large(limit).into_response())?
+        }
+        true => super::forward::read_body(&state, body)
+            .await
+            .map_err(IntoResponse::into_response)?,
+    };
+    let account = principal.account_id;
     let scope = super::forward::idempotency_scope(&parts);
     let fingerprint = request_fingerprint(&state, account, &parts.method, &scope, &bytes)
         .await

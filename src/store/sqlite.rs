@@ -88,7 +88,9 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("mmap_size", "268435456");
+        // No memory-mapped reads: every commit of another connection makes each reader unmap and map
+        // the whole file again on its next read, a TLB shoot-down on every core per read.
+        .pragma("mmap_size", "0");
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))

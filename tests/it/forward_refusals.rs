@@ -287,6 +287,16 @@ async fn a_body_over_the_limit_is_422(backend: Backend) {
         answer.body,
         validation_body(&[("$", "the body is larger than the limit of 2048 bytes")])
     );
+    // The same answer when the idempotency layer reads the body first.
+    let keyed = forward(&app, token, &destination.url("/pay"))
+        .header("x-idempotency-key", "too-large-1")
+        .body("x".repeat(3000));
+    let answer = send(keyed).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer.body,
+        validation_body(&[("$", "the body is larger than the limit of 2048 bytes")])
+    );
     // Under the limit as sent, over it once filled (a long name replaces a short placeholder).
     let named = crate::forward::token(&app, Some(&"N".repeat(200)), None).await;
     let body = format!("{}{{{{ cardholder_name }}}}", "x".repeat(1900));
