@@ -8,6 +8,7 @@ mod backend;
 mod cli;
 mod client;
 mod db;
+pub mod fake_adyen;
 pub mod fake_stripe;
 mod imports;
 mod jobs;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::app::TestApp;
 use super::backend::Backend;
 use super::db::TestDb;
+use super::fake_adyen::FakeAdyen;
 
 /// The secret key the fake payments Stripe accepts.
 pub const STRIPE_SECRET: &str = "sk_test_processor_51SeCrEt";
@@ -68,6 +69,28 @@ impl TestApp {
             &["--timeout-ms", "1000"],
         )
         .await
+    }
+
+    /// Adds an Adyen processor pointed at `fake` (its key, merchant account and HMAC key), with a short
+    /// deadline for each call, and points the fake's notifications at this server; returns the
+    /// processor's id.
+    pub async fn add_adyen(&self, name: &str, fake: &FakeAdyen) -> String {
+        let config = fake.config();
+        let secrets = serde_json::json!({"api_key": config.api_key,
+            "merchant_account": config.merchant_account, "hmac_key": config.hmac_key});
+        let added = self
+            .add_processor(
+                None,
+                name,
+                "adyen",
+                &fake.base_url(),
+                &secrets,
+                &["--timeout-ms", "1000"],
+            )
+            .await;
+        let id = added["id"].as_str().expect("an id").to_owned();
+        fake.set_notify_url(&format!("{}/processors/{id}/notifications", self.base));
+        id
     }
 
     /// `route set` for the default account; returns (exited 0, stdout, stderr).
