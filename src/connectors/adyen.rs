@@ -199,6 +199,12 @@ fn refused(status: u16, error: &ServiceError, authorizing: bool) -> Outcome {
             message,
         };
     }
+    // 704: the same idempotency key is still being processed; 429: Adyen's rate limit.
+    if error.error_code.as_deref() == Some("704") {
+        return Outcome::Error {
+            message: "The processor was busy with the same request",
+        };
+    }
     match status {
         429 => Outcome::Error {
             message: "The processor limited the request rate",

@@ -1,7 +1,8 @@
 //! Every use case through the Adyen connector, against the fake Adyen: the request shapes per use case,
 //! manual and partial capture, void and partial refunds that Adyen accepts and completes by notification
 //! (the payment `capturing` until then, then `captured` with its webhook), repeated and badly signed
-//! notifications, refusals as failure details without failover, and failover from an Adyen 500 or timeout.
+//! notifications, refusals as failure details without failover, failover from an Adyen 500 or timeout,
+//! and a retried job that never acts twice at Adyen.
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ on_both_backends!(
     repeated_and_badly_signed_notifications_change_nothing,
     adyen_refusals_become_failure_details_without_failover,
     an_adyen_500_or_timeout_fails_over_to_the_next_processor,
+    a_capture_and_a_refund_whose_answers_were_lost_happen_once_at_adyen,
 );
 
 fn simple(id: &str) -> String {
@@ -407,4 +409,77 @@ async fn an_adyen_500_or_timeout_fails_over_to_the_next_processor(backend: Backe
         "captured"
     );
     assert_eq!(adyen.requests(), before);
+}
+
+/// Runs the due jobs, then again after the first retry's backoff (about a second).
+async fn run_jobs_with_one_retry(app: &TestApp) {
+    app.run_jobs().await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    app.run_jobs().await;
+}
+
+async fn a_capture_and_a_refund_whose_answers_were_lost_happen_once_at_adyen(backend: Backend) {
+    let (app, adyen, _) = app_with_adyen(backend, None).await;
+    let token = app.token_for("4111111111111111").await;
+    let p = app.pay("one-off", &payment(&token, 1000, "manual")).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+
+    // Adyen takes the capture, the answer is lost: the retry, under the same key, is answered from it.
+    adyen.fail_next(
+        AdyenRoute::Captures,
+        AdyenFault::AnswerLost(Duration::from_secs(2)),
+        1,
+    );
+    app.capture(&id, Some(&json!({"amount": 900})))
+        .await
+        .ok_body();
+    run_jobs_with_one_retry(&app).await;
+    let version = status_of(&app, &id).await;
+    assert_eq!(version["status"], "capturing", "{version}");
+    let captures: Vec<_> = adyen
+        .charges()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("strongroom-capture-"))
+        .collect();
+    assert_eq!(captures.len(), 1, "{captures:?}");
+    assert_eq!(captures[0].1, 1, "one capture at Adyen");
+    assert_eq!(adyen.deliver().await, [200]);
+    let captured = status_of(&app, &id).await;
+    assert_eq!(captured["status"], "captured", "{captured}");
+    assert_eq!(captured["amount"]["captured"], 900);
+
+    // The same for a refund; then one answered 500 first.
+    adyen.fail_next(
+        AdyenRoute::Refunds,
+        AdyenFault::AnswerLost(Duration::from_secs(2)),
+        1,
+    );
+    let lost = app
+        .refund(&id, Some(&json!({"amount": 250})))
+        .await
+        .ok_body();
+    adyen.fail_next(AdyenRoute::Refunds, AdyenFault::Status(500), 1);
+    let failed_first = app
+        .refund(&id, Some(&json!({"amount": 100})))
+        .await
+        .ok_body();
+    run_jobs_with_one_retry(&app).await;
+    assert_eq!(adyen.deliver().await, [200, 200]);
+    for r in [&lost, &failed_first] {
+        let rid = r["id"].as_str().unwrap();
+        let done = app.get_refund(rid).await.ok_body();
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(
+            adyen.charges_for(&format!("strongroom-refund-{}", simple(rid))),
+            1
+        );
+    }
+    assert_eq!(status_of(&app, &id).await["amount"]["refunded"], 350);
+    let refunds = adyen
+        .modifications()
+        .iter()
+        .filter(|(path, _)| path.ends_with("/refunds"))
+        .count();
+    // One refund made at Adyen each: the lost answer's retry was a replay, the 500 did nothing.
+    assert_eq!(refunds, 2, "{:?}", adyen.modifications());
 }

@@ -68,6 +68,9 @@ pub enum AdyenFault {
     Delay(Duration),
     /// `resultCode: Refused` with this `refusalReasonCode` and `refusalReason`.
     Refusal(&'static str, &'static str),
+    /// Do the work (and keep the answer for the idempotency key), then answer only after this long: the
+    /// client gives up although Adyen acted, and must retry with the same key.
+    AnswerLost(Duration),
 }
 
 /// A payment as the fake keeps it.

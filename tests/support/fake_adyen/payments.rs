@@ -70,8 +70,17 @@ fn luhn_valid(number: &str) -> bool {
 
 /// What comes before the work: the key, an injected fault, a replay of the idempotency key.
 enum Gate {
-    Go(Option<String>),
+    /// Do the work under this idempotency key; answer only after the delay, if there is one.
+    Go(Option<String>, Option<std::time::Duration>),
     Answer(Response),
+}
+
+/// The answer, after the delay of a lost answer.
+async fn late(answer: (u16, Value), lost: Option<std::time::Duration>) -> Response {
+    if let Some(delay) = lost {
+        tokio::time::sleep(delay).await;
+    }
+    reply(answer)
 }
 
 async fn gate(shared: &Arc<Shared>, headers: &HeaderMap, route: AdyenRoute) -> Gate {
@@ -108,7 +117,8 @@ async fn gate(shared: &Arc<Shared>, headers: &HeaderMap, route: AdyenRoute) -> G
             json!({"resultCode": "Refused", "refusalReasonCode": code, "refusalReason": reason,
                    "pspReference": psp_reference()}),
         ))),
-        None => Gate::Go(key),
+        Some(AdyenFault::AnswerLost(delay)) => Gate::Go(key, Some(delay)),
+        None => Gate::Go(key, None),
     }
 }
 
@@ -126,15 +136,15 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match gate(&shared, &headers, AdyenRoute::Payments).await {
-        Gate::Go(key) => key,
+    let (key, lost) = match gate(&shared, &headers, AdyenRoute::Payments).await {
+        Gate::Go(key, lost) => (key, lost),
         Gate::Answer(response) => return response,
     };
     let answer = authorise(&shared, &body);
     if answer.0 == 200 {
         remember(&shared, key, &answer);
     }
-    reply(answer)
+    late(answer, lost).await
 }
 
 fn authorise(shared: &Shared, body: &[u8]) -> (u16, Value) {
@@ -229,8 +239,8 @@ pub(crate) async fn modify(
         "refunds" => AdyenRoute::Refunds,
         _ => return reply(error(404, "000", "Not found", "validation")),
     };
-    let key = match gate(&shared, &headers, route).await {
-        Gate::Go(key) => key,
+    let (key, lost) = match gate(&shared, &headers, route).await {
+        Gate::Go(key, lost) => (key, lost),
         Gate::Answer(response) => return response,
     };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -260,7 +270,7 @@ pub(crate) async fn modify(
             super::notify::deliver_all(&shared).await
         });
     }
-    reply(answer)
+    late(answer, lost).await
 }
 
 fn modification(shared: &Shared, route: AdyenRoute, psp: &str, request: &Value) -> (u16, Value) {
