@@ -111,6 +111,14 @@ fn check_fields(kind: ProcessorKind, object: &Map<String, Value>) -> Result<(), 
             None => return Err(bad(format!("{field:?} is required for {kind}"))),
         }
     }
+    // Adyen's HMAC key is the hex string its Customer Area shows; anything else could never verify.
+    if let Some(Value::String(key)) = object.get("hmac_key") {
+        if hex::decode(key).map(Zeroizing::new).is_err() {
+            return Err(bad(
+                "\"hmac_key\" must be the hexadecimal key Adyen's Customer Area shows".into(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -339,6 +347,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("merchant_account"), "{err}");
+        let err = check_secrets(
+            ProcessorKind::Adyen,
+            r#"{"api_key":"k","merchant_account":"m","hmac_key":"not-hex-secret"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("hexadecimal") && !err.contains("not-hex-secret"),
+            "{err}"
+        );
         let err = check_secrets(ProcessorKind::Stripe, "sk_live_oops")
             .unwrap_err()
             .to_string();
