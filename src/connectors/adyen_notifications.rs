@@ -121,4 +121,20 @@ mod tests {
         assert!(!item("%%%").signed_with(key));
         assert!(!item(&good).signed_with("not hex"));
     }
+
+    #[test]
+    fn adyens_documented_example_verifies() {
+        // The example of Adyen's HMAC documentation: no original reference, an AUTHORISATION.
+        let example: NotificationItem = serde_json::from_value(serde_json::json!({
+            "pspReference": "7914073381342284", "merchantAccountCode": "TestMerchant",
+            "merchantReference": "TestPayment-1407325143704",
+            "amount": {"currency": "EUR", "value": 1130}, "eventCode": "AUTHORISATION",
+            "success": "true",
+            "additionalData": {"hmacSignature": "coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0="}
+        }))
+        .unwrap();
+        assert!(
+            example.signed_with("44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056")
+        );
+    }
 }
