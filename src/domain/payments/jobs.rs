@@ -220,9 +220,16 @@ impl Payments {
             self.store.record_pending(&pending, Some(refund.id)).await?;
             return Ok(());
         }
+        // The processor has answered: record that answer, and never ask the processor again for this
+        // refund if it cannot be recorded.
         self.finish_refund(payment, &refund, &outcome)
             .await
-            .map_err(|e| JobError::Retry(e.to_string()))
+            .map_err(|e| match e {
+                PaymentError::Internal(InternalError::Unsettled(why)) => {
+                    JobError::Fatal(why.into())
+                }
+                other => JobError::Retry(other.to_string()),
+            })
     }
 
     /// Records the processor's final answer to a refund still `processing` (from the refund job or a
