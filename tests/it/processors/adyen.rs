@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::fake_adyen::{AdyenFault, AdyenRoute, FakeAdyen, FakeAdyenConfig, NotifyFault};
+use crate::support::fake_adyen::{
+    signature, AdyenFault, AdyenRoute, FakeAdyen, FakeAdyenConfig, NotifyFault,
+};
 use crate::support::fake_stripe::payment_intents::FakePaymentIntents;
 use crate::support::receiver::Receiver;
 use crate::support::{
@@ -23,6 +25,7 @@ on_both_backends!(
     adyen_refusals_become_failure_details_without_failover,
     an_adyen_500_or_timeout_fails_over_to_the_next_processor,
     a_capture_and_a_refund_whose_answers_were_lost_happen_once_at_adyen,
+    notifications_too_early_malformed_or_for_another_account,
 );
 
 fn simple(id: &str) -> String {
@@ -482,4 +485,80 @@ async fn a_capture_and_a_refund_whose_answers_were_lost_happen_once_at_adyen(bac
         .count();
     // One refund made at Adyen each: the lost answer's retry was a replay, the 500 did nothing.
     assert_eq!(refunds, 2, "{:?}", adyen.modifications());
+}
+
+/// A notification item about payment `payment_id` (Adyen reference `original`), signed with `key`.
+fn notification(key: &str, account: &str, payment_id: &str, original: &str, event: &str) -> Value {
+    let mut item = json!({
+        "amount": {"currency": "EUR", "value": 100}, "eventCode": event,
+        "merchantAccountCode": account, "merchantReference": payment_id,
+        "originalReference": original, "pspReference": "8825000000000001", "success": "true",
+    });
+    item["additionalData"] = json!({"hmacSignature": signature(key, &item)});
+    json!({"live": "false", "notificationItems": [{"NotificationRequestItem": item}]})
+}
+
+async fn notifications_too_early_malformed_or_for_another_account(backend: Backend) {
+    let (app, adyen, processor_id) = app_with_adyen(backend, None).await;
+    let config = adyen.config().clone();
+    let url = format!("/processors/{processor_id}/notifications");
+    let token = app.token_for("4111111111111111").await;
+    let p = app
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let listed = app.transactions(&id).await.ok_body();
+    let psp = listed["data"].as_array().or(listed.as_array()).unwrap()[0]["processor_reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refund = app
+        .refund(&id, Some(&json!({"amount": 100})))
+        .await
+        .ok_body();
+
+    // A REFUND before the refund job recorded Adyen's reference: 503, Adyen sends it again later.
+    let early = notification(
+        &config.hmac_key,
+        &config.merchant_account,
+        &id,
+        &psp,
+        "REFUND",
+    );
+    let answer = send(app.anonymous(Method::POST, &url).json(&early)).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.body["classifier"], "UNAVAILABLE");
+
+    // Not Adyen's shape: 422.
+    let answer = send(
+        app.anonymous(Method::POST, &url)
+            .json(&json!({"items": []})),
+    )
+    .await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(
+        answer.body["validation_errors"][0]["path"],
+        "$.notificationItems"
+    );
+
+    // Another merchant account's item, well signed: accepted and ignored.
+    let other = notification(&config.hmac_key, "SomeoneElse", &id, &psp, "REFUND");
+    let answer = app
+        .client
+        .post(format!("{}{url}", app.base))
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "[accepted]");
+
+    // The real one completes the refund.
+    app.run_jobs().await;
+    assert_eq!(adyen.deliver().await, [200]);
+    let done = app
+        .get_refund(refund["id"].as_str().unwrap())
+        .await
+        .ok_body();
+    assert_eq!(done["status"], "completed", "{done}");
 }

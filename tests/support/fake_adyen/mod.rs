@@ -20,6 +20,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use notify::NotifyFault;
+// For tests that write notifications by hand; the example leaves it unused.
+#[allow(unused_imports)]
+pub use notify::signature;
 
 #[derive(Clone, Debug)]
 pub struct FakeAdyenConfig {
