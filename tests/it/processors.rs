@@ -4,6 +4,7 @@
 
 mod admin;
 mod adyen;
+mod adyen_notifications;
 mod failover;
 mod retries;
 mod secrets;

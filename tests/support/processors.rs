@@ -8,10 +8,11 @@ use serde_json::Value;
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
+use super::app::spawn_app;
 use super::app::TestApp;
 use super::backend::Backend;
 use super::db::TestDb;
-use super::fake_adyen::FakeAdyen;
+use super::fake_adyen::{FakeAdyen, FakeAdyenConfig};
 
 /// The secret key the fake payments Stripe accepts.
 pub const STRIPE_SECRET: &str = "sk_test_processor_51SeCrEt";
@@ -166,4 +167,24 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
+}
+
+/// An app routing everything to a fake Adyen named `adyen` (then to `then`, if given); returns the app,
+/// the fake (its notifications pointed at the app) and the processor's id.
+pub async fn spawn_app_with_adyen(
+    backend: Backend,
+    then: Option<&str>,
+) -> (TestApp, FakeAdyen, String) {
+    let adyen = FakeAdyen::start(FakeAdyenConfig::default())
+        .await
+        .expect("the fake Adyen starts");
+    let app = spawn_app(backend).await;
+    let id = app.add_adyen("adyen", &adyen).await;
+    let mut processors = vec!["adyen"];
+    processors.extend(then);
+    let (ok, _, stderr) = app
+        .set_routes(&serde_json::json!([{"name": "to-adyen", "processors": processors}]))
+        .await;
+    assert!(ok, "{stderr}");
+    (app, adyen, id)
 }
