@@ -225,6 +225,30 @@ async fn merchant_initiated_payments_cite_the_network_tx_reference(backend: Back
         network.as_str()
     );
     assert!(sent["paymentMethod"].get("cvc").is_none(), "{sent}");
+
+    // An unscheduled series: card on file, then merchant-initiated with manual capture.
+    let initial = app
+        .pay("unscheduled", &payment(&token, 2000, "automatic"))
+        .await;
+    assert_eq!(initial["status"], "captured", "{initial}");
+    let next = app
+        .subsequent(
+            "unscheduled",
+            initial["id"].as_str().unwrap(),
+            &json!({"amount": 500, "reference": "Top-up", "capture": "manual"}),
+        )
+        .await
+        .ok_body();
+    assert_eq!(next["status"], "authorized", "{next}");
+    assert_eq!(next["use_case"], "SUBSEQUENT_UNSCHEDULED");
+    let sent = adyen.payment_request(3).unwrap();
+    assert_eq!(sent["shopperInteraction"], "ContAuth");
+    assert_eq!(sent["recurringProcessingModel"], "UnscheduledCardOnFile");
+    assert_eq!(sent["additionalData"]["manualCapture"], "true");
+    assert!(
+        sent["additionalData"]["networkTxReference"].is_string(),
+        "{sent}"
+    );
 }
 
 async fn adyen_refusals_become_failure_details_without_failover(backend: Backend) {
