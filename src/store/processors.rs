@@ -77,11 +77,14 @@ pub trait ProcessorStore {
     async fn get_network_transaction_id(&self, payment_id: Uuid) -> StoreResult<Option<String>>;
     /// A capture, void or refund the processor accepted and answers later (by notification): records
     /// the `pending` transaction, once per kind and processor reference (a retried job adds no second
-    /// row), and for `refund_id`, still processing, the reference its notification will cite.
+    /// row), and for `refund_id` the reference its notification will cite. Nothing is written if the
+    /// notification came first: the refund is no longer processing, or the payment no longer in
+    /// `awaiting` (the in-between status of a capture or void).
     async fn record_pending(
         &self,
         pending: &TransactionRecord,
         refund_id: Option<Uuid>,
+        awaiting: Option<&str>,
     ) -> StoreResult<()>;
     /// The refund of `payment_id` that the processor knows by `reference`.
     async fn refund_by_processor_reference(
@@ -240,10 +243,21 @@ macro_rules! impl_processor_store {
                 &self,
                 t: &$crate::store::TransactionRecord,
                 refund_id: Option<Uuid>,
+                awaiting: Option<&str>,
             ) -> StoreResult<()> {
                 let mut tx = self.pool().begin().await?;
+                if let Some(awaiting) = awaiting {
+                    let still: Option<String> =
+                        sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+                            .bind(t.payment_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if still.as_deref() != Some(awaiting) {
+                        return Ok(());
+                    }
+                }
                 if let (Some(refund_id), Some(reference)) = (refund_id, &t.processor_reference) {
-                    sqlx::query(
+                    let set = sqlx::query(
                         "UPDATE refunds SET processor_reference = $2 WHERE id = $1 AND status = $3",
                     )
                     .bind(refund_id)
@@ -251,6 +265,9 @@ macro_rules! impl_processor_store {
                     .bind($crate::model::payment::RefundStatus::Processing.as_str())
                     .execute(&mut *tx)
                     .await?;
+                    if set.rows_affected() != 1 {
+                        return Ok(());
+                    }
                 }
                 let seen: Option<Uuid> = sqlx::query_scalar(
                     "SELECT id FROM payment_transactions WHERE payment_id = $1 AND kind = $2 \

@@ -123,7 +123,9 @@ impl Payments {
                     Outcome::Pending { .. } => {
                         let pending =
                             transaction(payment.id, TransactionKind::Capture, amount, &outcome);
-                        self.store.record_pending(&pending, None).await?;
+                        self.store
+                            .record_pending(&pending, None, Some(P::Capturing.as_str()))
+                            .await?;
                         return Ok(());
                     }
                 }
@@ -145,7 +147,9 @@ impl Payments {
                         let amount = payment.amount_authorized;
                         let pending =
                             transaction(payment.id, TransactionKind::Void, amount, &outcome);
-                        self.store.record_pending(&pending, None).await?;
+                        self.store
+                            .record_pending(&pending, None, Some(P::Voiding.as_str()))
+                            .await?;
                         return Ok(());
                     }
                 }
@@ -217,7 +221,9 @@ impl Payments {
             // Accepted: the refund stays `processing` until the processor's notification, which
             // finds it by the reference recorded here.
             let pending = transaction(payment.id, TransactionKind::Refund, refund.amount, &outcome);
-            self.store.record_pending(&pending, Some(refund.id)).await?;
+            self.store
+                .record_pending(&pending, Some(refund.id), None)
+                .await?;
             return Ok(());
         }
         // The processor has answered: record that answer, and never ask the processor again for this
