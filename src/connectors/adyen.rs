@@ -55,18 +55,18 @@ impl Adyen {
         })
     }
 
-    /// Posts `body` (already encoded; it may hold card data and is zeroed here) to `path` under `key`.
-    async fn post(&self, path: &str, key: &str, body: Zeroizing<Vec<u8>>) -> Answer {
+    /// Posts `body` (already encoded; it may hold card data) to `path` under `key`. The bytes move into
+    /// the HTTP client, which frees them without zeroing, as it does the Stripe connector's form.
+    async fn post(&self, path: &str, key: &str, mut body: Zeroizing<Vec<u8>>) -> Answer {
         let sent = self
             .http
             .post(format!("{}{API}{path}", self.base))
             .header("X-API-Key", self.credentials.api_key.as_str())
             .header("Idempotency-Key", key)
             .header("Content-Type", "application/json")
-            .body(body.to_vec())
+            .body(std::mem::take(&mut *body))
             .send()
             .await;
-        drop(body);
         let response = match sent {
             Ok(response) => response,
             Err(err) if err.is_timeout() => return Answer::Unreachable(TIMEOUT),
@@ -98,20 +98,26 @@ impl Adyen {
 
     /// A modification of the payment `reference` (`captures`, `cancels`, `refunds`).
     async fn modify(&self, what: &str, reference: &str, key: &str, body: Value) -> Outcome {
+        // A PSP reference is Adyen's 16 characters, letters and digits: nothing else goes in the path.
+        if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Outcome::Declined {
+                classifier: "PROCESSOR_REFUSED",
+                message: "The payment has no processor reference to modify",
+            };
+        }
         let path = format!("/payments/{reference}/{what}");
         let answer = self.post(&path, key, self.encode(&body)).await;
         match answer {
-            Answer::Object(object) => match object["status"].as_str() {
-                Some("received") => Outcome::Pending {
-                    reference: object["pspReference"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                },
-                _ => Outcome::Error {
-                    message: "The processor's answer could not be read",
-                },
-            },
+            Answer::Object(object) => {
+                match (object["status"].as_str(), object["pspReference"].as_str()) {
+                    (Some("received"), Some(psp)) if !psp.is_empty() => Outcome::Pending {
+                        reference: psp.to_owned(),
+                    },
+                    _ => Outcome::Error {
+                        message: UNREADABLE,
+                    },
+                }
+            }
             Answer::Refused(status, error) => refused(status, &error, false),
             Answer::Unreachable(message) => Outcome::Error { message },
         }
