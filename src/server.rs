@@ -117,11 +117,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     });
     let public_url = config.public_url.clone().unwrap_or_default();
     let webhooks = Arc::new(
-        Webhooks::new(store.clone(), vault.clone(), public_url, &config.webhooks)
-            .context("cannot build the webhook HTTP client")?,
+        Webhooks::new(
+            store.clone(),
+            vault.clone(),
+            public_url.clone(),
+            &config.webhooks,
+        )
+        .context("cannot build the webhook HTTP client")?,
     );
     let sandbox = Arc::new(Sandbox::new(config.sandbox_latency));
-    let router = Routing::new(store.clone(), vault.clone(), sandbox);
+    let router = Routing::new(store.clone(), vault.clone(), sandbox, public_url);
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc, webhooks.clone()));
     let payments = Arc::new(Payments::new(
         store.clone(),

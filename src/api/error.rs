@@ -178,8 +178,8 @@ impl IntoResponse for ApiError {
 //   TokenError      Store → as StoreError; Vault, Internal → 500
 //   ImportError     AlreadyActive, AlreadyEnded → 409 CONFLICT; Store → as StoreError; Vault, Internal → 500
 //   IngestError     Invalid → 422 VALIDATION_ERROR; Token → as TokenError
-//   PaymentError    NotFound → 404; Invalid → 422 at its path; Conflict → 409; Token → as TokenError;
-//                   Store → as StoreError; Internal → 500
+//   PaymentError    NotFound → 404; Invalid → 422 at its path; Conflict → 409; BadSignature → 401;
+//                   NotYet → 503; Token → as TokenError; Store → as StoreError; Internal → 500
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
@@ -247,6 +247,12 @@ impl From<PaymentError> for ApiError {
             PaymentError::NotFound => ApiError::not_found(),
             PaymentError::Invalid(path, message) => ApiError::invalid(path, message),
             PaymentError::Conflict(message) => ApiError::conflict(message),
+            PaymentError::BadSignature => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "The notification's signature is not valid",
+            ),
+            PaymentError::NotYet(why) => ApiError::unavailable(&why),
             PaymentError::Token(e) => e.into(),
             PaymentError::Store(e) => e.into(),
             PaymentError::Internal(e) => e.into(),

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod imports;
 pub mod pagination;
 pub mod payments;
+pub mod processors;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -108,6 +109,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(imports::ingest))
+        .routes(routes!(processors::notifications))
         .merge(protected)
 }
 

@@ -3,6 +3,8 @@
 //! address guard they share.
 //! Connectors know HTTP and the third party's shapes; when to call them and what to record is the domain's.
 
+pub mod adyen;
+pub mod adyen_notifications;
 pub mod forward;
 pub mod guard;
 pub mod processor;

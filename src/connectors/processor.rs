@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::model::card::{CardData, SecurityCode};
+use crate::model::payment::UseCase;
 
 /// What the processor said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum Outcome {
     },
     /// The processor failed, not the card; the step may be retried (an authorization elsewhere).
     Error { message: &'static str },
+    /// The processor accepted a capture, void or refund and will say how it ended later, in a
+    /// notification (Adyen's `received`): the step stays in its in-between status until then.
+    Pending { reference: String },
 }
 
 /// The card, opened from the vault only for the length of one call.
@@ -35,6 +39,9 @@ pub struct Authorization<'a> {
     pub capture: bool,
     /// A merchant-initiated payment (the cardholder is not present).
     pub merchant_initiated: bool,
+    /// The payment's use case, for processors that name the kind of series (Adyen's
+    /// `recurringProcessingModel`).
+    pub use_case: UseCase,
     /// The network transaction id of the initial payment a merchant-initiated one continues.
     pub network_transaction_id: Option<&'a str>,
 }
@@ -51,17 +58,24 @@ pub trait Processor: Send + Sync {
     async fn authorize(&self, request: &Authorization<'_>) -> Outcome;
     /// `version`: the payment's version while the capture is pending; with the payment id it keys the
     /// call, so that retries of one capture are one capture, and a capture asked again after a refusal
-    /// is a new call.
+    /// is a new call. `currency_code`: the payment's, for processors that name it again.
     async fn capture(
         &self,
         payment_id: Uuid,
         version: i64,
         reference: &str,
         amount: i64,
+        currency_code: &str,
     ) -> Outcome;
     /// `version`: as for `capture`.
     async fn void(&self, payment_id: Uuid, version: i64, reference: &str) -> Outcome;
-    async fn refund(&self, refund_id: Uuid, reference: &str, amount: i64) -> Outcome;
+    async fn refund(
+        &self,
+        refund_id: Uuid,
+        reference: &str,
+        amount: i64,
+        currency_code: &str,
+    ) -> Outcome;
 }
 
 pub struct Sandbox {
@@ -113,6 +127,7 @@ impl Processor for Sandbox {
         _version: i64,
         _reference: &str,
         _amount: i64,
+        _currency_code: &str,
     ) -> Outcome {
         self.delay().await;
         Outcome::Approved {
@@ -129,7 +144,13 @@ impl Processor for Sandbox {
         }
     }
 
-    async fn refund(&self, refund_id: Uuid, _reference: &str, _amount: i64) -> Outcome {
+    async fn refund(
+        &self,
+        refund_id: Uuid,
+        _reference: &str,
+        _amount: i64,
+        _currency_code: &str,
+    ) -> Outcome {
         self.delay().await;
         Outcome::Approved {
             reference: format!("sbx_ref_{}", refund_id.simple()),
@@ -137,42 +158,3 @@ impl Processor for Sandbox {
         }
     }
 }
-
-/// A processor whose connector this build does not have (Adyen, for now): every call fails as a
-/// processor error, so that a rule fails over from it and a payment fails clearly, never a panic.
-pub struct Unsupported {
-    pub name: String,
-}
-
-#[async_trait]
-impl Processor for Unsupported {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn authorize(&self, _request: &Authorization<'_>) -> Outcome {
-        UNSUPPORTED
-    }
-
-    async fn capture(
-        &self,
-        _payment_id: Uuid,
-        _version: i64,
-        _reference: &str,
-        _amount: i64,
-    ) -> Outcome {
-        UNSUPPORTED
-    }
-
-    async fn void(&self, _payment_id: Uuid, _version: i64, _reference: &str) -> Outcome {
-        UNSUPPORTED
-    }
-
-    async fn refund(&self, _refund_id: Uuid, _reference: &str, _amount: i64) -> Outcome {
-        UNSUPPORTED
-    }
-}
-
-const UNSUPPORTED: Outcome = Outcome::Error {
-    message: "This processor kind has no connector in this version of Strongroom",
-};

@@ -280,6 +280,7 @@ impl Processor for StripePayments {
         version: i64,
         reference: &str,
         amount: i64,
+        _currency_code: &str,
     ) -> Outcome {
         let path = format!("/v1/payment_intents/{reference}/capture");
         let key = format!("{}-v{version}", idempotency_key("capture", payment_id));
@@ -316,7 +317,13 @@ impl Processor for StripePayments {
         })
     }
 
-    async fn refund(&self, refund_id: Uuid, reference: &str, amount: i64) -> Outcome {
+    async fn refund(
+        &self,
+        refund_id: Uuid,
+        reference: &str,
+        amount: i64,
+        _currency_code: &str,
+    ) -> Outcome {
         let key = idempotency_key("refund", refund_id);
         let form = [
             pair("payment_intent", reference),

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::connectors::processor::{Processor, Unsupported};
+use crate::connectors::adyen::{Adyen, AdyenCredentials};
+use crate::connectors::processor::Processor;
 use crate::connectors::stripe::StripeKey;
 use crate::connectors::stripe_payments::StripePayments;
 use crate::model::string_enum;
@@ -108,6 +109,14 @@ fn check_fields(kind: ProcessorKind, object: &Map<String, Value>) -> Result<(), 
             Some(Value::String(s)) if !s.is_empty() => {}
             Some(_) => return Err(bad(format!("{field:?} must be a non-empty string"))),
             None => return Err(bad(format!("{field:?} is required for {kind}"))),
+        }
+    }
+    // Adyen's HMAC key is the hex string its Customer Area shows; anything else could never verify.
+    if let Some(Value::String(key)) = object.get("hmac_key") {
+        if hex::decode(key).map(Zeroizing::new).is_err() {
+            return Err(bad(
+                "\"hmac_key\" must be the hexadecimal key Adyen's Customer Area shows".into(),
+            ));
         }
     }
     Ok(())
@@ -233,43 +242,94 @@ pub fn settings(record: &ProcessorRecord) -> Settings {
     }
 }
 
-/// Opens a live processor's secrets and builds its connector.
-pub async fn connector(
+/// Opens a live processor's secrets (the plain JSON object; the caller wipes it with `wipe`).
+async fn open_secrets(
     vault: &Vault,
     record: &ProcessorRecord,
-) -> Result<Arc<dyn Processor>, String> {
+) -> Result<Map<String, Value>, String> {
     let sealed = record
         .sealed_secrets
         .as_deref()
         .ok_or("the processor was removed")?;
+    let plain = vault
+        .open_bytes(record.account_id, &secrets_aad(record.id), sealed)
+        .await
+        .map_err(|e| format!("secrets do not open: {e}"))?;
+    serde_json::from_slice(&plain).map_err(|_| "secrets are malformed".to_owned())
+}
+
+/// One secret field, copied into memory that is zeroed on drop.
+fn secret(secrets: &Map<String, Value>, field: &str) -> Result<Zeroizing<String>, String> {
+    secrets
+        .get(field)
+        .and_then(Value::as_str)
+        .map(|s| Zeroizing::new(s.to_owned()))
+        .ok_or_else(|| format!("secrets lack the {field}"))
+}
+
+/// What checks an Adyen processor's notifications: its merchant account and HMAC key (hex).
+pub struct NotificationKey {
+    pub merchant_account: String,
+    pub hmac_key: Zeroizing<String>,
+}
+
+/// The notification key of a live Adyen processor; `Err` when it is not one or its secrets do not open.
+pub async fn notification_key(
+    vault: &Vault,
+    record: &ProcessorRecord,
+) -> Result<NotificationKey, String> {
+    if record.kind.parse::<ProcessorKind>() != Ok(ProcessorKind::Adyen) {
+        return Err("not an Adyen processor".into());
+    }
+    let mut secrets = open_secrets(vault, record).await?;
+    let key = secret(&secrets, "hmac_key").and_then(|hmac_key| {
+        Ok(NotificationKey {
+            merchant_account: secret(&secrets, "merchant_account")?.to_string(),
+            hmac_key,
+        })
+    });
+    wipe(&mut secrets);
+    key
+}
+
+/// Opens a live processor's secrets and builds its connector. `public_url`: where this server is
+/// reached (Adyen requires a return URL on every payment).
+pub async fn connector(
+    vault: &Vault,
+    record: &ProcessorRecord,
+    public_url: &str,
+) -> Result<Arc<dyn Processor>, String> {
     let kind: ProcessorKind = record
         .kind
         .parse()
         .map_err(|_| "unknown processor kind".to_owned())?;
-    match kind {
-        ProcessorKind::Stripe => {
-            let plain = vault
-                .open_bytes(record.account_id, &secrets_aad(record.id), sealed)
-                .await
-                .map_err(|e| format!("secrets do not open: {e}"))?;
-            let mut secrets: Map<String, Value> =
-                serde_json::from_slice(&plain).map_err(|_| "secrets are malformed".to_owned())?;
-            let key = secrets
-                .get("api_key")
-                .and_then(Value::as_str)
-                .map(|k| StripeKey::new(k.to_owned()));
-            wipe(&mut secrets);
-            let key = key.ok_or("secrets lack the api_key")?;
-            let settings = settings(record);
-            let stripe =
-                StripePayments::new(&record.name, &settings.api_base, key, settings.timeout)
-                    .map_err(|_| "no HTTP client".to_owned())?;
-            Ok(Arc::new(stripe))
-        }
-        ProcessorKind::Adyen => Ok(Arc::new(Unsupported {
-            name: record.name.clone(),
-        })),
-    }
+    let mut secrets = open_secrets(vault, record).await?;
+    let settings = settings(record);
+    let built: Result<Arc<dyn Processor>, String> = match kind {
+        ProcessorKind::Stripe => secret(&secrets, "api_key").and_then(|key| {
+            let key = StripeKey::new(key.to_string());
+            StripePayments::new(&record.name, &settings.api_base, key, settings.timeout)
+                .map(|c| Arc::new(c) as Arc<dyn Processor>)
+                .map_err(|_| "no HTTP client".to_owned())
+        }),
+        ProcessorKind::Adyen => secret(&secrets, "api_key").and_then(|api_key| {
+            let credentials = AdyenCredentials {
+                api_key,
+                merchant_account: secret(&secrets, "merchant_account")?.to_string(),
+            };
+            Adyen::new(
+                &record.name,
+                &settings.api_base,
+                credentials,
+                public_url,
+                settings.timeout,
+            )
+            .map(|c| Arc::new(c) as Arc<dyn Processor>)
+            .map_err(|_| "no HTTP client".to_owned())
+        }),
+    };
+    wipe(&mut secrets);
+    built
 }
 
 #[cfg(test)]
@@ -287,6 +347,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("merchant_account"), "{err}");
+        let err = check_secrets(
+            ProcessorKind::Adyen,
+            r#"{"api_key":"k","merchant_account":"m","hmac_key":"not-hex-secret"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("hexadecimal") && !err.contains("not-hex-secret"),
+            "{err}"
+        );
         let err = check_secrets(ProcessorKind::Stripe, "sk_live_oops")
             .unwrap_err()
             .to_string();

@@ -13,7 +13,7 @@ use super::processors::{self, SANDBOX};
 use crate::connectors::processor::Processor;
 use crate::model::card::Scheme;
 use crate::model::payment::UseCase;
-use crate::store::{DynStore, StoreError, Ts};
+use crate::store::{DynStore, ProcessorRecord, StoreError, Ts};
 use crate::vault::Vault;
 
 /// The rule name of a payment of an account without rules.
@@ -159,15 +159,46 @@ pub struct Routing {
     vault: Arc<Vault>,
     sandbox: Arc<dyn Processor>,
     connectors: Mutex<HashMap<Uuid, Arc<dyn Processor>>>,
+    /// Where this server is reached, which some processors want on every payment.
+    public_url: String,
 }
 
 impl Routing {
-    pub fn new(store: DynStore, vault: Arc<Vault>, sandbox: Arc<dyn Processor>) -> Self {
+    pub fn new(
+        store: DynStore,
+        vault: Arc<Vault>,
+        sandbox: Arc<dyn Processor>,
+        public_url: String,
+    ) -> Self {
         Self {
             store,
             vault,
             sandbox,
             connectors: Mutex::new(HashMap::new()),
+            public_url,
+        }
+    }
+
+    /// A live processor of any account and the key that checks its notifications; `None` for an
+    /// unknown or removed processor, or one that sends no notifications.
+    pub async fn notification_key(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(ProcessorRecord, processors::NotificationKey)>, StoreError> {
+        let Some(record) = self
+            .store
+            .get_processor(id)
+            .await?
+            .filter(|p| p.removed_at.is_none())
+        else {
+            return Ok(None);
+        };
+        match processors::notification_key(&self.vault, &record).await {
+            Ok(key) => Ok(Some((record, key))),
+            Err(why) => {
+                tracing::info!(processor = %id, why, "no notification key");
+                Ok(None)
+            }
         }
     }
 
@@ -274,7 +305,7 @@ impl Routing {
         if let Some(found) = self.cache().get(&id) {
             return Some(found.clone());
         }
-        match processors::connector(&self.vault, &record).await {
+        match processors::connector(&self.vault, &record, &self.public_url).await {
             Ok(connector) => {
                 self.cache().insert(id, connector.clone());
                 Some(connector)

@@ -52,6 +52,9 @@ string_enum! {
     pub enum TransactionStatus {
         Success = "success",
         Failure = "failure",
+        /// The processor accepted the request and answers later (an Adyen modification awaiting its
+        /// notification).
+        Pending = "pending",
     }
 }
 
@@ -169,7 +172,7 @@ pub struct Transaction {
     /// `authorization`, `capture`, `void`, `refund` or `settlement`.
     #[schema(value_type = String)]
     pub kind: TransactionKind,
-    /// `success` or `failure`.
+    /// `success`, `failure`, or `pending` (accepted by the processor, answered later by its notification).
     #[schema(value_type = String)]
     pub status: TransactionStatus,
     pub amount: i64,

@@ -35,6 +35,7 @@ string_enum! {
         ProcessorAdd = "processor.add",
         ProcessorRemove = "processor.remove",
         RouteSet = "route.set",
+        ProcessorNotificationRefuse = "processor.notification_refuse",
     }
 }
 

@@ -1,6 +1,7 @@
 //! Storage of an account's processors (settings, credentials sealed by the domain, soft removal that wipes
 //! them), its routing rules (one JSON document per account, replaced whole), and the two payment facts a
-//! failover and a merchant-initiated payment need. `ProcessorStore` is a supertrait of `Store`.
+//! failover and a merchant-initiated payment need, and the pending answers of processors that answer later
+//! by notification. `ProcessorStore` is a supertrait of `Store`.
 
 use std::fmt;
 
@@ -74,6 +75,23 @@ pub trait ProcessorStore {
     ) -> StoreResult<bool>;
     async fn set_network_transaction_id(&self, payment_id: Uuid, id: &str) -> StoreResult<()>;
     async fn get_network_transaction_id(&self, payment_id: Uuid) -> StoreResult<Option<String>>;
+    /// A capture, void or refund the processor accepted and answers later (by notification): records
+    /// the `pending` transaction, once per kind and processor reference (a retried job adds no second
+    /// row), and for `refund_id` the reference its notification will cite. Nothing is written if the
+    /// notification came first: the refund is no longer processing, or the payment no longer in
+    /// `awaiting` (the in-between status of a capture or void).
+    async fn record_pending(
+        &self,
+        pending: &TransactionRecord,
+        refund_id: Option<Uuid>,
+        awaiting: Option<&str>,
+    ) -> StoreResult<()>;
+    /// The refund of `payment_id` that the processor knows by `reference`.
+    async fn refund_by_processor_reference(
+        &self,
+        payment_id: Uuid,
+        reference: &str,
+    ) -> StoreResult<Option<Uuid>>;
 }
 
 macro_rules! impl_processor_store {
@@ -219,6 +237,67 @@ macro_rules! impl_processor_store {
                         .fetch_optional(self.pool())
                         .await?;
                 Ok(found.flatten())
+            }
+
+            async fn record_pending(
+                &self,
+                t: &$crate::store::TransactionRecord,
+                refund_id: Option<Uuid>,
+                awaiting: Option<&str>,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool().begin().await?;
+                if let Some(awaiting) = awaiting {
+                    let still: Option<String> =
+                        sqlx::query_scalar("SELECT status FROM payments WHERE id = $1")
+                            .bind(t.payment_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if still.as_deref() != Some(awaiting) {
+                        return Ok(());
+                    }
+                }
+                if let (Some(refund_id), Some(reference)) = (refund_id, &t.processor_reference) {
+                    let set = sqlx::query(
+                        "UPDATE refunds SET processor_reference = $2 WHERE id = $1 AND status = $3",
+                    )
+                    .bind(refund_id)
+                    .bind(reference)
+                    .bind($crate::model::payment::RefundStatus::Processing.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    if set.rows_affected() != 1 {
+                        return Ok(());
+                    }
+                }
+                let seen: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM payment_transactions WHERE payment_id = $1 AND kind = $2 \
+                     AND status = $3 AND processor_reference = $4",
+                )
+                .bind(t.payment_id)
+                .bind(&t.kind)
+                .bind(&t.status)
+                .bind(&t.processor_reference)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if seen.is_none() {
+                    $crate::store::payment_records::write_transaction::<Db>(&mut tx, t).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn refund_by_processor_reference(
+                &self,
+                payment_id: Uuid,
+                reference: &str,
+            ) -> StoreResult<Option<Uuid>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT id FROM refunds WHERE payment_id = $1 AND processor_reference = $2",
+                )
+                .bind(payment_id)
+                .bind(reference)
+                .fetch_optional(self.pool())
+                .await?)
             }
         }
         };

@@ -150,6 +150,10 @@ async fn the_openapi_document_describes_the_served_routes(backend: Backend) {
     for path in ["/health", "/ready", "/account"] {
         assert!(doc.body["paths"].get(path).is_some(), "missing {path}");
     }
+    // Processor notifications are posted without an API key.
+    let notifications = &doc.body["paths"]["/processors/{processor_id}/notifications"]["post"];
+    assert!(notifications.is_object(), "missing the notification route");
+    assert!(notifications.get("security").is_none(), "{notifications}");
     assert_eq!(
         doc.body["components"]["securitySchemes"]["APIKeyAuth"],
         json!({"type": "apiKey", "in": "header", "name": "x-api-key"})

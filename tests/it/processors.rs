@@ -1,8 +1,10 @@
-//! Processors and routing: the admin commands and their refusals, each use case through the Stripe
-//! connector against a fake Stripe, failover between processors, and no processor secret at rest or in
+//! Processors and routing: the admin commands and their refusals, each use case through the Stripe and
+//! Adyen connectors against their fakes, failover between processors, and no processor secret at rest or in
 //! the logs.
 
 mod admin;
+mod adyen;
+mod adyen_notifications;
 mod failover;
 mod retries;
 mod secrets;

@@ -8,6 +8,7 @@ mod backend;
 mod cli;
 mod client;
 mod db;
+pub mod fake_adyen;
 pub mod fake_stripe;
 mod imports;
 mod jobs;
@@ -27,6 +28,8 @@ pub use db::TestDb;
 pub use imports::{spawn_app_for_stripe, stripe_settings, visa_cards, STRIPE_KEY};
 pub use payments::payment;
 pub use process::ServerProcess;
-pub use processors::{cli_with_input, contains, database_bytes, STRIPE_SECRET};
+pub use processors::{
+    cli_with_input, contains, database_bytes, spawn_app_with_adyen, STRIPE_SECRET,
+};
 pub use tokens::{card, with_check_digit};
 pub use webhooks::fast_webhooks;

@@ -8,9 +8,11 @@ use serde_json::Value;
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
+use super::app::spawn_app;
 use super::app::TestApp;
 use super::backend::Backend;
 use super::db::TestDb;
+use super::fake_adyen::{FakeAdyen, FakeAdyenConfig};
 
 /// The secret key the fake payments Stripe accepts.
 pub const STRIPE_SECRET: &str = "sk_test_processor_51SeCrEt";
@@ -68,6 +70,28 @@ impl TestApp {
             &["--timeout-ms", "1000"],
         )
         .await
+    }
+
+    /// Adds an Adyen processor pointed at `fake` (its key, merchant account and HMAC key), with a short
+    /// deadline for each call, and points the fake's notifications at this server; returns the
+    /// processor's id.
+    pub async fn add_adyen(&self, name: &str, fake: &FakeAdyen) -> String {
+        let config = fake.config();
+        let secrets = serde_json::json!({"api_key": config.api_key,
+            "merchant_account": config.merchant_account, "hmac_key": config.hmac_key});
+        let added = self
+            .add_processor(
+                None,
+                name,
+                "adyen",
+                &fake.base_url(),
+                &secrets,
+                &["--timeout-ms", "1000"],
+            )
+            .await;
+        let id = added["id"].as_str().expect("an id").to_owned();
+        fake.set_notify_url(&format!("{}/processors/{id}/notifications", self.base));
+        id
     }
 
     /// `route set` for the default account; returns (exited 0, stdout, stderr).
@@ -143,4 +167,24 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
+}
+
+/// An app routing everything to a fake Adyen named `adyen` (then to `then`, if given); returns the app,
+/// the fake (its notifications pointed at the app) and the processor's id.
+pub async fn spawn_app_with_adyen(
+    backend: Backend,
+    then: Option<&str>,
+) -> (TestApp, FakeAdyen, String) {
+    let adyen = FakeAdyen::start(FakeAdyenConfig::default())
+        .await
+        .expect("the fake Adyen starts");
+    let app = spawn_app(backend).await;
+    let id = app.add_adyen("adyen", &adyen).await;
+    let mut processors = vec!["adyen"];
+    processors.extend(then);
+    let (ok, _, stderr) = app
+        .set_routes(&serde_json::json!([{"name": "to-adyen", "processors": processors}]))
+        .await;
+    assert!(ok, "{stderr}");
+    (app, adyen, id)
 }

@@ -187,6 +187,7 @@ impl Payments {
                     security_code: code.as_ref(),
                     capture,
                     merchant_initiated: payment.initial_payment_id.is_some(),
+                    use_case: crate::domain::objects::stored(&payment.use_case)?,
                     network_transaction_id: network_transaction_id.as_deref(),
                 };
                 self.authorize_routed(payment, &request).await?

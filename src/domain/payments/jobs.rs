@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    change, failure_details, next, refund_status, set_status, state, status, transaction, Payments,
+    change, failure_details, next, refund_status, set_status, state, status, transaction,
+    InternalError, PaymentError, Payments,
 };
 use crate::connectors::processor::{Outcome, Processor};
 use crate::jobs::{JobError, JobHandler};
@@ -98,7 +99,13 @@ impl Payments {
                     .capture_requested
                     .unwrap_or(payment.amount_authorized);
                 let outcome = processor()?
-                    .capture(payment.id, payment.version, &reference, amount)
+                    .capture(
+                        payment.id,
+                        payment.version,
+                        &reference,
+                        amount,
+                        &payment.currency_code,
+                    )
                     .await;
                 match &outcome {
                     Outcome::Approved { .. } => {
@@ -112,6 +119,15 @@ impl Payments {
                         updated.capture_requested = None;
                     }
                     Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
+                    // Accepted: the payment stays `capturing` until the processor's notification.
+                    Outcome::Pending { .. } => {
+                        let pending =
+                            transaction(payment.id, TransactionKind::Capture, amount, &outcome);
+                        self.store
+                            .record_pending(&pending, None, Some(P::Capturing.as_str()))
+                            .await?;
+                        return Ok(());
+                    }
                 }
                 (TransactionKind::Capture, amount, outcome)
             }
@@ -126,6 +142,16 @@ impl Payments {
                     }
                     Outcome::Declined { .. } => set_status(&mut updated, P::Authorized),
                     Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
+                    // Accepted: the payment stays `voiding` until the processor's notification.
+                    Outcome::Pending { .. } => {
+                        let amount = payment.amount_authorized;
+                        let pending =
+                            transaction(payment.id, TransactionKind::Void, amount, &outcome);
+                        self.store
+                            .record_pending(&pending, None, Some(P::Voiding.as_str()))
+                            .await?;
+                        return Ok(());
+                    }
                 }
                 (TransactionKind::Void, payment.amount_authorized, outcome)
             }
@@ -185,23 +211,55 @@ impl Payments {
                 refund.id,
                 payment.processor_reference.as_deref().unwrap_or(""),
                 refund.amount,
+                &refund.currency_code,
             )
             .await;
+        if let Outcome::Error { message } = &outcome {
+            return Err(JobError::Retry((*message).into()));
+        }
+        if let Outcome::Pending { .. } = &outcome {
+            // Accepted: the refund stays `processing` until the processor's notification, which
+            // finds it by the reference recorded here.
+            let pending = transaction(payment.id, TransactionKind::Refund, refund.amount, &outcome);
+            self.store
+                .record_pending(&pending, Some(refund.id), None)
+                .await?;
+            return Ok(());
+        }
+        // The processor has answered: record that answer, and never ask the processor again for this
+        // refund if it cannot be recorded.
+        self.finish_refund(payment, &refund, &outcome)
+            .await
+            .map_err(|e| match e {
+                PaymentError::Internal(InternalError::Unsettled(why)) => {
+                    JobError::Fatal(why.into())
+                }
+                other => JobError::Retry(other.to_string()),
+            })
+    }
+
+    /// Records the processor's final answer to a refund still `processing` (from the refund job or a
+    /// notification): the refund's end, the payment's amounts and the transaction, re-reading the
+    /// payment if another refund moved it meanwhile. Nothing happens if the refund has moved on.
+    pub(super) async fn finish_refund(
+        &self,
+        payment: &PaymentRecord,
+        refund: &RefundRecord,
+        outcome: &Outcome,
+    ) -> Result<(), PaymentError> {
+        let (processing, _) = state::REFUND_START;
         let mut finished = RefundRecord {
             updated_at: Ts::now(),
             ..refund.clone()
         };
-        let to = match &outcome {
+        let to = match outcome {
             Outcome::Approved { .. } => RefundStatus::Completed,
-            Outcome::Declined { .. } => {
-                finished.failure_details = failure_details(&outcome);
+            _ => {
+                finished.failure_details = failure_details(outcome);
                 RefundStatus::Failed
             }
-            Outcome::Error { message } => return Err(JobError::Retry((*message).into())),
         };
         finished.status = to.as_str().to_owned();
-        // The processor has answered: record that answer, re-reading the payment if another refund moved
-        // it meanwhile, and never ask the processor again for this refund.
         let mut current = payment.clone();
         for _ in 0..20 {
             let mut updated = next(&current);
@@ -214,7 +272,7 @@ impl Payments {
                 payment.id,
                 TransactionKind::Refund,
                 refund.amount,
-                &outcome,
+                outcome,
             ));
             step.finished_refund = Some(finished.clone());
             if self.apply(&mut step).await? {
@@ -228,11 +286,9 @@ impl Payments {
                 .store
                 .get_payment(payment.account_id, payment.id)
                 .await?
-                .ok_or_else(|| JobError::Fatal("the payment disappeared".into()))?;
+                .ok_or(InternalError::Unsettled("the payment disappeared"))?;
         }
-        Err(JobError::Fatal(
-            "the refund's answer could not be recorded".into(),
-        ))
+        Err(InternalError::Unsettled("the refund's answer could not be recorded").into())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod input;
 mod jobs;
 mod list;
 mod modify;
+mod notifications;
 mod seed;
 pub mod state;
 
@@ -47,6 +48,12 @@ pub enum PaymentError {
     /// The payment is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// A processor notification whose signature does not verify.
+    #[error("the notification's signature is not valid")]
+    BadSignature,
+    /// Not ready for this yet (a notification that came before its request was recorded); try later.
+    #[error("{0}")]
+    NotYet(String),
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -96,6 +103,11 @@ fn transaction(
             None,
             Some((*message).to_owned()),
         ),
+        Outcome::Pending { reference } => (
+            TransactionStatus::Pending,
+            Some(reference.clone()),
+            Some("Accepted by the processor; its notification gives the result".to_owned()),
+        ),
     };
     TransactionRecord {
         id: Uuid::new_v4(),
@@ -111,7 +123,7 @@ fn transaction(
 
 fn failure_details(outcome: &Outcome) -> Option<String> {
     let (classifier, message) = match outcome {
-        Outcome::Approved { .. } => return None,
+        Outcome::Approved { .. } | Outcome::Pending { .. } => return None,
         Outcome::Declined {
             classifier,
             message,

@@ -1,6 +1,7 @@
 //! Failover along a rule's processors: a 500 or a timeout moves the authorization to the next processor,
 //! every attempt a transaction, and later steps go to the processor that authorized; a decline is never
-//! retried elsewhere; an Adyen processor (no connector yet) fails over too; no matching rule fails routing.
+//! retried elsewhere; an Adyen processor that cannot be reached fails over too; no matching rule fails
+//! routing.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use crate::support::{on_both_backends, payment, spawn_app, Backend, STRIPE_SECRE
 on_both_backends!(
     a_processor_error_fails_over_to_the_next_and_later_steps_follow_the_authorizer,
     a_timeout_fails_over_and_a_decline_does_not,
-    adyen_without_a_connector_fails_over_or_fails_clearly,
+    an_unreachable_adyen_fails_over_or_fails_clearly,
     a_payment_no_rule_matches_fails_with_a_routing_error,
 );
 
@@ -118,7 +119,7 @@ async fn a_timeout_fails_over_and_a_decline_does_not(backend: Backend) {
     );
 }
 
-async fn adyen_without_a_connector_fails_over_or_fails_clearly(backend: Backend) {
+async fn an_unreachable_adyen_fails_over_or_fails_clearly(backend: Backend) {
     let app = spawn_app(backend).await;
     let secrets =
         json!({"api_key": "AQE_test_key", "merchant_account": "AcmeEU", "hmac_key": "00AA"});
@@ -127,7 +128,8 @@ async fn adyen_without_a_connector_fails_over_or_fails_clearly(backend: Backend)
             None,
             "adyen-eu",
             "adyen",
-            "https://checkout-test.adyen.com",
+            // Nothing listens on the discard port: every call fails to connect.
+            "http://127.0.0.1:9",
             &secrets,
             &[],
         )

@@ -98,6 +98,7 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
             "processor.add",
             "processor.remove",
             "route.set",
+            "processor.notification_refuse",
         ]
     );
     store.close().await;

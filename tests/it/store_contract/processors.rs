@@ -1,16 +1,20 @@
 //! The processor storage contract on both backends: live names are unique per account and reusable after
 //! removal, removal wipes the sealed secrets once, rules are replaced whole, and a failover moves a
-//! payment only from the version it was read at, writing its attempt in the same transaction.
+//! payment only from the version it was read at, writing its attempt in the same transaction; a pending
+//! answer (Adyen's `received`) is recorded once, only while its payment or refund still waits for it.
 
-use strongroom::store::{Action, ProcessorRecord, StoreError, TransactionRecord, Ts};
+use strongroom::store::{
+    Action, PaymentChange, ProcessorRecord, RefundRecord, StoreError, TransactionRecord, Ts,
+};
 use uuid::Uuid;
 
-use super::{account, audited, insert_account, noted, trail};
+use super::{account, audited, insert_account, noted, store_with_account, t0, trail};
 use crate::support::{on_both_backends, payment, spawn_app, Backend, TestDb};
 
 on_both_backends!(
     processors_and_rules_round_trip,
     a_failover_moves_a_payment_only_from_the_version_read,
+    a_pending_answer_is_recorded_once_and_only_while_awaited,
 );
 
 fn processor(account_id: Uuid, name: &str) -> ProcessorRecord {
@@ -155,5 +159,116 @@ async fn a_failover_moves_a_payment_only_from_the_version_read(backend: Backend)
             .unwrap()
             .as_deref(),
         Some("ntx1")
+    );
+}
+
+async fn a_pending_answer_is_recorded_once_and_only_while_awaited(backend: Backend) {
+    let (_db, store, account) = store_with_account(backend).await;
+    let p = super::payment(account.id, t0(), "capturing", "EUR");
+    store.insert_payment(&p, None, &[]).await.unwrap();
+    let pending = |kind: &str, reference: &str| TransactionRecord {
+        id: Uuid::new_v4(),
+        payment_id: p.id,
+        created_at: Ts::now(),
+        kind: kind.into(),
+        status: "pending".into(),
+        amount: 300,
+        processor_reference: Some(reference.into()),
+        message: None,
+    };
+    let capture = pending("capture", "C1");
+    store
+        .record_pending(&capture, None, Some("capturing"))
+        .await
+        .unwrap();
+    // A retried job's second answer, and an answer for a move the payment is not waiting for.
+    store
+        .record_pending(&pending("capture", "C1"), None, Some("capturing"))
+        .await
+        .unwrap();
+    store
+        .record_pending(&pending("void", "V1"), None, Some("voiding"))
+        .await
+        .unwrap();
+    let listed = store.list_transactions(p.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, capture.id);
+
+    // Two refunds: one processing, one already answered.
+    let refund = |status: &str| RefundRecord {
+        id: Uuid::new_v4(),
+        payment_id: p.id,
+        account_id: account.id,
+        created_at: t0(),
+        updated_at: t0(),
+        amount: 300,
+        currency_code: "EUR".into(),
+        status: status.into(),
+        reference: None,
+        failure_details: None,
+    };
+    let mut current = p.clone();
+    let mut refunds = Vec::new();
+    for status in ["processing", "completed"] {
+        let r = refund(status);
+        let mut next = current.clone();
+        next.version += 1;
+        let change = PaymentChange {
+            payment: next.clone(),
+            expected_version: current.version,
+            previous_status: current.status.clone(),
+            transaction: None,
+            new_refund: Some(r.clone()),
+            finished_refund: None,
+            job: None,
+            outbox: Vec::new(),
+        };
+        assert!(store.apply_payment_change(&change).await.unwrap());
+        current = next;
+        refunds.push(r);
+    }
+    store
+        .record_pending(&pending("refund", "R1"), Some(refunds[0].id), None)
+        .await
+        .unwrap();
+    store
+        .record_pending(&pending("refund", "R2"), Some(refunds[1].id), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .refund_by_processor_reference(p.id, "R1")
+            .await
+            .unwrap(),
+        Some(refunds[0].id)
+    );
+    assert_eq!(
+        store
+            .refund_by_processor_reference(p.id, "R2")
+            .await
+            .unwrap(),
+        None
+    );
+    let other = Uuid::new_v4();
+    assert_eq!(
+        store
+            .refund_by_processor_reference(other, "R1")
+            .await
+            .unwrap(),
+        None
+    );
+    let kinds: Vec<_> = store
+        .list_transactions(p.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.kind, t.processor_reference))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("capture".to_owned(), Some("C1".to_owned())),
+            ("refund".to_owned(), Some("R1".to_owned()))
+        ]
     );
 }
