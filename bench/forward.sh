@@ -30,21 +30,22 @@ stop_helpers() {
 }
 trap 'stop_helpers; bench_cleanup' EXIT
 
-# start_helper NAME: runs examples/NAME on a free port and prints the address it listens on.
+# start_helper NAME: runs examples/NAME on a free port (stopped on exit) and sets ADDR to its address.
 start_helper() {
     "$TARGET/release/examples/$1" 127.0.0.1:0 >"$WORK/$1.log" 2>&1 &
     HELPER_PIDS+=($!)
-    local addr=""
+    ADDR=""
     for _ in $(seq 1 100); do
-        addr=$(grep -o 'listening on [0-9.:]*' "$WORK/$1.log" 2>/dev/null | awk '{print $3}') || true
-        [ -n "$addr" ] && break
+        ADDR=$(grep -o 'listening on [0-9.:]*' "$WORK/$1.log" 2>/dev/null | awk '{print $3}') || true
+        [ -n "$ADDR" ] && break
         sleep 0.05
     done
-    [ -n "$addr" ] || { echo "$1 did not start" >&2; exit 1; }
-    echo "$addr"
+    [ -n "$ADDR" ] || { echo "$1 did not start" >&2; exit 1; }
 }
-RECEIVER=$(start_helper webhook_receiver)
-RELAY=$(start_helper bare_relay)
+start_helper webhook_receiver
+RECEIVER=$ADDR
+start_helper bare_relay
+RELAY=$ADDR
 
 # measure MODE URL CONNS: prints "req/s p50_ms p99_ms errors".
 measure() {

@@ -91,13 +91,17 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
         // No memory-mapped reads: every commit of another connection makes each reader unmap and map
         // the whole file again on its next read, a TLB shoot-down on every core per read.
         .pragma("mmap_size", "0");
+    // No ping before each use: an embedded connection cannot have been dropped by a server, and the
+    // ping is a round trip to the connection's worker thread on every query.
     let pool = SqlitePoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.clone())
         .await
         .map_err(|e| OpenError::Connect(e.to_string()))?;
     let batch_writer = SqlitePoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .connect_lazy_with(options);
