@@ -128,6 +128,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokens.clone(),
         router,
         config.settle_after,
+        config.authorize_recovery_after,
         webhooks.clone(),
     ));
     let imports = Arc::new(

@@ -6,7 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::input::PaymentInput;
-use super::jobs::{new_job, JobPayload, AUTHORIZE_JOB, AUTHORIZE_RECOVERY_AFTER};
+use super::jobs::{new_job, JobPayload, AUTHORIZE_JOB};
 use super::{
     change, failure_details, next, set_status, state, transaction, PaymentError, Payments,
 };
@@ -129,7 +129,7 @@ impl Payments {
             payment_id: payment.id,
             refund_id: None,
         };
-        let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(AUTHORIZE_RECOVERY_AFTER));
+        let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(self.recovery_after));
         let outbox = self.webhooks.payment_created(&payment).await?;
         self.store
             .insert_payment(&payment, Some(&recovery), &outbox)

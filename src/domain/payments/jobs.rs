@@ -3,7 +3,6 @@
 //! expects it, so a retry after a crash, or a second node, does nothing twice.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -31,8 +30,6 @@ pub const VOID_JOB: &str = "payment.void";
 pub const SETTLE_JOB: &str = "payment.settle";
 pub const REFUND_JOB: &str = "refund.process";
 const JOB_ATTEMPTS: i32 = 10;
-/// When the authorization of a new payment is picked up again if the node that took it died.
-pub(super) const AUTHORIZE_RECOVERY_AFTER: Duration = Duration::from_secs(60);
 
 pub(super) fn new_job(kind: &str, payload: &JobPayload, run_at: Ts) -> NewJob {
     NewJob {

@@ -60,6 +60,8 @@ pub struct Payments {
     tokens: Arc<Tokens>,
     router: Routing,
     settle_after: Duration,
+    /// When a payment's recovery job authorizes it if its node died first.
+    recovery_after: Duration,
     webhooks: Arc<Webhooks>,
 }
 
@@ -149,6 +151,7 @@ impl Payments {
         tokens: Arc<Tokens>,
         router: Routing,
         settle_after: Duration,
+        recovery_after: Duration,
         webhooks: Arc<Webhooks>,
     ) -> Self {
         Self {
@@ -156,6 +159,7 @@ impl Payments {
             tokens,
             router,
             settle_after,
+            recovery_after,
             webhooks,
         }
     }
