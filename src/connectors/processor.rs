@@ -25,6 +25,19 @@ pub enum Outcome {
     Error { message: &'static str },
 }
 
+/// The messages of errors after which the processor may have acted although its answer never came (the
+/// call was sent, then timed out or lost its connection): an authorization that ends so is undone at
+/// that processor (`Processor::abandon`) before the payment fails over.
+pub const NO_ANSWER: &str = "The processor did not answer in time";
+pub const ANSWER_LOST: &str = "The processor's answer was lost";
+
+impl Outcome {
+    /// The processor may have acted: the call was sent, and no answer came back.
+    pub fn unanswered(&self) -> bool {
+        matches!(self, Outcome::Error { message } if [NO_ANSWER, ANSWER_LOST].contains(message))
+    }
+}
+
 /// The card, opened from the vault only for the length of one call.
 pub struct Authorization<'a> {
     pub payment_id: Uuid,
@@ -62,6 +75,15 @@ pub trait Processor: Send + Sync {
     /// `version`: as for `capture`.
     async fn void(&self, payment_id: Uuid, version: i64, reference: &str) -> Outcome;
     async fn refund(&self, refund_id: Uuid, reference: &str, amount: i64) -> Outcome;
+    /// Undoes what an authorization of `payment_id` whose answer never came may have done here: finds
+    /// it by our own ids, cancels it, or refunds it if it was captured. Approved: undone (the
+    /// reference is the processor's); Declined: it was not approved, nothing is held; Error: not known
+    /// yet (not found, the processor failed), ask again later.
+    async fn abandon(&self, _payment_id: Uuid) -> Outcome {
+        Outcome::Error {
+            message: "This connector cannot look up an authorization whose answer was lost",
+        }
+    }
 }
 
 pub struct Sandbox {

@@ -2,6 +2,7 @@
 //! connector against a fake Stripe, failover between processors, and no processor secret at rest or in
 //! the logs.
 
+mod abandon;
 mod admin;
 mod failover;
 mod retries;

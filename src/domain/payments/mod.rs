@@ -6,6 +6,7 @@
 //! after the answer (capture, void, refund, settlement) run as durable jobs, written in the same
 //! transaction as the move that asks for them.
 
+mod abandon;
 mod create;
 mod failover;
 pub mod input;
@@ -21,7 +22,9 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-pub use jobs::{PaymentStep, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, VOID_JOB};
+pub use jobs::{
+    PaymentStep, ABANDON_JOB, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, VOID_JOB,
+};
 pub use seed::synthetic_payments;
 
 use super::objects::stored;
