@@ -4,6 +4,7 @@
 
 mod abandon;
 mod admin;
+mod crash;
 mod failover;
 mod retries;
 mod secrets;
