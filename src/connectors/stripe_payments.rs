@@ -342,14 +342,11 @@ impl Processor for StripePayments {
         if let Some(name) = &card.cardholder_name {
             form.push(pair("payment_method_data[billing_details][name]", name));
         }
+        // Merchant-initiated: the cardholder is not there to authenticate. Stripe's PaymentIntents API
+        // has no parameter citing an earlier payment's network transaction id (none in its OpenAPI
+        // spec, nor in the SDKs generated from it); an unknown parameter is refused outright.
         if request.merchant_initiated {
             form.push(pair("off_session", "true"));
-            if let Some(id) = request.network_transaction_id {
-                form.push(pair(
-                    "payment_method_options[card][mit_exemption][network_transaction_id]",
-                    id,
-                ));
-            }
         }
         let key = idempotency_key("authorize", request.payment_id);
         let answer = self.post("/v1/payment_intents", &key, &form).await;

@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use super::cards::random_id;
-use super::errors::{api_error_body, invalid_parameter, missing_parameter, reply};
+use super::errors::{
+    api_error_body, invalid_parameter, missing_parameter, reply, unknown_parameter,
+};
 use super::http::{param, parse_pairs};
 
 /// Which call an injected failure applies to.
@@ -288,7 +290,9 @@ async fn handle(
         (PiRoute::Search, _) => search(&shared, uri.query().unwrap_or_default()),
         _ => (500, api_error_body()),
     };
-    if let Some(k) = idempotency {
+    // Stripe keeps no answer of a request whose parameters failed validation.
+    let validation_failed = route.0 == PiRoute::Create && status == 400;
+    if let Some(k) = idempotency.filter(|_| !validation_failed) {
         let kept = Replay {
             status,
             body: answer.clone(),
@@ -319,6 +323,23 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
     let Some(amount) = param(form, "amount").and_then(|a| a.parse::<i64>().ok()) else {
         return (400, invalid_parameter("amount", "Invalid integer"));
     };
+    if let Some((name, _)) = form.iter().find(|(name, _)| !known_create_parameter(name)) {
+        return (400, unknown_parameter(name));
+    }
+    match param(form, "off_session") {
+        None => {}
+        Some("true" | "false" | "one_off" | "recurring")
+            if param(form, "confirm") == Some("true") => {}
+        Some(_) => {
+            return (
+                400,
+                invalid_parameter(
+                    "off_session",
+                    "off_session is true, false, one_off or recurring, and only with confirm=true",
+                ),
+            )
+        }
+    }
     shared.data().creates.push(form.to_vec());
     let number = param(form, "payment_method_data[card][number]").unwrap_or_default();
     let declined = match number {
@@ -371,6 +392,56 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
         *data.charges.entry(key.to_owned()).or_default() += 1;
     }
     (200, intent)
+}
+
+/// The create parameters this fake knows, as Stripe's API reference (and the SDKs generated from its
+/// OpenAPI spec) lists them; Stripe answers any other with `parameter_unknown`. Among the card options,
+/// there is no network transaction id of an earlier payment to cite.
+fn known_create_parameter(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "amount",
+        "currency",
+        "confirm",
+        "capture_method",
+        "description",
+        "error_on_requires_action",
+        "off_session",
+        "setup_future_usage",
+        "statement_descriptor",
+        "statement_descriptor_suffix",
+        "payment_method_types[]",
+        "expand[]",
+        "payment_method_data[type]",
+        "payment_method_data[card][number]",
+        "payment_method_data[card][exp_month]",
+        "payment_method_data[card][exp_year]",
+        "payment_method_data[card][cvc]",
+        "payment_method_data[billing_details][name]",
+    ];
+    const CARD_OPTIONS: &[&str] = &[
+        "capture_method",
+        "cvc_token",
+        "installments",
+        "mandate_options",
+        "moto",
+        "network",
+        "request_extended_authorization",
+        "request_incremental_authorization",
+        "request_multicapture",
+        "request_overcapture",
+        "request_three_d_secure",
+        "require_cvc_recollection",
+        "setup_future_usage",
+        "statement_descriptor_suffix_kana",
+        "statement_descriptor_suffix_kanji",
+        "three_d_secure",
+    ];
+    if EXACT.contains(&name) || name.starts_with("metadata[") {
+        return true;
+    }
+    name.strip_prefix("payment_method_options[card][")
+        .and_then(|rest| rest.split(']').next())
+        .is_some_and(|option| CARD_OPTIONS.contains(&option))
 }
 
 fn idempotency_error(key: &str) -> Value {
