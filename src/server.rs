@@ -121,7 +121,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .context("cannot build the webhook HTTP client")?,
     );
     let sandbox = Arc::new(Sandbox::new(config.sandbox_latency));
-    let router = Routing::new(store.clone(), vault.clone(), sandbox);
+    let router = Routing::new(store.clone(), vault.clone(), sandbox, config.auth_cache_ttl);
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc, webhooks.clone()));
     let payments = Arc::new(Payments::new(
         store.clone(),
