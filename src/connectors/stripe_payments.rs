@@ -118,6 +118,11 @@ impl StripePayments {
     async fn undo(&self, payment_id: Uuid, intent: &Value) -> Outcome {
         let id = id_of(intent);
         match intent["status"].as_str().unwrap_or_default() {
+            // Ours, cancelled by an earlier try whose answer was lost.
+            "canceled" if intent["cancellation_reason"] == "abandoned" => Outcome::Approved {
+                reference: id,
+                network_transaction_id: None,
+            },
             "canceled" | "requires_payment_method" => Outcome::Declined {
                 classifier: "NOTHING_HELD",
                 message: "The processor holds nothing for this payment",

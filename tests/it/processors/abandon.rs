@@ -50,7 +50,15 @@ async fn an_authorization_whose_answer_was_lost_is_undone_where_it_was_made(back
     let held = intent_for(&primary, id);
     assert_eq!(held["status"], "requires_capture");
 
-    // The job cancels the primary's authorization and records it.
+    // The job cancels the primary's authorization and records it; the first cancel's answer is lost
+    // too, and the job's retry finds the intent cancelled by it.
+    primary.fail_next(
+        PiRoute::Cancel,
+        PiFault::AnswerLost(Duration::from_secs(3)),
+        1,
+    );
+    app.run_jobs().await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     app.run_jobs().await;
     let held = primary.intent(held["id"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -91,8 +99,8 @@ async fn an_authorization_whose_answer_was_lost_is_undone_where_it_was_made(back
     assert_eq!(app.get_payment(id).await.ok_body()["status"], "captured");
     assert_eq!(
         primary.requests(),
-        3,
-        "create, search, cancel: nothing more"
+        4,
+        "create, search, cancel (answer lost), search: nothing more"
     );
 
     // Captured at once (automatic capture) and answered too late: refunded at the primary, once.
