@@ -198,3 +198,22 @@ impl Processor for Unsupported {
 const UNSUPPORTED: Outcome = Outcome::Error {
     message: "This processor kind has no connector in this version of Strongroom",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_call_sent_without_an_answer_is_unanswered() {
+        let error = |message| Outcome::Error { message };
+        assert!(error(NO_ANSWER).unanswered());
+        assert!(error(ANSWER_LOST).unanswered());
+        assert!(!error("The processor failed").unanswered());
+        assert!(!UNSUPPORTED.unanswered());
+        let declined = Outcome::Declined {
+            classifier: "DECLINED",
+            message: NO_ANSWER,
+        };
+        assert!(!declined.unanswered());
+    }
+}

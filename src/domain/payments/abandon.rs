@@ -71,10 +71,13 @@ impl Payments {
             Outcome::Error { message } if job.attempts < job.max_attempts => {
                 return Err(JobError::Retry(message.into()))
             }
-            Outcome::Error { message } => (
-                Outcome::Error { message: GAVE_UP },
-                format!("{GAVE_UP} (processor {name}: {message})"),
-            ),
+            Outcome::Error { message } => {
+                tracing::warn!(payment = %payload.payment_id, processor = %name, why = message, "gave up undoing an unanswered authorization");
+                (
+                    Outcome::Error { message: GAVE_UP },
+                    format!("{GAVE_UP} (processor {name}: {message})"),
+                )
+            }
         };
         let mut attempt = transaction(payload.payment_id, TransactionKind::Void, 0, &record);
         attempt.message = Some(message);
