@@ -22,7 +22,7 @@ struct AbandonPayload {
     processor: String,
 }
 
-/// Tries over about a quarter of an hour (the job backoff doubles from a second), as a processor's
+/// Tries over about nine minutes (the job backoff doubles from a second), as a processor's
 /// search may lag its writes by a minute.
 const ATTEMPTS: i32 = 10;
 const GAVE_UP: &str =
