@@ -2,10 +2,13 @@
 //!
 //! ```text
 //! cargo run --release --example fake_stripe -- --customers 1000 --cards-each 100 [--rate-limit 100] [--port 0] [--key sk_test_fake]
+//! cargo run --release --example fake_stripe -- --payment-intents [--key sk_test_fake]
 //! ```
 //!
 //! Adds the customers and their cards, prints `listening on http://127.0.0.1:PORT` on stdout, and
-//! serves until SIGTERM or ctrl-c. `GET /_fake/stats` (no key) answers the counters as JSON.
+//! serves until SIGTERM or ctrl-c. `GET /_fake/stats` (no key) answers the counters as JSON. With
+//! `--payment-intents` it serves the fake payments Stripe instead (PaymentIntents, refunds), on a port
+//! the system picks.
 
 #[path = "../tests/support/fake_stripe/mod.rs"]
 mod fake_stripe;
@@ -44,11 +47,21 @@ struct Args {
     /// Refuse every forwarding request (forwarding_api_inactive).
     #[arg(long)]
     no_forwarding: bool,
+    /// Serve PaymentIntents and refunds (the processor connector's Stripe) instead of the import's.
+    #[arg(long)]
+    payment_intents: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.payment_intents {
+        let fake = fake_stripe::payment_intents::FakePaymentIntents::start(&args.key).await?;
+        announce(&fake.base_url())?;
+        shutdown_signal().await?;
+        eprintln!("{} requests", fake.requests());
+        return Ok(());
+    }
     let config = FakeStripeConfig {
         api_key: args.key,
         rate_limit_per_sec: args.rate_limit,
@@ -60,13 +73,16 @@ async fn main() -> anyhow::Result<()> {
         FakeStripe::start_on(config, SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let cards = fake.add_customers(args.customers, args.cards_each);
     eprintln!("{} customers, {cards} cards", args.customers);
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "listening on {}", fake.base_url())?;
-        stdout.flush()?;
-    }
+    announce(&fake.base_url())?;
     shutdown_signal().await?;
     eprintln!("{:?}", fake.stats());
+    Ok(())
+}
+
+fn announce(base: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {base}")?;
+    stdout.flush()?;
     Ok(())
 }
 

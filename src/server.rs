@@ -126,13 +126,20 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .context("cannot build the webhook HTTP client")?,
     );
     let sandbox = Arc::new(Sandbox::new(config.sandbox_latency));
-    let router = Routing::new(store.clone(), vault.clone(), sandbox, public_url);
+    let router = Routing::new(
+        store.clone(),
+        vault.clone(),
+        sandbox,
+        public_url,
+        config.auth_cache_ttl,
+    );
     let tokens = Arc::new(Tokens::new(store.clone(), vault, cvc, webhooks.clone()));
     let payments = Arc::new(Payments::new(
         store.clone(),
         tokens.clone(),
         router,
         config.settle_after,
+        config.authorize_recovery_after,
         webhooks.clone(),
     ));
     let imports = Arc::new(

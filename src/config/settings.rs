@@ -75,6 +75,10 @@ pub struct Settings {
     /// How long after capture a payment is settled, in seconds.
     #[arg(long, global = true, env = "STRONGROOM_SETTLE_AFTER_SECONDS")]
     pub settle_after_seconds: Option<u64>,
+    /// How long after its creation a payment still `processing` (its node died mid-authorization) is
+    /// authorized again by its recovery job, in seconds; keep it above every processor's timeout.
+    #[arg(long, global = true, env = "STRONGROOM_AUTHORIZE_RECOVERY_SECONDS")]
+    pub authorize_recovery_seconds: Option<u64>,
     /// Most requests per second an import sends to Stripe (0: no ceiling).
     #[arg(long, global = true, env = "STRONGROOM_STRIPE_RATE_LIMIT")]
     pub stripe_rate_limit: Option<u32>,

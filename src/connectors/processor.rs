@@ -29,6 +29,19 @@ pub enum Outcome {
     Pending { reference: String },
 }
 
+/// The messages of errors after which the processor may have acted although its answer never came (the
+/// call was sent, then timed out or lost its connection): an authorization that ends so is undone at
+/// that processor (`Processor::abandon`) before the payment fails over.
+pub const NO_ANSWER: &str = "The processor did not answer in time";
+pub const ANSWER_LOST: &str = "The processor's answer was lost";
+
+impl Outcome {
+    /// The processor may have acted: the call was sent, and no answer came back.
+    pub fn unanswered(&self) -> bool {
+        matches!(self, Outcome::Error { message } if [NO_ANSWER, ANSWER_LOST].contains(message))
+    }
+}
+
 /// The card, opened from the vault only for the length of one call.
 pub struct Authorization<'a> {
     pub payment_id: Uuid,
@@ -76,6 +89,15 @@ pub trait Processor: Send + Sync {
         amount: i64,
         currency_code: &str,
     ) -> Outcome;
+    /// Undoes what an authorization of `payment_id` whose answer never came may have done here: finds
+    /// it by our own ids, cancels it, or refunds it if it was captured. Approved: undone (the
+    /// reference is the processor's); Declined: it was not approved, nothing is held; Error: not known
+    /// yet (not found, the processor failed), ask again later.
+    async fn abandon(&self, _payment_id: Uuid) -> Outcome {
+        Outcome::Error {
+            message: "This connector cannot look up an authorization whose answer was lost",
+        }
+    }
 }
 
 pub struct Sandbox {
@@ -156,5 +178,23 @@ impl Processor for Sandbox {
             reference: format!("sbx_ref_{}", refund_id.simple()),
             network_transaction_id: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_call_sent_without_an_answer_is_unanswered() {
+        let error = |message| Outcome::Error { message };
+        assert!(error(NO_ANSWER).unanswered());
+        assert!(error(ANSWER_LOST).unanswered());
+        assert!(!error("The processor failed").unanswered());
+        let declined = Outcome::Declined {
+            classifier: "DECLINED",
+            message: NO_ANSWER,
+        };
+        assert!(!declined.unanswered());
     }
 }

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::processor::{idempotency_key, Authorization, Outcome, Processor};
+use super::processor::{
+    idempotency_key, Authorization, Outcome, Processor, ANSWER_LOST, NO_ANSWER,
+};
 use super::stripe::StripeKey;
 
 /// The API version whose shapes this connector reads.
@@ -40,19 +42,32 @@ impl StripePayments {
 
     /// Posts `form` to `path` under `key`, and reads Stripe's answer.
     async fn post(&self, path: &str, key: &str, form: &[(String, String)]) -> Answer {
-        let sent = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
+            .header("Idempotency-Key", key)
+            .form(form);
+        self.send(request).await
+    }
+
+    /// Reads `path` with `query`.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Answer {
+        let request = self.http.get(format!("{}{path}", self.base)).query(query);
+        self.send(request).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let sent = request
             .bearer_auth(self.key.expose())
             .header("Stripe-Version", STRIPE_VERSION)
-            .header("Idempotency-Key", key)
-            .form(form)
             .send()
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(err) if err.is_timeout() => return Answer::Unreachable(TIMEOUT),
-            Err(_) => return Answer::Unreachable(UNREACHABLE),
+            Err(err) if err.is_timeout() => return Answer::Unreachable(NO_ANSWER),
+            // Not connected: nothing was sent.
+            Err(err) if err.is_connect() => return Answer::Unreachable(UNREACHABLE),
+            Err(_) => return Answer::Unreachable(ANSWER_LOST),
         };
         let status = response.status().as_u16();
         let body: Option<Value> = response.json().await.ok();
@@ -71,15 +86,91 @@ impl StripePayments {
                 );
                 Answer::Refused(status, error)
             }
-            None if (200..300).contains(&status) => Answer::Unreachable(UNREADABLE),
+            None if (200..300).contains(&status) => Answer::Unreachable(ANSWER_LOST),
             None => Answer::Refused(status, StripeErrorObject::default()),
+        }
+    }
+
+    /// The PaymentIntent our authorization of `payment_id` made, found by the metadata it carries.
+    /// Stripe's search lags writes (under a minute, it says), so "none" may mean "not yet".
+    async fn find_intent(&self, payment_id: Uuid) -> Result<Option<Value>, Outcome> {
+        let query = format!("metadata['strongroom_payment_id']:'{payment_id}'");
+        let answer = self
+            .get(
+                "/v1/payment_intents/search",
+                &[("query", &query), ("expand[]", "data.latest_charge")],
+            )
+            .await;
+        match answer {
+            Answer::Object(found) => Ok(found["data"]
+                .as_array()
+                .and_then(|data| data.first())
+                .cloned()),
+            Answer::Refused(..) => Err(Outcome::Error {
+                message: "The processor refused to search for the payment",
+            }),
+            Answer::Unreachable(message) => Err(Outcome::Error { message }),
+        }
+    }
+
+    /// Cancels an intent our authorization made (or refunds it if it was captured), under keys of its
+    /// own so that a retry acts once.
+    async fn undo(&self, payment_id: Uuid, intent: &Value) -> Outcome {
+        let id = id_of(intent);
+        match intent["status"].as_str().unwrap_or_default() {
+            // Ours, cancelled by an earlier try whose answer was lost.
+            "canceled" if intent["cancellation_reason"] == "abandoned" => Outcome::Approved {
+                reference: id,
+                network_transaction_id: None,
+            },
+            "canceled" | "requires_payment_method" => Outcome::Declined {
+                classifier: "NOTHING_HELD",
+                message: "The processor holds nothing for this payment",
+            },
+            "succeeded" => {
+                let form = [
+                    pair("payment_intent", &id),
+                    pair("metadata[strongroom_payment_id]", payment_id),
+                ];
+                let key = idempotency_key("abandon-refund", payment_id);
+                let answer = self.post("/v1/refunds", &key, &form).await;
+                answered(answer, false, |refund| {
+                    match refund["status"].as_str().unwrap_or_default() {
+                        "succeeded" | "pending" => Outcome::Approved {
+                            reference: id_of(refund),
+                            network_transaction_id: None,
+                        },
+                        _ => Outcome::Error {
+                            message: "The processor did not refund the abandoned payment",
+                        },
+                    }
+                })
+            }
+            "processing" => Outcome::Error {
+                message: "The processor is still processing the payment",
+            },
+            _ => {
+                let path = format!("/v1/payment_intents/{id}/cancel");
+                let key = idempotency_key("abandon", payment_id);
+                let form = [pair("cancellation_reason", "abandoned")];
+                let answer = self.post(&path, &key, &form).await;
+                answered(answer, false, |intent| {
+                    match intent["status"].as_str().unwrap_or_default() {
+                        "canceled" => Outcome::Approved {
+                            reference: id_of(intent),
+                            network_transaction_id: None,
+                        },
+                        _ => Outcome::Error {
+                            message: "The processor did not cancel the abandoned payment",
+                        },
+                    }
+                })
+            }
         }
     }
 }
 
-const TIMEOUT: &str = "The processor did not answer in time";
 const UNREACHABLE: &str = "The processor could not be reached";
-const UNREADABLE: &str = "The processor's answer could not be read";
 
 enum Answer {
     Object(Value),
@@ -256,14 +347,11 @@ impl Processor for StripePayments {
         if let Some(name) = &card.cardholder_name {
             form.push(pair("payment_method_data[billing_details][name]", name));
         }
+        // Merchant-initiated: the cardholder is not there to authenticate. Stripe's PaymentIntents API
+        // has no parameter citing an earlier payment's network transaction id (none in its OpenAPI
+        // spec, nor in the SDKs generated from it); an unknown parameter is refused outright.
         if request.merchant_initiated {
             form.push(pair("off_session", "true"));
-            if let Some(id) = request.network_transaction_id {
-                form.push(pair(
-                    "payment_method_options[card][mit_exemption][network_transaction_id]",
-                    id,
-                ));
-            }
         }
         let key = idempotency_key("authorize", request.payment_id);
         let answer = self.post("/v1/payment_intents", &key, &form).await;
@@ -271,7 +359,20 @@ impl Processor for StripePayments {
         for (_, value) in form.iter_mut() {
             zeroize::Zeroize::zeroize(value);
         }
-        answered(answer, true, read_intent)
+        match answer {
+            // The key was used with other parameters: a retry (by recovery, without the security code
+            // that was used up) of an authorization Stripe did process. Its intent tells the outcome;
+            // not finding it yet leaves the outcome unknown, and the authorization is undone later.
+            Answer::Refused(400, error) if error.kind.as_deref() == Some("idempotency_error") => {
+                match self.find_intent(request.payment_id).await {
+                    Ok(Some(intent)) => read_intent(&intent),
+                    Ok(None) | Err(_) => Outcome::Error {
+                        message: ANSWER_LOST,
+                    },
+                }
+            }
+            answer => answered(answer, true, read_intent),
+        }
     }
 
     async fn capture(
@@ -315,6 +416,16 @@ impl Processor for StripePayments {
                 },
             }
         })
+    }
+
+    async fn abandon(&self, payment_id: Uuid) -> Outcome {
+        match self.find_intent(payment_id).await {
+            Ok(Some(intent)) => self.undo(payment_id, &intent).await,
+            Ok(None) => Outcome::Error {
+                message: "The processor shows no payment for it (yet)",
+            },
+            Err(outcome) => outcome,
+        }
     }
 
     async fn refund(

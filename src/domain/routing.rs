@@ -3,7 +3,8 @@
 //! account without rules sends everything to the built-in `sandbox`, as before rules existed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -152,8 +153,19 @@ impl Route {
     }
 }
 
+/// An account's rules (`None`: it has none) and its processor names to keys, as read together.
+#[derive(Clone)]
+struct Table {
+    rules: Option<Arc<Vec<Rule>>>,
+    keys: Arc<HashMap<String, String>>,
+}
+
+const CACHE_MAX_ACCOUNTS: usize = 10_000;
+
 /// Picks routes and builds the connectors of an account's processors (cached by processor id; whether
 /// a processor is still live is read at every call, so a removal from the CLI takes effect at once).
+/// An account's rules and processor names are read at most once per `ttl` (the auth cache window), so
+/// a payment costs no read of them; `route set` applies on every node within that window.
 pub struct Routing {
     store: DynStore,
     vault: Arc<Vault>,
@@ -161,6 +173,8 @@ pub struct Routing {
     connectors: Mutex<HashMap<Uuid, Arc<dyn Processor>>>,
     /// Where this server is reached, which some processors want on every payment.
     public_url: String,
+    ttl: Duration,
+    tables: RwLock<HashMap<Uuid, (Table, Instant)>>,
 }
 
 impl Routing {
@@ -169,6 +183,7 @@ impl Routing {
         vault: Arc<Vault>,
         sandbox: Arc<dyn Processor>,
         public_url: String,
+        ttl: Duration,
     ) -> Self {
         Self {
             store,
@@ -176,6 +191,8 @@ impl Routing {
             sandbox,
             connectors: Mutex::new(HashMap::new()),
             public_url,
+            ttl,
+            tables: RwLock::new(HashMap::new()),
         }
     }
 
@@ -202,14 +219,41 @@ impl Routing {
         }
     }
 
-    async fn rules(&self, account_id: Uuid) -> Result<Option<Vec<Rule>>, StoreError> {
-        match self.store.get_routing_rules(account_id).await? {
-            None => Ok(None),
+    /// The account's rules and processor keys, from the cache while it is fresh.
+    async fn table(&self, account_id: Uuid) -> Result<Table, StoreError> {
+        let cached = self.tables.read().ok().and_then(|map| {
+            map.get(&account_id)
+                .filter(|(_, read_at)| read_at.elapsed() < self.ttl)
+                .map(|(table, _)| table.clone())
+        });
+        if let Some(table) = cached {
+            return Ok(table);
+        }
+        let rules = match self.store.get_routing_rules(account_id).await? {
+            None => None,
             // `[]` is no rules at all: the sandbox takes everything again.
             Some(text) => serde_json::from_str::<Vec<Rule>>(&text)
-                .map(|rules| Some(rules).filter(|r| !r.is_empty()))
-                .map_err(|e| StoreError::Corrupt(format!("routing rules: {e}"))),
+                .map(|rules| Some(Arc::new(rules)).filter(|r| !r.is_empty()))
+                .map_err(|e| StoreError::Corrupt(format!("routing rules: {e}")))?,
+        };
+        // Without rules every payment goes to the sandbox: the processor names are not needed.
+        let keys = match rules {
+            Some(_) => Arc::new(self.keys(account_id).await?),
+            None => Arc::new(HashMap::new()),
+        };
+        let table = Table { rules, keys };
+        if !self.ttl.is_zero() {
+            if let Ok(mut map) = self.tables.write() {
+                if map.len() >= CACHE_MAX_ACCOUNTS {
+                    map.retain(|_, (_, read_at)| read_at.elapsed() < self.ttl);
+                    if map.len() >= CACHE_MAX_ACCOUNTS {
+                        map.clear();
+                    }
+                }
+                map.insert(account_id, (table.clone(), Instant::now()));
+            }
         }
+        Ok(table)
     }
 
     /// Processor names of the account to the keys recorded on payments.
@@ -236,7 +280,8 @@ impl Routing {
 
     /// The route of a payment: the first rule that matches; without rules, the sandbox.
     pub async fn route(&self, account_id: Uuid, facts: &Facts<'_>) -> Result<Route, StoreError> {
-        let Some(rules) = self.rules(account_id).await? else {
+        let table = self.table(account_id).await?;
+        let Some(rules) = &table.rules else {
             return Ok(Route {
                 rule: DEFAULT_RULE.to_owned(),
                 chain: vec![SANDBOX.to_owned()],
@@ -248,10 +293,9 @@ impl Routing {
                 chain: Vec::new(),
             });
         };
-        let keys = self.keys(account_id).await?;
         Ok(Route {
             rule: rule.name.clone(),
-            chain: Self::chain(rule, &keys),
+            chain: Self::chain(rule, &table.keys),
         })
     }
 
@@ -269,14 +313,15 @@ impl Routing {
         if rule == DEFAULT_RULE {
             return Ok(vec![current.to_owned()]);
         }
-        let Some(found) = self
-            .rules(account_id)
-            .await?
-            .and_then(|rules| rules.into_iter().find(|r| r.name == rule))
+        let table = self.table(account_id).await?;
+        let Some(found) = table
+            .rules
+            .as_ref()
+            .and_then(|rules| rules.iter().find(|r| r.name == rule))
         else {
             return Ok(vec![current.to_owned()]);
         };
-        let chain = Self::chain(&found, &self.keys(account_id).await?);
+        let chain = Self::chain(found, &table.keys);
         Ok(match chain.iter().position(|k| k == current) {
             Some(at) => chain[at..].to_vec(),
             None => vec![current.to_owned()],

@@ -8,7 +8,7 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{AuditEvent, StoreResult, TransactionRecord, Ts};
+use super::{AuditEvent, NewJob, StoreResult, TransactionRecord, Ts};
 
 pub const PROCESSOR_COLUMNS: &str =
     "id, account_id, name, kind, settings, sealed_secrets, created_at, removed_at";
@@ -64,13 +64,15 @@ pub trait ProcessorStore {
         audit: &AuditEvent,
     ) -> StoreResult<()>;
     /// A failed authorization attempt handed over to `processor`: records the attempt and moves the
-    /// payment (still at `expected_version`) to `processor` at the next version; false if it moved on.
+    /// payment (still at `expected_version`) to `processor` at the next version, with `job` (undoing
+    /// an attempt whose answer never came) in the same transaction; false if it moved on.
     async fn record_failover(
         &self,
         payment_id: Uuid,
         expected_version: i64,
         processor: &str,
         attempt: &TransactionRecord,
+        job: Option<&NewJob>,
         at: Ts,
     ) -> StoreResult<bool>;
     async fn set_network_transaction_id(&self, payment_id: Uuid, id: &str) -> StoreResult<()>;
@@ -199,6 +201,7 @@ macro_rules! impl_processor_store {
                 expected_version: i64,
                 processor: &str,
                 t: &$crate::store::TransactionRecord,
+                job: Option<&$crate::store::NewJob>,
                 at: Ts,
             ) -> StoreResult<bool> {
                 let mut tx = self.pool().begin().await?;
@@ -217,6 +220,9 @@ macro_rules! impl_processor_store {
                     return Ok(false);
                 }
                 $crate::store::payment_records::write_transaction::<Db>(&mut tx, t).await?;
+                if let Some(job) = job {
+                    $crate::store::jobs::write_job::<Db>(&mut tx, job, at).await?;
+                }
                 tx.commit().await?;
                 Ok(true)
             }

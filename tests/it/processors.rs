@@ -2,9 +2,11 @@
 //! Adyen connectors against their fakes, failover between processors, and no processor secret at rest or in
 //! the logs.
 
+mod abandon;
 mod admin;
 mod adyen;
 mod adyen_notifications;
+mod crash;
 mod failover;
 mod retries;
 mod secrets;

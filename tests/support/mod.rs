@@ -24,6 +24,7 @@ pub use answer::{error_body, send, validation_body};
 pub use app::{spawn_app, spawn_app_with, TestApp};
 pub(crate) use backend::on_both_backends;
 pub use backend::{postgres_available, redis_url, Backend};
+pub use client::ApiClient;
 pub use db::TestDb;
 pub use imports::{spawn_app_for_stripe, stripe_settings, visa_cards, STRIPE_KEY};
 pub use payments::payment;

@@ -94,13 +94,16 @@ impl TestApp {
         id
     }
 
-    /// `route set` for the default account; returns (exited 0, stdout, stderr).
+    /// `route set` for the default account; returns (exited 0, stdout, stderr) once the server applies
+    /// the new rules (it reads them at most once per auth cache window, 300 ms in tests).
     pub async fn set_routes(&self, rules: &Value) -> (bool, String, String) {
         let account = self.account_id().await.to_string();
-        self.cli_with_input(
+        let done = self.cli_with_input(
             &["route", "set", "--account", &account, "--json"],
             &rules.to_string(),
-        )
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        done
     }
 }
 

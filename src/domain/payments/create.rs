@@ -5,8 +5,9 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use super::abandon::abandon_job;
 use super::input::PaymentInput;
-use super::jobs::{new_job, JobPayload, AUTHORIZE_JOB, AUTHORIZE_RECOVERY_AFTER};
+use super::jobs::{new_job, JobPayload, AUTHORIZE_JOB};
 use super::{
     change, failure_details, next, set_status, state, transaction, PaymentError, Payments,
 };
@@ -129,7 +130,7 @@ impl Payments {
             payment_id: payment.id,
             refund_id: None,
         };
-        let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(AUTHORIZE_RECOVERY_AFTER));
+        let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(self.recovery_after));
         let outbox = self.webhooks.payment_created(&payment).await?;
         self.store
             .insert_payment(&payment, Some(&recovery), &outbox)
@@ -203,7 +204,7 @@ impl Payments {
         // After a failover the payment is a version further, at the processor that answered.
         let payment = &current;
         let mut updated = next(payment);
-        let mut settle = None;
+        let mut follow_up = None;
         match &outcome {
             Outcome::Approved { reference, .. } => {
                 updated.amount_authorized = payment.amount_requested;
@@ -211,7 +212,7 @@ impl Payments {
                 if capture {
                     set_status(&mut updated, PaymentStatus::Captured);
                     updated.amount_captured = payment.amount_requested;
-                    settle = Some(self.settle_job(payment));
+                    follow_up = Some(self.settle_job(payment));
                 } else {
                     set_status(&mut updated, PaymentStatus::Authorized);
                 }
@@ -219,6 +220,14 @@ impl Payments {
             _ => {
                 set_status(&mut updated, PaymentStatus::Failed);
                 updated.failure_details = failure_details(&outcome);
+                // The last processor may have approved although no answer came: undo that there.
+                if outcome.unanswered() {
+                    follow_up = Some(abandon_job(
+                        payment.account_id,
+                        payment.id,
+                        &payment.processor,
+                    ));
+                }
             }
         }
         let mut step = change(payment, updated.clone());
@@ -228,7 +237,7 @@ impl Payments {
             payment.amount_requested,
             &outcome,
         ));
-        step.job = settle;
+        step.job = follow_up;
         if self.apply(&mut step).await? {
             if let Outcome::Approved {
                 network_transaction_id: Some(id),

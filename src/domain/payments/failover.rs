@@ -1,7 +1,9 @@
 //! Failover of an authorization along the processors of the payment's rule: a processor error (not the
 //! card's fault) hands the payment to the next processor, at most once each, and every attempt is a
-//! transaction; a decline or an approval is final. No processors at all: the payment fails routing.
+//! transaction; a decline or an approval is final. No processors at all: the payment fails routing. An
+//! attempt whose answer never came is undone at its processor by a job written with the failover.
 
+use super::abandon::abandon_job;
 use super::{transaction, PaymentError, Payments};
 use crate::connectors::processor::{Authorization, Outcome};
 use crate::model::payment::TransactionKind;
@@ -57,10 +59,22 @@ impl Payments {
             attempt.message = attempt
                 .message
                 .map(|m| format!("{m} (processor {name}; tried the next one)"));
+            // The processor may have approved although no answer came: undo that there, durably, before
+            // the next one is asked.
+            let undo = outcome
+                .unanswered()
+                .then(|| abandon_job(account_id, payment.id, key));
             let now = Ts::now();
             if !self
                 .store
-                .record_failover(current.id, current.version, next, &attempt, now)
+                .record_failover(
+                    current.id,
+                    current.version,
+                    next,
+                    &attempt,
+                    undo.as_ref(),
+                    now,
+                )
                 .await?
             {
                 // Recovery took the payment over; it answers for it.

@@ -3,7 +3,6 @@
 //! expects it, so a retry after a crash, or a second node, does nothing twice.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -31,9 +30,8 @@ pub const CAPTURE_JOB: &str = "payment.capture";
 pub const VOID_JOB: &str = "payment.void";
 pub const SETTLE_JOB: &str = "payment.settle";
 pub const REFUND_JOB: &str = "refund.process";
+pub const ABANDON_JOB: &str = "payment.abandon";
 const JOB_ATTEMPTS: i32 = 10;
-/// When the authorization of a new payment is picked up again if the node that took it died.
-pub(super) const AUTHORIZE_RECOVERY_AFTER: Duration = Duration::from_secs(60);
 
 pub(super) fn new_job(kind: &str, payload: &JobPayload, run_at: Ts) -> NewJob {
     NewJob {
@@ -58,6 +56,9 @@ impl Payments {
     /// Runs one step of a payment job.
     async fn run_job(&self, kind: &str, job: &Job) -> Result<(), JobError> {
         use PaymentStatus as P;
+        if kind == ABANDON_JOB {
+            return self.run_abandon(job).await;
+        }
         let payload: JobPayload = serde_json::from_str(&job.payload)
             .map_err(|e| JobError::Fatal(format!("bad payload: {e}")))?;
         let Some(payment) = self
@@ -300,15 +301,22 @@ pub struct PaymentStep {
 
 impl PaymentStep {
     pub fn all(payments: &Arc<Payments>) -> Vec<Arc<dyn JobHandler>> {
-        [AUTHORIZE_JOB, CAPTURE_JOB, VOID_JOB, SETTLE_JOB, REFUND_JOB]
-            .into_iter()
-            .map(|kind| {
-                Arc::new(PaymentStep {
-                    kind,
-                    payments: payments.clone(),
-                }) as Arc<dyn JobHandler>
-            })
-            .collect()
+        [
+            AUTHORIZE_JOB,
+            CAPTURE_JOB,
+            VOID_JOB,
+            SETTLE_JOB,
+            REFUND_JOB,
+            ABANDON_JOB,
+        ]
+        .into_iter()
+        .map(|kind| {
+            Arc::new(PaymentStep {
+                kind,
+                payments: payments.clone(),
+            }) as Arc<dyn JobHandler>
+        })
+        .collect()
     }
 }
 

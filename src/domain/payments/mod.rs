@@ -6,6 +6,7 @@
 //! after the answer (capture, void, refund, settlement) run as durable jobs, written in the same
 //! transaction as the move that asks for them.
 
+mod abandon;
 mod create;
 mod failover;
 pub mod input;
@@ -22,7 +23,9 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-pub use jobs::{PaymentStep, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, VOID_JOB};
+pub use jobs::{
+    PaymentStep, ABANDON_JOB, AUTHORIZE_JOB, CAPTURE_JOB, REFUND_JOB, SETTLE_JOB, VOID_JOB,
+};
 pub use seed::synthetic_payments;
 
 use super::objects::stored;
@@ -67,6 +70,8 @@ pub struct Payments {
     tokens: Arc<Tokens>,
     router: Routing,
     settle_after: Duration,
+    /// When a payment's recovery job authorizes it if its node died first.
+    recovery_after: Duration,
     webhooks: Arc<Webhooks>,
 }
 
@@ -161,6 +166,7 @@ impl Payments {
         tokens: Arc<Tokens>,
         router: Routing,
         settle_after: Duration,
+        recovery_after: Duration,
         webhooks: Arc<Webhooks>,
     ) -> Self {
         Self {
@@ -168,6 +174,7 @@ impl Payments {
             tokens,
             router,
             settle_after,
+            recovery_after,
             webhooks,
         }
     }

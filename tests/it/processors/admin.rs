@@ -1,13 +1,19 @@
 //! `processor add|list|remove` and `route set|show` as an operator runs them: the output shapes, the
-//! refusals (naming the field or the rule at fault, never echoing a secret), and removal wiping secrets.
+//! refusals (naming the field or the rule at fault, never echoing a secret), removal wiping secrets, and
+//! a rule change reaching a running server within the auth cache window.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{on_both_backends, spawn_app, Backend, STRIPE_SECRET};
+use crate::support::{
+    on_both_backends, payment, spawn_app, spawn_app_with, Backend, STRIPE_SECRET,
+};
 
 on_both_backends!(
     processors_are_added_listed_and_removed_without_showing_secrets,
     route_set_refuses_unknown_processors_and_malformed_rules_naming_the_rule,
+    a_server_reads_an_accounts_rules_once_per_cache_window,
 );
 
 fn keys(v: &Value) -> Vec<String> {
@@ -202,4 +208,38 @@ async fn route_set_refuses_unknown_processors_and_malformed_rules_naming_the_rul
     assert!(ok, "{stderr}");
     let shown: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(shown, json!({"account_id": account, "rules": good}));
+}
+
+async fn a_server_reads_an_accounts_rules_once_per_cache_window(backend: Backend) {
+    let window = Duration::from_secs(3);
+    let app = spawn_app_with(backend, |config| config.auth_cache_ttl = window).await;
+    let account = app.account_id().await.to_string();
+    let token = app.token_for("4242424242424242").await;
+    let first = app
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
+    assert_eq!(
+        first["flow_matrix_rule"],
+        "default: all payments to sandbox"
+    );
+    let read_at = Instant::now();
+
+    let rules = json!([{"name": "everything", "processors": ["sandbox"]}]).to_string();
+    let (ok, _, stderr) =
+        app.cli_with_input(&["route", "set", "--account", &account, "--json"], &rules);
+    assert!(ok, "{stderr}");
+    let cached = app
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
+    if read_at.elapsed() < window {
+        assert_eq!(
+            cached["flow_matrix_rule"], "default: all payments to sandbox",
+            "within the window the rules read for the first payment still apply"
+        );
+    }
+    tokio::time::sleep(window.saturating_sub(read_at.elapsed())).await;
+    let fresh = app
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
+    assert_eq!(fresh["flow_matrix_rule"], "everything");
 }

@@ -1,6 +1,6 @@
 //! Every use case through the Stripe connector, against the fake PaymentIntents server: automatic and
-//! manual capture, partial capture, void, partial refunds, merchant-initiated payments citing the
-//! initial payment's network transaction id, Stripe's declines, and one charge per idempotency key.
+//! manual capture, partial capture, void, partial refunds, merchant-initiated payments off session with
+//! only the parameters Stripe documents, Stripe's declines, and one charge per idempotency key.
 
 use serde_json::{json, Value};
 
@@ -9,7 +9,7 @@ use crate::support::{card, on_both_backends, payment, spawn_app, Backend, STRIPE
 
 on_both_backends!(
     payments_go_through_stripe_with_capture_void_and_partial_refunds,
-    merchant_initiated_payments_cite_the_initial_network_transaction,
+    merchant_initiated_payments_go_off_session_with_documented_parameters_only,
     stripe_declines_become_failure_details,
 );
 
@@ -134,7 +134,9 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert!(stripe.charges().values().all(|n| *n == 1));
 }
 
-async fn merchant_initiated_payments_cite_the_initial_network_transaction(backend: Backend) {
+async fn merchant_initiated_payments_go_off_session_with_documented_parameters_only(
+    backend: Backend,
+) {
     let stripe = FakePaymentIntents::start(STRIPE_SECRET).await.unwrap();
     let app = spawn_app(backend).await;
     app.add_stripe("stripe-main", &stripe.base_url()).await;
@@ -177,11 +179,13 @@ async fn merchant_initiated_payments_cite_the_initial_network_transaction(backen
     assert_eq!(next["use_case"], "SUBSEQUENT_RECURRING");
     let sent = stripe.create_params(1).unwrap();
     assert_eq!(sent["off_session"], "true");
-    assert_eq!(
-        sent["payment_method_options[card][mit_exemption][network_transaction_id]"],
-        network_id
-    );
     assert!(!sent.contains_key("payment_method_data[card][cvc]"));
+    // The initial payment's network transaction id is kept, but Stripe's API takes no parameter for
+    // it: the fake, like Stripe, refuses unknown parameters, so a payment that sent one would fail.
+    assert!(
+        !sent.values().any(|v| v == &network_id),
+        "no undocumented parameter carries it: {sent:?}"
+    );
 }
 
 async fn stripe_declines_become_failure_details(backend: Backend) {
@@ -212,4 +216,46 @@ async fn stripe_declines_become_failure_details(backend: Backend) {
         );
     }
     assert_eq!(stripe.create_calls(), 4);
+}
+
+/// The fake answers an undocumented parameter as Stripe does (400 `parameter_unknown`) and, as Stripe,
+/// keeps no answer for a key whose request failed validation, so a corrected request may reuse it.
+#[tokio::test]
+async fn the_fake_refuses_parameters_stripe_does_not_document() {
+    let stripe = FakePaymentIntents::start(STRIPE_SECRET).await.unwrap();
+    let client = reqwest::Client::new();
+    let mut form = vec![
+        ("amount", "1000"),
+        ("currency", "eur"),
+        ("confirm", "true"),
+        ("off_session", "true"),
+        ("payment_method_data[type]", "card"),
+        ("payment_method_data[card][number]", "4242424242424242"),
+        ("payment_method_data[card][exp_month]", "4"),
+        ("payment_method_data[card][exp_year]", "2031"),
+        (
+            "payment_method_options[card][mit_exemption][network_transaction_id]",
+            "ntx1",
+        ),
+    ];
+    let post = |form: Vec<(&'static str, &'static str)>| {
+        client
+            .post(format!("{}/v1/payment_intents", stripe.base_url()))
+            .bearer_auth(STRIPE_SECRET)
+            .header("Idempotency-Key", "k1")
+            .form(&form)
+            .send()
+    };
+    let refused = post(form.clone()).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "parameter_unknown");
+    assert_eq!(
+        body["error"]["param"],
+        "payment_method_options[card][mit_exemption][network_transaction_id]"
+    );
+    form.pop();
+    let accepted = post(form).await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(stripe.charges_for("k1"), 1);
 }

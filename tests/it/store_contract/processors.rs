@@ -142,11 +142,11 @@ async fn a_failover_moves_a_payment_only_from_the_version_read(backend: Backend)
     };
     // The payment is authorized, not processing: no failover moves it.
     assert!(!store
-        .record_failover(id, stored.version, "other", &attempt, Ts::now())
+        .record_failover(id, stored.version, "other", &attempt, None, Ts::now())
         .await
         .unwrap());
     assert!(!store
-        .record_failover(id, stored.version + 7, "other", &attempt, Ts::now())
+        .record_failover(id, stored.version + 7, "other", &attempt, None, Ts::now())
         .await
         .unwrap());
     assert_eq!(store.list_transactions(id).await.unwrap().len(), 1);

@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use super::cards::random_id;
-use super::errors::{api_error_body, invalid_parameter, missing_parameter, reply};
+use super::errors::{
+    api_error_body, invalid_parameter, missing_parameter, reply, unknown_parameter,
+};
 use super::http::{param, parse_pairs};
 
 /// Which call an injected failure applies to.
@@ -27,6 +29,7 @@ pub enum PiRoute {
     Capture,
     Cancel,
     Refund,
+    Search,
 }
 
 /// An injected failure.
@@ -43,12 +46,21 @@ pub enum PiFault {
     AnswerLost(Duration),
 }
 
+/// A kept answer (status, body) and its request (path, sorted parameters).
+struct Replay {
+    status: u16,
+    body: Value,
+    path: String,
+    params: Vec<(String, String)>,
+}
+
 #[derive(Default)]
 pub(super) struct PiData {
     pub intents: HashMap<String, Value>,
     pub refunds: HashMap<String, Value>,
-    /// The first answer (status, body) of each idempotency key.
-    replay: HashMap<String, (u16, Value)>,
+    /// The first answer of each idempotency key, with the request it answered: Stripe refuses a key
+    /// used again with other parameters.
+    replay: HashMap<String, Replay>,
     /// Charges (intents created) per idempotency key.
     charges: HashMap<String, u32>,
     faults: Vec<(PiRoute, PiFault)>,
@@ -117,6 +129,11 @@ impl FakePaymentIntents {
     /// Every idempotency key that made a charge, with its count.
     pub fn charges(&self) -> HashMap<String, u32> {
         self.shared.data().charges.clone()
+    }
+
+    /// Every PaymentIntent made, in no order.
+    pub fn intents(&self) -> Vec<Value> {
+        self.shared.data().intents.values().cloned().collect()
     }
 
     pub fn intent(&self, id: &str) -> Option<Value> {
@@ -211,6 +228,7 @@ async fn handle(
         ("POST", ["v1", "payment_intents", id, "capture"]) => (PiRoute::Capture, Some(*id)),
         ("POST", ["v1", "payment_intents", id, "cancel"]) => (PiRoute::Cancel, Some(*id)),
         ("POST", ["v1", "refunds"]) => (PiRoute::Refund, None),
+        ("GET", ["v1", "payment_intents", "search"]) => (PiRoute::Search, None),
         _ => {
             return reply(
                 404,
@@ -222,8 +240,23 @@ async fn handle(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let form = {
+        let mut form = parse_pairs(&String::from_utf8_lossy(&body));
+        form.sort();
+        form
+    };
     if let Some(k) = &idempotency {
-        if let Some((status, body)) = shared.data().replay.get(k).cloned() {
+        let kept = shared.data().replay.get(k).map(|r| {
+            (
+                r.status,
+                r.body.clone(),
+                r.path == uri.path() && r.params == form,
+            )
+        });
+        if let Some((status, body, same)) = kept {
+            if !same {
+                return reply(400, idempotency_error(k));
+            }
             let mut response = reply(status, body);
             response
                 .headers_mut()
@@ -249,16 +282,24 @@ async fn handle(
         }
         None => {}
     }
-    let form = parse_pairs(&String::from_utf8_lossy(&body));
     let (status, answer) = match route {
         (PiRoute::Create, _) => create(&shared, &form, idempotency.as_deref()),
         (PiRoute::Capture, Some(id)) => capture(&shared, id, &form),
-        (PiRoute::Cancel, Some(id)) => cancel(&shared, id),
+        (PiRoute::Cancel, Some(id)) => cancel(&shared, id, &form),
         (PiRoute::Refund, _) => super::refunds::create_refund(&shared, &form),
+        (PiRoute::Search, _) => search(&shared, uri.query().unwrap_or_default()),
         _ => (500, api_error_body()),
     };
-    if let Some(k) = idempotency {
-        shared.data().replay.insert(k, (status, answer.clone()));
+    // Stripe keeps no answer of a request whose parameters failed validation.
+    let validation_failed = route.0 == PiRoute::Create && status == 400;
+    if let Some(k) = idempotency.filter(|_| !validation_failed) {
+        let kept = Replay {
+            status,
+            body: answer.clone(),
+            path: uri.path().to_owned(),
+            params: form,
+        };
+        shared.data().replay.insert(k, kept);
     }
     if let Some(delay) = lost {
         tokio::time::sleep(delay).await;
@@ -282,6 +323,23 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
     let Some(amount) = param(form, "amount").and_then(|a| a.parse::<i64>().ok()) else {
         return (400, invalid_parameter("amount", "Invalid integer"));
     };
+    if let Some((name, _)) = form.iter().find(|(name, _)| !known_create_parameter(name)) {
+        return (400, unknown_parameter(name));
+    }
+    match param(form, "off_session") {
+        None => {}
+        Some("true" | "false" | "one_off" | "recurring")
+            if param(form, "confirm") == Some("true") => {}
+        Some(_) => {
+            return (
+                400,
+                invalid_parameter(
+                    "off_session",
+                    "off_session is true, false, one_off or recurring, and only with confirm=true",
+                ),
+            )
+        }
+    }
     shared.data().creates.push(form.to_vec());
     let number = param(form, "payment_method_data[card][number]").unwrap_or_default();
     let declined = match number {
@@ -336,6 +394,91 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
     (200, intent)
 }
 
+/// The create parameters this fake knows, as Stripe's API reference (and the SDKs generated from its
+/// OpenAPI spec) lists them; Stripe answers any other with `parameter_unknown`. Among the card options,
+/// there is no network transaction id of an earlier payment to cite.
+fn known_create_parameter(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "amount",
+        "currency",
+        "confirm",
+        "capture_method",
+        "description",
+        "error_on_requires_action",
+        "off_session",
+        "setup_future_usage",
+        "statement_descriptor",
+        "statement_descriptor_suffix",
+        "payment_method_types[]",
+        "expand[]",
+        "payment_method_data[type]",
+        "payment_method_data[card][number]",
+        "payment_method_data[card][exp_month]",
+        "payment_method_data[card][exp_year]",
+        "payment_method_data[card][cvc]",
+        "payment_method_data[billing_details][name]",
+    ];
+    const CARD_OPTIONS: &[&str] = &[
+        "capture_method",
+        "cvc_token",
+        "installments",
+        "mandate_options",
+        "moto",
+        "network",
+        "request_extended_authorization",
+        "request_incremental_authorization",
+        "request_multicapture",
+        "request_overcapture",
+        "request_three_d_secure",
+        "require_cvc_recollection",
+        "setup_future_usage",
+        "statement_descriptor_suffix_kana",
+        "statement_descriptor_suffix_kanji",
+        "three_d_secure",
+    ];
+    if EXACT.contains(&name) || name.starts_with("metadata[") {
+        return true;
+    }
+    name.strip_prefix("payment_method_options[card][")
+        .and_then(|rest| rest.split(']').next())
+        .is_some_and(|option| CARD_OPTIONS.contains(&option))
+}
+
+fn idempotency_error(key: &str) -> Value {
+    json!({"error": {
+        "message": format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
+        "type": "idempotency_error",
+    }})
+}
+
+/// `GET /v1/payment_intents/search`, for the one query the connector makes:
+/// `metadata['strongroom_payment_id']:'<id>'` (and `expand[]=data.latest_charge`, which the intents
+/// here always carry). Unlike Stripe's, this search sees a new intent at once.
+fn search(shared: &PiShared, query: &str) -> (u16, Value) {
+    let pairs = parse_pairs(query);
+    let Some(wanted) = param(&pairs, "query")
+        .and_then(|q| q.strip_prefix("metadata['strongroom_payment_id']:'"))
+        .and_then(|q| q.strip_suffix('\''))
+    else {
+        return (
+            400,
+            invalid_parameter("query", "This query is not supported by the fake"),
+        );
+    };
+    let data: Vec<Value> = shared
+        .data()
+        .intents
+        .values()
+        .filter(|i| i["metadata"]["strongroom_payment_id"] == wanted)
+        .cloned()
+        .collect();
+    (
+        200,
+        json!({"object": "search_result", "data": data, "has_more": false, "next_page": null,
+               "url": "/v1/payment_intents/search"}),
+    )
+}
+
 fn capture(shared: &PiShared, id: &str, form: &[(String, String)]) -> (u16, Value) {
     let mut data = shared.data();
     let Some(intent) = data.intents.get_mut(id) else {
@@ -367,7 +510,7 @@ fn capture(shared: &PiShared, id: &str, form: &[(String, String)]) -> (u16, Valu
     (200, intent.clone())
 }
 
-fn cancel(shared: &PiShared, id: &str) -> (u16, Value) {
+fn cancel(shared: &PiShared, id: &str, form: &[(String, String)]) -> (u16, Value) {
     let mut data = shared.data();
     let Some(intent) = data.intents.get_mut(id) else {
         return (
@@ -384,6 +527,6 @@ fn cancel(shared: &PiShared, id: &str) -> (u16, Value) {
     }
     intent["status"] = json!("canceled");
     intent["amount_capturable"] = json!(0);
-    intent["cancellation_reason"] = Value::Null;
+    intent["cancellation_reason"] = json!(param(form, "cancellation_reason"));
     (200, intent.clone())
 }
