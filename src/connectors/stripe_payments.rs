@@ -2,6 +2,7 @@
 //! refunds, every call with an `Idempotency-Key` derived from our own ids and a deadline. Stripe's answers
 //! become an `Outcome`: card errors are declines with our classifiers, anything else is a processor error.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +23,13 @@ pub struct StripePayments {
     http: reqwest::Client,
     base: String,
     key: StripeKey,
+    /// Stripe refused the network transaction id parameter on this account: not sent again until the
+    /// server restarts.
+    nti_refused: AtomicBool,
 }
+
+/// The parameter citing the initial payment's network transaction id in a merchant-initiated payment.
+pub const MIT_NTI: &str = "payment_method_options[card][mit_exemption][network_transaction_id]";
 
 impl StripePayments {
     /// `timeout`: the deadline of each call, connection included.
@@ -37,6 +44,7 @@ impl StripePayments {
             http,
             base: base.trim_end_matches('/').to_owned(),
             key,
+            nti_refused: AtomicBool::new(false),
         })
     }
 
@@ -189,6 +197,8 @@ struct StripeErrorObject {
     kind: Option<String>,
     code: Option<String>,
     decline_code: Option<String>,
+    /// The parameter a validation error is about.
+    param: Option<String>,
 }
 
 /// A card error's code (the decline code first) as our classifier and message; `None`: Stripe says to
@@ -347,14 +357,35 @@ impl Processor for StripePayments {
         if let Some(name) = &card.cardholder_name {
             form.push(pair("payment_method_data[billing_details][name]", name));
         }
-        // Merchant-initiated: the cardholder is not there to authenticate. Stripe's PaymentIntents API
-        // has no parameter citing an earlier payment's network transaction id (none in its OpenAPI
-        // spec, nor in the SDKs generated from it); an unknown parameter is refused outright.
+        // Merchant-initiated: the cardholder is not there to authenticate, and the initial payment's
+        // network transaction id links this one to the series. Stripe takes that id only where it has
+        // enabled the option on the account (it is not in the public API reference); elsewhere it
+        // refuses the parameter as unknown before doing anything, so the payment is sent again
+        // without it, under the same key (Stripe keeps no answer for a request it refused so).
         if request.merchant_initiated {
             form.push(pair("off_session", "true"));
+            if let (Some(id), false) = (
+                request.network_transaction_id,
+                self.nti_refused.load(Ordering::Relaxed),
+            ) {
+                form.push(pair(MIT_NTI, id));
+            }
         }
         let key = idempotency_key("authorize", request.payment_id);
-        let answer = self.post("/v1/payment_intents", &key, &form).await;
+        let mut answer = self.post("/v1/payment_intents", &key, &form).await;
+        if let Answer::Refused(400, error) = &answer {
+            if error.code.as_deref() == Some("parameter_unknown")
+                && error.param.as_deref() == Some(MIT_NTI)
+            {
+                tracing::info!(
+                    processor = %self.name,
+                    "Stripe does not take the initial payment's network transaction id on this account; sent without it"
+                );
+                self.nti_refused.store(true, Ordering::Relaxed);
+                form.retain(|(name, _)| name != MIT_NTI);
+                answer = self.post("/v1/payment_intents", &key, &form).await;
+            }
+        }
         // Zero the copies of the card in the form before it is dropped.
         for (_, value) in form.iter_mut() {
             zeroize::Zeroize::zeroize(value);
@@ -469,6 +500,7 @@ mod tests {
             kind: Some("card_error".into()),
             code: Some(code.into()),
             decline_code: decline_code.map(str::to_owned),
+            param: None,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::support::{card, on_both_backends, payment, spawn_app, Backend, STRIPE
 
 on_both_backends!(
     payments_go_through_stripe_with_capture_void_and_partial_refunds,
-    merchant_initiated_payments_go_off_session_with_documented_parameters_only,
+    merchant_initiated_payments_go_off_session_citing_the_initial_network_transaction_id,
     stripe_declines_become_failure_details,
 );
 
@@ -134,58 +134,80 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert!(stripe.charges().values().all(|n| *n == 1));
 }
 
-async fn merchant_initiated_payments_go_off_session_with_documented_parameters_only(
+async fn merchant_initiated_payments_go_off_session_citing_the_initial_network_transaction_id(
     backend: Backend,
 ) {
-    let stripe = FakePaymentIntents::start(STRIPE_SECRET).await.unwrap();
+    // Two Stripe accounts: one with the option that takes the id, one without it.
+    let enabled = FakePaymentIntents::start(STRIPE_SECRET).await.unwrap();
+    enabled.enable_mit_network_transaction_ids();
+    let plain = FakePaymentIntents::start(STRIPE_SECRET).await.unwrap();
     let app = spawn_app(backend).await;
-    app.add_stripe("stripe-main", &stripe.base_url()).await;
-    let (ok, _, stderr) = app
-        .set_routes(&json!([{"name": "stripe", "processors": ["stripe-main"]}]))
-        .await;
-    assert!(ok, "{stderr}");
-    let token = app.token_for("5555555555554444").await;
-    let mut first = payment(&token, 1500, "automatic");
-    first["recurring_frequency"] = json!(30);
-    first["recurring_expiry"] = json!("20301231");
-    let initial = app.pay("recurring", &first).await;
-    assert_eq!(initial["status"], "captured", "{initial}");
-    let initial_intent = app
-        .transactions(initial["id"].as_str().unwrap())
-        .await
-        .ok_body();
-    let initial_pi = initial_intent["data"]
-        .as_array()
-        .or(initial_intent.as_array())
-        .unwrap()[0]["processor_reference"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let network_id = stripe.intent(&initial_pi).unwrap()["latest_charge"]["payment_method_details"]
-        ["card"]["network_transaction_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    for (stripe, name) in [(&enabled, "stripe-nti"), (&plain, "stripe-plain")] {
+        app.add_stripe(name, &stripe.base_url()).await;
+        let (ok, _, stderr) = app
+            .set_routes(&json!([{"name": "stripe", "processors": [name]}]))
+            .await;
+        assert!(ok, "{stderr}");
+        let token = app.token_for("5555555555554444").await;
+        let mut first = payment(&token, 1500, "automatic");
+        first["recurring_frequency"] = json!(30);
+        first["recurring_expiry"] = json!("20301231");
+        let initial = app.pay("recurring", &first).await;
+        assert_eq!(initial["status"], "captured", "{initial}");
+        let listed = app
+            .transactions(initial["id"].as_str().unwrap())
+            .await
+            .ok_body();
+        let initial_pi = listed["data"].as_array().or(listed.as_array()).unwrap()[0]
+            ["processor_reference"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let network_id = stripe.intent(&initial_pi).unwrap()["latest_charge"]
+            ["payment_method_details"]["card"]["network_transaction_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
 
-    let next = app
-        .subsequent(
-            "recurring",
-            initial["id"].as_str().unwrap(),
-            &json!({"amount": 1500, "reference": "Month 2"}),
-        )
-        .await
-        .ok_body();
-    assert_eq!(next["status"], "captured", "{next}");
-    assert_eq!(next["use_case"], "SUBSEQUENT_RECURRING");
-    let sent = stripe.create_params(1).unwrap();
-    assert_eq!(sent["off_session"], "true");
-    assert!(!sent.contains_key("payment_method_data[card][cvc]"));
-    // The initial payment's network transaction id is kept, but Stripe's API takes no parameter for
-    // it: the fake, like Stripe, refuses unknown parameters, so a payment that sent one would fail.
-    assert!(
-        !sent.values().any(|v| v == &network_id),
-        "no undocumented parameter carries it: {sent:?}"
-    );
+        let next = app
+            .subsequent(
+                "recurring",
+                initial["id"].as_str().unwrap(),
+                &json!({"amount": 1500, "reference": "Month 2"}),
+            )
+            .await
+            .ok_body();
+        assert_eq!(next["status"], "captured", "{name}: {next}");
+        assert_eq!(next["use_case"], "SUBSEQUENT_RECURRING");
+        let sent = stripe.create_params(1).unwrap();
+        assert_eq!(sent["off_session"], "true");
+        assert!(!sent.contains_key("payment_method_data[card][cvc]"));
+        let nti = "payment_method_options[card][mit_exemption][network_transaction_id]";
+        if name == "stripe-nti" {
+            assert_eq!(sent.get(nti), Some(&network_id), "{sent:?}");
+            assert_eq!(enabled.create_calls(), 2);
+        } else {
+            // Refused as unknown, then sent again without it under the same key: one charge.
+            let refused = plain.refused_params(0).unwrap();
+            assert_eq!(refused.get(nti), Some(&network_id));
+            assert!(!sent.contains_key(nti), "{sent:?}");
+            assert_eq!(plain.create_calls(), 2);
+            assert!(plain.charges().values().all(|n| *n == 1));
+            // The connector remembers: the next one is sent without it at once.
+            let third = app
+                .subsequent(
+                    "recurring",
+                    initial["id"].as_str().unwrap(),
+                    &json!({"amount": 1500, "reference": "Month 3"}),
+                )
+                .await
+                .ok_body();
+            assert_eq!(third["status"], "captured", "{third}");
+            assert_eq!(plain.create_calls(), 3);
+            assert!(plain.refused_params(1).is_none(), "not refused again");
+            assert!(!stripe.create_params(2).unwrap().contains_key(nti));
+        }
+    }
 }
 
 async fn stripe_declines_become_failure_details(backend: Backend) {

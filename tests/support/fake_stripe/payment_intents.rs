@@ -64,6 +64,12 @@ pub(super) struct PiData {
     /// Charges (intents created) per idempotency key.
     charges: HashMap<String, u32>,
     faults: Vec<(PiRoute, PiFault)>,
+    /// The account has Stripe's gated network-transaction-id option for merchant-initiated payments
+    /// (`payment_method_options[card][mit_exemption][network_transaction_id]`), which Stripe enables
+    /// on request; without it, Stripe refuses the parameter as unknown.
+    pub mit_network_transaction_ids: bool,
+    /// The form of every create call refused for an unknown parameter, without the card's fields.
+    pub refused: Vec<Vec<(String, String)>>,
     /// The form of every create call, in order (test card numbers only).
     pub creates: Vec<Vec<(String, String)>>,
     pub requests: u64,
@@ -121,6 +127,11 @@ impl FakePaymentIntents {
         }
     }
 
+    /// Turns on the account's gated option that takes an earlier payment's network transaction id.
+    pub fn enable_mit_network_transaction_ids(&self) {
+        self.shared.data().mit_network_transaction_ids = true;
+    }
+
     /// How many charges (PaymentIntents created) the key made; a replay makes none.
     pub fn charges_for(&self, key: &str) -> u32 {
         self.shared.data().charges.get(key).copied().unwrap_or(0)
@@ -162,6 +173,11 @@ impl FakePaymentIntents {
                 })
                 .collect(),
         )
+    }
+
+    /// The `n`th create call refused for an unknown parameter, without the card's own fields.
+    pub fn refused_params(&self, n: usize) -> Option<HashMap<String, String>> {
+        Some(self.shared.data().refused.get(n)?.iter().cloned().collect())
     }
 
     pub fn create_calls(&self) -> usize {
@@ -323,7 +339,16 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
     let Some(amount) = param(form, "amount").and_then(|a| a.parse::<i64>().ok()) else {
         return (400, invalid_parameter("amount", "Invalid integer"));
     };
-    if let Some((name, _)) = form.iter().find(|(name, _)| !known_create_parameter(name)) {
+    let gated = shared.data().mit_network_transaction_ids;
+    if let Some((name, _)) = form
+        .iter()
+        .find(|(name, _)| !known_create_parameter(name) && !(gated && name == MIT_NTI))
+    {
+        let refused = form
+            .iter()
+            .filter(|(k, _)| !k.starts_with("payment_method_data[card]"))
+            .cloned();
+        shared.data().refused.push(refused.collect());
         return (400, unknown_parameter(name));
     }
     match param(form, "off_session") {
@@ -394,9 +419,13 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
     (200, intent)
 }
 
+/// The gated create parameter citing the initial payment's network transaction id.
+const MIT_NTI: &str = "payment_method_options[card][mit_exemption][network_transaction_id]";
+
 /// The create parameters this fake knows, as Stripe's API reference (and the SDKs generated from its
-/// OpenAPI spec) lists them; Stripe answers any other with `parameter_unknown`. Among the card options,
-/// there is no network transaction id of an earlier payment to cite.
+/// OpenAPI spec) lists them; Stripe answers any other with `parameter_unknown`. Among the public card
+/// options there is no network transaction id of an earlier payment to cite: that one is gated
+/// (`mit_network_transaction_ids`).
 fn known_create_parameter(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "amount",
