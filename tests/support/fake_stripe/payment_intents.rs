@@ -342,7 +342,7 @@ fn create(shared: &PiShared, form: &[(String, String)], key: Option<&str>) -> (u
     let gated = shared.data().mit_network_transaction_ids;
     if let Some((name, _)) = form
         .iter()
-        .find(|(name, _)| !known_create_parameter(name) && !(gated && name == MIT_NTI))
+        .find(|(name, _)| !(known_create_parameter(name) || (gated && name == MIT_NTI)))
     {
         let refused = form
             .iter()
