@@ -14,6 +14,7 @@ use super::processor::{
     idempotency_key, Authorization, Outcome, Processor, ANSWER_LOST, NO_ANSWER,
 };
 use super::stripe::StripeKey;
+use crate::model::payment::UseCase;
 
 /// The API version whose shapes this connector reads.
 const STRIPE_VERSION: &str = "2025-03-31.basil";
@@ -363,7 +364,12 @@ impl Processor for StripePayments {
         // refuses the parameter as unknown before doing anything, so the payment is sent again
         // without it, under the same key (Stripe keeps no answer for a request it refused so).
         if request.merchant_initiated {
-            form.push(pair("off_session", "true"));
+            // Stripe's finer values: a payment of a recurring series, or an unscheduled one.
+            let series = match request.use_case {
+                UseCase::SubsequentRecurring => "recurring",
+                _ => "one_off",
+            };
+            form.push(pair("off_session", series));
             if let (Some(id), false) = (
                 request.network_transaction_id,
                 self.nti_refused.load(Ordering::Relaxed),

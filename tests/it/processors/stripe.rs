@@ -115,6 +115,17 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
         .unwrap()
         .to_owned();
     assert_eq!(stripe.intent(&pi).unwrap()["amount_received"], 600);
+    // Its subsequent payment is merchant-initiated, outside a recurring series.
+    let later = app
+        .subsequent(
+            "unscheduled",
+            id,
+            &json!({"amount": 300, "reference": "Top-up"}),
+        )
+        .await
+        .ok_body();
+    assert_eq!(later["use_case"], "SUBSEQUENT_UNSCHEDULED", "{later}");
+    assert_eq!(stripe.create_params(2).unwrap()["off_session"], "one_off");
 
     // Manual capture, then void.
     let p = app.pay("one-off", &payment(&token, 700, "manual")).await;
@@ -180,7 +191,7 @@ async fn merchant_initiated_payments_go_off_session_citing_the_initial_network_t
         assert_eq!(next["status"], "captured", "{name}: {next}");
         assert_eq!(next["use_case"], "SUBSEQUENT_RECURRING");
         let sent = stripe.create_params(1).unwrap();
-        assert_eq!(sent["off_session"], "true");
+        assert_eq!(sent["off_session"], "recurring");
         assert!(!sent.contains_key("payment_method_data[card][cvc]"));
         let nti = "payment_method_options[card][mit_exemption][network_transaction_id]";
         if name == "stripe-nti" {
