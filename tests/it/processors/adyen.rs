@@ -185,6 +185,22 @@ async fn payments_go_through_adyen_and_modifications_end_on_notification(backend
         assert_eq!(n, 1, "{wanted:?} in {events:?}");
     }
     assert!(adyen.charges().values().all(|n| *n == 1));
+    // The webhooks carry the masked card only, and nothing of the processor's secrets.
+    let config = adyen.config();
+    for hit in receiver.hits() {
+        for secret in [
+            "4111111111111111",
+            "\"737\"",
+            config.api_key.as_str(),
+            config.hmac_key.as_str(),
+        ] {
+            assert!(
+                !hit.body.contains(secret),
+                "a webhook body holds a secret: {}",
+                hit.event_type()
+            );
+        }
+    }
 }
 
 async fn merchant_initiated_payments_cite_the_network_tx_reference(backend: Backend) {
