@@ -18,6 +18,7 @@ mod payments;
 mod payments_list;
 mod processors;
 mod store_contract;
+mod text_fields;
 mod tokens;
 mod vault;
 mod webhooks;
