@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod checks;
+mod http;
 mod settings;
 mod webhooks;
 
+pub use http::HttpSettings;
 pub use settings::Settings;
 pub use webhooks::WebhookSettings;
 
@@ -60,6 +62,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// How long `POST /forward` waits for its destination, connection included.
     pub forward_timeout: Duration,
+    /// The API listener's timeouts, connection cap and per-key rate limit.
+    pub http: HttpSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +101,7 @@ impl Config {
             import_concurrency: 16,
             webhooks: WebhookSettings::default(),
             forward_timeout: Duration::from_secs(30),
+            http: HttpSettings::default(),
         }
     }
 
@@ -161,6 +166,7 @@ impl Config {
             config.cvc_ttl = Duration::from_secs(seconds);
         }
         config.webhooks = webhooks::resolve(&layered)?;
+        config.http = http::resolve(&layered)?;
         if let Some(seconds) = s.forward_timeout_seconds {
             let seconds = layered.check("forward_timeout_seconds", in_range(seconds, 1, 300))?;
             config.forward_timeout = Duration::from_secs(seconds);

@@ -28,6 +28,8 @@ use crate::vault::cvc::CvcCache;
 use crate::vault::master::MasterKeys;
 use crate::vault::Vault;
 
+mod http;
+
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     if config.sqlite_file().is_some() {
@@ -189,11 +191,7 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
     let shutdown = CancellationToken::new();
     let app = api::app(state.clone());
     let stop = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let http = tokio::spawn(http::serve(listener, app, state.config.http.clone(), stop));
 
     let mut background = Vec::new();
     let handlers = job_handlers(&state);

@@ -106,6 +106,18 @@ impl ApiError {
         )
     }
 
+    /// The request body did not arrive within the body timeout (the connection is closed after).
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "The request body did not arrive within {} seconds",
+                limit.as_secs()
+            ),
+        )
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -47,9 +47,13 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let bytes = match forward {
         false => {
             let limit = state.config.max_body_bytes;
-            axum::body::to_bytes(body, limit)
-                .await
-                .map_err(|_| ApiError::payload_too_large(limit).into_response())?
+            axum::body::to_bytes(body, limit).await.map_err(|err| {
+                if super::extract::is_body_timeout(&err) {
+                    ApiError::request_timeout(state.config.http.body_timeout).into_response()
+                } else {
+                    ApiError::payload_too_large(limit).into_response()
+                }
+            })?
         }
         true => super::forward::read_body(&state, body)
             .await

@@ -11,6 +11,7 @@ mod fake_stripe_selftest;
 mod forward;
 mod forward_receiver;
 mod forward_refusals;
+mod http_server;
 mod idempotency;
 mod imports;
 mod jobs;
