@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AuthCache;
+use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::connectors::processor::Sandbox;
@@ -166,8 +167,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         )
         .context("cannot build the forwarding HTTP client")?,
     );
+    let rate_limit = config
+        .http
+        .rate_limit
+        .map(|per_second| Arc::new(RateLimiter::new(per_second, config.http.rate_limit_burst)));
     Ok(AppState {
         store,
+        rate_limit,
         config: Arc::new(config),
         tokens,
         auth_cache,

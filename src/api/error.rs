@@ -1,7 +1,7 @@
 //! The one API error type and the one place where lower-layer errors become HTTP answers.
 //! Every error body is `{code, classifier, message}`; 422 adds `validation_errors`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -22,6 +22,8 @@ pub struct ApiError {
     classifier: &'static str,
     message: String,
     validation_errors: Vec<FieldError>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u64>,
 }
 
 /// The error body of every failed request.
@@ -44,6 +46,7 @@ impl ApiError {
             classifier,
             message: message.into(),
             validation_errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -118,6 +121,23 @@ impl ApiError {
         )
     }
 
+    /// The key is over its request rate; `wait` is how long until it may send again.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "This API key is over its request rate; retry after the time in Retry-After",
+        )
+        .retry_after(wait)
+    }
+
+    /// Adds a `Retry-After` of `wait`, rounded up to whole seconds (at least one).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -177,7 +197,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -18,6 +18,7 @@ mod jobs;
 mod payments;
 mod payments_list;
 mod processors;
+mod rate_limit;
 mod store_contract;
 mod text_fields;
 mod tokens;
