@@ -14,7 +14,7 @@ pub use http::HttpSettings;
 pub use settings::Settings;
 pub use webhooks::WebhookSettings;
 
-use checks::{at_least, at_most, http_url, in_range, listen_address, log_format, not_empty};
+use checks::{at_least, at_most, in_range, listen_address, log_format, not_empty, secure_url};
 use settings::Layered;
 
 use crate::vault::master::KeyFile;
@@ -128,10 +128,10 @@ impl Config {
         }
         config.master_key_file = s.master_key_file.clone();
         if let Some(url) = &s.public_url {
-            config.public_url = Some(layered.check("public_url", http_url(url))?);
+            config.public_url = Some(layered.check("public_url", secure_url(url))?);
         }
         if let Some(url) = &s.stripe_api_base {
-            config.stripe_api_base = layered.check("stripe_api_base", http_url(url))?;
+            config.stripe_api_base = layered.check("stripe_api_base", secure_url(url))?;
         }
         config.redis_url = s.redis_url.clone();
         if let Some(n) = s.max_body_bytes {
@@ -213,6 +213,32 @@ mod tests {
             "sqlite://./strongroom-data/strongroom.db"
         );
         assert_eq!(config.public_url, None);
+    }
+
+    #[test]
+    fn outbound_base_urls_take_http_only_for_loopback_hosts() {
+        let settings = Settings {
+            stripe_api_base: Some("http://api.stripe.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&settings).unwrap_err().to_string(),
+            "configuration: STRONGROOM_STRIPE_API_BASE (--stripe-api-base): `http://api.stripe.com` \
+             must be https:// (http:// only for a loopback host: localhost, 127.0.0.0/8, ::1)"
+        );
+        let settings = Settings {
+            public_url: Some("http://vault.example.com".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&settings).unwrap_err().to_string();
+        assert!(err.contains("STRONGROOM_PUBLIC_URL"), "{err}");
+        let settings = Settings {
+            public_url: Some("http://localhost:8080/".into()),
+            stripe_api_base: Some("http://127.0.0.1:12111".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(config.public_url.as_deref(), Some("http://localhost:8080"));
     }
 
     #[test]
