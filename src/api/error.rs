@@ -171,6 +171,7 @@ impl ApiError {
         )
     }
 
+    /// A dependency (the database, Redis) is down or too slow: 503 with `Retry-After: 1`.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "a dependency is unavailable");
         Self::new(
@@ -178,6 +179,7 @@ impl ApiError {
             "UNAVAILABLE",
             "The service is temporarily unavailable",
         )
+        .retry_after(std::time::Duration::from_secs(1))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -213,7 +215,7 @@ impl IntoResponse for ApiError {
 //   StoreError      Unavailable → 503 UNAVAILABLE; Constraint → 409 CONFLICT; Corrupt, Other → 500
 //   InternalError   any → 500 (an object that would not encode, a flow that could not settle)
 //   EventError      Store → as StoreError; Internal → as InternalError
-//   TokenError      Store → as StoreError; Vault, Internal → 500
+//   TokenError      Store → as StoreError; CodeCache → 503 UNAVAILABLE; Vault, Internal → 500
 //   ImportError     AlreadyActive, AlreadyEnded → 409 CONFLICT; Store → as StoreError; Vault, Internal → 500
 //   IngestError     Invalid → 422 VALIDATION_ERROR; Token → as TokenError
 //   PaymentError    NotFound → 404; Invalid → 422 at its path; Conflict → 409; BadSignature → 401;
@@ -252,6 +254,7 @@ impl From<TokenError> for ApiError {
             TokenError::Store(e) => e.into(),
             TokenError::Vault(e) => ApiError::internal(&e),
             TokenError::Internal(e) => e.into(),
+            TokenError::CodeCache(e) => ApiError::unavailable(&e),
         }
     }
 }

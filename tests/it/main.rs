@@ -19,6 +19,7 @@ mod payments;
 mod payments_list;
 mod processors;
 mod rate_limit;
+mod redis_faults;
 mod store_contract;
 mod text_fields;
 mod tokens;

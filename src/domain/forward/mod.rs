@@ -166,8 +166,9 @@ impl Forwarder {
         };
         let Some(filled) = template.fill(req.body, &values, self.max_body_bytes) else {
             // Not sent, so not used: the code goes back for the client's next attempt.
+            // If the cache is down the code is lost (logged there), as the request fails anyway.
             if let Some(code) = code {
-                self.tokens.cvc.put(req.account_id, token.id, code).await;
+                let _ = self.tokens.cvc.put(req.account_id, token.id, code).await;
             }
             return Err(ForwardError::InvalidBody(too_large(self.max_body_bytes)));
         };
