@@ -64,6 +64,8 @@ pub struct Config {
     pub forward_timeout: Duration,
     /// The API listener's timeouts, connection cap and per-key rate limit.
     pub http: HttpSettings,
+    /// Cap on an account's idempotency records of the last 24 hours; `None`: no cap.
+    pub idempotency_records_per_account: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ impl Config {
             webhooks: WebhookSettings::default(),
             forward_timeout: Duration::from_secs(30),
             http: HttpSettings::default(),
+            idempotency_records_per_account: None,
         }
     }
 
@@ -167,6 +170,13 @@ impl Config {
         }
         config.webhooks = webhooks::resolve(&layered)?;
         config.http = http::resolve(&layered)?;
+        if let Some(cap) = s.idempotency_records_per_account {
+            let cap = layered.check(
+                "idempotency_records_per_account",
+                in_range(cap, 0, 1_000_000_000),
+            )?;
+            config.idempotency_records_per_account = (cap > 0).then_some(cap);
+        }
         if let Some(seconds) = s.forward_timeout_seconds {
             let seconds = layered.check("forward_timeout_seconds", in_range(seconds, 1, 300))?;
             config.forward_timeout = Duration::from_secs(seconds);

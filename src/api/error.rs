@@ -131,6 +131,19 @@ impl ApiError {
         .retry_after(wait)
     }
 
+    /// The account holds its cap of idempotency records made in the last 24 hours.
+    pub fn too_many_idempotency_keys(cap: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            format!(
+                "This account has used {cap} idempotency keys in the last 24 hours, its limit; \
+                 retry later or without x-idempotency-key"
+            ),
+        )
+        .retry_after(std::time::Duration::from_secs(60))
+    }
+
     /// Adds a `Retry-After` of `wait`, rounded up to whole seconds (at least one).
     pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

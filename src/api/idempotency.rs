@@ -185,6 +185,22 @@ async fn claim(
     fingerprint: &[u8],
 ) -> ApiResult<Option<Ts>> {
     let now = Ts::now();
+    if let Some(cap) = state.config.idempotency_records_per_account {
+        // A key already recorded is found by the claim below (replayed or 409), never refused here.
+        let live = state
+            .store
+            .count_idempotency_records(account, now.minus(KEEP_FOR), cap)
+            .await?;
+        if live >= cap
+            && state
+                .store
+                .get_idempotency_record(account, key)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::too_many_idempotency_keys(cap));
+        }
+    }
     if state
         .store
         .insert_idempotency_claim(account, key, fingerprint, now)

@@ -122,6 +122,14 @@ pub struct Settings {
     /// Requests per second each API key may make, then 429 (0: no limit).
     #[arg(long, global = true, env = "STRONGROOM_RATE_LIMIT_PER_SECOND")]
     pub rate_limit_per_second: Option<u32>,
+    /// Most idempotency records an account may hold from the last 24 hours; then a POST with a new
+    /// `x-idempotency-key` is 429 (0: no cap).
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_IDEMPOTENCY_RECORDS_PER_ACCOUNT"
+    )]
+    pub idempotency_records_per_account: Option<u64>,
     /// Requests a key may make in a burst above its rate (default: one second's worth).
     #[arg(long, global = true, env = "STRONGROOM_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
