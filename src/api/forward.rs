@@ -86,6 +86,7 @@ impl From<ForwardError> for ApiError {
                 tracing::warn!(error = %cause, "the forwarding destination could not be reached");
                 ApiError::bad_gateway("The destination could not be reached")
             }
+            ForwardError::CodeCache(e) => ApiError::unavailable(&e),
             ForwardError::Store(e) => e.into(),
             ForwardError::Vault(e) => ApiError::internal(&e),
         }

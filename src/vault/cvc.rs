@@ -65,13 +65,18 @@ impl CvcCache {
         }
     }
 
-    /// Takes the code out for one use; it is gone afterwards.
-    pub async fn take(&self, account_id: Uuid, token_id: Uuid) -> Option<SecurityCode> {
+    /// Takes the code out for one use; it is gone afterwards. Fails (within [`REDIS_DEADLINE`]) when
+    /// Redis does not answer, which is not the same as holding no code.
+    pub async fn take(
+        &self,
+        account_id: Uuid,
+        token_id: Uuid,
+    ) -> Result<Option<SecurityCode>, CacheUnavailable> {
         match self {
-            CvcCache::Memory(m) => m.take(token_id),
-            CvcCache::Redis(r) => r.take(account_id, token_id).await.unwrap_or_else(|err| {
+            CvcCache::Memory(m) => Ok(m.take(token_id)),
+            CvcCache::Redis(r) => r.take(account_id, token_id).await.map_err(|err| {
                 tracing::warn!(token = %token_id, error = %err, "the security code cache is unreachable");
-                None
+                CacheUnavailable
             }),
         }
     }

@@ -1,17 +1,19 @@
 //! A Redis that stops answering (paused, as by SIGSTOP) behind a relay the test controls: a
-//! tokenization that carries a security code answers 503 quickly and makes no token, one without a
-//! code is served, and all is well once Redis answers again.
+//! tokenization that carries a security code answers 503 quickly and makes no token, a forward that
+//! needs the code answers 503, one without a code is served, and all is well once Redis answers again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{card, error_body, on_both_backends, redis_url, spawn_app_with, Backend};
+use crate::support::{
+    card, error_body, on_both_backends, redis_url, send, spawn_app_with, Backend,
+};
 
 on_both_backends!(a_paused_redis_fails_tokenizations_with_a_code_fast_and_makes_no_token);
 
@@ -78,9 +80,37 @@ async fn a_paused_redis_fails_tokenizations_with_a_code_fast_and_makes_no_token(
     let app = spawn_app_with(backend, |c| c.redis_url = Some(relay.url.clone())).await;
     let mut with_code = card("4111111111111111");
     with_code["security_code"] = json!("737");
-    app.new_token(&with_code).await;
+    let first = app.new_token(&with_code).await;
+    let account = app.account_id().await;
+    strongroom::domain::destinations::add_destination(
+        app.store(),
+        account,
+        "http://127.0.0.1:9/v1/",
+        "test",
+    )
+    .await
+    .unwrap();
 
     relay.pause(true);
+    // A forward that needs the code cannot tell whether it is cached: 503, not "gone" (409).
+    let started = Instant::now();
+    let answer = send(
+        app.request(Method::POST, "/forward")
+            .header("x-hellgate-token", first["id"].as_str().unwrap())
+            .header("x-destination-url", "http://127.0.0.1:9/v1/pay")
+            .header("content-type", "application/json")
+            .body(r#"{"cvc": "{{ security_code }}"}"#),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
     for _ in 0..3 {
         let started = Instant::now();
         let answer = app.tokenize(&with_code).await;
