@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{on_both_backends, spawn_app_with, Backend};
+use crate::support::{on_both_backends, spawn_app_with, Backend, ServerProcess, TestDb};
 
 on_both_backends!(
     a_client_slow_to_send_its_headers_is_disconnected_after_the_header_timeout,
     an_idle_keep_alive_connection_is_closed,
     a_body_slower_than_the_body_timeout_is_408_and_the_connection_closes,
     over_the_cap_new_connections_wait_until_idle_ones_are_closed,
+    out_of_descriptors_accept_errors_are_logged_with_backoff_and_clients_are_served_after,
 );
 
 /// Reads until the server closes the connection or `limit` passes: what came, and whether it closed.
@@ -140,4 +141,56 @@ async fn over_the_cap_new_connections_wait_until_idle_ones_are_closed(backend: B
         let (_, closed) = read_until_closed(stream, Duration::from_secs(1)).await;
         assert!(closed, "an idle connection stayed open");
     }
+}
+
+/// The experiment in small: idle connections past the process's descriptor limit. Accept
+/// fails (logged, with backoff rather than a spinning loop); the header timeout closes the idle ones
+/// and a new client is served.
+async fn out_of_descriptors_accept_errors_are_logged_with_backoff_and_clients_are_served_after(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let server = ServerProcess::start_with_descriptor_limit(
+        &db,
+        "fd-limit",
+        &[
+            ("STRONGROOM_HEADER_TIMEOUT_SECONDS", "1"),
+            ("STRONGROOM_MAX_CONNECTIONS", "100000"),
+            ("STRONGROOM_WORKERS", "0"),
+            ("RUST_LOG", "warn,strongroom=info"),
+        ],
+        128,
+    );
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(connect(addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server
+            .stderr_log()
+            .contains("could not accept a connection"),
+        "{}",
+        server.stderr_log()
+    );
+
+    let started = Instant::now();
+    let answer = reqwest::Client::new()
+        .get(format!("{}/health", server.base))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let warnings = server
+        .stderr_log()
+        .matches("could not accept a connection")
+        .count();
+    assert!(
+        warnings < 10 + 2 * started.elapsed().as_secs() as usize,
+        "{warnings} accept warnings in {:?}",
+        started.elapsed()
+    );
+    drop(idle);
 }
