@@ -252,6 +252,33 @@ mod tests {
     }
 
     #[test]
+    fn the_listener_limits_have_defaults_and_checked_ranges() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(config.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.http.body_timeout, Duration::from_secs(30));
+        assert_eq!(config.http.max_connections, 512);
+        assert_eq!(config.http.rate_limit, None);
+        assert_eq!(config.idempotency_records_per_account, None);
+        let settings = Settings {
+            header_timeout_seconds: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&settings).unwrap_err().to_string(),
+            "configuration: STRONGROOM_HEADER_TIMEOUT_SECONDS (--header-timeout-seconds): must be from 1 to 300"
+        );
+        let settings = Settings {
+            rate_limit_per_second: Some(50),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(
+            (config.http.rate_limit, config.http.rate_limit_burst),
+            (Some(50), 50)
+        );
+    }
+
+    #[test]
     fn a_bad_listen_address_names_the_setting() {
         let settings = Settings {
             listen: Some("nowhere".into()),

@@ -97,3 +97,31 @@ pub(crate) fn fault<T>(errors: &mut Vec<FieldError>, path: &str, message: &str) 
     errors.push(FieldError::new(path, message));
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_text_refuses_every_control_character_but_not_other_unicode() {
+        for bad in [
+            "a\u{0}b",
+            "a\tb",
+            "a\r\nb",
+            "\u{1b}[2J",
+            "a\u{7f}",
+            "a\u{9b}b",
+        ] {
+            let mut errors = Vec::new();
+            assert_eq!(text_field(&mut errors, "$.x", &json!(bad), 80), None);
+            assert_eq!(errors, vec![FieldError::new("$.x", CONTROL_CHARACTER)]);
+        }
+        let mut errors = Vec::new();
+        assert_eq!(
+            text_field(&mut errors, "$.x", &json!("Zoë O'Brien-Ōno 李"), 80),
+            Some("Zoë O'Brien-Ōno 李".to_owned())
+        );
+        assert!(errors.is_empty());
+    }
+}
