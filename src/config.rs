@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod checks;
+mod http;
 mod settings;
 mod webhooks;
 
+pub use http::HttpSettings;
 pub use settings::Settings;
 pub use webhooks::WebhookSettings;
 
-use checks::{at_least, at_most, http_url, in_range, listen_address, log_format, not_empty};
+use checks::{at_least, at_most, in_range, listen_address, log_format, not_empty, secure_url};
 use settings::Layered;
 
 use crate::vault::master::KeyFile;
@@ -62,6 +64,10 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// How long `POST /forward` waits for its destination, connection included.
     pub forward_timeout: Duration,
+    /// The API listener's timeouts, connection cap and per-key rate limit.
+    pub http: HttpSettings,
+    /// Cap on an account's idempotency records of the last 24 hours; `None`: no cap.
+    pub idempotency_records_per_account: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +106,8 @@ impl Config {
             import_concurrency: 16,
             webhooks: WebhookSettings::default(),
             forward_timeout: Duration::from_secs(30),
+            http: HttpSettings::default(),
+            idempotency_records_per_account: None,
         }
     }
 
@@ -126,10 +134,10 @@ impl Config {
         }
         config.master_key_file = s.master_key_file.clone();
         if let Some(url) = &s.public_url {
-            config.public_url = Some(layered.check("public_url", http_url(url))?);
+            config.public_url = Some(layered.check("public_url", secure_url(url))?);
         }
         if let Some(url) = &s.stripe_api_base {
-            config.stripe_api_base = layered.check("stripe_api_base", http_url(url))?;
+            config.stripe_api_base = layered.check("stripe_api_base", secure_url(url))?;
         }
         config.redis_url = s.redis_url.clone();
         if let Some(n) = s.max_body_bytes {
@@ -169,6 +177,14 @@ impl Config {
             config.cvc_ttl = Duration::from_secs(seconds);
         }
         config.webhooks = webhooks::resolve(&layered)?;
+        config.http = http::resolve(&layered)?;
+        if let Some(cap) = s.idempotency_records_per_account {
+            let cap = layered.check(
+                "idempotency_records_per_account",
+                in_range(cap, 0, 1_000_000_000),
+            )?;
+            config.idempotency_records_per_account = (cap > 0).then_some(cap);
+        }
         if let Some(seconds) = s.forward_timeout_seconds {
             let seconds = layered.check("forward_timeout_seconds", in_range(seconds, 1, 300))?;
             config.forward_timeout = Duration::from_secs(seconds);
@@ -215,6 +231,59 @@ mod tests {
             "sqlite://./strongroom-data/strongroom.db"
         );
         assert_eq!(config.public_url, None);
+    }
+
+    #[test]
+    fn outbound_base_urls_take_http_only_for_loopback_hosts() {
+        let settings = Settings {
+            stripe_api_base: Some("http://api.stripe.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&settings).unwrap_err().to_string(),
+            "configuration: STRONGROOM_STRIPE_API_BASE (--stripe-api-base): `http://api.stripe.com` \
+             must be https:// (http:// only for a loopback host: localhost, 127.0.0.0/8, ::1)"
+        );
+        let settings = Settings {
+            public_url: Some("http://vault.example.com".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&settings).unwrap_err().to_string();
+        assert!(err.contains("STRONGROOM_PUBLIC_URL"), "{err}");
+        let settings = Settings {
+            public_url: Some("http://localhost:8080/".into()),
+            stripe_api_base: Some("http://127.0.0.1:12111".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(config.public_url.as_deref(), Some("http://localhost:8080"));
+    }
+
+    #[test]
+    fn the_listener_limits_have_defaults_and_checked_ranges() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(config.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.http.body_timeout, Duration::from_secs(30));
+        assert_eq!(config.http.max_connections, 512);
+        assert_eq!(config.http.rate_limit, None);
+        assert_eq!(config.idempotency_records_per_account, None);
+        let settings = Settings {
+            header_timeout_seconds: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&settings).unwrap_err().to_string(),
+            "configuration: STRONGROOM_HEADER_TIMEOUT_SECONDS (--header-timeout-seconds): must be from 1 to 300"
+        );
+        let settings = Settings {
+            rate_limit_per_second: Some(50),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(
+            (config.http.rate_limit, config.http.rate_limit_burst),
+            (Some(50), 50)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AuthCache;
+use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::connectors::processor::Sandbox;
@@ -27,6 +28,8 @@ use crate::store::{self, DynStore, Ts};
 use crate::vault::cvc::CvcCache;
 use crate::vault::master::MasterKeys;
 use crate::vault::Vault;
+
+mod http;
 
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
@@ -171,8 +174,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         )
         .context("cannot build the forwarding HTTP client")?,
     );
+    let rate_limit = config
+        .http
+        .rate_limit
+        .map(|per_second| Arc::new(RateLimiter::new(per_second, config.http.rate_limit_burst)));
     Ok(AppState {
         store,
+        rate_limit,
         config: Arc::new(config),
         tokens,
         auth_cache,
@@ -196,11 +204,7 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
     let shutdown = CancellationToken::new();
     let app = api::app(state.clone());
     let stop = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let http = tokio::spawn(http::serve(listener, app, state.config.http.clone(), stop));
 
     let mut background = Vec::new();
     let handlers = job_handlers(&state);

@@ -47,6 +47,13 @@ pub async fn require_api_key(
         Ok(principal) => {
             tracing::Span::current()
                 .record("account", tracing::field::display(principal.account_id));
+            if let Some(wait) = state
+                .rate_limit
+                .as_ref()
+                .and_then(|limiter| limiter.check(principal.key_id).err())
+            {
+                return ApiError::too_many_requests(wait).into_response();
+            }
             req.extensions_mut().insert(principal);
             next.run(req).await
         }

@@ -1,7 +1,7 @@
 //! The one API error type and the one place where lower-layer errors become HTTP answers.
 //! Every error body is `{code, classifier, message}`; 422 adds `validation_errors`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -22,6 +22,8 @@ pub struct ApiError {
     classifier: &'static str,
     message: String,
     validation_errors: Vec<FieldError>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u64>,
 }
 
 /// The error body of every failed request.
@@ -44,6 +46,7 @@ impl ApiError {
             classifier,
             message: message.into(),
             validation_errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -106,6 +109,48 @@ impl ApiError {
         )
     }
 
+    /// The request body did not arrive within the body timeout (the connection is closed after).
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "The request body did not arrive within {} seconds",
+                limit.as_secs()
+            ),
+        )
+    }
+
+    /// The key is over its request rate; `wait` is how long until it may send again.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "This API key is over its request rate; retry after the time in Retry-After",
+        )
+        .retry_after(wait)
+    }
+
+    /// The account holds its cap of idempotency records made in the last 24 hours.
+    pub fn too_many_idempotency_keys(cap: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            format!(
+                "This account has used {cap} idempotency keys in the last 24 hours, its limit; \
+                 retry later or without x-idempotency-key"
+            ),
+        )
+        .retry_after(std::time::Duration::from_secs(60))
+    }
+
+    /// Adds a `Retry-After` of `wait`, rounded up to whole seconds (at least one).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -139,6 +184,7 @@ impl ApiError {
         )
     }
 
+    /// A dependency (the database, Redis) is down or too slow: 503 with `Retry-After: 1`.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "a dependency is unavailable");
         Self::new(
@@ -146,6 +192,7 @@ impl ApiError {
             "UNAVAILABLE",
             "The service is temporarily unavailable",
         )
+        .retry_after(std::time::Duration::from_secs(1))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -165,7 +212,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -175,7 +228,7 @@ impl IntoResponse for ApiError {
 //   StoreError      Unavailable → 503 UNAVAILABLE; Constraint → 409 CONFLICT; Corrupt, Other → 500
 //   InternalError   any → 500 (an object that would not encode, a flow that could not settle)
 //   EventError      Store → as StoreError; Internal → as InternalError
-//   TokenError      Store → as StoreError; Vault, Internal → 500
+//   TokenError      Store → as StoreError; CodeCache → 503 UNAVAILABLE; Vault, Internal → 500
 //   ImportError     AlreadyActive, AlreadyEnded → 409 CONFLICT; Store → as StoreError; Vault, Internal → 500
 //   IngestError     Invalid → 422 VALIDATION_ERROR; Token → as TokenError
 //   PaymentError    NotFound → 404; Invalid → 422 at its path; Conflict → 409; BadSignature → 401;
@@ -214,6 +267,7 @@ impl From<TokenError> for ApiError {
             TokenError::Store(e) => e.into(),
             TokenError::Vault(e) => ApiError::internal(&e),
             TokenError::Internal(e) => e.into(),
+            TokenError::CodeCache(e) => ApiError::unavailable(&e),
         }
     }
 }

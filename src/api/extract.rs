@@ -84,9 +84,28 @@ async fn json_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
     Ok(bytes)
 }
 
+/// The error a request body gives when it did not arrive within the body timeout (set by the server).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+pub struct BodyTimedOut;
+
+/// Whether `err` or one of its causes is [`BodyTimedOut`].
+pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
 pub fn body_rejection(rejection: BytesRejection, state: &AppState) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::payload_too_large(state.config.max_body_bytes)
+    } else if is_body_timeout(&rejection) {
+        ApiError::request_timeout(state.config.http.body_timeout)
     } else {
         ApiError::invalid("$", "the request body could not be read")
     }

@@ -86,6 +86,7 @@ impl From<ForwardError> for ApiError {
                 tracing::warn!(error = %cause, "the forwarding destination could not be reached");
                 ApiError::bad_gateway("The destination could not be reached")
             }
+            ForwardError::CodeCache(e) => ApiError::unavailable(&e),
             ForwardError::Store(e) => e.into(),
             ForwardError::Vault(e) => ApiError::internal(&e),
         }
@@ -216,9 +217,13 @@ fn relayed_headers(incoming: HeaderMap) -> HeaderMap {
 /// body that grows over the limit once filled).
 pub async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
     let limit = state.forward.max_body_bytes();
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::invalid("$", too_large(limit)))
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        if super::extract::is_body_timeout(&err) {
+            ApiError::request_timeout(state.config.http.body_timeout)
+        } else {
+            ApiError::invalid("$", too_large(limit))
+        }
+    })
 }
 
 pub fn is_forward(parts: &Parts) -> bool {

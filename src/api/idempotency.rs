@@ -47,9 +47,13 @@ async fn run(state: AppState, req: Request, next: Next) -> Result<Response, Resp
     let bytes = match forward {
         false => {
             let limit = state.config.max_body_bytes;
-            axum::body::to_bytes(body, limit)
-                .await
-                .map_err(|_| ApiError::payload_too_large(limit).into_response())?
+            axum::body::to_bytes(body, limit).await.map_err(|err| {
+                if super::extract::is_body_timeout(&err) {
+                    ApiError::request_timeout(state.config.http.body_timeout).into_response()
+                } else {
+                    ApiError::payload_too_large(limit).into_response()
+                }
+            })?
         }
         true => super::forward::read_body(&state, body)
             .await
@@ -181,6 +185,22 @@ async fn claim(
     fingerprint: &[u8],
 ) -> ApiResult<Option<Ts>> {
     let now = Ts::now();
+    if let Some(cap) = state.config.idempotency_records_per_account {
+        // A key already recorded is found by the claim below (replayed or 409), never refused here.
+        let live = state
+            .store
+            .count_idempotency_records(account, now.minus(KEEP_FOR), cap)
+            .await?;
+        if live >= cap
+            && state
+                .store
+                .get_idempotency_record(account, key)
+                .await?
+                .is_none()
+        {
+            return Err(ApiError::too_many_idempotency_keys(cap));
+        }
+    }
     if state
         .store
         .insert_idempotency_claim(account, key, fingerprint, now)

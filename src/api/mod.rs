@@ -12,6 +12,7 @@ pub mod imports;
 pub mod pagination;
 pub mod payments;
 pub mod processors;
+pub mod rate_limit;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub imports: Arc<crate::domain::imports::Imports>,
     pub webhooks: Arc<crate::domain::webhooks::Webhooks>,
     pub forward: Arc<crate::domain::forward::Forwarder>,
+    /// The per-key request rate, when one is configured.
+    pub rate_limit: Option<Arc<rate_limit::RateLimiter>>,
 }
 
 impl AppState {

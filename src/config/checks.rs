@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 
 use super::LogFormat;
+use crate::connectors::guard::check_secure_url;
 
 pub(super) fn in_range<T: PartialOrd + Display>(value: T, min: T, max: T) -> Result<T, String> {
     if value < min || value > max {
@@ -40,16 +41,12 @@ pub(super) fn listen_address(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("`{value}` is not an address like 127.0.0.1:8080"))
 }
 
-/// An `http://` or `https://` URL with a host; a trailing `/` is dropped.
-pub(super) fn http_url(url: &str) -> Result<String, String> {
+/// A base URL that secrets or card data travel to (Stripe's API, this server's public address, which
+/// Stripe forwards cards to): `https://`, or `http://` only to a loopback host, since anything else
+/// would send them in clear text over a network. A trailing `/` is dropped.
+pub(super) fn secure_url(url: &str) -> Result<String, String> {
     let trimmed = url.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"))
-        .ok_or_else(|| format!("`{url}` must start with http:// or https://"))?;
-    if rest.is_empty() {
-        return Err(format!("`{url}` has no host"));
-    }
+    check_secure_url(trimmed).map_err(|message| format!("`{url}` {message}"))?;
     Ok(trimmed.to_owned())
 }
 
@@ -74,12 +71,20 @@ mod tests {
     }
 
     #[test]
-    fn urls_need_a_scheme_and_a_host() {
+    fn urls_need_a_scheme_and_a_host_and_http_only_for_loopback() {
         assert_eq!(
-            http_url("https://api.example/"),
+            secure_url("https://api.example/"),
             Ok("https://api.example".into())
         );
-        assert!(http_url("ftp://x").is_err());
-        assert!(http_url("http://").is_err());
+        assert_eq!(
+            secure_url("http://127.0.0.1:12111/"),
+            Ok("http://127.0.0.1:12111".into())
+        );
+        assert!(secure_url("ftp://x").is_err());
+        assert!(secure_url("http://").is_err());
+        assert_eq!(
+            secure_url("http://api.example"),
+            Err("`http://api.example` must be https:// (http:// only for a loopback host: localhost, 127.0.0.0/8, ::1)".into())
+        );
     }
 }

@@ -113,6 +113,30 @@ pub struct Settings {
     /// How long `POST /forward` waits for its destination (connect, send, answer), in seconds.
     #[arg(long, global = true, env = "STRONGROOM_FORWARD_TIMEOUT_SECONDS")]
     pub forward_timeout_seconds: Option<u64>,
+    /// How long a client may take to send a request's headers, in seconds, counted from when the
+    /// connection waits for a request; idle keep-alive connections are closed after it too.
+    #[arg(long, global = true, env = "STRONGROOM_HEADER_TIMEOUT_SECONDS")]
+    pub header_timeout_seconds: Option<u64>,
+    /// How long a client may take to send a request's body after its headers, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_BODY_TIMEOUT_SECONDS")]
+    pub body_timeout_seconds: Option<u64>,
+    /// Most client connections served at once; further ones wait until one closes.
+    #[arg(long, global = true, env = "STRONGROOM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests per second each API key may make, then 429 (0: no limit).
+    #[arg(long, global = true, env = "STRONGROOM_RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<u32>,
+    /// Most idempotency records an account may hold from the last 24 hours; then a POST with a new
+    /// `x-idempotency-key` is 429 (0: no cap).
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_IDEMPOTENCY_RECORDS_PER_ACCOUNT"
+    )]
+    pub idempotency_records_per_account: Option<u64>,
+    /// Requests a key may make in a burst above its rate (default: one second's worth).
+    #[arg(long, global = true, env = "STRONGROOM_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// The settings in force: flags and environment over the file. Remembers which came from the file, so

@@ -95,7 +95,8 @@ impl fmt::Display for StripeError {
 }
 
 /// Replaces every word that looks like a Stripe key (`sk_…`, `rk_…`, `pk_…`) with `[REDACTED]`, and
-/// every run of 12 or more digits (a card number would be one) with `[REDACTED]`.
+/// every run of 12 or more digits (a card number would be one), written whole or in groups parted by
+/// single spaces or dashes (`4242 4242 4242 4242`, `4242-4242-…`), with `[REDACTED]`.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let chars: Vec<char> = text.chars().collect();
@@ -108,19 +109,40 @@ pub fn redact(text: &str) -> String {
             .iter()
             .position(|c| !word_char(*c))
             .map_or(chars.len(), |n| i + n);
-        let digits = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let (digits, span) = digit_run(&chars[i..]);
         if at_word_start && matches!(rest.as_str(), "sk_" | "rk_" | "pk_") {
             out.push_str("[REDACTED]");
             i = end;
         } else if at_word_start && digits >= 12 {
             out.push_str("[REDACTED]");
-            i += digits;
+            i += span;
         } else {
             out.push(chars[i]);
             i += 1;
         }
     }
     out
+}
+
+/// The digits at the start of `chars`, allowing one space or dash between two digits: how many
+/// digits, and how many characters they span (ending on a digit).
+fn digit_run(chars: &[char]) -> (usize, usize) {
+    let (mut digits, mut span, mut j) = (0, 0, 0);
+    while let Some(&c) = chars.get(j) {
+        if c.is_ascii_digit() {
+            digits += 1;
+            j += 1;
+            span = j;
+        } else if (c == ' ' || c == '-')
+            && digits > 0
+            && chars.get(j + 1).is_some_and(char::is_ascii_digit)
+        {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    (digits, span)
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +391,23 @@ mod tests {
             "No such customer: 'cus_123'"
         );
         assert_eq!(redact("task_1 risk_x"), "task_1 risk_x");
+    }
+
+    #[test]
+    fn card_numbers_written_with_spaces_or_dashes_are_redacted() {
+        assert_eq!(
+            redact("card 4242 4242 4242 4242 declined"),
+            "card [REDACTED] declined"
+        );
+        assert_eq!(redact("card 4242-4242-4242-4242."), "card [REDACTED].");
+        assert_eq!(redact("amex 3782 822463 10005"), "amex [REDACTED]");
+        assert_eq!(redact("(4000-0000-0000-0002)"), "([REDACTED])");
+        // Short groups (dates, counts) stay; a double separator ends the run.
+        assert_eq!(
+            redact("on 2026-12-02 at 03 50, 3 of 12"),
+            "on 2026-12-02 at 03 50, 3 of 12"
+        );
+        assert_eq!(redact("4242 4242  4242 4242"), "4242 4242  4242 4242");
     }
 
     #[test]

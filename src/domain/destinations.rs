@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use uuid::Uuid;
 
-use crate::connectors::guard::{check_destination, literal_ip};
+use crate::connectors::guard::{check_destination, is_loopback_url};
 use crate::store::{Action, AuditEvent, DestinationRecord, DynStore, StoreError, StoreResult, Ts};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,22 +28,13 @@ pub enum DestinationError {
 /// running on the same machine), with a host, no credentials and no fragment.
 pub fn parse_destination(url: &str) -> Result<Url, String> {
     let parsed = check_destination(url)?;
-    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+    if parsed.scheme() == "http" && !is_loopback_url(&parsed) {
         return Err("must be https:// (http:// only for a loopback host)".into());
     }
     if parsed.fragment().is_some() {
         return Err("must not carry a fragment".into());
     }
     Ok(parsed)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match literal_ip(url) {
-        Some(ip) => ip.is_loopback(),
-        None => url
-            .host_str()
-            .is_some_and(|name| name.eq_ignore_ascii_case("localhost")),
-    }
 }
 
 /// An allow-list entry as registered: a destination URL without a query string.

@@ -59,8 +59,69 @@ pub(crate) fn present<'a>(object: &'a Map<String, Value>, name: &str) -> Option<
     object.get(name).filter(|v| !v.is_null())
 }
 
+/// The message for a text holding a control character.
+pub(crate) const CONTROL_CHARACTER: &str =
+    "must not contain control characters (such as NUL, a tab or a line break)";
+
+/// Whether `text` holds a control character (Unicode `Cc`: NUL, C0, DEL, C1). Every text the API
+/// stores is refused with one: PostgreSQL's `text` and `jsonb` cannot hold a NUL (the write would fail
+/// with a database error, not a 422), and line breaks or escape sequences in stored names and
+/// references garble logs, exports and terminals.
+pub(crate) fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// Checks a stored text field: a string, not blank, at most `max_chars` characters, without control
+/// characters. Yields the text, or records one fault at `path`.
+pub(crate) fn text_field(
+    errors: &mut Vec<FieldError>,
+    path: &str,
+    value: &Value,
+    max_chars: usize,
+) -> Option<String> {
+    match value {
+        Value::String(s) if s.trim().is_empty() => fault(errors, path, "must not be empty"),
+        Value::String(s) if s.chars().count() > max_chars => fault(
+            errors,
+            path,
+            &format!("must be at most {max_chars} characters"),
+        ),
+        Value::String(s) if has_control(s) => fault(errors, path, CONTROL_CHARACTER),
+        Value::String(s) => Some(s.clone()),
+        _ => fault(errors, path, "must be a string"),
+    }
+}
+
 /// Records a fault at `path` and yields nothing, for use where a checked value is expected.
 pub(crate) fn fault<T>(errors: &mut Vec<FieldError>, path: &str, message: &str) -> Option<T> {
     errors.push(FieldError::new(path, message));
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_text_refuses_every_control_character_but_not_other_unicode() {
+        for bad in [
+            "a\u{0}b",
+            "a\tb",
+            "a\r\nb",
+            "\u{1b}[2J",
+            "a\u{7f}",
+            "a\u{9b}b",
+        ] {
+            let mut errors = Vec::new();
+            assert_eq!(text_field(&mut errors, "$.x", &json!(bad), 80), None);
+            assert_eq!(errors, vec![FieldError::new("$.x", CONTROL_CHARACTER)]);
+        }
+        let mut errors = Vec::new();
+        assert_eq!(
+            text_field(&mut errors, "$.x", &json!("Zoë O'Brien-Ōno 李"), 80),
+            Some("Zoë O'Brien-Ōno 李".to_owned())
+        );
+        assert!(errors.is_empty());
+    }
 }

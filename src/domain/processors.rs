@@ -10,6 +10,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::connectors::adyen::{Adyen, AdyenCredentials};
+use crate::connectors::guard::check_secure_url;
 use crate::connectors::processor::Processor;
 use crate::connectors::stripe::StripeKey;
 use crate::connectors::stripe_payments::StripePayments;
@@ -54,7 +55,7 @@ pub enum ProcessorError {
     UnknownProcessor(Uuid),
     #[error("--name: {0}")]
     InvalidName(String),
-    #[error("--api-base: must be an http:// or https:// URL")]
+    #[error("--api-base: must be an https:// URL (http:// only for a loopback host: localhost, 127.0.0.0/8, ::1)")]
     InvalidApiBase,
     /// The message names the field, never its value.
     #[error("secrets on standard input: {0}")]
@@ -160,9 +161,9 @@ pub async fn add_processor(
 ) -> Result<ProcessorRecord, ProcessorError> {
     check_name(new.name)?;
     let api_base = new.api_base.unwrap_or(new.kind.default_api_base());
-    match reqwest::Url::parse(api_base) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-        _ => return Err(ProcessorError::InvalidApiBase),
+    // Credentials and card data go there: clear text only to this machine.
+    if check_secure_url(api_base).is_err() {
+        return Err(ProcessorError::InvalidApiBase);
     }
     let secrets = check_secrets(new.kind, secrets)?;
     if store.get_account(new.account_id).await?.is_none() {

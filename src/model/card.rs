@@ -43,9 +43,15 @@ impl Pan {
         Scheme::of(&self.0)
     }
 
-    /// First 8 digits for numbers of 16 digits or more, else first 6.
+    /// First 8 digits for numbers of 16 digits or more, else as many as the mask shows (first 6,
+    /// fewer for numbers under 16 digits: see [`Pan::masked`]), so that the IIN and the mask together
+    /// never show more than the mask alone does.
     pub fn issuer_identification_number(&self) -> String {
-        let n = if self.0.len() >= 16 { 8 } else { 6 };
+        let n = if self.0.len() >= 16 {
+            8
+        } else {
+            self.shown_prefix()
+        };
         self.0[..n].to_owned()
     }
 
@@ -53,15 +59,25 @@ impl Pan {
         self.0[self.0.len() - 4..].to_owned()
     }
 
-    /// First 6, an `X` for each hidden digit, last 4: the full length.
+    /// The first digits, an `X` for each hidden digit, the last 4: the full length, with at least
+    /// six digits hidden. The first 6 are shown when that leaves six hidden (16 digits or more);
+    /// shorter numbers show fewer (12 digits: 2, 13: 3, 14: 4, 15: 5). With first 6 and last 4, a
+    /// 12-digit number would hide 2 digits, which the Luhn check narrows to about 10 candidates;
+    /// six hidden digits leave about 100,000.
     pub fn masked(&self) -> String {
         let len = self.0.len();
+        let shown = self.shown_prefix();
         format!(
             "{}{}{}",
-            &self.0[..6],
-            "X".repeat(len - 10),
+            &self.0[..shown],
+            "X".repeat(len - shown - 4),
             &self.0[len - 4..]
         )
+    }
+
+    /// How many leading digits the mask shows: 6, or fewer so that at least 6 stay hidden.
+    fn shown_prefix(&self) -> usize {
+        self.0.len().saturating_sub(MIN_HIDDEN + 4).min(6)
     }
 }
 
@@ -70,6 +86,9 @@ impl fmt::Debug for Pan {
         f.write_str("Pan(****)")
     }
 }
+
+/// Digits every mask hides, whatever the number's length.
+const MIN_HIDDEN: usize = 6;
 
 pub fn luhn_valid(digits: &str) -> bool {
     let sum: u32 = digits
@@ -287,9 +306,36 @@ mod tests {
         assert_eq!(visa.masked(), "411111XXXXXX1111");
         assert_eq!(visa.issuer_identification_number(), "41111111");
         let amex = Pan::parse("378282246310005").unwrap();
-        assert_eq!(amex.masked(), "378282XXXXX0005");
-        assert_eq!(amex.issuer_identification_number(), "378282");
+        assert_eq!(amex.masked(), "37828XXXXXX0005");
+        assert_eq!(amex.issuer_identification_number(), "37828");
         assert_eq!(amex.last_four(), "0005");
+    }
+
+    #[test]
+    fn every_mask_hides_at_least_six_digits_and_the_iin_shows_no_more() {
+        for (prefix, mask, iin) in [
+            ("41111111111", "41XXXXXX1111", "41"),
+            ("411111111111", "411XXXXXX1111", "411"),
+            ("3056930902590", "3056XXXXXX5904", "3056"),
+            ("37828224631000", "37828XXXXXX0005", "37828"),
+            ("411111111111111", "411111XXXXXX1111", "41111111"),
+            ("411111111111111111", "411111XXXXXXXXX1111", "41111111"),
+        ] {
+            let digits = (0..10)
+                .map(|d| format!("{prefix}{d}"))
+                .find(|p| luhn_valid(p))
+                .unwrap();
+            let pan = Pan::parse(&digits).unwrap();
+            let masked = pan.masked();
+            assert_eq!(masked.len(), digits.len());
+            assert!(masked.matches('X').count() >= 6, "{masked}");
+            assert_eq!(
+                &masked[..masked.find('X').unwrap()],
+                &mask[..mask.find('X').unwrap()]
+            );
+            assert_eq!(masked.matches('X').count(), mask.matches('X').count());
+            assert_eq!(pan.issuer_identification_number(), iin);
+        }
     }
 
     #[test]

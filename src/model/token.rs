@@ -42,9 +42,9 @@ pub struct Token {
     pub expiry_year: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cardholder_name: Option<String>,
-    /// First 8 digits for numbers of 16 digits or more, else first 6.
+    /// First 8 digits for numbers of 16 digits or more, else as many as the mask shows.
     pub issuer_identification_number: String,
-    /// First 6, `X` for each hidden digit, last 4.
+    /// First 6 (fewer under 16 digits), `X` for each hidden digit (at least 6), last 4.
     pub masked_account_number: String,
     pub account_number_last_four: String,
     pub account_number_length: i32,

@@ -58,6 +58,14 @@ pub trait IdempotencyStore {
         claimed_at: Ts,
     ) -> StoreResult<()>;
     async fn purge_idempotency_records(&self, created_before: Ts) -> StoreResult<u64>;
+    /// How many of the account's records were created at or after `since`, counting no further
+    /// than `up_to` (so that the cost is bounded by the cap being checked).
+    async fn count_idempotency_records(
+        &self,
+        account_id: Uuid,
+        since: Ts,
+        up_to: u64,
+    ) -> StoreResult<u64>;
 }
 
 macro_rules! impl_idempotency_store {
@@ -161,6 +169,19 @@ macro_rules! impl_idempotency_store {
                         .execute(self.pool())
                         .await?;
                     Ok(done.rows_affected())
+                }
+
+                async fn count_idempotency_records(&self, account_id: Uuid, since: Ts, up_to: u64) -> StoreResult<u64> {
+                    let (count,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM idempotency_records \
+                         WHERE account_id = $1 AND created_at >= $2 LIMIT $3) AS live",
+                    )
+                    .bind(account_id)
+                    .bind(since)
+                    .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
+                    .fetch_one(self.pool())
+                    .await?;
+                    Ok(u64::try_from(count).unwrap_or(0))
                 }
             }
         };

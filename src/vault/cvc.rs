@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue};
 use uuid::Uuid;
 
 use super::Vault;
@@ -26,33 +27,56 @@ impl CvcCache {
     /// Connects to Redis at `url`; the error names the setting.
     pub async fn redis(url: &str, ttl: Duration, vault: Arc<Vault>) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("STRONGROOM_REDIS_URL: {e}"))?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
-            .await
-            .map_err(|_| "STRONGROOM_REDIS_URL: Redis did not answer within 10 s".to_owned())?
-            .map_err(|e| format!("STRONGROOM_REDIS_URL: cannot connect: {e}"))?;
+        // A lost connection is re-made by the manager in the background, quickly and with a short
+        // backoff (the default grows to a minute); requests never wait longer than REDIS_DEADLINE.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(REDIS_DEADLINE)
+            .set_response_timeout(REDIS_DEADLINE)
+            .set_number_of_retries(3)
+            .set_factor(50)
+            .set_max_delay(1000);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| "STRONGROOM_REDIS_URL: Redis did not answer within 10 s".to_owned())?
+        .map_err(|e| format!("STRONGROOM_REDIS_URL: cannot connect: {e}"))?;
         Ok(CvcCache::Redis(RedisCvc { conn, ttl, vault }))
     }
 
-    /// Keeps the code for the TTL. A cache that cannot be reached loses the code (logged), rather than
-    /// failing the tokenization that carried it.
-    pub async fn put(&self, account_id: Uuid, token_id: Uuid, code: SecurityCode) {
+    /// Keeps the code for the TTL. Fails (within [`REDIS_DEADLINE`]) when Redis cannot take it: the
+    /// caller must not then commit a token whose code it said it kept.
+    pub async fn put(
+        &self,
+        account_id: Uuid,
+        token_id: Uuid,
+        code: SecurityCode,
+    ) -> Result<(), CacheUnavailable> {
         match self {
-            CvcCache::Memory(m) => m.put(token_id, code),
-            CvcCache::Redis(r) => {
-                if let Err(err) = r.put(account_id, token_id, &code).await {
-                    tracing::warn!(token = %token_id, error = %err, "the security code could not be cached");
-                }
+            CvcCache::Memory(m) => {
+                m.put(token_id, code);
+                Ok(())
             }
+            CvcCache::Redis(r) => r.put(account_id, token_id, &code).await.map_err(|err| {
+                tracing::warn!(token = %token_id, error = %err, "the security code could not be cached");
+                CacheUnavailable
+            }),
         }
     }
 
-    /// Takes the code out for one use; it is gone afterwards.
-    pub async fn take(&self, account_id: Uuid, token_id: Uuid) -> Option<SecurityCode> {
+    /// Takes the code out for one use; it is gone afterwards. Fails (within [`REDIS_DEADLINE`]) when
+    /// Redis does not answer, which is not the same as holding no code.
+    pub async fn take(
+        &self,
+        account_id: Uuid,
+        token_id: Uuid,
+    ) -> Result<Option<SecurityCode>, CacheUnavailable> {
         match self {
-            CvcCache::Memory(m) => m.take(token_id),
-            CvcCache::Redis(r) => r.take(account_id, token_id).await.unwrap_or_else(|err| {
+            CvcCache::Memory(m) => Ok(m.take(token_id)),
+            CvcCache::Redis(r) => r.take(account_id, token_id).await.map_err(|err| {
                 tracing::warn!(token = %token_id, error = %err, "the security code cache is unreachable");
-                None
+                CacheUnavailable
             }),
         }
     }
@@ -85,6 +109,26 @@ impl CvcCache {
     }
 }
 
+/// How long one Redis command may take, connection included, before the request goes on without it.
+pub const REDIS_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Redis did not take a security code in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the security code cache is unavailable")]
+pub struct CacheUnavailable;
+
+/// Runs `cmd` on Redis within [`REDIS_DEADLINE`].
+async fn query<T: FromRedisValue>(conn: &ConnectionManager, cmd: &Cmd) -> Result<T, String> {
+    let mut conn = conn.clone();
+    match tokio::time::timeout(REDIS_DEADLINE, cmd.query_async(&mut conn)).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "Redis did not answer within {} ms",
+            REDIS_DEADLINE.as_millis()
+        )),
+    }
+}
+
 /// Codes in Redis under `strongroom:cvc:<token id>`, sealed, with Redis's own expiry.
 pub struct RedisCvc {
     conn: ConnectionManager,
@@ -112,24 +156,17 @@ impl RedisCvc {
             .seal_bytes(account_id, &aad(token_id), code.peek().as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(redis_key(token_id))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(redis_key(token_id))
             .arg(sealed)
             .arg("EX")
-            .arg(self.ttl.as_secs().max(1))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
+            .arg(self.ttl.as_secs().max(1));
+        query::<()>(&self.conn, &cmd).await
     }
 
     async fn take(&self, account_id: Uuid, token_id: Uuid) -> Result<Option<SecurityCode>, String> {
-        let mut conn = self.conn.clone();
-        let sealed: Option<Vec<u8>> = redis::cmd("GETDEL")
-            .arg(redis_key(token_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
+        let sealed: Option<Vec<u8>> =
+            query(&self.conn, redis::cmd("GETDEL").arg(redis_key(token_id))).await?;
         let Some(sealed) = sealed else {
             return Ok(None);
         };
@@ -144,21 +181,11 @@ impl RedisCvc {
     }
 
     async fn holds(&self, token_id: Uuid) -> Result<bool, String> {
-        let mut conn = self.conn.clone();
-        redis::cmd("EXISTS")
-            .arg(redis_key(token_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
+        query(&self.conn, redis::cmd("EXISTS").arg(redis_key(token_id))).await
     }
 
     async fn drop_code(&self, token_id: Uuid) -> Result<bool, String> {
-        let mut conn = self.conn.clone();
-        let removed: i64 = redis::cmd("DEL")
-            .arg(redis_key(token_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
+        let removed: i64 = query(&self.conn, redis::cmd("DEL").arg(redis_key(token_id))).await?;
         Ok(removed > 0)
     }
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod audit;
 mod destinations;
+mod idempotency;
 mod imports;
 mod jobs;
 mod payments;

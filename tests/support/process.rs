@@ -23,10 +23,32 @@ impl ServerProcess {
 
     /// Starts the binary with `env` added to its environment.
     pub fn start_with(db: &TestDb, run: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strongroom"));
+        command.arg("serve");
+        Self::start_command(db, run, env, command)
+    }
+
+    /// Starts the binary with `env`, allowed at most `descriptors` open files (through the shell's
+    /// `ulimit`, as an operator would).
+    pub fn start_with_descriptor_limit(
+        db: &TestDb,
+        run: &str,
+        env: &[(&str, &str)],
+        descriptors: u32,
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -n \"$0\" && exec \"$1\" serve")
+            .arg(descriptors.to_string())
+            .arg(env!("CARGO_BIN_EXE_strongroom"));
+        Self::start_command(db, run, env, command)
+    }
+
+    fn start_command(db: &TestDb, run: &str, env: &[(&str, &str)], mut command: Command) -> Self {
         let stdout = db.dir.path().join(format!("{run}.stdout"));
         let stderr = db.dir.path().join(format!("{run}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
-            .arg("serve")
+        let child = command
             .env("STRONGROOM_DATA_DIR", db.dir.path())
             .env("STRONGROOM_DATABASE_URL", &db.url)
             .env("STRONGROOM_LISTEN", "127.0.0.1:0")
@@ -79,6 +101,11 @@ impl ServerProcess {
         ApiClient::new(self.base.clone(), key.to_owned())
     }
 
+    /// What the process has logged on stderr so far.
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
     pub fn kill_9(mut self) -> (String, String) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -86,5 +113,13 @@ impl ServerProcess {
             std::fs::read_to_string(&self.stdout).unwrap(),
             std::fs::read_to_string(&self.stderr).unwrap(),
         )
+    }
+}
+
+/// A test that fails half-way does not leave its server running.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -19,6 +19,7 @@ use super::tokens::Tokens;
 use crate::connectors::forward::{Answer, ForwardClient, SendError};
 use crate::connectors::guard::{literal_ip, refusal};
 use crate::store::{Action, AuditEvent, DynStore, StoreError, TokenRecord};
+use crate::vault::cvc::CacheUnavailable;
 use crate::vault::VaultError;
 use template::{Field, Syntax, Template, Values};
 
@@ -44,6 +45,9 @@ pub enum ForwardError {
     NotAllowed,
     #[error("the security code is no longer cached")]
     SecurityCodeGone,
+    /// The security-code cache did not answer in time: whether the code is there is unknown.
+    #[error(transparent)]
+    CodeCache(#[from] CacheUnavailable),
     #[error(transparent)]
     Send(#[from] SendError),
     #[error(transparent)]
@@ -106,6 +110,7 @@ impl Forwarder {
             Err(ForwardError::NotAllowed) => "refused: not allow-listed".into(),
             Err(ForwardError::InvalidBody(_)) => "refused: invalid body".into(),
             Err(ForwardError::SecurityCodeGone) => "refused: security code not cached".into(),
+            Err(ForwardError::CodeCache(_)) => "failure: security code cache unavailable".into(),
             Err(ForwardError::Send(SendError::Refused(_))) => "refused: address guard".into(),
             Err(ForwardError::Send(SendError::TimedOut)) => "failure: timed out".into(),
             Err(ForwardError::Send(_)) => "failure: bad gateway".into(),
@@ -153,7 +158,7 @@ impl Forwarder {
                 self.tokens
                     .cvc
                     .take(req.account_id, token.id)
-                    .await
+                    .await?
                     .ok_or(ForwardError::SecurityCodeGone)?,
             ),
         };
@@ -166,8 +171,9 @@ impl Forwarder {
         };
         let Some(filled) = template.fill(req.body, &values, self.max_body_bytes) else {
             // Not sent, so not used: the code goes back for the client's next attempt.
+            // If the cache is down the code is lost (logged there), as the request fails anyway.
             if let Some(code) = code {
-                self.tokens.cvc.put(req.account_id, token.id, code).await;
+                let _ = self.tokens.cvc.put(req.account_id, token.id, code).await;
             }
             return Err(ForwardError::InvalidBody(too_large(self.max_body_bytes)));
         };

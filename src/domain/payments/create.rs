@@ -171,8 +171,15 @@ impl Payments {
         let (outcome, current) = match token {
             Some(token) => {
                 let card = self.tokens.open(payment.account_id, actor, &token).await?;
+                // The payment is already recorded `processing`: a cache that does not answer in
+                // time (logged there) means going on without the code rather than leaving it half made.
                 let code = if customer_present {
-                    self.tokens.cvc.take(payment.account_id, token.id).await
+                    self.tokens
+                        .cvc
+                        .take(payment.account_id, token.id)
+                        .await
+                        .ok()
+                        .flatten()
                 } else {
                     None
                 };

@@ -4,7 +4,7 @@ use chrono::{NaiveDate, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::domain::{fault, present, FieldError};
+use crate::domain::{fault, has_control, present, text_field, FieldError, CONTROL_CHARACTER};
 use crate::model::payment::CaptureMode;
 
 /// Active ISO 4217 currency codes.
@@ -19,6 +19,9 @@ const CURRENCIES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BG
 pub fn is_currency(code: &str) -> bool {
     code.len() == 3 && CURRENCIES.split_whitespace().any(|c| c == code)
 }
+
+/// Longest `reference` accepted, in characters.
+const MAX_REFERENCE_CHARS: usize = 80;
 
 /// Largest amount accepted, in minor units.
 pub const MAX_AMOUNT: i64 = 100_000_000_000;
@@ -104,14 +107,7 @@ pub fn validate_payment(body: &Value, kind: RequestKind) -> Result<PaymentInput,
     };
     let reference = match present(object, "reference") {
         None => fault(&mut errors, "$.reference", "is required"),
-        Some(Value::String(r)) if r.trim().is_empty() => {
-            fault(&mut errors, "$.reference", "must not be empty")
-        }
-        Some(Value::String(r)) if r.chars().count() > 80 => {
-            fault(&mut errors, "$.reference", "must be at most 80 characters")
-        }
-        Some(Value::String(r)) => Some(r.clone()),
-        Some(_) => fault(&mut errors, "$.reference", "must be a string"),
+        Some(r) => text_field(&mut errors, "$.reference", r, MAX_REFERENCE_CHARS),
     };
     let token_id = if kind == RequestKind::Subsequent {
         None
@@ -207,12 +203,23 @@ fn check_metadata(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> boo
             ));
             continue;
         }
+        // The key is not put in the path: it is the text at fault, and a path must stay printable.
+        if has_control(key) {
+            errors.push(FieldError::new(
+                "$.metadata",
+                "keys must not contain control characters",
+            ));
+            continue;
+        }
         match &map[key] {
             Value::String(v) if v.is_empty() => {
                 errors.push(FieldError::new(path, "must not be empty"))
             }
             Value::String(v) if v.chars().count() > 80 => {
                 errors.push(FieldError::new(path, "must be at most 80 characters"))
+            }
+            Value::String(v) if has_control(v) => {
+                errors.push(FieldError::new(path, CONTROL_CHARACTER))
             }
             Value::String(_) => {}
             _ => errors.push(FieldError::new(path, "must be a string")),
@@ -297,6 +304,9 @@ pub fn validate_amount_only(
     };
     if let Some(reference) = present(object, "reference") {
         match reference {
+            Value::String(r) if has_control(r) => {
+                errors.push(FieldError::new("$.reference", CONTROL_CHARACTER))
+            }
             Value::String(r) if !r.trim().is_empty() && r.chars().count() <= 80 => {}
             _ => errors.push(FieldError::new(
                 "$.reference",

@@ -17,7 +17,7 @@ use super::InternalError;
 use crate::model::card::CardData;
 use crate::model::token::TokenStatus;
 use crate::store::{Action, AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
-use crate::vault::cvc::CvcCache;
+use crate::vault::cvc::{CacheUnavailable, CvcCache};
 use crate::vault::{Vault, VaultError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,8 @@ pub enum TokenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Internal(#[from] InternalError),
+    #[error(transparent)]
+    CodeCache(#[from] CacheUnavailable),
 }
 
 impl From<EventError> for TokenError {
@@ -113,11 +115,21 @@ impl Tokens {
             .webhooks
             .token_event(EventType::TokenCreated, &record)
             .await?;
-        let record = self.writer.insert_notified(record, audit, outbox).await?;
+        // The code is cached before the token is committed: a token is never acknowledged without
+        // the code its client sent, and a cache that is down fails the request (503) with nothing made.
+        let cached = valid.security_code.is_some();
         if let Some(code) = valid.security_code {
-            self.cvc.put(account_id, id, code).await;
+            self.cvc.put(account_id, id, code).await?;
         }
-        Ok(record)
+        match self.writer.insert_notified(record, audit, outbox).await {
+            Ok(record) => Ok(record),
+            Err(err) => {
+                if cached {
+                    self.cvc.drop_code(id).await;
+                }
+                Err(err.into())
+            }
+        }
     }
 
     pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<Option<TokenRecord>, TokenError> {

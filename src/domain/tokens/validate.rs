@@ -4,7 +4,7 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 
-use crate::domain::{fault, present, FieldError};
+use crate::domain::{fault, present, text_field, FieldError};
 use crate::model::card::{CardData, Pan, SecurityCode};
 
 const KNOWN_FIELDS: [&str; 5] = [
@@ -110,19 +110,8 @@ pub fn validate_card(
         },
         Some(_) => fault(&mut errors, "$.security_code", "must be a string of digits"),
     };
-    let cardholder_name = match present(object, "cardholder_name") {
-        None => None,
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            fault(&mut errors, "$.cardholder_name", "must not be empty")
-        }
-        Some(Value::String(s)) if s.chars().count() > MAX_NAME_CHARS => fault(
-            &mut errors,
-            "$.cardholder_name",
-            "must be at most 200 characters",
-        ),
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => fault(&mut errors, "$.cardholder_name", "must be a string"),
-    };
+    let cardholder_name = present(object, "cardholder_name")
+        .and_then(|v| text_field(&mut errors, "$.cardholder_name", v, MAX_NAME_CHARS));
 
     match (pan, month, year) {
         (Some(pan), Some(expiry_month), Some(expiry_year)) if errors.is_empty() => Ok(ValidCard {

@@ -71,8 +71,10 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
                     let _ = done.send(Ok(token));
                 }
             }
-            // One bad row must not fail its neighbours: write them one by one to find it.
-            Err(StoreError::Constraint(_)) if rows.len() > 1 => {
+            // One bad row must not fail its neighbours (they may be other tenants'): after any
+            // failure that is not the database being away, write them one by one so that only the
+            // offending request fails. An unavailable database would fail each row alike.
+            Err(ref err) if rows.len() > 1 && !is_transient(err) => {
                 for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
                     let result = store
                         .insert_tokens(std::slice::from_ref(&row), &outbox)
@@ -87,4 +89,9 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
             }
         }
     }
+}
+
+/// A failure that says nothing about the rows: the database could not be reached or did not answer.
+fn is_transient(err: &StoreError) -> bool {
+    matches!(err, StoreError::Unavailable(_))
 }

@@ -1,0 +1,184 @@
+//! The API listener: hyper's HTTP/1 connections under a connection cap, with a header-read timeout
+//! (which also closes idle keep-alive connections), a deadline on each request body, accept errors
+//! logged with backoff, and a graceful shutdown that lets requests in flight finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{header, HeaderValue, Request};
+use axum::Router;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use crate::api::extract::BodyTimedOut;
+use crate::config::HttpSettings;
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Serves `app` on `listener` until `stop` is cancelled, then waits for the open connections to finish
+/// the requests they are serving.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpSettings,
+    stop: CancellationToken,
+) -> io::Result<()> {
+    // Over the cap a connection is not accepted: it waits in the kernel's listen backlog (which
+    // refuses connections once full) until a served one closes.
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                stream
+            }
+            // The client gave up before we took its connection: nothing is wrong with the listener.
+            Err(err) if is_connection_error(&err) => continue,
+            // Out of descriptors or memory: wait before trying again, so that the loop does not spin
+            // and the log gets one line per wait.
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "could not accept a connection");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = ConnectionService {
+            app: app.clone(),
+            body_timeout: limits.body_timeout,
+        };
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection closed with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Hands each request of a connection to the router, its body under the body deadline. A request
+/// whose body missed its deadline is answered with `Connection: close`.
+#[derive(Clone)]
+struct ConnectionService {
+    app: Router,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let mut app = self.app.clone();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + self.body_timeout;
+        let flag = timed_out.clone();
+        let request = request.map(|inner| {
+            Body::new(DeadlineBody {
+                inner,
+                deadline,
+                sleep: None,
+                timed_out: flag,
+            })
+        });
+        Box::pin(async move {
+            let mut response = app.call(request).await?;
+            if timed_out.load(Ordering::Relaxed) {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A request body that fails with [`BodyTimedOut`] once its deadline has passed.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Instant,
+    /// Set the first time the body has to be waited for, so that bodies read at once cost no timer.
+    sleep: Option<Pin<Box<Sleep>>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            this.timed_out.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
