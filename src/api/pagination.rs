@@ -16,10 +16,10 @@ pub const MAX_LIMIT: u32 = 500;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Records per page, 1 to 500.
-    #[param(minimum = 1, maximum = 500, default = 50)]
+    #[param(minimum = 1, maximum = 500, default = 50, required = false)]
     pub limit: u32,
     /// Page number, from 1.
-    #[param(minimum = 1, default = 1)]
+    #[param(minimum = 1, maximum = 4294967295_u64, default = 1, required = false)]
     pub page: u32,
 }
 

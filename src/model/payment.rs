@@ -132,10 +132,8 @@ pub struct Payment {
     pub flow_matrix_rule: String,
     pub reference: String,
     /// One of the spec's `PaymentStatus` values.
-    #[schema(value_type = String)]
     pub status: PaymentStatus,
     /// One of the spec's `UseCase` values.
-    #[schema(value_type = String)]
     pub use_case: UseCase,
     /// `{type: "card", cardholder_name, expiry_month, expiry_year, masked_account_number, pan_type: "FPAN", issuer}`.
     #[schema(value_type = Object)]
@@ -163,7 +161,6 @@ pub struct Refund {
     pub amount: i64,
     pub currency_code: String,
     /// `processing`, `completed` or `failed`.
-    #[schema(value_type = String)]
     pub status: RefundStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -187,12 +184,13 @@ pub struct Transaction {
     pub status: TransactionStatus,
     pub amount: i64,
     /// The processor the call went to (after a failover, each attempt names its own).
+    #[schema(required = true)]
     pub processor: Option<String>,
     /// When the call was made.
     #[schema(value_type = String, format = DateTime)]
     pub started_at: Timestamp,
     /// When the processor's answer was recorded; `null` while it is `pending`.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub finished_at: Option<Timestamp>,
     /// The same instant as `started_at`, kept for clients of earlier versions.
     #[schema(value_type = String, format = DateTime)]

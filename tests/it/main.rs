@@ -14,6 +14,7 @@ mod forward_refusals;
 mod idempotency;
 mod imports;
 mod jobs;
+mod openapi;
 mod payments;
 mod payments_list;
 mod processors;
