@@ -70,30 +70,65 @@ pub fn commerce_shape(document: &OpenApi, public_url: &str) -> Value {
     absent_is_not_null(&mut doc);
     examples(&mut doc);
     discriminator_mappings(&mut doc);
+    for (from, property, name) in HOISTED {
+        hoist(&mut doc, from, property, name);
+    }
     doc
+}
+
+/// Inline objects of the seed's card source given names of their own, in order: a generator that meets
+/// `PaymentSourceCard` both through the `oneOf` and through the discriminator's mapping would otherwise
+/// make two models of the same inline object.
+const HOISTED: [(&str, &str, &str); 2] = [
+    ("PaymentSourceCard", "issuer", "PaymentSourceCardIssuer"),
+    (
+        "PaymentSourceCardIssuer",
+        "account",
+        "PaymentSourceCardIssuerAccount",
+    ),
+];
+
+/// Moves the inline schema of `from`'s `property` to the component `name` and refers to it there.
+fn hoist(doc: &mut Value, from: &str, property: &str, name: &str) {
+    let Some(slot) = doc.pointer_mut(&format!("/components/schemas/{from}/properties/{property}"))
+    else {
+        return;
+    };
+    if slot.get("$ref").is_some() {
+        return;
+    }
+    let inline = std::mem::replace(
+        slot,
+        json!({ "$ref": format!("#/components/schemas/{name}") }),
+    );
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert(name.to_owned(), inline);
+    }
 }
 
 /// The seed writes a discriminator's mapping as `{"card": {"$ref": …}}`; OpenAPI (and every client
 /// generator) wants the reference itself as the string.
-fn discriminator_mappings(doc: &mut Value) {
-    let Some(schemas) = doc
-        .pointer_mut("/components/schemas")
-        .and_then(Value::as_object_mut)
-    else {
-        return;
-    };
-    for schema in schemas.values_mut() {
-        let Some(mapping) = schema
-            .pointer_mut("/discriminator/mapping")
-            .and_then(Value::as_object_mut)
-        else {
-            continue;
-        };
-        for target in mapping.values_mut() {
-            if let Some(reference) = target.get("$ref").cloned() {
-                *target = reference;
+fn discriminator_mappings(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(mapping) = map
+                .get_mut("discriminator")
+                .and_then(|d| d.get_mut("mapping"))
+                .and_then(Value::as_object_mut)
+            {
+                for target in mapping.values_mut() {
+                    if let Some(reference) = target.get("$ref").cloned() {
+                        *target = reference;
+                    }
+                }
             }
+            map.values_mut().for_each(discriminator_mappings);
         }
+        Value::Array(items) => items.iter_mut().for_each(discriminator_mappings),
+        _ => {}
     }
 }
 
