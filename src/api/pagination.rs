@@ -19,7 +19,7 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 500, default = 50, required = false)]
     pub limit: u32,
     /// Page number, from 1.
-    #[param(minimum = 1, maximum = 4294967295_u64, default = 1, required = false)]
+    #[param(value_type = i64, minimum = 1, maximum = 4294967295_u64, default = 1, required = false)]
     pub page: u32,
 }
 
