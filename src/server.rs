@@ -234,8 +234,8 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
 const FINISHED_JOBS_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Periodic clean-up: security codes past their TTL (every few seconds), then idempotency records past
-/// their 24 hours, jobs and webhook deliveries ended a week ago and tokens past their expiry (every ten
-/// minutes).
+/// their 24 hours, jobs and webhook deliveries ended a week ago (every ten minutes); ephemeral tokens
+/// past their expiry every few seconds (an indexed query that finds nothing most of the time).
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     let tick = Duration::from_secs(5);
     let mut ticks = 0u64;
@@ -262,11 +262,12 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
             {
                 tracing::warn!(error = %err, "could not purge webhook deliveries");
             }
-            match store.delete_expired_tokens(now).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "expired tokens deleted"),
-                Err(err) => tracing::warn!(error = %err, "could not delete expired tokens"),
-            }
+        }
+        // Ephemeral tokens are already 404 once expired; the sweep destroys their card data soon after.
+        match state.tokens.sweep_expired(Ts::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired tokens deleted"),
+            Err(err) => tracing::warn!(error = %err, "could not delete expired tokens"),
         }
         ticks += 1;
         tokio::select! {

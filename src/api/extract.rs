@@ -210,19 +210,53 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The query string as a map (the last value wins for a repeated name); each list endpoint parses its
-/// own parameters from it so that every fault can name its parameter.
+/// The query string as a map; each list endpoint parses its own parameters from it so that every fault
+/// can name its parameter. A name given twice (`status=a&status=b`) is refused at `query.<name>` rather
+/// than one value silently winning: lists of values are written as one comma-separated value.
 pub struct QueryMap(pub HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map(|q| QueryMap(q.0))
-            .map_err(|_| ApiError::invalid("query", "the query string is malformed"))
+        let axum::extract::Query(pairs) =
+            axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
+        single_values(pairs).map(QueryMap)
     }
+}
+
+fn single_values(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
+    let mut map = HashMap::with_capacity(pairs.len());
+    let mut repeated = Vec::new();
+    for (name, value) in pairs {
+        match map.entry(name) {
+            std::collections::hash_map::Entry::Occupied(seen) => {
+                if !repeated.contains(seen.key()) {
+                    repeated.push(seen.key().clone());
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+        }
+    }
+    if repeated.is_empty() {
+        return Ok(map);
+    }
+    repeated.sort();
+    Err(ApiError::validation(
+        repeated
+            .into_iter()
+            .map(|name| {
+                super::error::FieldError::new(
+                    format!("query.{name}"),
+                    "must be given only once; send several values as one comma-separated list",
+                )
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -235,5 +269,13 @@ mod tests {
         assert_eq!(json_path("."), "$");
         assert_eq!(json_path("source.token_id"), "$.source.token_id");
         assert_eq!(json_path("items[2].name"), "$.items[2].name");
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused_and_others_are_kept() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let map = single_values(vec![pair("limit", "5"), pair("page", "2")]).unwrap();
+        assert_eq!(map.len(), 2);
+        assert!(single_values(vec![pair("status", "a"), pair("status", "b")]).is_err());
     }
 }

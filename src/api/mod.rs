@@ -9,6 +9,7 @@ pub mod forward;
 pub mod health;
 pub mod idempotency;
 pub mod imports;
+pub mod openapi;
 pub mod pagination;
 pub mod payments;
 pub mod processors;
@@ -117,14 +118,14 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI 3.1 document of what this build serves.
-pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
-    routes(state).into_openapi()
+pub fn openapi_document(state: &AppState) -> serde_json::Value {
+    openapi::commerce_shape(&routes(state).into_openapi(), state.public_url())
 }
 
 /// The complete application: routes, fallbacks and the layers every request passes.
 pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes(&state).split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(openapi::commerce_shape(&openapi, state.public_url()));
     router
         .route(
             "/openapi.json",

@@ -16,10 +16,10 @@ pub const MAX_LIMIT: u32 = 500;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Records per page, 1 to 500.
-    #[param(minimum = 1, maximum = 500, default = 50)]
+    #[param(minimum = 1, maximum = 500, default = 50, required = false)]
     pub limit: u32,
     /// Page number, from 1.
-    #[param(minimum = 1, default = 1)]
+    #[param(value_type = i64, minimum = 1, maximum = 4294967295_u64, default = 1, required = false)]
     pub page: u32,
 }
 
@@ -59,8 +59,23 @@ fn parse_bounded(
     } else {
         format!("must be a whole number from {min} to {max}")
     };
-    match raw.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Some(n),
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<u64>() {
+        Err(_) if digits && max == u32::MAX => {
+            errors.push(FieldError::new(
+                format!("query.{name}"),
+                format!("must be at most {max}"),
+            ));
+            None
+        }
+        Ok(n) if n > u64::from(max) && max == u32::MAX => {
+            errors.push(FieldError::new(
+                format!("query.{name}"),
+                format!("must be at most {max}"),
+            ));
+            None
+        }
+        Ok(n) if (u64::from(min)..=u64::from(max)).contains(&n) => u32::try_from(n).ok(),
         _ => {
             errors.push(FieldError::new(format!("query.{name}"), message));
             None
@@ -186,6 +201,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_page_too_large_to_store_says_so() {
+        let (_, errors) = parse(&[("page", "4294967296")]);
+        assert_eq!(
+            errors,
+            vec![FieldError::new("query.page", "must be at most 4294967295")]
+        );
+        let (_, errors) = parse(&[("page", "99999999999999999999999")]);
+        assert_eq!(errors[0].message, "must be at most 4294967295");
+        assert!(parse(&[("page", "4294967295")]).1.is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::pagination::{date_range, PageParams, Paginated, Pagination};
 use super::tokens::actor;
 use super::AppState;
 use crate::domain::payments::input::{
-    is_currency, validate_amount_only, validate_payment, RequestKind,
+    is_currency, validate_amount_only, validate_payment, validate_refund, RequestKind,
 };
 use crate::domain::FieldError;
 use crate::model::payment::{Payment, PaymentStatus, Refund, Transaction, UseCase};
@@ -193,9 +193,22 @@ pub async fn void(
     Ok(Json(state.payments.void(principal.account_id, id).await?))
 }
 
-/// Refunds part or all of what is left of a captured payment (`{"amount": …, "reference": …}`).
+/// The body of a refund request (documentation; checked by `validate_refund`). Every field is optional.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefundRequest {
+    /// In minor units; default: all that is left to refund.
+    amount: Option<i64>,
+    /// ISO 4217; when sent, it must be the payment's currency.
+    currency_code: Option<String>,
+    /// Up to 80 characters.
+    reference: Option<String>,
+}
+
+/// Refunds part or all of what is left of a captured payment (`{"amount", "currency_code", "reference"}`).
 #[utoipa::path(post, path = "/payments/{id}/refunds", tag = "payments_modifications", security(("APIKeyAuth" = [])),
     params(("id" = Uuid, Path, description = "The payment")),
+    request_body(content = Option<RefundRequest>, content_type = "application/json"),
     responses((status = 200, description = "The refund, `processing`", body = Refund), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn refund(
     State(state): State<AppState>,
@@ -203,31 +216,57 @@ pub async fn refund(
     PathId(id): PathId,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> ApiResult<Json<Refund>> {
-    let amount = validate_amount_only(body.as_ref(), false).map_err(ApiError::validation)?;
-    let reference = body
-        .as_ref()
-        .and_then(|b| b.get("reference"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let input = validate_refund(body.as_ref()).map_err(ApiError::validation)?;
     Ok(Json(
         state
             .payments
-            .refund(principal.account_id, id, amount, reference)
+            .refund(principal.account_id, id, input)
             .await?,
     ))
 }
 
-/// Lists a payment's refunds, oldest first.
+/// One page of `all`, which is a payment's whole list (a payment has few refunds and transactions).
+fn page_of<T>(all: Vec<T>, page: PageParams) -> Paginated<T> {
+    let total = all.len() as u64;
+    let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+    let data = all
+        .into_iter()
+        .skip(skip)
+        .take(page.limit as usize)
+        .collect();
+    Paginated::new(data, page, total)
+}
+
+/// `limit` and `page`, the only query parameters of a payment's lists.
+fn page_only(query: &std::collections::HashMap<String, String>) -> ApiResult<PageParams> {
+    let mut errors = Vec::new();
+    let page = PageParams::from_query(query, &mut errors);
+    if errors.is_empty() {
+        Ok(page)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefundResponseList {
+    pub data: Vec<Refund>,
+    pub pagination: Pagination,
+}
+
+/// Lists a payment's refunds, oldest first, a page at a time.
 #[utoipa::path(get, path = "/payments/{id}/refunds", tag = "refunds_data", security(("APIKeyAuth" = [])),
-    params(("id" = Uuid, Path, description = "The payment")),
-    responses((status = 200, body = Vec<Refund>), (status = 404, body = ErrorBody)))]
+    params(("id" = Uuid, Path, description = "The payment"), PageParams),
+    responses((status = 200, body = RefundResponseList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list_refunds(
     State(state): State<AppState>,
     principal: Principal,
     PathId(id): PathId,
-) -> ApiResult<Json<Vec<Refund>>> {
+    QueryMap(query): QueryMap,
+) -> ApiResult<Json<Paginated<Refund>>> {
+    let page = page_only(&query)?;
     let refunds = state.payments.refunds(principal.account_id, id).await?;
-    Ok(Json(refunds))
+    Ok(Json(page_of(refunds, page)))
 }
 
 /// Shows one refund.
@@ -244,20 +283,28 @@ pub async fn get_refund(
     ))
 }
 
-/// Lists the processor transactions of a payment, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct TransactionResponseList {
+    pub data: Vec<Transaction>,
+    pub pagination: Pagination,
+}
+
+/// Lists the processor transactions of a payment, oldest first, a page at a time.
 #[utoipa::path(get, path = "/payments/{id}/transactions", tag = "payments_data", security(("APIKeyAuth" = [])),
-    params(("id" = Uuid, Path, description = "The payment")),
-    responses((status = 200, body = Vec<Transaction>), (status = 404, body = ErrorBody)))]
+    params(("id" = Uuid, Path, description = "The payment"), PageParams),
+    responses((status = 200, body = TransactionResponseList), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list_transactions(
     State(state): State<AppState>,
     principal: Principal,
     PathId(id): PathId,
-) -> ApiResult<Json<Vec<Transaction>>> {
+    QueryMap(query): QueryMap,
+) -> ApiResult<Json<Paginated<Transaction>>> {
+    let page = page_only(&query)?;
     let transactions = state
         .payments
         .transactions(principal.account_id, id)
         .await?;
-    Ok(Json(transactions))
+    Ok(Json(page_of(transactions, page)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -16,7 +16,7 @@ use super::AppState;
 use crate::domain::objects;
 use crate::domain::tokens::{validate_card, NumberForm, Origin};
 use crate::model::card::Scheme;
-use crate::model::token::Token;
+use crate::model::token::{NetworkTokenStatus, Token};
 use crate::store::{Feature, TokenQuery, TokenRecord};
 
 /// The request body of `POST /cde-import` (documentation; the handler checks every field itself so that
@@ -38,6 +38,10 @@ pub struct CardholderData {
     /// 3 digits, 4 for American Express. Kept in memory only, for 15 minutes by default.
     #[schema(min_length = 3, max_length = 4)]
     security_code: Option<String>,
+    /// Makes an ephemeral token: it is deleted (card data, security code, then `token.deleted`) this many
+    /// seconds after it is made, and answers 404 from that moment. 1 to 2592000 (30 days).
+    #[schema(minimum = 1, maximum = 2592000)]
+    expiration_time: Option<i64>,
 }
 
 pub fn actor(principal: &Principal) -> String {
@@ -86,6 +90,7 @@ pub struct TokenList {
         ("from" = Option<String>, Query, description = "Created on or after this UTC date (YYYY-MM-DD)"),
         ("to" = Option<String>, Query, description = "Created on or before this UTC date (YYYY-MM-DD)"),
         ("sort" = Option<String>, Query, description = "`created_at+desc` (default) or `created_at+asc`"),
+        ("network_token_status" = Option<String>, Query, description = "Comma list of network token statuses, e.g. `active,pending`. Every token of this server is `not_available` (no scheme connection), so a list without it matches none."),
     ),
     responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list_tokens(
@@ -108,8 +113,13 @@ pub async fn list_tokens(
             false
         }
     };
+    let network_token_statuses = network_token_statuses(&query, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
+    }
+    // Every token is `not_available`: a filter without it matches none, one with it matches all.
+    if network_token_statuses.is_some_and(|s| !s.contains(&NetworkTokenStatus::NotAvailable)) {
+        return Ok(Json(Paginated::new(Vec::new(), page, 0)));
     }
     let q = TokenQuery {
         account_id: principal.account_id,
@@ -125,6 +135,30 @@ pub async fn list_tokens(
         .map(|t| objects::token(t, state.public_url()))
         .collect::<Result<_, _>>()?;
     Ok(Json(Paginated::new(data, page, total)))
+}
+
+/// `network_token_status`, a comma list of the spec's values; `None` when not given.
+fn network_token_statuses(
+    query: &std::collections::HashMap<String, String>,
+    errors: &mut Vec<crate::domain::FieldError>,
+) -> Option<Vec<NetworkTokenStatus>> {
+    let raw = query.get("network_token_status")?;
+    let parsed: Result<Vec<NetworkTokenStatus>, _> =
+        raw.split(',').map(|s| s.trim().parse()).collect();
+    match parsed {
+        Ok(statuses) => Some(statuses),
+        Err(_) => {
+            let known: Vec<&str> = NetworkTokenStatus::ALL.iter().map(|s| s.as_str()).collect();
+            errors.push(crate::domain::FieldError::new(
+                "query.network_token_status",
+                format!(
+                    "must be a comma-separated list of network token statuses ({})",
+                    known.join(", ")
+                ),
+            ));
+            None
+        }
+    }
 }
 
 async fn own_token(state: &AppState, principal: &Principal, id: Uuid) -> ApiResult<TokenRecord> {

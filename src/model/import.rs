@@ -96,10 +96,8 @@ pub struct Import {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     /// `stripe`.
-    #[schema(value_type = String)]
     pub provider: ImportProvider,
     /// `preparing`, `running`, `finished` or `aborted`.
-    #[schema(value_type = String)]
     pub status: ImportStatus,
     pub stripe: StripeSettings,
     pub attemts: i64,
@@ -115,7 +113,6 @@ pub struct Import {
 pub struct ImportFailure {
     /// `destination_error`, `source_error`, `source_unavailable`, `destination_unreachable` or
     /// `invalid_card_data`.
-    #[schema(value_type = String)]
     pub reason: FailureReason,
     #[schema(value_type = Object)]
     pub context: Value,

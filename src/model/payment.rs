@@ -50,11 +50,21 @@ string_enum! {
 string_enum! {
     /// How the processor answered a transaction.
     pub enum TransactionStatus {
-        Success = "success",
-        Failure = "failure",
+        Succeeded = "succeeded",
+        Failed = "failed",
         /// The processor accepted the request and answers later (an Adyen modification awaiting its
         /// notification).
         Pending = "pending",
+    }
+}
+
+string_enum! {
+    /// The spec's `AuthenticationPreference`: whether to run 3-D Secure (3RI) before authorizing.
+    /// Only `NO_3RI` (the default) is available; the others are refused until 3-D Secure is.
+    pub enum AuthenticationPreference {
+        No3ri = "NO_3RI",
+        Try3ri = "TRY_3RI",
+        Require3ri = "REQUIRE_3RI",
     }
 }
 
@@ -122,10 +132,8 @@ pub struct Payment {
     pub flow_matrix_rule: String,
     pub reference: String,
     /// One of the spec's `PaymentStatus` values.
-    #[schema(value_type = String)]
     pub status: PaymentStatus,
     /// One of the spec's `UseCase` values.
-    #[schema(value_type = String)]
     pub use_case: UseCase,
     /// `{type: "card", cardholder_name, expiry_month, expiry_year, masked_account_number, pan_type: "FPAN", issuer}`.
     #[schema(value_type = Object)]
@@ -153,7 +161,6 @@ pub struct Refund {
     pub amount: i64,
     pub currency_code: String,
     /// `processing`, `completed` or `failed`.
-    #[schema(value_type = String)]
     pub status: RefundStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -164,18 +171,28 @@ pub struct Refund {
     pub failure_details: Option<Value>,
 }
 
-// One call to the processor about a payment and its result (schema name: `TransactionResponse`).
+/// One call to the processor about a payment and its result (schema name: `TransactionResponse`).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[schema(as = TransactionResponse)]
 pub struct Transaction {
     pub id: Uuid,
-    /// `authorization`, `capture`, `void`, `refund` or `settlement`.
-    #[schema(value_type = String)]
+    /// What the call did.
+    #[serde(rename = "type")]
     pub kind: TransactionKind,
-    /// `success`, `failure`, or `pending` (accepted by the processor, answered later by its notification).
-    #[schema(value_type = String)]
+    /// `succeeded`, `failed`, or `pending` (accepted by the processor, answered later by its
+    /// notification, which is recorded as a transaction of its own).
     pub status: TransactionStatus,
     pub amount: i64,
+    /// The processor the call went to (after a failover, each attempt names its own).
+    #[schema(required = true)]
+    pub processor: Option<String>,
+    /// When the call was made.
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    /// When the processor's answer was recorded; `null` while it is `pending`.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub finished_at: Option<Timestamp>,
+    /// The same instant as `started_at`, kept for clients of earlier versions.
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,18 +225,22 @@ mod tests {
 
     #[test]
     fn a_transaction_serialises_in_field_order_without_empty_fields() {
+        let at = Timestamp(chrono::DateTime::from_timestamp_micros(1_500_000).unwrap());
         let t = Transaction {
             id: Uuid::nil(),
             kind: TransactionKind::Capture,
-            status: TransactionStatus::Success,
+            status: TransactionStatus::Succeeded,
             amount: 5,
-            created_at: Timestamp(chrono::DateTime::from_timestamp_micros(1_500_000).unwrap()),
+            processor: Some("sandbox".into()),
+            started_at: at,
+            finished_at: Some(at),
+            created_at: at,
             processor_reference: None,
             message: None,
         };
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
-            r#"{"id":"00000000-0000-0000-0000-000000000000","kind":"capture","status":"success","amount":5,"created_at":"1970-01-01T00:00:01.500Z"}"#
+            r#"{"id":"00000000-0000-0000-0000-000000000000","type":"capture","status":"succeeded","amount":5,"processor":"sandbox","started_at":"1970-01-01T00:00:01.500Z","finished_at":"1970-01-01T00:00:01.500Z","created_at":"1970-01-01T00:00:01.500Z"}"#
         );
     }
 }

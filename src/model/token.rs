@@ -18,16 +18,25 @@ string_enum! {
 }
 
 string_enum! {
-    /// The network token of a card; this server has no scheme connection, so there never is one.
+    /// The spec's `NetworkTokenStatus`. This server has no scheme connection, so its tokens are all
+    /// `not_available`; the other values are the spec's, never emitted.
     pub enum NetworkTokenStatus {
+        Active = "active",
+        Inactive = "inactive",
+        Pending = "pending",
+        Deleted = "deleted",
+        Failed = "failed",
         NotAvailable = "not_available",
     }
 }
 
 string_enum! {
-    /// Identity and verification checks done on the card; this server does none.
+    /// The spec's ID&V of a token. This server does none, so its tokens are all `none`; the other
+    /// values are the spec's, never emitted.
     pub enum IdentityAndVerification {
         None = "none",
+        Checked = "checked",
+        Skipped = "skipped",
     }
 }
 
@@ -50,19 +59,15 @@ pub struct Token {
     pub account_number_length: i32,
     pub scheme: Scheme,
     /// `active` or `invalid`.
-    #[schema(value_type = String)]
     pub status: TokenStatus,
     /// Always `not_available`: this server has no scheme connection for network tokens.
-    #[schema(value_type = String)]
     pub network_token_status: NetworkTokenStatus,
     pub card_art_url: String,
     /// Always `none`.
-    #[schema(value_type = String)]
     pub identity_and_verification: IdentityAndVerification,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub business_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
     pub import_provider: Option<ImportProvider>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]

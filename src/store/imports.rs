@@ -330,13 +330,21 @@ macro_rules! impl_import_store {
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
                     let from = end_import_guard(status);
+                    // A fatal failure is listed among the failures, so it is counted as one attempt
+                    // that failed: `failures` is the list's length and `attempts` their sum, always.
                     let sql = format!(
                         "UPDATE token_imports SET status = $2, finished_at = $3, updated_at = $3, \
-                         sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL \
+                         sealed_api_key = NULL, sealed_ingest_key = NULL, ingest_key_digest = NULL, \
+                         attempts = attempts + $5, failures = failures + $5 \
                          WHERE id = $1 AND attempts = $4 AND status IN ({})",
-                        placeholders(5, from.len())
+                        placeholders(6, from.len())
                     );
-                    let mut query = sqlx::query(&sql).bind(id).bind(status).bind(now).bind(attempts);
+                    let mut query = sqlx::query(&sql)
+                        .bind(id)
+                        .bind(status)
+                        .bind(now)
+                        .bind(attempts)
+                        .bind(i64::from(failure.is_some()));
                     for s in from {
                         query = query.bind(s.as_str());
                     }

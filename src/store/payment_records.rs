@@ -69,6 +69,8 @@ pub struct TransactionRecord {
     pub amount: i64,
     pub processor_reference: Option<String>,
     pub message: Option<String>,
+    /// The processor the call went to (rows from before 0009 take their payment's).
+    pub processor: Option<String>,
 }
 
 /// Everything one step of a payment's life writes, applied in one transaction: the payment (only if it
@@ -118,7 +120,7 @@ pub(crate) const REFUND_COLUMNS: &str =
     "id, payment_id, account_id, created_at, updated_at, amount, currency_code, status, reference, failure_details";
 
 pub(crate) const TRANSACTION_COLUMNS: &str =
-    "id, payment_id, created_at, kind, status, amount, processor_reference, message";
+    "id, payment_id, created_at, kind, status, amount, processor_reference, message, processor";
 
 pub(crate) const COUNT_ADD: &str =
     "INSERT INTO payment_day_counts (account_id, day, status, currency_code, n) \
@@ -261,7 +263,8 @@ where
             .push_bind(t.status.as_str())
             .push_bind(t.amount)
             .push_bind(t.processor_reference.as_deref())
-            .push_bind(t.message.as_deref());
+            .push_bind(t.message.as_deref())
+            .push_bind(t.processor.as_deref());
     });
     DB::execute_built(conn, &mut insert).await?;
     Ok(())

@@ -73,7 +73,9 @@ pub trait TokenStore {
         audit: &AuditEvent,
         outbox: &[OutboxRecord],
     ) -> StoreResult<bool>;
-    async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64>;
+    /// Up to `limit` tokens whose expiry passed before `now`, soonest first, for the sweep to delete
+    /// one by one (each with its audit row and `token.deleted` event).
+    async fn expired_tokens(&self, now: Ts, limit: i64) -> StoreResult<Vec<TokenRecord>>;
     /// Records a change of a token's state that is not a column (its security code was dropped): locks
     /// the token's row, so that its events are ordered with its deletion, and writes `audit` and
     /// `outbox`; false (and nothing written) if there is no such token.
@@ -209,12 +211,12 @@ macro_rules! impl_token_store {
                     Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), outbox).await?)
                 }
 
-                async fn delete_expired_tokens(&self, now: Ts) -> StoreResult<u64> {
-                    let done = sqlx::query("DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < $1")
-                        .bind(now)
-                        .execute(self.pool())
-                        .await?;
-                    Ok(done.rows_affected())
+                async fn expired_tokens(&self, now: Ts, limit: i64) -> StoreResult<Vec<TokenRecord>> {
+                    let sql = format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE expires_at IS NOT NULL AND expires_at < $1 \
+                         ORDER BY expires_at LIMIT $2"
+                    );
+                    Ok(sqlx::query_as(&sql).bind(now).bind(limit).fetch_all(self.pool()).await?)
                 }
 
                 async fn touch_token(

@@ -156,7 +156,7 @@ async fn the_openapi_document_describes_the_served_routes(backend: Backend) {
     assert!(notifications.get("security").is_none(), "{notifications}");
     assert_eq!(
         doc.body["components"]["securitySchemes"]["APIKeyAuth"],
-        json!({"type": "apiKey", "in": "header", "name": "x-api-key"})
+        json!({"type": "apiKey", "in": "header", "name": "X-API-Key"})
     );
 }
 

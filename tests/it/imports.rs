@@ -4,4 +4,5 @@
 
 mod control;
 mod failures;
+mod progress;
 mod run;

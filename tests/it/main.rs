@@ -15,6 +15,7 @@ mod http_server;
 mod idempotency;
 mod imports;
 mod jobs;
+mod openapi;
 mod payments;
 mod payments_list;
 mod processors;

@@ -2,5 +2,6 @@
 //! deleting tokens.
 
 mod create;
+mod ephemeral;
 mod lifecycle;
 mod list;

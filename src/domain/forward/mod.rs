@@ -103,6 +103,7 @@ impl Forwarder {
             .store
             .get_token(req.account_id, req.token_id)
             .await?
+            .filter(|t| !crate::domain::tokens::has_expired(t, crate::store::Ts::now()))
             .ok_or(ForwardError::UnknownToken)?;
         let result = self.forward_token(&req, &template, &token).await;
         let outcome = match &result {

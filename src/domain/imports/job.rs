@@ -1,8 +1,8 @@
 //! The job that drives an import: checks the Stripe key, pages through customers and their cards, has
 //! Stripe forward each card to the ingest endpoint, and records each card's outcome exactly once.
 //!
-//! Cards are forwarded in batches, several at once; each batch's outcomes are written in one
-//! transaction, and the position (the last customer whose cards are all recorded) moves with the last
+//! Cards are forwarded in batches, several at once; their outcomes are written as they come, a few
+//! at a time (each record one transaction that moves the counters), and the position (the last customer whose cards are all recorded) moves with the last
 //! batch of each customer page. A job that died resumes from that position and skips what the import
 //! has already counted, so a card is never counted twice; and since the ingest endpoint answers with the
 //! existing token for a payment method it has seen, a card forwarded twice never becomes two tokens.
@@ -25,8 +25,12 @@ use crate::store::{ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, 
 
 /// Stripe's largest page.
 const PAGE: u32 = 100;
-/// Cards per recorded batch.
+/// Cards listed before they are forwarded together.
 const BATCH: usize = 100;
+/// While a batch is forwarded, its outcomes are recorded (and the counters move) every this many cards
+/// or this often, whichever comes first, so that a watcher sees progress within a second.
+const RECORD_EVERY: usize = 20;
+const RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// The forwarded body: the `/cde-import` fields, which Stripe fills in.
 const FORWARD_BODY: &str = r#"{"account_number":"","expiry_month":"","expiry_year":"","cardholder_name":"","security_code":""}"#;
 const REPLACEMENTS: [&str; 4] = ["card_number", "card_expiry", "cardholder_name", "card_cvc"];
@@ -259,18 +263,30 @@ impl Run<'_> {
             .filter(|c| !known.contains(&c.payment_method))
             .map(|card| self.forward(card))
             .collect();
-        let forwarded: Vec<Result<ImportOutcome, Stop>> = stream::iter(forwards)
-            .buffer_unordered(self.imports.settings.concurrency)
-            .collect()
-            .await;
-        for outcome in forwarded {
+        let mut forwarded =
+            stream::iter(forwards).buffer_unordered(self.imports.settings.concurrency);
+        let mut recorded_at = std::time::Instant::now();
+        while let Some(outcome) = forwarded.next().await {
             outcomes.push(outcome?);
+            if outcomes.len() >= RECORD_EVERY || recorded_at.elapsed() >= RECORD_INTERVAL {
+                // The position moves only with the batch's last record: a resumed job recounts nothing
+                // (counted cards are skipped) and forwards only what was not recorded.
+                self.record(&std::mem::take(&mut outcomes), None).await?;
+                recorded_at = std::time::Instant::now();
+            }
         }
         if outcomes.is_empty() && position.is_none() {
             return Ok(());
         }
-        if store
-            .record_import_outcomes(import.id, &outcomes, position, Ts::now())
+        self.record(&outcomes, position).await
+    }
+
+    /// Records `outcomes` (and `position`) in one transaction; the import's counters move with them.
+    async fn record(&self, outcomes: &[ImportOutcome], position: Option<&str>) -> Result<(), Stop> {
+        if self
+            .imports
+            .store
+            .record_import_outcomes(self.import.id, outcomes, position, Ts::now())
             .await?
         {
             Ok(())

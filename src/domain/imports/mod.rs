@@ -145,6 +145,11 @@ impl Imports {
             let mut ended = current.clone();
             ended.status = next.as_str().to_owned();
             ended.finished_at = Some(now);
+            // The store counts a fatal failure as an attempt that failed (it is in the failure list).
+            if failure.is_some() {
+                ended.attempts += 1;
+                ended.failures += 1;
+            }
             let outbox = self
                 .webhooks
                 .import_event(current.account_id, how, id, &objects::import(ended)?)

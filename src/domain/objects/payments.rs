@@ -5,7 +5,7 @@
 use serde_json::value::RawValue;
 
 use super::{at, stored};
-use crate::model::payment::{Amounts, Payment, Refund, Transaction};
+use crate::model::payment::{Amounts, Payment, Refund, Transaction, TransactionStatus};
 use crate::store::{PaymentRecord, RefundRecord, StoreError, TransactionRecord};
 
 fn positive(n: i64) -> Option<i64> {
@@ -17,11 +17,23 @@ fn raw(json: String) -> Option<Box<RawValue>> {
     RawValue::from_string(json).ok()
 }
 
+/// A stored source with `cardholder_name` present: sources written before it was always set left it
+/// out when the token had none, and the spec's `PaymentSourceCard` requires it (`null` then).
+fn with_cardholder_name(source: String) -> String {
+    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&source) {
+        Ok(mut map) if !map.contains_key("cardholder_name") => {
+            map.insert("cardholder_name".into(), serde_json::Value::Null);
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => source,
+    }
+}
+
 impl TryFrom<PaymentRecord> for Payment {
     type Error = StoreError;
 
     fn try_from(p: PaymentRecord) -> Result<Self, StoreError> {
-        let source = match raw(p.source) {
+        let source = match raw(with_cardholder_name(p.source)) {
             Some(source) => source,
             None => RawValue::from_string("{}".to_owned())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -74,12 +86,18 @@ impl TryFrom<TransactionRecord> for Transaction {
     type Error = StoreError;
 
     fn try_from(t: TransactionRecord) -> Result<Self, StoreError> {
+        let status = stored(&t.status)?;
+        let started_at = at(t.created_at);
         Ok(Self {
             id: t.id,
             kind: stored(&t.kind)?,
-            status: stored(&t.status)?,
+            status,
             amount: t.amount,
-            created_at: at(t.created_at),
+            processor: t.processor,
+            started_at,
+            // A transaction row is written once the processor has answered, except a pending one.
+            finished_at: (status != TransactionStatus::Pending).then_some(started_at),
+            created_at: started_at,
             processor_reference: t.processor_reference,
             message: t.message,
         })

@@ -87,26 +87,35 @@ impl Payments {
                 )
             }
         };
-        let mut attempt = transaction(payload.payment_id, TransactionKind::Void, 0, &record);
-        attempt.message = Some(message);
-        self.record_transaction(payload.account_id, payload.payment_id, attempt)
-            .await
+        self.record_undo(&payload, &record, message).await
     }
 
-    /// Adds a transaction to a payment without moving it, re-reading it if it moved meanwhile.
-    async fn record_transaction(
+    /// Adds the undo's transaction (at the processor undone, not the payment's current one) to the
+    /// payment without moving it, re-reading the payment if it moved meanwhile.
+    async fn record_undo(
         &self,
-        account_id: Uuid,
-        payment_id: Uuid,
-        mut attempt: crate::store::TransactionRecord,
+        payload: &AbandonPayload,
+        outcome: &Outcome,
+        message: String,
     ) -> Result<(), JobError> {
         for _ in 0..20 {
-            let Some(payment) = self.store.get_payment(account_id, payment_id).await? else {
+            let Some(payment) = self
+                .store
+                .get_payment(payload.account_id, payload.payment_id)
+                .await?
+            else {
                 return Ok(());
             };
-            attempt.amount = payment.amount_requested;
+            let mut attempt = transaction(
+                &payment,
+                TransactionKind::Void,
+                payment.amount_requested,
+                outcome,
+            );
+            attempt.message = Some(message.clone());
+            attempt.processor = Some(payload.processor.clone());
             let mut step = change(&payment, next(&payment));
-            step.transaction = Some(attempt.clone());
+            step.transaction = Some(attempt);
             if self.apply(&mut step).await? {
                 return Ok(());
             }

@@ -239,7 +239,7 @@ impl Payments {
         }
         let mut step = change(payment, updated.clone());
         step.transaction = Some(transaction(
-            payment.id,
+            payment,
             TransactionKind::Authorization,
             payment.amount_requested,
             &outcome,
@@ -298,18 +298,17 @@ fn check_initial(
     Ok(())
 }
 
-/// The `source` of a payment on `token`: the card's non-secret facts as JSON, without empty fields.
+/// The `source` of a payment on `token`: the card's non-secret facts as JSON. `cardholder_name` is
+/// always there (`null` when the token has none), as the spec's `PaymentSourceCard` requires it.
 pub(super) fn card_source(token: &TokenRecord) -> String {
-    let mut source = json!({
+    let source = json!({
         "type": "card",
+        "cardholder_name": token.cardholder_name,
         "expiry_month": token.expiry_month,
         "expiry_year": token.expiry_year,
         "masked_account_number": token.masked_account_number,
         "pan_type": "FPAN",
         "issuer": {"identification_number": token.issuer_identification_number, "scheme": token.scheme},
     });
-    if let Some(name) = &token.cardholder_name {
-        source["cardholder_name"] = json!(name);
-    }
     source.to_string()
 }

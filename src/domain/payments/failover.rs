@@ -51,7 +51,7 @@ impl Payments {
                 _ => return Ok((outcome, current)),
             };
             let mut attempt = transaction(
-                payment.id,
+                &current,
                 TransactionKind::Authorization,
                 payment.amount_requested,
                 &outcome,

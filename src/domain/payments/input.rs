@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::{fault, has_control, present, text_field, FieldError, CONTROL_CHARACTER};
-use crate::model::payment::CaptureMode;
+use crate::model::payment::{AuthenticationPreference, CaptureMode};
 
 /// Active ISO 4217 currency codes.
 const CURRENCIES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP \
@@ -60,6 +60,7 @@ pub fn validate_payment(body: &Value, kind: RequestKind) -> Result<PaymentInput,
         "reference",
         "capture",
         "metadata",
+        "authentication_preference",
     ];
     match kind {
         RequestKind::Initial => known.push("source"),
@@ -129,6 +130,7 @@ pub fn validate_payment(body: &Value, kind: RequestKind) -> Result<PaymentInput,
             false
         }
     };
+    authentication_preference(object, &mut errors);
     let metadata = match present(object, "metadata") {
         None => None,
         Some(Value::Object(map)) => check_metadata(map, &mut errors).then(|| map.clone()),
@@ -155,6 +157,27 @@ pub fn validate_payment(body: &Value, kind: RequestKind) -> Result<PaymentInput,
             recurring_expiry,
         }),
         _ => Err(errors),
+    }
+}
+
+/// `authentication_preference`: `NO_3RI` (the default) is honoured; 3-D Secure is not available yet.
+fn authentication_preference(object: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let path = "$.authentication_preference";
+    let preference = match present(object, "authentication_preference") {
+        None => return,
+        Some(Value::String(p)) => p.parse::<AuthenticationPreference>().ok(),
+        Some(_) => None,
+    };
+    match preference {
+        Some(AuthenticationPreference::No3ri) => {}
+        Some(_) => errors.push(FieldError::new(
+            path,
+            "3-D Secure is not available yet; send NO_3RI or leave the field out",
+        )),
+        None => errors.push(FieldError::new(
+            path,
+            "must be NO_3RI, TRY_3RI or REQUIRE_3RI",
+        )),
     }
 }
 
@@ -264,6 +287,56 @@ fn recurring_expiry(object: &Map<String, Value>, errors: &mut Vec<FieldError>) -
             _ => fault(errors, "$.recurring_expiry", message),
         },
         Some(_) => fault(errors, "$.recurring_expiry", message),
+    }
+}
+
+/// What a refund request says; all optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefundInput {
+    pub amount: Option<i64>,
+    pub reference: Option<String>,
+    /// Checked against the payment's currency by the domain.
+    pub currency_code: Option<String>,
+}
+
+/// The optional body of a refund: `{"amount", "currency_code", "reference"}`, as the Commerce API's.
+pub fn validate_refund(body: Option<&Value>) -> Result<RefundInput, Vec<FieldError>> {
+    let Some(body) = body else {
+        return Ok(RefundInput::default());
+    };
+    let Some(object) = body.as_object() else {
+        return Err(vec![FieldError::new("$", "must be a JSON object")]);
+    };
+    let mut errors = Vec::new();
+    let mut rest = object.clone();
+    let currency_code = match rest.remove("currency_code") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) if is_currency(&c) => Some(c),
+        Some(_) => fault(
+            &mut errors,
+            "$.currency_code",
+            "must be an ISO 4217 currency code such as EUR",
+        ),
+    };
+    let amount = match validate_amount_only(Some(&Value::Object(rest)), false) {
+        Ok(amount) => amount,
+        Err(faults) => {
+            errors.extend(faults);
+            None
+        }
+    };
+    let reference = present(object, "reference")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if errors.is_empty() {
+        Ok(RefundInput {
+            amount,
+            reference,
+            currency_code,
+        })
+    } else {
+        errors.sort_by(|a, b| a.path.cmp(&b.path));
+        Err(errors)
     }
 }
 

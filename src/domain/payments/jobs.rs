@@ -123,7 +123,7 @@ impl Payments {
                     // Accepted: the payment stays `capturing` until the processor's notification.
                     Outcome::Pending { .. } => {
                         let pending =
-                            transaction(payment.id, TransactionKind::Capture, amount, &outcome);
+                            transaction(&payment, TransactionKind::Capture, amount, &outcome);
                         self.store
                             .record_pending(&pending, None, Some(P::Capturing.as_str()))
                             .await?;
@@ -147,7 +147,7 @@ impl Payments {
                     Outcome::Pending { .. } => {
                         let amount = payment.amount_authorized;
                         let pending =
-                            transaction(payment.id, TransactionKind::Void, amount, &outcome);
+                            transaction(&payment, TransactionKind::Void, amount, &outcome);
                         self.store
                             .record_pending(&pending, None, Some(P::Voiding.as_str()))
                             .await?;
@@ -182,7 +182,7 @@ impl Payments {
             _ => return Ok(()),
         };
         let mut step = change(&payment, updated);
-        step.transaction = Some(transaction(payment.id, transaction_kind, amount, &outcome));
+        step.transaction = Some(transaction(&payment, transaction_kind, amount, &outcome));
         step.job = step_job;
         if self.apply(&mut step).await? {
             Ok(())
@@ -221,7 +221,7 @@ impl Payments {
         if let Outcome::Pending { .. } = &outcome {
             // Accepted: the refund stays `processing` until the processor's notification, which
             // finds it by the reference recorded here.
-            let pending = transaction(payment.id, TransactionKind::Refund, refund.amount, &outcome);
+            let pending = transaction(payment, TransactionKind::Refund, refund.amount, &outcome);
             self.store
                 .record_pending(&pending, Some(refund.id), None)
                 .await?;
@@ -270,7 +270,7 @@ impl Payments {
             }
             let mut step = change(&current, updated);
             step.transaction = Some(transaction(
-                payment.id,
+                payment,
                 TransactionKind::Refund,
                 refund.amount,
                 outcome,

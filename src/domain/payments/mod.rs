@@ -88,26 +88,23 @@ fn refund_status(refund: &RefundRecord) -> Result<RefundStatus, StoreError> {
     stored(&refund.status)
 }
 
+/// A transaction of `payment` at the processor it is with now.
 fn transaction(
-    payment_id: Uuid,
+    payment: &PaymentRecord,
     kind: TransactionKind,
     amount: i64,
     outcome: &Outcome,
 ) -> TransactionRecord {
     let (status, reference, message) = match outcome {
         Outcome::Approved { reference, .. } => {
-            (TransactionStatus::Success, Some(reference.clone()), None)
+            (TransactionStatus::Succeeded, Some(reference.clone()), None)
         }
-        Outcome::Declined { message, .. } => (
-            TransactionStatus::Failure,
-            None,
-            Some((*message).to_owned()),
-        ),
-        Outcome::Error { message } => (
-            TransactionStatus::Failure,
-            None,
-            Some((*message).to_owned()),
-        ),
+        Outcome::Declined { message, .. } => {
+            (TransactionStatus::Failed, None, Some((*message).to_owned()))
+        }
+        Outcome::Error { message } => {
+            (TransactionStatus::Failed, None, Some((*message).to_owned()))
+        }
         Outcome::Pending { reference } => (
             TransactionStatus::Pending,
             Some(reference.clone()),
@@ -116,13 +113,14 @@ fn transaction(
     };
     TransactionRecord {
         id: Uuid::new_v4(),
-        payment_id,
+        payment_id: payment.id,
         created_at: Ts::now(),
         kind: kind.as_str().to_owned(),
         status: status.as_str().to_owned(),
         amount,
         processor_reference: reference,
         message,
+        processor: Some(payment.processor.clone()),
     }
 }
 

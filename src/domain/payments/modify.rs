@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::input::RefundInput;
 use super::jobs::{new_job, JobPayload, CAPTURE_JOB, REFUND_JOB, VOID_JOB};
 use super::{change, next, set_status, state, status, PaymentError, Payments};
 use crate::model::payment::{Payment, PaymentStatus, Refund};
@@ -50,15 +51,29 @@ impl Payments {
         self.save_with_job(&payment, updated, VOID_JOB).await
     }
 
-    /// Accepts a refund of `amount` (default: all that is left) and reserves it against the payment.
+    /// Accepts a refund of `amount` (default: all that is left) in the payment's currency, and
+    /// reserves it against the payment.
     pub async fn refund(
         &self,
         account_id: Uuid,
         id: Uuid,
-        amount: Option<i64>,
-        reference: Option<String>,
+        input: RefundInput,
     ) -> Result<Refund, PaymentError> {
+        let RefundInput {
+            amount,
+            reference,
+            currency_code,
+        } = input;
         let payment = self.record(account_id, id).await?;
+        if currency_code.is_some_and(|c| c != payment.currency_code) {
+            return Err(PaymentError::Invalid(
+                "$.currency_code",
+                format!(
+                    "must be the currency of the payment, {}",
+                    payment.currency_code
+                ),
+            ));
+        }
         let from = status(&payment)?;
         if !state::refundable(from) {
             return Err(PaymentError::Conflict(format!(

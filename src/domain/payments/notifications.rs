@@ -196,7 +196,7 @@ impl Payments {
             _ => return Ok(None),
         };
         let mut step = change(payment, updated);
-        step.transaction = Some(transaction(payment.id, kind, amount, outcome));
+        step.transaction = Some(transaction(payment, kind, amount, outcome));
         step.job = job;
         Ok(Some(step))
     }

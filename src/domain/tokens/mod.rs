@@ -41,6 +41,14 @@ impl From<EventError> for TokenError {
     }
 }
 
+/// Who deletes an ephemeral token when its time is up, in the audit trail.
+pub const EXPIRY_ACTOR: &str = "system:expiry";
+
+/// Whether an ephemeral token's time is up: from the instant of its `expires_at` on.
+pub fn has_expired(token: &TokenRecord, now: Ts) -> bool {
+    token.expires_at.is_some_and(|at| at <= now)
+}
+
 /// Where a token came from, for tokens made by an import.
 #[derive(Clone, Debug, Default)]
 pub struct Origin {
@@ -85,10 +93,11 @@ impl Tokens {
         let id = Uuid::new_v4();
         let sealed = self.vault.seal(account_id, id, &valid.card).await?;
         let card = &valid.card;
+        let now = Ts::now();
         let record = TokenRecord {
             id,
             account_id,
-            created_at: Ts::now(),
+            created_at: now,
             expiry_month: i32::from(card.expiry_month),
             expiry_year: i32::from(card.expiry_year),
             cardholder_name: card.cardholder_name.clone(),
@@ -102,7 +111,7 @@ impl Tokens {
             sealed_card: sealed.sealed_card,
             business_key: origin.business_key,
             import_provider: origin.import_provider,
-            expires_at: None,
+            expires_at: valid.expires_in.map(|life| now.plus(life)),
         };
         let audit = AuditEvent::new(
             Some(account_id),
@@ -132,8 +141,10 @@ impl Tokens {
         }
     }
 
+    /// The token, unless there is none or it has expired (gone from that moment, swept or not).
     pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<Option<TokenRecord>, TokenError> {
-        Ok(self.store.get_token(account_id, id).await?)
+        let token = self.store.get_token(account_id, id).await?;
+        Ok(token.filter(|t| !has_expired(t, Ts::now())))
     }
 
     pub async fn list(&self, query: &TokenQuery) -> Result<(Vec<TokenRecord>, u64), TokenError> {
@@ -142,18 +153,24 @@ impl Tokens {
         Ok((rows, total))
     }
 
-    /// Destroys the token's card data and security code; false if there was no such token.
+    /// Destroys the token's card data and security code; false if there was no such token (or it has
+    /// expired: the sweep deletes it).
     pub async fn delete(
         &self,
         account_id: Uuid,
         actor: &str,
         id: Uuid,
     ) -> Result<bool, TokenError> {
-        // The event shows the token as it was, so it is read first, but only if someone listens.
-        let listened = self
-            .webhooks
-            .subscribed(account_id, EventType::TokenDeleted)
-            .await?;
+        match self.get(account_id, id).await? {
+            None => Ok(false),
+            Some(token) => self.remove(actor, &token).await,
+        }
+    }
+
+    /// Deletes `token` with its audit row, its `token.deleted` event (if someone listens; it shows the
+    /// token as it was) and its cached security code.
+    async fn remove(&self, actor: &str, token: &TokenRecord) -> Result<bool, TokenError> {
+        let (account_id, id) = (token.account_id, token.id);
         let audit = AuditEvent::new(
             Some(account_id),
             actor,
@@ -161,25 +178,39 @@ impl Tokens {
             Some(id.to_string()),
             "success",
         );
-        let deleted = match listened {
-            false => self.store.delete_token(account_id, id, &audit, &[]).await?,
-            true => match self.store.get_token(account_id, id).await? {
-                None => false,
-                Some(token) => {
-                    let outbox = self
-                        .webhooks
-                        .token_event(EventType::TokenDeleted, &token)
-                        .await?;
-                    self.store
-                        .delete_token(account_id, id, &audit, &outbox)
-                        .await?
-                }
-            },
-        };
+        let outbox = self
+            .webhooks
+            .token_event(EventType::TokenDeleted, token)
+            .await?;
+        let deleted = self
+            .store
+            .delete_token(account_id, id, &audit, &outbox)
+            .await?;
         if deleted {
             self.cvc.drop_code(id).await;
         }
         Ok(deleted)
+    }
+
+    /// Deletes every ephemeral token whose expiry passed before `now`, a batch at a time, each as a
+    /// deletion of its own (audit row, `token.deleted`, security code dropped). Returns how many.
+    pub async fn sweep_expired(&self, now: Ts) -> Result<u64, TokenError> {
+        const BATCH: i64 = 200;
+        let mut deleted = 0;
+        loop {
+            let expired = self.store.expired_tokens(now, BATCH).await?;
+            let full = expired.len() as i64 == BATCH;
+            let mut progressed = false;
+            for token in &expired {
+                if self.remove(EXPIRY_ACTOR, token).await? {
+                    deleted += 1;
+                    progressed = true;
+                }
+            }
+            if !full || !progressed {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Drops the cached security code of an existing token; false if there is no such token.
@@ -189,7 +220,7 @@ impl Tokens {
         actor: &str,
         id: Uuid,
     ) -> Result<bool, TokenError> {
-        let Some(token) = self.store.get_token(account_id, id).await? else {
+        let Some(token) = self.get(account_id, id).await? else {
             return Ok(false);
         };
         let dropped = self.cvc.drop_code(id).await;

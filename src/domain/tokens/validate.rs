@@ -7,13 +7,16 @@ use serde_json::{Map, Value};
 use crate::domain::{fault, present, text_field, FieldError};
 use crate::model::card::{CardData, Pan, SecurityCode};
 
-const KNOWN_FIELDS: [&str; 5] = [
+const KNOWN_FIELDS: [&str; 6] = [
     "account_number",
     "expiry_month",
     "expiry_year",
     "security_code",
     "cardholder_name",
+    "expiration_time",
 ];
+/// The longest life of an ephemeral token, in seconds (30 days, as the Commerce API's token sessions).
+pub const MAX_EXPIRATION_SECONDS: u64 = 2_592_000;
 const MAX_NAME_CHARS: usize = 200;
 /// Expiry years further ahead than this are taken for typing errors.
 const MAX_YEARS_AHEAD: i32 = 50;
@@ -23,6 +26,8 @@ const MAX_YEARS_AHEAD: i32 = 50;
 pub struct ValidCard {
     pub card: CardData,
     pub security_code: Option<SecurityCode>,
+    /// `expiration_time`: an ephemeral token is deleted this long after it is made.
+    pub expires_in: Option<std::time::Duration>,
 }
 
 /// How strictly to read numbers: `/cde-import` takes JSON integers only; card data forwarded by a
@@ -43,9 +48,13 @@ pub fn validate_card(
         return Err(vec![FieldError::new("$", "must be a JSON object")]);
     };
     let mut errors = Vec::new();
+    // Card data forwarded by an import makes a lasting token: no `expiration_time` there.
     let mut unknown: Vec<&String> = object
         .keys()
-        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+        .filter(|k| {
+            !KNOWN_FIELDS.contains(&k.as_str())
+                || (form == NumberForm::Forwarded && k.as_str() == "expiration_time")
+        })
         .collect();
     unknown.sort();
     for key in unknown {
@@ -113,6 +122,25 @@ pub fn validate_card(
     let cardholder_name = present(object, "cardholder_name")
         .and_then(|v| text_field(&mut errors, "$.cardholder_name", v, MAX_NAME_CHARS));
 
+    let expires_in = match (present(object, "expiration_time"), form) {
+        (None, _) | (Some(_), NumberForm::Forwarded) => None,
+        (Some(Value::Number(n)), NumberForm::Strict) => match n.as_u64() {
+            Some(seconds) if (1..=MAX_EXPIRATION_SECONDS).contains(&seconds) => {
+                Some(std::time::Duration::from_secs(seconds))
+            }
+            _ => fault(
+                &mut errors,
+                "$.expiration_time",
+                "must be a whole number of seconds from 1 to 2592000",
+            ),
+        },
+        (Some(_), NumberForm::Strict) => fault(
+            &mut errors,
+            "$.expiration_time",
+            "must be a whole number of seconds from 1 to 2592000",
+        ),
+    };
+
     match (pan, month, year) {
         (Some(pan), Some(expiry_month), Some(expiry_year)) if errors.is_empty() => Ok(ValidCard {
             card: CardData {
@@ -122,6 +150,7 @@ pub fn validate_card(
                 cardholder_name,
             },
             security_code,
+            expires_in,
         }),
         _ => Err(errors),
     }

@@ -108,9 +108,10 @@ async fn a_refused_stripe_key_aborts_the_import_with_a_failure_that_says_so(back
             .to_owned();
         let ended = app.wait_for_import_end(&id).await;
         assert_eq!(ended["status"], "aborted");
+        // The fatal failure is in the list, so it is counted: one attempt, failed.
         assert_eq!(
             (&ended["attemts"], &ended["successes"], &ended["failures"]),
-            (&json!(0), &json!(0), &json!(0))
+            (&json!(1), &json!(0), &json!(1))
         );
         let (ok, _, stderr) = app.cli(&["import", "watch", &id]);
         assert!(!ok && stderr.contains("the import was aborted"), "{stderr}");
@@ -147,6 +148,10 @@ async fn forwarding_not_enabled_aborts_the_import(backend: Backend) {
     assert_eq!(ended["status"], "aborted");
     let found = app.all_import_failures(&id).await;
     assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (&ended["attemts"], &ended["successes"], &ended["failures"]),
+        (&json!(1), &json!(0), &json!(1))
+    );
     assert_eq!(found[0]["reason"], "source_error");
     assert_eq!(
         found[0]["context"]["stripe_error"],

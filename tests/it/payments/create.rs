@@ -84,9 +84,9 @@ async fn each_use_case_and_sandbox_outcome(backend: Backend) {
         assert_eq!(fetched.body, failed);
     }
     let transactions = app.transactions(automatic["id"].as_str().unwrap()).await;
-    assert_eq!(transactions.body.as_array().unwrap().len(), 1);
-    assert_eq!(transactions.body[0]["kind"], "authorization");
-    assert_eq!(transactions.body[0]["status"], "success");
+    assert_eq!(transactions.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(transactions.body["data"][0]["type"], "authorization");
+    assert_eq!(transactions.body["data"][0]["status"], "succeeded");
 }
 
 async fn another_accounts_payment_is_404(backend: Backend) {

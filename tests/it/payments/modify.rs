@@ -99,14 +99,11 @@ async fn capture_void_and_moves_in_the_wrong_state(backend: Backend) {
             "A payment that is voided cannot be refunded"
         )
     );
-    let kinds: Vec<Value> = app
-        .transactions(id)
-        .await
-        .body
+    let kinds: Vec<Value> = app.transactions(id).await.body["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["kind"].clone())
+        .map(|t| t["type"].clone())
         .collect();
     assert_eq!(kinds, [json!("authorization"), json!("void")]);
 }
@@ -153,7 +150,7 @@ async fn partial_refunds_up_to_the_captured_amount(backend: Backend) {
         json!({"requested": 1000, "authorized": 1000, "captured": 1000, "refunded": 1000})
     );
     let refunds = app.list_refunds(id).await.body;
-    let statuses: Vec<_> = refunds
+    let statuses: Vec<_> = refunds["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -194,11 +191,11 @@ async fn a_captured_payment_settles(backend: Backend) {
         "a settled payment can be refunded"
     );
     let transactions = app.transactions(id).await.body;
-    let kinds: Vec<Value> = transactions
+    let kinds: Vec<Value> = transactions["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["kind"].clone())
+        .map(|t| t["type"].clone())
         .collect();
     assert_eq!(
         kinds,

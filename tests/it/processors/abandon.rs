@@ -68,14 +68,14 @@ async fn an_authorization_whose_answer_was_lost_is_undone_where_it_was_made(back
     let list = transactions(&app.transactions(id).await.ok_body());
     let kinds: Vec<(&str, &str)> = list
         .iter()
-        .map(|t| (t["kind"].as_str().unwrap(), t["status"].as_str().unwrap()))
+        .map(|t| (t["type"].as_str().unwrap(), t["status"].as_str().unwrap()))
         .collect();
     assert_eq!(
         kinds,
         [
-            ("authorization", "failure"),
-            ("authorization", "success"),
-            ("void", "success")
+            ("authorization", "failed"),
+            ("authorization", "succeeded"),
+            ("void", "succeeded")
         ],
         "{list:?}"
     );
@@ -121,8 +121,8 @@ async fn an_authorization_whose_answer_was_lost_is_undone_where_it_was_made(back
     let list = transactions(&app.transactions(id).await.ok_body());
     assert_eq!(list.len(), 3, "{list:?}");
     assert_eq!(
-        (&list[2]["kind"], &list[2]["status"]),
-        (&json!("void"), &json!("success"))
+        (&list[2]["type"], &list[2]["status"]),
+        (&json!("void"), &json!("succeeded"))
     );
     assert_eq!(list[2]["processor_reference"], refunds[0]["id"]);
 }

@@ -35,7 +35,7 @@ fn transactions(list: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|t| {
             (
-                t["kind"].as_str().unwrap().to_owned(),
+                t["type"].as_str().unwrap().to_owned(),
                 t["status"].as_str().unwrap().to_owned(),
             )
         })
@@ -106,7 +106,7 @@ async fn payments_go_through_adyen_and_modifications_end_on_notification(backend
     assert_eq!(
         transactions(&app.transactions(&id).await.ok_body()),
         pairs(&[
-            ("authorization", "success"),
+            ("authorization", "succeeded"),
             ("refund", "pending"),
             ("refund", "pending")
         ])
@@ -147,9 +147,9 @@ async fn payments_go_through_adyen_and_modifications_end_on_notification(backend
     assert_eq!(
         transactions(&app.transactions(&id).await.ok_body()),
         pairs(&[
-            ("authorization", "success"),
+            ("authorization", "succeeded"),
             ("capture", "pending"),
-            ("capture", "success")
+            ("capture", "succeeded")
         ])
     );
 
@@ -285,7 +285,7 @@ async fn adyen_refusals_become_failure_details_without_failover(backend: Backend
         let id = p["id"].as_str().unwrap();
         assert_eq!(
             transactions(&app.transactions(id).await.ok_body()),
-            pairs(&[("authorization", "failure")])
+            pairs(&[("authorization", "failed")])
         );
     }
     // A refusal injected by setting, with Adyen's fraud code.
@@ -321,7 +321,7 @@ async fn an_adyen_500_or_timeout_fails_over_to_the_next_processor(backend: Backe
     let list = app.transactions(p["id"].as_str().unwrap()).await.ok_body();
     assert_eq!(
         transactions(&list),
-        pairs(&[("authorization", "failure"), ("authorization", "success")])
+        pairs(&[("authorization", "failed"), ("authorization", "succeeded")])
     );
     let first = &list["data"].as_array().or(list.as_array()).unwrap()[0];
     assert!(

@@ -29,7 +29,7 @@ fn transactions(list: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|t| {
             (
-                t["kind"].as_str().unwrap().to_owned(),
+                t["type"].as_str().unwrap().to_owned(),
                 t["status"].as_str().unwrap().to_owned(),
             )
         })
@@ -63,9 +63,9 @@ async fn repeated_and_badly_signed_notifications_change_nothing(backend: Backend
     assert_eq!(
         transactions(&app.transactions(&id).await.ok_body()),
         pairs(&[
-            ("authorization", "success"),
+            ("authorization", "succeeded"),
             ("capture", "pending"),
-            ("capture", "success")
+            ("capture", "succeeded")
         ])
     );
 

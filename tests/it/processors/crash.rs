@@ -140,8 +140,8 @@ async fn an_authorization_killed_in_flight_is_recovered_with_one_charge(backend:
     let list = list["data"].as_array().or(list.as_array()).unwrap().clone();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(
-        (&list[0]["kind"], &list[0]["status"]),
-        (&json!("authorization"), &json!("success"))
+        (&list[0]["type"], &list[0]["status"]),
+        (&json!("authorization"), &json!("succeeded"))
     );
     assert_eq!(list[0]["processor_reference"], intents[0]["id"]);
     server.kill_9();
@@ -183,8 +183,8 @@ async fn a_capture_killed_in_flight_is_retried_and_captures_once(backend: Backen
     assert_eq!(stripe.intent(&pi).unwrap()["amount_received"], 1200);
     let list: Value = api.transactions(&id).await.ok_body();
     let list = list["data"].as_array().or(list.as_array()).unwrap().clone();
-    let captures: Vec<&Value> = list.iter().filter(|t| t["kind"] == "capture").collect();
+    let captures: Vec<&Value> = list.iter().filter(|t| t["type"] == "capture").collect();
     assert_eq!(captures.len(), 1, "{list:?}");
-    assert_eq!(captures[0]["status"], "success");
+    assert_eq!(captures[0]["status"], "succeeded");
     server.kill_9();
 }

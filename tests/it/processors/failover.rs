@@ -25,7 +25,7 @@ fn attempts(list: &Value) -> Vec<(String, String, String)> {
         .iter()
         .map(|t| {
             (
-                t["kind"].as_str().unwrap().to_owned(),
+                t["type"].as_str().unwrap().to_owned(),
                 t["status"].as_str().unwrap().to_owned(),
                 t["message"].as_str().unwrap_or("").to_owned(),
             )
@@ -55,12 +55,12 @@ async fn a_processor_error_fails_over_to_the_next_and_later_steps_follow_the_aut
     assert_eq!(list.len(), 2, "{list:?}");
     assert_eq!(
         (list[0].0.as_str(), list[0].1.as_str()),
-        ("authorization", "failure")
+        ("authorization", "failed")
     );
     assert!(list[0].2.contains("primary"), "{list:?}");
     assert_eq!(
         (list[1].0.as_str(), list[1].1.as_str()),
-        ("authorization", "success")
+        ("authorization", "succeeded")
     );
     assert_eq!((primary.create_calls(), fallback.create_calls()), (0, 1));
 
@@ -97,9 +97,9 @@ async fn a_timeout_fails_over_and_a_decline_does_not(backend: Backend) {
         .await;
     assert_eq!(p["status"], "captured", "{p}");
     let list = attempts(&app.transactions(p["id"].as_str().unwrap()).await.ok_body());
-    assert_eq!(list[0].1, "failure");
+    assert_eq!(list[0].1, "failed");
     assert!(list[0].2.contains("did not answer in time"), "{list:?}");
-    assert_eq!(list[1].1, "success");
+    assert_eq!(list[1].1, "succeeded");
 
     primary.fail_next(
         PiRoute::Create,

@@ -25,7 +25,7 @@ fn transactions(list: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|t| {
             (
-                t["kind"].as_str().unwrap().to_owned(),
+                t["type"].as_str().unwrap().to_owned(),
                 t["status"].as_str().unwrap().to_owned(),
             )
         })
@@ -67,7 +67,7 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     let listed = app.transactions(id).await.ok_body();
     assert_eq!(
         transactions(&listed),
-        [("authorization".into(), "success".into())]
+        [("authorization".into(), "succeeded".into())]
     );
     let reference = listed["data"].as_array().or(listed.as_array()).unwrap()[0]
         ["processor_reference"]
@@ -137,8 +137,8 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert_eq!(
         transactions(&app.transactions(id).await.ok_body()),
         [
-            ("authorization".into(), "success".into()),
-            ("void".into(), "success".into())
+            ("authorization".into(), "succeeded".into()),
+            ("void".into(), "succeeded".into())
         ]
     );
     // Every charge was made once per key.
@@ -245,7 +245,7 @@ async fn stripe_declines_become_failure_details(backend: Backend) {
         let id = p["id"].as_str().unwrap();
         assert_eq!(
             transactions(&app.transactions(id).await.ok_body()),
-            [("authorization".into(), "failure".into())]
+            [("authorization".into(), "failed".into())]
         );
     }
     assert_eq!(stripe.create_calls(), 4);

@@ -106,10 +106,11 @@ async fn a_change_applies_only_at_the_version_it_read(backend: Backend) {
         payment_id: p.id,
         created_at: at(t0(), 1),
         kind: "authorization".into(),
-        status: "success".into(),
+        status: "succeeded".into(),
         amount: 1_000,
         processor_reference: Some("psp-1".into()),
         message: None,
+        processor: Some("sandbox".into()),
     };
     authorize.transaction = Some(transaction.clone());
     let capture = job("payment.capture", at(t0(), 2));

@@ -135,10 +135,11 @@ async fn a_failover_moves_a_payment_only_from_the_version_read(backend: Backend)
         payment_id: id,
         created_at: Ts::now(),
         kind: "authorization".into(),
-        status: "failure".into(),
+        status: "failed".into(),
         amount: 1000,
         processor_reference: None,
         message: Some("failed".into()),
+        processor: Some("sandbox".into()),
     };
     // The payment is authorized, not processing: no failover moves it.
     assert!(!store
@@ -175,6 +176,7 @@ async fn a_pending_answer_is_recorded_once_and_only_while_awaited(backend: Backe
         amount: 300,
         processor_reference: Some(reference.into()),
         message: None,
+        processor: Some("adyen".into()),
     };
     let capture = pending("capture", "C1");
     store

@@ -16,7 +16,7 @@ on_both_backends!(
     a_batch_with_a_bad_row_is_refused_whole_by_a_constraint,
     tokens_are_listed_and_counted_within_their_window_in_either_order,
     a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction,
-    only_expired_tokens_are_deleted_as_expired,
+    only_expired_tokens_are_listed_as_expired,
     touching_a_token_writes_its_audit_and_outbox_only_if_it_exists,
 );
 
@@ -215,7 +215,7 @@ async fn a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction(back
     store.close().await;
 }
 
-async fn only_expired_tokens_are_deleted_as_expired(backend: Backend) {
+async fn only_expired_tokens_are_listed_as_expired(backend: Backend) {
     let (_db, store, a) = store_with_account(backend).await;
     let now = at(t0(), 100);
     let mut expired = token(a.id, t0());
@@ -228,11 +228,24 @@ async fn only_expired_tokens_are_deleted_as_expired(backend: Backend) {
         .map(with_audit)
         .collect();
     store.insert_tokens(&batch, &[]).await.unwrap();
-    assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 1);
-    assert!(store.get_token(a.id, expired.id).await.unwrap().is_none());
+    let ids = |rows: Vec<strongroom::store::TokenRecord>| {
+        rows.into_iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.expired_tokens(now, 10).await.unwrap()),
+        [expired.id]
+    );
+    assert_eq!(
+        ids(store.expired_tokens(now, 0).await.unwrap()),
+        Vec::<Uuid>::new()
+    );
+    store
+        .delete_token(a.id, expired.id, &with_audit(expired.clone()).1, &[])
+        .await
+        .unwrap();
+    assert!(store.expired_tokens(now, 10).await.unwrap().is_empty());
     assert!(store.get_token(a.id, due_now.id).await.unwrap().is_some());
     assert!(store.get_token(a.id, lasting.id).await.unwrap().is_some());
-    assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 0);
     store.close().await;
 }
 
