@@ -332,20 +332,49 @@ fn undo_unrecorded(
     transactions: &[TransactionRecord],
     processor: &ProcessorRecord,
 ) -> bool {
-    let tag = format!("(processor {}", processor.name);
     let here = payment.processor == processor.id.to_string();
     let unanswered = transactions.iter().any(|t| {
         t.kind == TransactionKind::Authorization.as_str()
             && t.message.as_deref().is_some_and(|m| {
                 (m.starts_with(NO_ANSWER) || m.starts_with(ANSWER_LOST))
-                    && (m.contains(&tag) || (here && !m.contains("(processor ")))
+                    && (names(m, &processor.name) || (here && !m.contains("(processor ")))
             })
     });
     let recorded = transactions.iter().any(|t| {
         t.kind == TransactionKind::Void.as_str()
             && t.message
                 .as_deref()
-                .is_some_and(|m| m.contains("answer never came") && m.contains(&tag))
+                .is_some_and(|m| m.contains("answer never came") && names(m, &processor.name))
     });
     unanswered && !recorded
+}
+
+/// Whether a transaction's message names processor `name` as `(processor NAME;`, `(processor NAME)` or
+/// `(processor NAME:` — whole, so that `adyen` is not found in `adyen-eu`'s messages.
+fn names(message: &str, name: &str) -> bool {
+    [';', ')', ':']
+        .iter()
+        .any(|end| message.contains(&format!("(processor {name}{end}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn a_message_names_a_processor_whole() {
+        let failover =
+            "The processor did not answer in time (processor adyen-eu; tried the next one)";
+        assert!(names(failover, "adyen-eu"));
+        assert!(!names(failover, "adyen"));
+        assert!(names(
+            "Asked to undo it (processor adyen); it confirms later",
+            "adyen"
+        ));
+        assert!(names(
+            "Could not undo it (processor adyen: failed)",
+            "adyen"
+        ));
+        assert!(!names("Asked to undo it (processor adyen.eu)", "adyen"));
+    }
 }
