@@ -29,7 +29,9 @@ trap 'for p in "${FAKE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; bench_
 fake_args() {
     case $1 in
         stripe) echo "fake_stripe --payment-intents --key sk_test_bench" ;;
-        adyen) echo "fake_adyen" ;;
+        # The fake accepts only these credentials, the ones `secrets_of adyen` gives the processor;
+        # it captures at once (automatic capture), so no notification URL is needed.
+        adyen) echo "fake_adyen --key AQE_bench --merchant-account BenchEU --hmac-key 00AA00AA" ;;
     esac
 }
 

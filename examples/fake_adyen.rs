@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Prints `listening on http://127.0.0.1:PORT` on stdout and serves until SIGTERM or ctrl-c. With
-//! `--notify-url`, each capture, cancel and refund's notification is posted there at once, HMAC-signed.
+//! `--notify-url`, each capture, cancel (also by merchant reference, `/v71/cancels`) and refund's
+//! notification is posted there at once, HMAC-signed.
 
 #[path = "../tests/support/fake_adyen/mod.rs"]
 mod fake_adyen;

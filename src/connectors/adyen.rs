@@ -108,16 +108,7 @@ impl Adyen {
         let path = format!("/payments/{reference}/{what}");
         let answer = self.post(&path, key, self.encode(&body)).await;
         match answer {
-            Answer::Object(object) => {
-                match (object["status"].as_str(), object["pspReference"].as_str()) {
-                    (Some("received"), Some(psp)) if !psp.is_empty() => Outcome::Pending {
-                        reference: psp.to_owned(),
-                    },
-                    _ => Outcome::Error {
-                        message: UNREADABLE,
-                    },
-                }
-            }
+            Answer::Object(object) => read_received(&object),
             Answer::Refused(status, error) => refused(status, &error, false),
             Answer::Unreachable(message) => Outcome::Error { message },
         }
@@ -375,6 +366,44 @@ impl Processor for Adyen {
             "reference": refund_id.to_string(),
         });
         self.modify("refunds", reference, &key, body).await
+    }
+
+    /// Adyen cancels an authorisation by the merchant reference we sent (`POST /cancels` with
+    /// `paymentReference`, the payment id), so the PSP reference we never received is not needed. It
+    /// answers `received` with the cancel's own PSP reference; the outcome comes later in a
+    /// `TECHNICAL_CANCEL` notification. A payment that was already captured (automatic capture) is not
+    /// cancelled by this call: that notification then reports `success: false`.
+    async fn abandon(&self, payment_id: Uuid) -> Outcome {
+        let key = idempotency_key("abandon", payment_id);
+        let body = json!({
+            "merchantAccount": self.credentials.merchant_account,
+            "paymentReference": payment_id.to_string(),
+            "reference": key,
+        });
+        match self.post("/cancels", &key, self.encode(&body)).await {
+            Answer::Object(object) => read_received(&object),
+            // A refused cancel (bad credentials, validation) may be fixed by the operator: the job
+            // asks again until it gives up and records that the payment must be looked for at Adyen.
+            Answer::Refused(status, error) => match refused(status, &error, true) {
+                Outcome::Declined { message, .. } | Outcome::Error { message } => {
+                    Outcome::Error { message }
+                }
+                other => other,
+            },
+            Answer::Unreachable(message) => Outcome::Error { message },
+        }
+    }
+}
+
+/// A modification's answer: `received` with the modification's PSP reference.
+fn read_received(object: &Value) -> Outcome {
+    match (object["status"].as_str(), object["pspReference"].as_str()) {
+        (Some("received"), Some(psp)) if !psp.is_empty() => Outcome::Pending {
+            reference: psp.to_owned(),
+        },
+        _ => Outcome::Error {
+            message: UNREADABLE,
+        },
     }
 }
 

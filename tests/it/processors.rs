@@ -5,6 +5,7 @@
 mod abandon;
 mod admin;
 mod adyen;
+mod adyen_abandon;
 mod adyen_notifications;
 mod crash;
 mod failover;

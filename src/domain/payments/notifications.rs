@@ -2,15 +2,18 @@
 //! processor's HMAC key before anything is read, a bad one refuses the whole batch and is audited; then
 //! captures, cancels and refunds the processor accepted earlier reach their end through the same moves
 //! (and webhooks) as the jobs. A notification about something that has already moved on changes nothing.
+//! A `TECHNICAL_CANCEL` (the outcome of undoing an authorization whose answer never came, `abandon.rs`)
+//! ends the pending `void` transaction the undo recorded and never moves the payment, which may have
+//! been authorized by another processor since.
 
 use uuid::Uuid;
 
 use super::{change, next, refund_status, set_status, state, status, transaction, PaymentError};
 use super::{Payments, TransactionKind};
 use crate::connectors::adyen_notifications::{NotificationBatch, NotificationItem};
-use crate::connectors::processor::Outcome;
-use crate::model::payment::PaymentStatus;
-use crate::store::{Action, AuditEvent, PaymentRecord, ProcessorRecord};
+use crate::connectors::processor::{Outcome, ANSWER_LOST, NO_ANSWER};
+use crate::model::payment::{PaymentStatus, TransactionStatus};
+use crate::store::{Action, AuditEvent, PaymentRecord, ProcessorRecord, TransactionRecord, Ts};
 
 /// What an item asks of a payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +110,9 @@ impl Payments {
         processor: &ProcessorRecord,
         item: &NotificationItem,
     ) -> Result<(), PaymentError> {
+        if item.event_code == "TECHNICAL_CANCEL" {
+            return self.notified_abandon(processor, item).await;
+        }
         let Some((event, success)) = Event::of(item) else {
             return Ok(());
         };
@@ -201,6 +207,96 @@ impl Payments {
         Ok(Some(step))
     }
 
+    /// The outcome of a cancel by merchant reference that the undo of an unanswered authorization asked
+    /// for: recorded as the end of the pending `void` transaction with the item's PSP reference (the
+    /// cancel's), once, without moving the payment. Its status is whatever the processor that answered
+    /// made it; the money this processor may hold is what the transaction tells an operator about.
+    async fn notified_abandon(
+        &self,
+        processor: &ProcessorRecord,
+        item: &NotificationItem,
+    ) -> Result<(), PaymentError> {
+        let Ok(id) = item.merchant_reference.parse::<Uuid>() else {
+            return Ok(());
+        };
+        let Some(mut payment) = self.store.get_payment(processor.account_id, id).await? else {
+            return Ok(());
+        };
+        let transactions = self.store.list_transactions(payment.id).await?;
+        let void = TransactionKind::Void.as_str();
+        let pending = TransactionStatus::Pending.as_str();
+        let same = |t: &&TransactionRecord| {
+            t.kind == void && t.processor_reference.as_deref() == Some(&item.psp_reference)
+        };
+        if transactions
+            .iter()
+            .filter(same)
+            .any(|t| t.status != pending)
+        {
+            return Ok(()); // Its end is recorded already (a repeat).
+        }
+        if !transactions
+            .iter()
+            .filter(same)
+            .any(|t| t.status == pending)
+        {
+            if undo_unrecorded(&payment, &transactions, processor) {
+                // The undo job has not recorded the processor's answer yet: ask for this again later.
+                return Err(PaymentError::NotYet(
+                    "the cancel of this payment is not recorded yet".into(),
+                ));
+            }
+            tracing::info!(processor = %processor.id, payment = %payment.id, "cancel notification about no cancel asked by Strongroom");
+            return Ok(());
+        }
+        let tag = format!("(processor {})", processor.name);
+        let (status, message) = if item.succeeded() {
+            (
+                TransactionStatus::Success,
+                format!("The processor cancelled the authorization whose answer never came {tag}"),
+            )
+        } else {
+            (
+                TransactionStatus::Failure,
+                format!(
+                    "The processor did not cancel the authorization whose answer never came {tag}: \
+                     nothing was authorized there, or it was already captured; look for this \
+                     payment's id at the processor and refund it there if it was charged"
+                ),
+            )
+        };
+        if !item.succeeded() {
+            tracing::warn!(processor = %processor.id, payment = %payment.id, "an unanswered authorization was not cancelled");
+        }
+        let record = TransactionRecord {
+            id: Uuid::new_v4(),
+            payment_id: payment.id,
+            created_at: Ts::now(),
+            kind: void.to_owned(),
+            status: status.as_str().to_owned(),
+            amount: 0,
+            processor_reference: Some(item.psp_reference.clone()),
+            message: Some(message),
+        };
+        for _ in 0..ATTEMPTS {
+            let mut step = change(&payment, next(&payment));
+            let mut ended = record.clone();
+            ended.amount = payment.amount_requested;
+            step.transaction = Some(ended);
+            if self.apply(&mut step).await? {
+                return Ok(());
+            }
+            payment = self.record(payment.account_id, payment.id).await?;
+            // The payment's version guards its transactions: a copy of this item taken at the same
+            // time that got there first is seen here, and this one records nothing.
+            let now = self.store.list_transactions(payment.id).await?;
+            if now.iter().filter(same).any(|t| t.status != pending) {
+                return Ok(());
+            }
+        }
+        Err(super::InternalError::Unsettled("the notification could not be recorded").into())
+    }
+
     /// A refund notification: the refund the processor knows by the item's PSP reference, if it is
     /// still `processing`.
     async fn notified_refund(
@@ -231,5 +327,60 @@ impl Payments {
             return Ok(());
         }
         self.finish_refund(payment, &refund, outcome).await
+    }
+}
+
+/// Whether an authorization of `payment` at `processor` went unanswered and the job undoing it has not
+/// recorded its answer yet. Failed-over attempts name their processor; the last attempt of a payment
+/// that failed names none and was made by the payment's processor.
+fn undo_unrecorded(
+    payment: &PaymentRecord,
+    transactions: &[TransactionRecord],
+    processor: &ProcessorRecord,
+) -> bool {
+    let here = payment.processor == processor.id.to_string();
+    let unanswered = transactions.iter().any(|t| {
+        t.kind == TransactionKind::Authorization.as_str()
+            && t.message.as_deref().is_some_and(|m| {
+                (m.starts_with(NO_ANSWER) || m.starts_with(ANSWER_LOST))
+                    && (names(m, &processor.name) || (here && !m.contains("(processor ")))
+            })
+    });
+    let recorded = transactions.iter().any(|t| {
+        t.kind == TransactionKind::Void.as_str()
+            && t.message
+                .as_deref()
+                .is_some_and(|m| m.contains("answer never came") && names(m, &processor.name))
+    });
+    unanswered && !recorded
+}
+
+/// Whether a transaction's message names processor `name` as `(processor NAME;`, `(processor NAME)` or
+/// `(processor NAME:` — whole, so that `adyen` is not found in `adyen-eu`'s messages.
+fn names(message: &str, name: &str) -> bool {
+    [';', ')', ':']
+        .iter()
+        .any(|end| message.contains(&format!("(processor {name}{end}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn a_message_names_a_processor_whole() {
+        let failover =
+            "The processor did not answer in time (processor adyen-eu; tried the next one)";
+        assert!(names(failover, "adyen-eu"));
+        assert!(!names(failover, "adyen"));
+        assert!(names(
+            "Asked to undo it (processor adyen); it confirms later",
+            "adyen"
+        ));
+        assert!(names(
+            "Could not undo it (processor adyen: failed)",
+            "adyen"
+        ));
+        assert!(!names("Asked to undo it (processor adyen.eu)", "adyen"));
     }
 }

@@ -339,7 +339,8 @@ async fn an_adyen_500_or_timeout_fails_over_to_the_next_processor(backend: Backe
     let p = app.pay("one-off", &payment(&token, 900, "manual")).await;
     assert_eq!(p["status"], "authorized", "{p}");
     assert_eq!(stripe.create_calls(), 2);
-    // Capture goes to the processor that authorized (Stripe), not to Adyen.
+    // Capture goes to the processor that authorized (Stripe), not to Adyen; the only call Adyen gets
+    // is the undo of the unanswered authorization, a cancel by our payment id.
     let before = adyen.requests();
     app.capture(p["id"].as_str().unwrap(), None).await.ok_body();
     app.run_jobs().await;
@@ -347,5 +348,7 @@ async fn an_adyen_500_or_timeout_fails_over_to_the_next_processor(backend: Backe
         status_of(&app, p["id"].as_str().unwrap()).await["status"],
         "captured"
     );
-    assert_eq!(adyen.requests(), before);
+    assert_eq!(adyen.requests(), before + 1);
+    let paths: Vec<String> = adyen.modifications().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["/v71/cancels"]);
 }

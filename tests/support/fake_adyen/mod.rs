@@ -1,5 +1,6 @@
 //! A fake Adyen (Checkout API v71), a real HTTP server on port 0: `POST /v71/payments` with raw card data,
-//! `/v71/payments/{pspReference}/captures|cancels|refunds` answered `received`, in Adyen's shapes and
+//! `/v71/payments/{pspReference}/captures|cancels|refunds` and `/v71/cancels` (by merchant reference)
+//! answered `received`, in Adyen's shapes and
 //! error bodies (`{status, errorCode, message, errorType, pspReference}`), `X-API-Key` checked, charges
 //! counted per `Idempotency-Key` (a key's first answer is replayed), failures injected, and standard
 //! notifications, HMAC-signed, that it really POSTs to the configured URL (`notify.rs`).
@@ -60,6 +61,8 @@ pub enum AdyenRoute {
     Captures,
     Cancels,
     Refunds,
+    /// `POST /v71/cancels`: a cancel by the merchant reference of the payment.
+    CancelsByReference,
 }
 
 /// An injected failure.
@@ -161,6 +164,7 @@ impl FakeAdyen {
         let app = Router::new()
             .route("/v71/payments", post(payments::create))
             .route("/v71/payments/{psp}/{what}", post(payments::modify))
+            .route("/v71/cancels", post(payments::cancel_by_reference))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -220,6 +224,16 @@ impl FakeAdyen {
 
     pub fn payment(&self, psp_reference: &str) -> Option<FakePayment> {
         self.shared.data().payments.get(psp_reference).cloned()
+    }
+
+    /// The payments authorised under a merchant reference (our payment id).
+    pub fn payments_with_reference(&self, merchant_reference: &str) -> Vec<FakePayment> {
+        let data = self.shared.data();
+        data.payments
+            .values()
+            .filter(|p| p.merchant_reference == merchant_reference)
+            .cloned()
+            .collect()
     }
 
     pub fn requests(&self) -> u64 {

@@ -1,7 +1,8 @@
 //! The fake's endpoints: `POST /v71/payments` (decides by test card number: 4000000000000002 refused,
 //! 4000000000009995 not enough balance, 4000000000000069 expired, 4000000000000127 CVC declined,
 //! 4000000000000119 an internal error; any other Luhn-valid number authorised), and captures, cancels and
-//! refunds on a PSP reference, each answered `received` with its notification queued.
+//! refunds on a PSP reference, and cancels by merchant reference (`/v71/cancels`, answered `201` as
+//! Adyen does, notified as `TECHNICAL_CANCEL`), each answered `received` with its notification queued.
 
 use std::sync::Arc;
 
@@ -319,4 +320,96 @@ fn modification(shared: &Shared, route: AdyenRoute, psp: &str, request: &Value) 
     let original = payment.clone();
     queue(shared, &mut data, event, ok, &reference, &original, value);
     (200, body)
+}
+
+/// `POST /v71/cancels`: cancels what was authorised under `paymentReference` (the merchant reference)
+/// and not captured; the outcome is a `TECHNICAL_CANCEL` notification, unsuccessful when nothing could
+/// be cancelled (nothing authorised under that reference, or already captured).
+pub(crate) async fn cancel_by_reference(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (key, lost) = match gate(&shared, &headers, AdyenRoute::CancelsByReference).await {
+        Gate::Go(key, lost) => (key, lost),
+        Gate::Answer(response) => return response,
+    };
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return reply(error(
+            400,
+            "702",
+            "Unexpected input: not JSON",
+            "validation",
+        ));
+    };
+    for field in ["merchantAccount", "paymentReference"] {
+        if request.get(field).and_then(Value::as_str).is_none() {
+            let message = format!("Required field '{field}' is not provided.");
+            return reply(error(422, "130", &message, "validation"));
+        }
+    }
+    if request["merchantAccount"] != shared.config.merchant_account.as_str() {
+        return reply(for_status(403));
+    }
+    let answer = cancel_reference(&shared, &request);
+    shared
+        .data()
+        .modifications
+        .push(("/v71/cancels".to_owned(), request));
+    remember(&shared, key, &answer);
+    if shared.config.auto_notify {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            super::notify::deliver_all(&shared).await
+        });
+    }
+    late(answer, lost).await
+}
+
+fn cancel_reference(shared: &Shared, request: &Value) -> (u16, Value) {
+    let merchant_reference = request["paymentReference"].as_str().unwrap_or_default();
+    let mut data = shared.data();
+    let mut found: Option<FakePayment> = None;
+    let mut ok = false;
+    for payment in data
+        .payments
+        .values_mut()
+        .filter(|p| p.merchant_reference == merchant_reference)
+    {
+        if payment.captured == 0 && !payment.cancelled {
+            payment.cancelled = true;
+            ok = true;
+        }
+        found = Some(payment.clone());
+    }
+    let reference = psp_reference();
+    let about = found.unwrap_or_else(|| FakePayment {
+        psp_reference: String::new(),
+        merchant_reference: merchant_reference.to_owned(),
+        currency: "EUR".into(),
+        value: 0,
+        captured: 0,
+        refunded: 0,
+        cancelled: false,
+        network_tx_reference: String::new(),
+    });
+    let value = about.value;
+    queue(
+        shared,
+        &mut data,
+        "TECHNICAL_CANCEL",
+        ok,
+        &reference,
+        &about,
+        value,
+    );
+    let body = json!({
+        "merchantAccount": shared.config.merchant_account,
+        "paymentReference": merchant_reference,
+        "pspReference": reference,
+        "reference": request["reference"],
+        "status": "received",
+    });
+    (201, body)
 }
