@@ -252,12 +252,12 @@ impl Payments {
         let tag = format!("(processor {})", processor.name);
         let (status, message) = if item.succeeded() {
             (
-                TransactionStatus::Success,
+                TransactionStatus::Succeeded,
                 format!("The processor cancelled the authorization whose answer never came {tag}"),
             )
         } else {
             (
-                TransactionStatus::Failure,
+                TransactionStatus::Failed,
                 format!(
                     "The processor did not cancel the authorization whose answer never came {tag}: \
                      nothing was authorized there, or it was already captured; look for this \
@@ -277,6 +277,8 @@ impl Payments {
             amount: 0,
             processor_reference: Some(item.psp_reference.clone()),
             message: Some(message),
+            // The processor undone, whichever took the payment over.
+            processor: Some(processor.id.to_string()),
         };
         for _ in 0..ATTEMPTS {
             let mut step = change(&payment, next(&payment));

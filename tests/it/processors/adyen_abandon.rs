@@ -25,7 +25,7 @@ fn kinds(list: &[Value]) -> Vec<(String, String)> {
     list.iter()
         .map(|t| {
             (
-                t["kind"].as_str().unwrap().to_owned(),
+                t["type"].as_str().unwrap().to_owned(),
                 t["status"].as_str().unwrap().to_owned(),
             )
         })
@@ -91,8 +91,8 @@ async fn an_unanswered_adyen_authorization_is_cancelled_there_once_after_failove
     assert_eq!(
         kinds(&list),
         pairs(&[
-            ("authorization", "failure"),
-            ("authorization", "success"),
+            ("authorization", "failed"),
+            ("authorization", "succeeded"),
             ("void", "pending"),
         ]),
         "{list:?}"
@@ -113,10 +113,10 @@ async fn an_unanswered_adyen_authorization_is_cancelled_there_once_after_failove
     assert_eq!(
         kinds(&list),
         pairs(&[
-            ("authorization", "failure"),
-            ("authorization", "success"),
+            ("authorization", "failed"),
+            ("authorization", "succeeded"),
             ("void", "pending"),
-            ("void", "success"),
+            ("void", "succeeded"),
         ]),
         "{list:?}"
     );
@@ -155,10 +155,10 @@ async fn an_unanswered_adyen_charge_that_cannot_be_cancelled_is_recorded_as_such
     assert_eq!(
         kinds(&list),
         pairs(&[
-            ("authorization", "failure"),
-            ("authorization", "success"),
+            ("authorization", "failed"),
+            ("authorization", "succeeded"),
             ("void", "pending"),
-            ("void", "failure"),
+            ("void", "failed"),
         ]),
         "{list:?}"
     );
