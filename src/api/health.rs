@@ -12,12 +12,19 @@ use super::AppState;
 pub struct HealthStatus {
     /// `ok` (process up) or `ready` (database reachable).
     pub status: &'static str,
+    /// Log lines dropped since start because they could not be written (stderr on a full disk);
+    /// only in `/ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_lines_dropped: Option<u64>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = HealthStatus)))]
 pub async fn health() -> Json<HealthStatus> {
-    Json(HealthStatus { status: "ok" })
+    Json(HealthStatus {
+        status: "ok",
+        log_lines_dropped: None,
+    })
 }
 
 /// The process is up and its database answers.
@@ -31,5 +38,8 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<HealthStatus
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
-    Ok(Json(HealthStatus { status: "ready" }))
+    Ok(Json(HealthStatus {
+        status: "ready",
+        log_lines_dropped: Some(crate::telemetry::dropped_log_lines()),
+    }))
 }
