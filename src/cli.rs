@@ -158,7 +158,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let config = match Config::resolve(&cli.settings) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("error: {err}");
+            telemetry::print_err(&format!("error: {err}\n"));
             return ExitCode::from(2);
         }
     };
@@ -173,14 +173,14 @@ pub fn main(cli: Cli) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            telemetry::print_err(&format!("error: cannot start the async runtime: {err}\n"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            telemetry::print_err(&format!("error: {err:#}\n"));
             ExitCode::FAILURE
         }
     }
@@ -236,11 +236,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (STRONGROOM_LISTEN)", config.listen))?;
     let server = server::start(config, listener).await?;
     if let Some(key) = &server.default_api_key {
-        println!(
+        // Not `println!`: a stdout that cannot be written (a full disk) must not stop the server.
+        telemetry::print_out(&format!(
             "Created the `default` account with every feature on this first start.\n\
-             Its API key is shown only this once; keep it safe:\n\n    {}\n",
+             Its API key is shown only this once; keep it safe:\n\n    {}\n\n",
             key.expose()
-        );
+        ));
     }
     let token = server.shutdown_token();
     tokio::spawn(async move {

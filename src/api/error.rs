@@ -195,6 +195,14 @@ impl ApiError {
         .retry_after(std::time::Duration::from_secs(1))
     }
 
+    /// Like `unavailable`, telling the client which dependency is missing (`message` must carry no
+    /// data, no path).
+    pub fn unavailable_because(message: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "{message}");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+            .retry_after(std::time::Duration::from_secs(1))
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

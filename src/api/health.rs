@@ -1,5 +1,8 @@
 //! Liveness and readiness, without authentication.
 
+use std::io::Write;
+use std::path::Path;
+
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
@@ -12,18 +15,41 @@ use super::AppState;
 pub struct HealthStatus {
     /// `ok` (process up) or `ready` (database reachable).
     pub status: &'static str,
+    /// Log lines dropped since start because they could not be written (stderr on a full disk);
+    /// only in `/ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_lines_dropped: Option<u64>,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = HealthStatus)))]
 pub async fn health() -> Json<HealthStatus> {
-    Json(HealthStatus { status: "ok" })
+    Json(HealthStatus {
+        status: "ok",
+        log_lines_dropped: None,
+    })
 }
 
-/// The process is up and its database answers.
+/// Bytes the readiness probe writes in the data directory: a disk with less room than this cannot take
+/// a SQLite transaction either.
+const SPACE_PROBE_BYTES: usize = 64 * 1024;
+
+/// Writes (then removes) a small file in `dir`: the portable, dependency-free way to learn that its
+/// filesystem has no space left (`std` has no statvfs) — the error says why.
+fn probe_space(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".ready-probe-{}", uuid::Uuid::new_v4()));
+    let written = std::fs::File::create(&probe).and_then(|mut file| {
+        file.write_all(&[0u8; SPACE_PROBE_BYTES])
+            .and_then(|()| file.flush())
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
+/// The process is up, its database answers and (SQLite) its data directory has room to write.
 #[utoipa::path(get, path = "/ready", tag = "operations", responses(
     (status = 200, body = HealthStatus),
-    (status = 503, description = "The database does not answer", body = ErrorBody),
+    (status = 503, description = "The database does not answer, or the data directory has no space left", body = ErrorBody),
 ))]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<HealthStatus>> {
     state
@@ -31,5 +57,28 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<HealthStatus
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
-    Ok(Json(HealthStatus { status: "ready" }))
+    if let Some(dir) = state
+        .config
+        .sqlite_file()
+        .and_then(|file| file.parent().map(Path::to_owned))
+    {
+        let probed = tokio::task::spawn_blocking(move || probe_space(&dir)).await;
+        match probed {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                // ENOSPC on Linux and the BSDs.
+                let message = if err.raw_os_error() == Some(28) {
+                    "No space left on the data directory's disk"
+                } else {
+                    "The data directory cannot be written"
+                };
+                return Err(ApiError::unavailable_because(message, &err));
+            }
+            Err(err) => return Err(ApiError::internal(&err)),
+        }
+    }
+    Ok(Json(HealthStatus {
+        status: "ready",
+        log_lines_dropped: Some(crate::telemetry::dropped_log_lines()),
+    }))
 }

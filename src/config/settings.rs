@@ -110,6 +110,25 @@ pub struct Settings {
     /// for every change); a webhook added within this time may miss events until it passes.
     #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_CACHE_SECONDS")]
     pub webhook_cache_seconds: Option<u64>,
+    /// How many deliveries one node sends at once to one destination (`host:port`); more wait their
+    /// turn without holding a worker.
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_WEBHOOK_DESTINATION_CONCURRENCY"
+    )]
+    pub webhook_destination_concurrency: Option<usize>,
+    /// After this many timeouts in a row from one destination, deliveries to it are postponed for the
+    /// cool-down instead of occupying workers (0: never).
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_BREAKER_TIMEOUTS")]
+    pub webhook_breaker_timeouts: Option<u32>,
+    /// How long deliveries to a destination that keeps timing out are postponed, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_WEBHOOK_BREAKER_COOLDOWN_SECONDS"
+    )]
+    pub webhook_breaker_cooldown_seconds: Option<u64>,
     /// How long `POST /forward` waits for its destination (connect, send, answer), in seconds.
     #[arg(long, global = true, env = "STRONGROOM_FORWARD_TIMEOUT_SECONDS")]
     pub forward_timeout_seconds: Option<u64>,

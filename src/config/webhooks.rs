@@ -19,6 +19,12 @@ pub struct WebhookSettings {
     pub allow_link_local: bool,
     /// How long a node trusts an account's list of webhooks it has read.
     pub cache_ttl: Duration,
+    /// Deliveries one node sends at once to one destination (`host:port`).
+    pub destination_concurrency: usize,
+    /// Timeouts in a row after which a destination's breaker opens (0: never).
+    pub breaker_timeouts: u32,
+    /// How long deliveries to a destination whose breaker is open are postponed.
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -29,6 +35,9 @@ impl Default for WebhookSettings {
             deadline: Duration::from_secs(24 * 3600),
             allow_link_local: false,
             cache_ttl: Duration::from_secs(2),
+            destination_concurrency: 1,
+            breaker_timeouts: 3,
+            breaker_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -58,6 +67,20 @@ pub(super) fn resolve(layered: &Layered) -> Result<WebhookSettings, ConfigError>
     if let Some(seconds) = s.webhook_cache_seconds {
         let seconds = layered.check("webhook_cache_seconds", at_most(seconds, 60))?;
         webhooks.cache_ttl = Duration::from_secs(seconds);
+    }
+    if let Some(n) = s.webhook_destination_concurrency {
+        webhooks.destination_concurrency =
+            layered.check("webhook_destination_concurrency", in_range(n, 1, 1000))?;
+    }
+    if let Some(n) = s.webhook_breaker_timeouts {
+        webhooks.breaker_timeouts = layered.check("webhook_breaker_timeouts", at_most(n, 1000))?;
+    }
+    if let Some(seconds) = s.webhook_breaker_cooldown_seconds {
+        let seconds = layered.check(
+            "webhook_breaker_cooldown_seconds",
+            in_range(seconds, 1, 3600),
+        )?;
+        webhooks.breaker_cooldown = Duration::from_secs(seconds);
     }
     Ok(webhooks)
 }

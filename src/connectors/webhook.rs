@@ -24,6 +24,32 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
     }
 }
 
+/// Why an attempt failed (never the URL's secrets or the body), and whether it was a timeout: a
+/// receiver that times out again and again is paused by the deliverer's circuit breaker.
+#[derive(Debug)]
+pub struct SendFailure {
+    pub reason: String,
+    pub timed_out: bool,
+}
+
+impl From<String> for SendFailure {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            timed_out: false,
+        }
+    }
+}
+
+/// `host:port` of `url` (the port its scheme implies when none is written): the destination whose
+/// concurrency and timeouts the deliverer tracks.
+pub fn destination_of(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
+}
+
 /// Posts webhook bodies; `timeout` bounds one attempt, connection included.
 pub struct WebhookSender {
     client: reqwest::Client,
@@ -48,10 +74,10 @@ impl WebhookSender {
     }
 
     /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
-    pub async fn post(&self, url: &str, key: &[u8], body: &str) -> Result<(), String> {
-        let url = check_destination(url)?;
+    pub async fn post(&self, url: &str, key: &[u8], body: &str) -> Result<(), SendFailure> {
+        let url = check_destination(url).map_err(SendFailure::from)?;
         if let Some(ip) = literal_ip(&url) {
-            check_ip(ip, self.allow_link_local)?;
+            check_ip(ip, self.allow_link_local).map_err(SendFailure::from)?;
         }
         let signature = sign(key, body.as_bytes());
         let response = self
@@ -62,10 +88,13 @@ impl WebhookSender {
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| describe(&e.without_url()))?;
+            .map_err(|e| SendFailure {
+                timed_out: e.is_timeout(),
+                reason: describe(&e.without_url()),
+            })?;
         match response.status() {
             reqwest::StatusCode::OK => Ok(()),
-            status => Err(format!("the receiver answered {status}")),
+            status => Err(format!("the receiver answered {status}").into()),
         }
     }
 }
@@ -80,6 +109,18 @@ mod tests {
         assert_eq!(
             sign(b"Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_destination_is_its_host_and_port() {
+        assert_eq!(
+            destination_of("https://hooks.example.com/a?b=c").as_deref(),
+            Some("hooks.example.com:443")
+        );
+        assert_eq!(
+            destination_of("http://127.0.0.1:8080/x").as_deref(),
+            Some("127.0.0.1:8080")
         );
     }
 }

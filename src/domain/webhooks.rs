@@ -7,6 +7,7 @@
 //! a change of an account without webhooks costs one in-memory lookup. A webhook therefore receives
 //! every event built from `created_at + cache window` on; events of the window before may miss it.
 
+mod breaker;
 mod delivery;
 mod registry;
 

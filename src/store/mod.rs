@@ -64,6 +64,9 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
+            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(is_out_of_space) => {
+                StoreError::Unavailable(format!("no space or I/O error: {}", db.message()))
+            }
             sqlx::Error::Database(db) => match db.kind() {
                 sqlx::error::ErrorKind::UniqueViolation
                 | sqlx::error::ErrorKind::ForeignKeyViolation => {
@@ -81,6 +84,23 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Other(err.to_string()),
         }
     }
+}
+
+/// Whether a database error code says the disk is full or failed, which passes (space freed, a disk
+/// replaced): such a write is refused with 503 and retried, not answered 500. PostgreSQL's SQLSTATE
+/// `53100` (disk_full) and `58030` (io_error); SQLite's result codes `SQLITE_FULL` (13) and
+/// `SQLITE_IOERR` (10) with their extended codes (the primary code is the low byte).
+fn is_out_of_space(code: &str) -> bool {
+    const SQLITE_IOERR: u32 = 10;
+    const SQLITE_FULL: u32 = 13;
+    if matches!(code, "53100" | "58030") {
+        return true;
+    }
+    // PostgreSQL SQLSTATEs are five characters; SQLite's codes are numbers of at most four digits.
+    code.len() < 5
+        && code
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, SQLITE_IOERR | SQLITE_FULL))
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
@@ -148,5 +168,22 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
         "sqlite" => sqlite::open(url, max_connections).await,
         "postgres" | "postgresql" => postgres::open(url, max_connections).await,
         _ => Err(OpenError::UnknownScheme(scheme.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_out_of_space;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_errors() {
+        // SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC; PostgreSQL disk_full, io_error.
+        for code in ["13", "10", "778", "1034", "53100", "58030"] {
+            assert!(is_out_of_space(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE, SQLITE_BUSY; PostgreSQL unique_violation, out_of_memory.
+        for code in ["2067", "5", "23505", "53200", "10000"] {
+            assert!(!is_out_of_space(code), "{code}");
+        }
     }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod api_basics;
 mod cli;
+mod disk_faults;
 mod fake_stripe_selftest;
 mod forward;
 mod forward_receiver;

@@ -16,6 +16,7 @@ use crate::support::{
 };
 
 mod failures;
+mod fairness;
 
 on_both_backends!(
     every_event_type_arrives_signed_with_the_object_the_api_returns,

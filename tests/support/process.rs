@@ -1,7 +1,7 @@
 //! The real binary as a process (`strongroom serve` on a port of its own choosing, logging at trace
 //! level to files), for tests that kill it with -9 or read its logs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,62 @@ impl ServerProcess {
             stdout,
             stderr,
         }
+    }
+
+    /// Starts the binary with stdout and stderr on `output` (say `/dev/full`, where nothing can be
+    /// written), listening on a port chosen here (its log cannot tell), and waits until `/health`
+    /// answers.
+    pub fn start_with_output(db: &TestDb, env: &[(&str, &str)], output: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(output)
+                .unwrap()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_strongroom"))
+            .arg("serve")
+            .env("STRONGROOM_DATA_DIR", db.dir.path())
+            .env("STRONGROOM_DATABASE_URL", &db.url)
+            .env("STRONGROOM_LISTEN", &listen)
+            .env("RUST_LOG", "trace")
+            .envs(env.iter().copied())
+            .stdout(Stdio::from(open()))
+            .stderr(Stdio::from(open()))
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            child,
+            base: format!("http://{listen}"),
+            stdout: output.to_owned(),
+            stderr: output.to_owned(),
+        };
+        let started = Instant::now();
+        loop {
+            let up = std::net::TcpStream::connect(&listen).is_ok();
+            if up {
+                break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the server exited at start: {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The default account's key, which the first start on a fresh database prints on stdout.

@@ -12,9 +12,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::breaker::{Breakers, Refusal};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
-use crate::connectors::webhook::WebhookSender;
+use crate::connectors::webhook::{destination_of, SendFailure, WebhookSender};
 use crate::jobs::{JobError, JobHandler};
 use crate::store::{DeliveryStatus, DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
 use crate::vault::Vault;
@@ -24,6 +25,8 @@ pub const DELIVERY_JOB: &str = "webhook.deliver";
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// How long a row waits before looking again when an earlier row of its object is being sent.
 const WAIT_STEP: Duration = Duration::from_millis(50);
+/// How long a row waits before looking again when its destination already has its share of sends.
+const BUSY_STEP: Duration = Duration::from_millis(100);
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -58,6 +61,7 @@ pub struct Deliverer {
     vault: Arc<Vault>,
     sender: WebhookSender,
     settings: WebhookSettings,
+    breakers: Breakers,
 }
 
 impl Deliverer {
@@ -67,11 +71,17 @@ impl Deliverer {
         settings: WebhookSettings,
     ) -> Result<Self, reqwest::Error> {
         let sender = WebhookSender::new(settings.timeout, settings.allow_link_local)?;
+        let breakers = Breakers::new(
+            settings.destination_concurrency,
+            settings.breaker_timeouts,
+            settings.breaker_cooldown,
+        );
         Ok(Self {
             store,
             vault,
             sender,
             settings,
+            breakers,
         })
     }
 
@@ -117,10 +127,41 @@ impl Deliverer {
                 ),
             ));
         }
+        // A URL that does not parse has no destination to share: its send fails on its own.
+        let destination = destination_of(&webhook.url);
+        let slot = match destination
+            .as_deref()
+            .map(|dest| self.breakers.acquire(dest))
+        {
+            None => None,
+            Some(Ok(slot)) => Some(slot),
+            // Postponed without counting an attempt: the receiver was not tried.
+            Some(Err(Refusal::Busy)) => {
+                let jitter = rand::thread_rng().gen_range(0..50);
+                return Err(JobError::RetryAfter(
+                    BUSY_STEP + Duration::from_millis(jitter),
+                    "its destination already has its share of deliveries in flight".to_owned(),
+                ));
+            }
+            Some(Err(Refusal::Open { wait, timeouts })) => {
+                return Err(JobError::RetryAfter(
+                    wait,
+                    format!("its destination timed out {timeouts} times in a row; paused"),
+                ));
+            }
+        };
         let attempts = d.attempts.saturating_add(1);
         let outcome = self.send(&webhook, &d).await;
+        if let (Some(slot), Some(dest)) = (slot, destination.as_deref()) {
+            let timed_out = outcome.as_ref().err().is_some_and(|f| f.timed_out);
+            if self.breakers.settle(slot, timed_out) {
+                tracing::warn!(webhook = %webhook.id, destination = %dest,
+                    cooldown_s = self.settings.breaker_cooldown.as_secs(),
+                    "webhook destination keeps timing out: its deliveries are paused");
+            }
+        }
         let now = Ts::now();
-        let reason = match outcome {
+        let reason = match outcome.map_err(|f| f.reason) {
             Ok(()) => {
                 self.store
                     .finish_webhook_delivery(
@@ -162,7 +203,7 @@ impl Deliverer {
     }
 
     /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
-    async fn send(&self, webhook: &WebhookRecord, d: &WebhookDelivery) -> Result<(), String> {
+    async fn send(&self, webhook: &WebhookRecord, d: &WebhookDelivery) -> Result<(), SendFailure> {
         let key = self
             .vault
             .open_bytes(
@@ -171,7 +212,7 @@ impl Deliverer {
                 &webhook.sealed_key,
             )
             .await
-            .map_err(|e| format!("the signing key did not open: {e}"))?;
+            .map_err(|e| SendFailure::from(format!("the signing key did not open: {e}")))?;
         self.sender.post(&webhook.url, &key, &d.body).await
     }
 }
