@@ -135,7 +135,7 @@ impl JobHandler for ImportJob {
                 json!({
                     "http_status": err.status(),
                     "stripe_error": err.detail(),
-                    "detail": "Stripe kept failing while the cards were listed; the import was aborted",
+                    "detail": "Stripe kept failing (or asking to be asked again) through every try of the import; the import was aborted",
                 }),
             ),
         };
@@ -347,6 +347,10 @@ impl Run<'_> {
                 )),
             },
             Err(err) if err.is_key_refused() => return Err(Stop::Fatal(key_refused(&err))),
+            // Stripe asked to try again (a rate limit, or the same card's forward still in flight from
+            // another run): nothing happened to the card, so nothing is counted; the job runs again
+            // later from its position and forwards it then.
+            Err(err) if err.is_try_again() => return Err(Stop::Unavailable(err)),
             Err(err) if err.code() == Some("forwarding_api_inactive") => {
                 return Err(Stop::Fatal(failure(
                     FailureReason::SourceError,
@@ -360,7 +364,7 @@ impl Run<'_> {
             Err(err) => {
                 let reason = match err.status() {
                     Some(402 | 502 | 504) => FailureReason::DestinationUnreachable,
-                    Some(429) | Some(500..=599) | None => FailureReason::SourceUnavailable,
+                    Some(500..=599) | None => FailureReason::SourceUnavailable,
                     Some(_) => FailureReason::SourceError,
                 };
                 Some(failure(
@@ -454,7 +458,8 @@ fn key_refused(err: &StripeError) -> ImportFailure {
 fn listing_stop(err: StripeError, customer: Option<&str>) -> Stop {
     match err.status() {
         Some(401 | 403) => Stop::Fatal(key_refused(&err)),
-        Some(429) | Some(500..=599) | None => Stop::Unavailable(err),
+        _ if err.is_try_again() => Stop::Unavailable(err),
+        Some(500..=599) | None => Stop::Unavailable(err),
         Some(status) => Stop::Fatal(failure(
             FailureReason::SourceError,
             json!({
