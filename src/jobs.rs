@@ -178,6 +178,11 @@ impl Worker {
             }
             Err(err) => tracing::warn!(recorded, error = %err, "job did not succeed"),
         });
+        if !recorded {
+            span.in_scope(|| {
+                tracing::warn!("job lease was lost to another worker; its result was dropped")
+            });
+        }
         Ok(if recorded { step } else { Step::LeaseLost(id) })
     }
 
