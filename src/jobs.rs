@@ -124,12 +124,7 @@ impl Worker {
         };
         let Some(handler) = self.handlers.get(job.kind.as_str()).cloned() else {
             self.store
-                .fail_job(
-                    job.id,
-                    &self.owner,
-                    "no handler for this job kind",
-                    Ts::now(),
-                )
+                .fail_job(&job.fence(), "no handler for this job kind", Ts::now())
                 .await?;
             return Ok(Step::Failed(job.id));
         };
@@ -141,32 +136,38 @@ impl Worker {
             .await;
         let now = Ts::now();
         let id = job.id;
+        let fence = job.fence();
+        let result = match result {
+            Some(result) => result,
+            None => {
+                span.in_scope(|| {
+                    tracing::warn!("job lease was lost to another worker; its run was stopped")
+                });
+                return Ok(Step::LeaseLost(id));
+            }
+        };
         // What the run means for the job, and whether this worker still held it to record that.
         let (step, recorded) = match &result {
             Ok(()) => (
                 Step::Completed(id),
-                self.store.complete_job(id, &self.owner, now).await?,
+                self.store.complete_job(&fence, now).await?,
             ),
             Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
                 let run_at = now.plus(backoff(job.attempts));
                 (
                     Step::Rescheduled(id),
-                    self.store
-                        .reschedule_job(id, &self.owner, run_at, msg, now)
-                        .await?,
+                    self.store.reschedule_job(&fence, run_at, msg, now).await?,
                 )
             }
             Err(JobError::RetryAfter(delay, msg)) if job.attempts < job.max_attempts => (
                 Step::Rescheduled(id),
                 self.store
-                    .reschedule_job(id, &self.owner, now.plus(*delay), msg, now)
+                    .reschedule_job(&fence, now.plus(*delay), msg, now)
                     .await?,
             ),
             Err(err) => (
                 Step::Failed(id),
-                self.store
-                    .fail_job(id, &self.owner, &err.to_string(), now)
-                    .await?,
+                self.store.fail_job(&fence, &err.to_string(), now).await?,
             ),
         };
         span.in_scope(|| match &result {
@@ -177,34 +178,40 @@ impl Worker {
             }
             Err(err) => tracing::warn!(recorded, error = %err, "job did not succeed"),
         });
+        if !recorded {
+            span.in_scope(|| {
+                tracing::warn!("job lease was lost to another worker; its result was dropped")
+            });
+        }
         Ok(if recorded { step } else { Step::LeaseLost(id) })
     }
 
-    /// Runs the handler while a side task keeps the lease fresh.
+    /// Runs the handler while a side task keeps the lease fresh. The renewer that finds the lease lost
+    /// (another worker claimed the job: this node was paused or cut off past its lease) stops the handler
+    /// at its next await, and the run ends as `None`: nothing of it is recorded. Whatever the handler
+    /// writes before it is stopped is fenced by the store on the claim it ran under.
     async fn run_with_renewal(
         &self,
         handler: Arc<dyn JobHandler>,
         job: &Job,
-    ) -> Result<(), JobError> {
+    ) -> Option<Result<(), JobError>> {
         let store = self.store.clone();
-        let owner = self.owner.clone();
         let lease = self.lease;
-        let id = job.id;
+        let fence = job.fence();
+        let lost = CancellationToken::new();
+        let lease_lost = lost.clone();
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let now = Ts::now();
-                match store
-                    .renew_job_lease(id, &owner, now.plus(lease), now)
-                    .await
-                {
+                match store.renew_job_lease(&fence, now.plus(lease), now).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        tracing::warn!(job = %id, "job lease was lost to another worker");
+                        lease_lost.cancel();
                         break;
                     }
                     Err(err) => {
-                        tracing::warn!(job = %id, error = %err, "could not renew job lease")
+                        tracing::warn!(job = %fence.job, error = %err, "could not renew job lease")
                     }
                 }
             }
@@ -212,9 +219,16 @@ impl Worker {
         let _renewer = AbortOnDrop(renewer);
         // Its own task, so that a handler that panics fails the job instead of the worker.
         let job = job.clone();
-        match tokio::spawn(async move { handler.run(&job).await }).await {
-            Ok(result) => result,
-            Err(_) => Err(JobError::Retry("the job handler panicked".into())),
+        let mut run = tokio::spawn(async move { handler.run(&job).await });
+        tokio::select! {
+            joined = &mut run => Some(match joined {
+                Ok(result) => result,
+                Err(_) => Err(JobError::Retry("the job handler panicked".into())),
+            }),
+            _ = lost.cancelled() => {
+                run.abort();
+                None
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! The few Stripe calls an import makes: list customers, list a customer's cards, and ask the Forwarding
 //! API to post a card to us. Requests are paced under a ceiling, and those that failed for a passing
-//! reason (429, 5xx, network, the forwarding 402) are retried with exponential backoff and jitter.
+//! reason (429, 5xx, network, the forwarding 402, and Stripe's other "try again" answers: 409
+//! `idempotency_key_in_use`, `lock_timeout`, `Stripe-Should-Retry: true`) are retried with exponential
+//! backoff and jitter.
 
 use std::fmt;
 use std::time::Duration;
@@ -47,6 +49,8 @@ pub enum StripeError {
         status: u16,
         code: Option<String>,
         message: Option<String>,
+        /// Stripe's `Stripe-Should-Retry` header, when it sent one.
+        should_retry: Option<bool>,
     },
     /// Stripe could not be reached, did not answer in time, or answered something unreadable.
     Network(String),
@@ -76,6 +80,29 @@ impl StripeError {
                     .unwrap_or("no error details"),
             ),
             StripeError::Network(what) => redact(what),
+        }
+    }
+
+    /// Stripe asked to be asked again later: a rate limit or lock timeout (429), another request with
+    /// the same idempotency key still in flight (409 `idempotency_key_in_use`, as when two nodes
+    /// forward the same card), or `Stripe-Should-Retry: true`. The request did nothing; it is not a
+    /// failure of what it asked for.
+    pub fn is_try_again(&self) -> bool {
+        match self {
+            StripeError::Api {
+                status,
+                code,
+                should_retry,
+                ..
+            } => {
+                *status == 429
+                    || *should_retry == Some(true)
+                    || matches!(
+                        code.as_deref(),
+                        Some("idempotency_key_in_use" | "lock_timeout" | "rate_limit")
+                    )
+            }
+            StripeError::Network(_) => false,
         }
     }
 
@@ -330,19 +357,26 @@ impl StripeClient {
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    let should_retry = response
+                        .headers()
+                        .get("stripe-should-retry")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.eq_ignore_ascii_case("true"));
                     let parsed = response.json::<ErrorEnvelope>().await.ok();
                     StripeError::Api {
                         status,
                         code: parsed.as_ref().and_then(|e| e.error.code.clone()),
                         message: parsed.and_then(|e| e.error.message),
+                        should_retry,
                     }
                 }
                 Err(err) => StripeError::Network(network_cause(&err)),
             };
-            let passing = match error.status() {
-                None => true,
-                Some(status) => status == 429 || status >= 500 || (retry_402 && status == 402),
-            };
+            let passing = error.is_try_again()
+                || match error.status() {
+                    None => true,
+                    Some(status) => status >= 500 || (retry_402 && status == 402),
+                };
             if !passing || tries >= MAX_RETRIES {
                 return Err(error);
             }
@@ -374,6 +408,23 @@ fn backoff(base: Duration, tries: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_again_answers_are_told_apart() {
+        let api = |status: u16, code: Option<&str>, should_retry: Option<bool>| StripeError::Api {
+            status,
+            code: code.map(str::to_owned),
+            message: None,
+            should_retry,
+        };
+        assert!(api(409, Some("idempotency_key_in_use"), None).is_try_again());
+        assert!(api(429, Some("lock_timeout"), None).is_try_again());
+        assert!(api(429, None, None).is_try_again());
+        assert!(api(400, None, Some(true)).is_try_again());
+        assert!(!api(404, Some("resource_missing"), None).is_try_again());
+        assert!(!api(409, None, Some(false)).is_try_again());
+        assert!(!StripeError::Network("timed out".into()).is_try_again());
+    }
 
     #[test]
     fn keys_and_long_digit_runs_are_redacted() {

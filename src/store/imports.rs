@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{AuditEvent, NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
+use super::{AuditEvent, Fence, NewJob, OutboxRecord, StoreResult, TokenRecord, Ts};
 use crate::model::import::ImportStatus;
 
 pub const IMPORT_COLUMNS: &str = "id, account_id, provider, status, sealed_api_key, sealed_ingest_key, \
@@ -88,13 +88,21 @@ pub trait ImportStore {
     ) -> StoreResult<Vec<ImportRecord>>;
     async fn count_imports(&self, account_id: Uuid) -> StoreResult<u64>;
     /// `preparing` → `running`; false if the import is no longer preparing.
-    async fn mark_import_running(&self, id: Uuid, now: Ts) -> StoreResult<bool>;
+    /// Fenced on `fence` when given (the job run driving the import), like the writes below.
+    async fn mark_import_running(
+        &self,
+        id: Uuid,
+        fence: Option<&Fence>,
+        now: Ts,
+    ) -> StoreResult<bool>;
     /// Counts the outcomes not counted before (by payment method) and stores the failures among them,
     /// moving the resume position if one is given; all in one transaction, and only while the import
-    /// runs (false otherwise, writing nothing).
+    /// runs (false otherwise, writing nothing). With a `fence`, only while that claim of the import's job
+    /// still holds it, checked in the same transaction: a run that lost its lease records nothing.
     async fn record_import_outcomes(
         &self,
         id: Uuid,
+        fence: Option<&Fence>,
         outcomes: &[ImportOutcome],
         position: Option<&str>,
         now: Ts,
@@ -102,11 +110,13 @@ pub trait ImportStore {
     /// Ends an active import (`finished` only from `running`; `aborted` from either active state) whose
     /// counters still stand at `attempts`, destroying its keys, with an optional failure entry saying why
     /// and the webhook outbox rows of its end, and `audit` if the end is an audited action (an abort asked
-    /// for); false (writing nothing) if it was not active or moved on.
+    /// for); false (writing nothing) if it was not active or moved on, or if `fence` (the job run ending
+    /// it, if a job does) lost its lease.
     #[allow(clippy::too_many_arguments)]
     async fn end_import(
         &self,
         id: Uuid,
+        fence: Option<&Fence>,
         status: &str,
         attempts: i64,
         failure: Option<&ImportFailure>,
@@ -162,7 +172,7 @@ macro_rules! impl_import_store {
             use $crate::model::import::ImportStatus;
             use $crate::store::backend::{placeholders, SqlBackend, INSERT_CHUNK};
             use $crate::store::imports::{end_import_guard, IMPORT_COLUMNS};
-            use $crate::store::jobs::write_job;
+            use $crate::store::jobs::{write_job, Fence, HOLD_FENCE_SQL};
             use $crate::store::tokens::TOKEN_COLUMNS;
             use $crate::store::webhook_records::write_outbox;
             use $crate::store::{
@@ -171,6 +181,23 @@ macro_rules! impl_import_store {
             };
 
             type Db = <$store as SqlBackend>::DB;
+
+            /// Checks and locks `fence`'s job first in `tx` (see `HOLD_FENCE_SQL`); no fence, no check.
+            async fn hold_fence(
+                tx: &mut <Db as sqlx::Database>::Connection,
+                fence: Option<&Fence>,
+            ) -> Result<bool, sqlx::Error> {
+                let Some(fence) = fence else {
+                    return Ok(true);
+                };
+                let held = sqlx::query(HOLD_FENCE_SQL)
+                    .bind(fence.job)
+                    .bind(fence.owner.as_str())
+                    .bind(fence.generation)
+                    .execute(tx)
+                    .await?;
+                Ok(held.rows_affected() == 1)
+            }
 
             #[async_trait::async_trait]
             impl ImportStore for $store {
@@ -233,7 +260,12 @@ macro_rules! impl_import_store {
                     Ok(u64::try_from(n).unwrap_or(0))
                 }
 
-                async fn mark_import_running(&self, id: Uuid, now: Ts) -> StoreResult<bool> {
+                async fn mark_import_running(&self, id: Uuid, fence: Option<&Fence>, now: Ts) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    if !hold_fence(&mut tx, fence).await? {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
                     let done = sqlx::query(
                         "UPDATE token_imports SET status = $3, updated_at = $2 WHERE id = $1 AND status = $4",
                     )
@@ -241,19 +273,29 @@ macro_rules! impl_import_store {
                     .bind(now)
                     .bind(ImportStatus::Running.as_str())
                     .bind(ImportStatus::Preparing.as_str())
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
-                    Ok(done.rows_affected() == 1)
+                    if done.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    tx.commit().await?;
+                    Ok(true)
                 }
 
                 async fn record_import_outcomes(
                     &self,
                     id: Uuid,
+                    fence: Option<&Fence>,
                     outcomes: &[ImportOutcome],
                     position: Option<&str>,
                     now: Ts,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
+                    if !hold_fence(&mut tx, fence).await? {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
                     // Takes the row (and SQLite's write lock) first, so that an abort cannot slip in between.
                     let running = sqlx::query(
                         "UPDATE token_imports SET updated_at = $2, position = COALESCE($3, position) \
@@ -321,6 +363,7 @@ macro_rules! impl_import_store {
                 async fn end_import(
                     &self,
                     id: Uuid,
+                    fence: Option<&Fence>,
                     status: &str,
                     attempts: i64,
                     failure: Option<&ImportFailure>,
@@ -329,6 +372,10 @@ macro_rules! impl_import_store {
                     now: Ts,
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
+                    if !hold_fence(&mut tx, fence).await? {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
                     let from = end_import_guard(status);
                     // A fatal failure is listed among the failures, so it is counted as one attempt
                     // that failed: `failures` is the list's length and `attempts` their sum, always.

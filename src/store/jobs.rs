@@ -45,6 +45,29 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// Bumped by every claim: which run of the job holds the lease.
+    pub lease_generation: i64,
+}
+
+impl Job {
+    /// The fence of this claim of the job: what its run's writes are guarded by.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            job: self.id,
+            owner: self.lease_owner.clone().unwrap_or_default(),
+            generation: self.lease_generation,
+        }
+    }
+}
+
+/// One claim of a job: the job, the worker that claimed it and the lease generation of that claim. A
+/// fenced write is made only while the job still runs under this very claim, checked in the write's own
+/// transaction (whose first statement locks the job's row), so a run that lost its lease writes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub job: Uuid,
+    pub owner: String,
+    pub generation: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -67,27 +90,20 @@ pub trait JobStore {
         now: Ts,
         lease_until: Ts,
     ) -> StoreResult<Option<Job>>;
-    /// Extends a lease still held by `owner`; false if it was lost.
-    async fn renew_job_lease(
-        &self,
-        id: Uuid,
-        owner: &str,
-        lease_until: Ts,
-        now: Ts,
-    ) -> StoreResult<bool>;
-    /// Marks done a job whose lease `owner` still holds; false if the lease was lost.
-    async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool>;
-    /// Puts a leased job back in the queue to run at `run_at`, recording why.
+    /// Extends a lease still held under `fence`; false if it was lost.
+    async fn renew_job_lease(&self, fence: &Fence, lease_until: Ts, now: Ts) -> StoreResult<bool>;
+    /// Marks done a job still held under `fence`; false (writing nothing) if the lease was lost.
+    async fn complete_job(&self, fence: &Fence, now: Ts) -> StoreResult<bool>;
+    /// Puts a job still held under `fence` back in the queue to run at `run_at`, recording why.
     async fn reschedule_job(
         &self,
-        id: Uuid,
-        owner: &str,
+        fence: &Fence,
         run_at: Ts,
         error: &str,
         now: Ts,
     ) -> StoreResult<bool>;
-    /// Gives up on a leased job for good.
-    async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool>;
+    /// Gives up for good on a job still held under `fence`.
+    async fn fail_job(&self, fence: &Fence, error: &str, now: Ts) -> StoreResult<bool>;
     async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
     /// Deletes jobs that ended (done or failed) before `before`.
     async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64>;
@@ -95,7 +111,7 @@ pub trait JobStore {
 
 pub(crate) const JOB_COLUMNS: &str =
     "id, kind, payload, status, attempts, max_attempts, run_at, lease_owner, \
-     lease_expires_at, last_error, created_at, updated_at";
+     lease_expires_at, last_error, created_at, updated_at, lease_generation";
 
 /// Appends `INSERT INTO jobs (…) VALUES (…), …` for `rows` (each job with its creation time) to `query`:
 /// the only text that inserts jobs, whether one is enqueued alone or many join a batch's statement.
@@ -145,6 +161,17 @@ where
     Ok(())
 }
 
+/// The guard of every write fenced on a claim (`$1` the job, `$2` its owner, `$3` the generation): the
+/// job still runs under that very claim.
+pub(crate) const FENCE_GUARD: &str =
+    "id = $1 AND lease_owner = $2 AND lease_generation = $3 AND status = 'running'";
+
+/// The first statement of a fenced transaction: true (one row) only if the fence still holds its job,
+/// and it locks the job's row until the transaction ends (PostgreSQL's row lock; SQLite's write lock),
+/// so no claim can take the job over between this check and the commit. False: roll back.
+pub(crate) const HOLD_FENCE_SQL: &str = "UPDATE jobs SET lease_generation = lease_generation \
+     WHERE id = $1 AND lease_owner = $2 AND lease_generation = $3 AND status = 'running'";
+
 /// Takes over an expired lease first (rare, and its job has waited longest), else the queued job due
 /// first. Two lookups, each walking its own partial index in order and stopping at the first row: one
 /// `OR` over both made the database collect and sort every due job on each claim, which a backlog of
@@ -153,7 +180,7 @@ where
 pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
     format!(
         "UPDATE jobs SET status = {running}, lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
-         updated_at = $3 \
+         lease_generation = lease_generation + 1, updated_at = $3 \
          WHERE id = COALESCE( \
              (SELECT id FROM jobs WHERE status = {running} AND lease_expires_at < $3 AND kind IN ({kinds}) \
               ORDER BY lease_expires_at LIMIT 1 {claim_lock}), \
@@ -172,7 +199,7 @@ macro_rules! impl_job_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
-            use $crate::store::jobs::{claim_sql, write_job, JOB_COLUMNS};
+            use $crate::store::jobs::{claim_sql, write_job, Fence, FENCE_GUARD, JOB_COLUMNS};
             use $crate::store::{Job, JobStatus, JobStore, NewJob, StoreResult, Ts};
 
             type Db = <$store as SqlBackend>::DB;
@@ -196,67 +223,67 @@ macro_rules! impl_job_store {
                     Ok(query.fetch_optional(self.pool()).await?)
                 }
 
-                async fn renew_job_lease(&self, id: Uuid, owner: &str, lease_until: Ts, now: Ts) -> StoreResult<bool> {
-                    let done = sqlx::query(
-                        "UPDATE jobs SET lease_expires_at = $3, updated_at = $4 \
-                         WHERE id = $1 AND lease_owner = $2 AND status = $5",
-                    )
-                    .bind(id)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(JobStatus::Running.as_str())
-                    .execute(self.pool())
-                    .await?;
+                async fn renew_job_lease(&self, fence: &Fence, lease_until: Ts, now: Ts) -> StoreResult<bool> {
+                    let sql = format!("UPDATE jobs SET lease_expires_at = $4, updated_at = $5 WHERE {FENCE_GUARD}");
+                    let done = sqlx::query(&sql)
+                        .bind(fence.job)
+                        .bind(fence.owner.as_str())
+                        .bind(fence.generation)
+                        .bind(lease_until)
+                        .bind(now)
+                        .execute(self.pool())
+                        .await?;
                     Ok(done.rows_affected() == 1)
                 }
 
-                async fn complete_job(&self, id: Uuid, owner: &str, now: Ts) -> StoreResult<bool> {
-                    let done = sqlx::query(
-                        "UPDATE jobs SET status = $4, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                         WHERE id = $1 AND lease_owner = $2 AND status = $5",
-                    )
-                    .bind(id)
-                    .bind(owner)
-                    .bind(now)
-                    .bind(JobStatus::Done.as_str())
-                    .bind(JobStatus::Running.as_str())
-                    .execute(self.pool())
-                    .await?;
+                async fn complete_job(&self, fence: &Fence, now: Ts) -> StoreResult<bool> {
+                    let sql = format!(
+                        "UPDATE jobs SET status = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
+                         WHERE {FENCE_GUARD}"
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(fence.job)
+                        .bind(fence.owner.as_str())
+                        .bind(fence.generation)
+                        .bind(now)
+                        .bind(JobStatus::Done.as_str())
+                        .execute(self.pool())
+                        .await?;
                     Ok(done.rows_affected() == 1)
                 }
 
-                async fn reschedule_job(&self, id: Uuid, owner: &str, run_at: Ts, error: &str, now: Ts) -> StoreResult<bool> {
-                    let done = sqlx::query(
-                        "UPDATE jobs SET status = $6, run_at = $3, last_error = $4, lease_owner = NULL, \
-                         lease_expires_at = NULL, updated_at = $5 \
-                         WHERE id = $1 AND lease_owner = $2 AND status = $7",
-                    )
-                    .bind(id)
-                    .bind(owner)
-                    .bind(run_at)
-                    .bind(error)
-                    .bind(now)
-                    .bind(JobStatus::Queued.as_str())
-                    .bind(JobStatus::Running.as_str())
-                    .execute(self.pool())
-                    .await?;
+                async fn reschedule_job(&self, fence: &Fence, run_at: Ts, error: &str, now: Ts) -> StoreResult<bool> {
+                    let sql = format!(
+                        "UPDATE jobs SET status = $7, run_at = $4, last_error = $5, lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = $6 WHERE {FENCE_GUARD}"
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(fence.job)
+                        .bind(fence.owner.as_str())
+                        .bind(fence.generation)
+                        .bind(run_at)
+                        .bind(error)
+                        .bind(now)
+                        .bind(JobStatus::Queued.as_str())
+                        .execute(self.pool())
+                        .await?;
                     Ok(done.rows_affected() == 1)
                 }
 
-                async fn fail_job(&self, id: Uuid, owner: &str, error: &str, now: Ts) -> StoreResult<bool> {
-                    let done = sqlx::query(
-                        "UPDATE jobs SET status = $5, last_error = $3, lease_owner = NULL, lease_expires_at = NULL, \
-                         updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND status = $6",
-                    )
-                    .bind(id)
-                    .bind(owner)
-                    .bind(error)
-                    .bind(now)
-                    .bind(JobStatus::Failed.as_str())
-                    .bind(JobStatus::Running.as_str())
-                    .execute(self.pool())
-                    .await?;
+                async fn fail_job(&self, fence: &Fence, error: &str, now: Ts) -> StoreResult<bool> {
+                    let sql = format!(
+                        "UPDATE jobs SET status = $6, last_error = $4, lease_owner = NULL, lease_expires_at = NULL, \
+                         updated_at = $5 WHERE {FENCE_GUARD}"
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(fence.job)
+                        .bind(fence.owner.as_str())
+                        .bind(fence.generation)
+                        .bind(error)
+                        .bind(now)
+                        .bind(JobStatus::Failed.as_str())
+                        .execute(self.pool())
+                        .await?;
                     Ok(done.rows_affected() == 1)
                 }
 

@@ -81,10 +81,21 @@ impl SqlBackend for PgStore {
     }
 }
 
+/// See `open`: in milliseconds, as PostgreSQL reads the setting.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: &str = "10000";
+
 pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
     let options: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| OpenError::Invalid(e.to_string()))?;
+    // A node paused (or cut off) inside a transaction would hold its row locks for as long as it is
+    // away: a job's row locked by a fenced write would never be claimed by another node. The server
+    // ends such a session after this long idle in a transaction, rolling it back; none of ours waits
+    // on anything but the database inside one.
+    let options = options.options([(
+        "idle_in_transaction_session_timeout",
+        IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    )]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use strongroom::jobs::{enqueue, JobError, JobHandler, Step, Worker};
 use strongroom::store::{Job, JobStatus, Ts};
 
-use crate::support::{on_both_backends, Backend, TestDb};
+use crate::support::{held, on_both_backends, Backend, TestDb};
 
 on_both_backends!(
     two_workers_never_hold_the_same_job,
@@ -97,11 +97,21 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish_it(back
         (id, Some("worker-b"), 2)
     );
     assert!(!store
-        .renew_job_lease(id, "worker-a", now.plus(Duration::from_secs(30)), now)
+        .renew_job_lease(
+            &held(&store, id, "worker-a").await,
+            now.plus(Duration::from_secs(30)),
+            now
+        )
         .await
         .unwrap());
-    assert!(!store.complete_job(id, "worker-a", Ts::now()).await.unwrap());
-    assert!(store.complete_job(id, "worker-b", Ts::now()).await.unwrap());
+    assert!(!store
+        .complete_job(&held(&store, id, "worker-a").await, Ts::now())
+        .await
+        .unwrap());
+    assert!(store
+        .complete_job(&held(&store, id, "worker-b").await, Ts::now())
+        .await
+        .unwrap());
     assert_eq!(
         store.get_job(id).await.unwrap().unwrap().status,
         JobStatus::Done
@@ -181,7 +191,12 @@ async fn a_retryable_failure_is_rescheduled_until_its_attempts_run_out(backend: 
         .unwrap()
         .unwrap();
     assert!(store
-        .reschedule_job(claimed.id, "impatient", now, "made due", now)
+        .reschedule_job(
+            &held(&store, claimed.id, "impatient").await,
+            now,
+            "made due",
+            now
+        )
         .await
         .unwrap());
     assert_eq!(worker.step().await.unwrap(), Step::Failed(id));

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use strongroom::jobs::{Step, Worker};
+use strongroom::store::Fence;
 
 use super::app::TestApp;
 
@@ -21,5 +22,21 @@ impl TestApp {
     pub async fn run_jobs(&self) {
         let worker = self.worker();
         while worker.step().await.unwrap() != Step::Idle {}
+    }
+}
+
+/// The fence `owner` would write under on job `id`: its current lease generation with that owner (so
+/// an owner that lost the job is refused by its owner, and the one holding it passes).
+pub async fn held(store: &strongroom::store::DynStore, id: uuid::Uuid, owner: &str) -> Fence {
+    let generation = store
+        .get_job(id)
+        .await
+        .unwrap()
+        .map(|j| j.lease_generation)
+        .unwrap_or_default();
+    Fence {
+        job: id,
+        owner: owner.to_owned(),
+        generation,
     }
 }

@@ -12,6 +12,7 @@ pub mod fake_adyen;
 pub mod fake_stripe;
 mod imports;
 mod jobs;
+pub use jobs::held;
 mod payments;
 mod process;
 mod processors;

@@ -157,6 +157,16 @@ impl ServerProcess {
         ApiClient::new(self.base.clone(), key.to_owned())
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process, as `kill -<signal>` would.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
     /// What the process has logged on stderr so far.
     pub fn stderr_log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -175,6 +185,11 @@ impl ServerProcess {
 /// A test that fails half-way does not leave its server running.
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        // A stopped process would not die of SIGKILL until continued on some systems' views of it.
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -21,7 +21,7 @@ use crate::connectors::stripe::{Forward, StripeClient, StripeError};
 use crate::domain::webhooks::ImportOutcome as EndOfImport;
 use crate::jobs::{JobError, JobHandler};
 use crate::model::import::{FailureReason, ImportProvider, ImportStatus};
-use crate::store::{ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
+use crate::store::{Fence, ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
 
 /// Stripe's largest page.
 const PAGE: u32 = 100;
@@ -109,6 +109,7 @@ impl JobHandler for ImportJob {
             return Ok(());
         };
         let settings = &imports.settings;
+        let fence = job.fence();
         let run = Run {
             imports,
             import: &import,
@@ -120,6 +121,7 @@ impl JobHandler for ImportJob {
                 settings.retry_base,
             ),
             ingest_key: &ingest_key,
+            fence: &fence,
         };
         let failure = match run.drive().await {
             Ok(()) | Err(Stop::Ended) => return Ok(()),
@@ -133,12 +135,12 @@ impl JobHandler for ImportJob {
                 json!({
                     "http_status": err.status(),
                     "stripe_error": err.detail(),
-                    "detail": "Stripe kept failing while the cards were listed; the import was aborted",
+                    "detail": "Stripe kept failing (or asking to be asked again) through every try of the import; the import was aborted",
                 }),
             ),
         };
         imports
-            .end(import.id, EndOfImport::Aborted, Some(&failure), None)
+            .end_fenced(import.id, &fence, EndOfImport::Aborted, Some(&failure))
             .await?;
         tracing::warn!(import = %import.id, reason = %failure.reason, "import aborted");
         Ok(())
@@ -150,6 +152,8 @@ struct Run<'a> {
     import: &'a ImportRecord,
     stripe: StripeClient,
     ingest_key: &'a str,
+    /// The claim of the job this run works under: every write of the run is fenced on it.
+    fence: &'a Fence,
 }
 
 impl Run<'_> {
@@ -162,7 +166,10 @@ impl Run<'_> {
                 .list_customers(None, 1)
                 .await
                 .map_err(|e| listing_stop(e, None))?;
-            if !store.mark_import_running(id, Ts::now()).await? {
+            if !store
+                .mark_import_running(id, Some(self.fence), Ts::now())
+                .await?
+            {
                 return Err(Stop::Ended);
             }
         }
@@ -216,7 +223,7 @@ impl Run<'_> {
         }
         if !self
             .imports
-            .end(id, EndOfImport::Finished, None, None)
+            .end_fenced(id, self.fence, EndOfImport::Finished, None)
             .await?
         {
             return Err(Stop::Ended);
@@ -286,7 +293,13 @@ impl Run<'_> {
         if self
             .imports
             .store
-            .record_import_outcomes(self.import.id, outcomes, position, Ts::now())
+            .record_import_outcomes(
+                self.import.id,
+                Some(self.fence),
+                outcomes,
+                position,
+                Ts::now(),
+            )
             .await?
         {
             Ok(())
@@ -334,6 +347,10 @@ impl Run<'_> {
                 )),
             },
             Err(err) if err.is_key_refused() => return Err(Stop::Fatal(key_refused(&err))),
+            // Stripe asked to try again (a rate limit, or the same card's forward still in flight from
+            // another run): nothing happened to the card, so nothing is counted; the job runs again
+            // later from its position and forwards it then.
+            Err(err) if err.is_try_again() => return Err(Stop::Unavailable(err)),
             Err(err) if err.code() == Some("forwarding_api_inactive") => {
                 return Err(Stop::Fatal(failure(
                     FailureReason::SourceError,
@@ -347,7 +364,7 @@ impl Run<'_> {
             Err(err) => {
                 let reason = match err.status() {
                     Some(402 | 502 | 504) => FailureReason::DestinationUnreachable,
-                    Some(429) | Some(500..=599) | None => FailureReason::SourceUnavailable,
+                    Some(500..=599) | None => FailureReason::SourceUnavailable,
                     Some(_) => FailureReason::SourceError,
                 };
                 Some(failure(
@@ -441,7 +458,8 @@ fn key_refused(err: &StripeError) -> ImportFailure {
 fn listing_stop(err: StripeError, customer: Option<&str>) -> Stop {
     match err.status() {
         Some(401 | 403) => Stop::Fatal(key_refused(&err)),
-        Some(429) | Some(500..=599) | None => Stop::Unavailable(err),
+        _ if err.is_try_again() => Stop::Unavailable(err),
+        Some(500..=599) | None => Stop::Unavailable(err),
         Some(status) => Stop::Fatal(failure(
             FailureReason::SourceError,
             json!({

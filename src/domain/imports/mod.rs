@@ -22,8 +22,8 @@ use super::{objects, FieldError, InternalError};
 use crate::connectors::stripe::StripeKey;
 use crate::model::import::{Import, ImportFailure, ImportProvider, ImportStatus};
 use crate::store::{
-    Action, AuditEvent, DynStore, ImportFailure as FailureRecord, ImportRecord, NewJob, StoreError,
-    TokenRecord, Ts,
+    Action, AuditEvent, DynStore, Fence, ImportFailure as FailureRecord, ImportRecord, JobStatus,
+    NewJob, StoreError, TokenRecord, Ts,
 };
 use crate::vault::VaultError;
 
@@ -130,6 +130,29 @@ impl Imports {
         failure: Option<&FailureRecord>,
         audit: Option<&AuditEvent>,
     ) -> Result<bool, ImportError> {
+        self.end_as(id, None, how, failure, audit).await
+    }
+
+    /// `end` made by the import's job run, fenced on its claim: false (writing nothing) once the run
+    /// lost its lease.
+    pub(crate) async fn end_fenced(
+        &self,
+        id: Uuid,
+        fence: &Fence,
+        how: EndOfImport,
+        failure: Option<&FailureRecord>,
+    ) -> Result<bool, ImportError> {
+        self.end_as(id, Some(fence), how, failure, None).await
+    }
+
+    async fn end_as(
+        &self,
+        id: Uuid,
+        fence: Option<&Fence>,
+        how: EndOfImport,
+        failure: Option<&FailureRecord>,
+        audit: Option<&AuditEvent>,
+    ) -> Result<bool, ImportError> {
         let next = match how {
             EndOfImport::Finished => ImportStatus::Finished,
             EndOfImport::Aborted => ImportStatus::Aborted,
@@ -158,6 +181,7 @@ impl Imports {
                 .store
                 .end_import(
                     id,
+                    fence,
                     next.as_str(),
                     current.attempts,
                     failure,
@@ -168,6 +192,14 @@ impl Imports {
                 .await?
             {
                 return Ok(true);
+            }
+            if let Some(fence) = fence {
+                let job = self.store.get_job(fence.job).await?;
+                let held =
+                    job.is_some_and(|j| j.status == JobStatus::Running && &j.fence() == fence);
+                if !held {
+                    return Ok(false);
+                }
             }
         }
         Err(InternalError::Unsettled("the import kept changing while it was being ended").into())

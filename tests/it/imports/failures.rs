@@ -16,6 +16,7 @@ on_both_backends!(
     a_refused_stripe_key_aborts_the_import_with_a_failure_that_says_so,
     forwarding_not_enabled_aborts_the_import,
     failures_paginate,
+    try_again_answers_are_retried_and_never_counted_as_failures,
 );
 
 async fn each_failure_kind_is_recorded_with_its_reason_and_context(backend: Backend) {
@@ -203,4 +204,37 @@ fn found_code(found: &[Value], pm: &str) -> Value {
         .find(|f| f["context"]["payment_method"] == pm)
         .map(|f| f["context"]["stripe_error"].clone())
         .unwrap_or(Value::Null)
+}
+
+/// Issue 13: `idempotency_key_in_use` (another run forwarding the same card) and 429s that outlast a
+/// call's retries are Stripe asking to be asked again: the job runs again later and the cards are
+/// imported, none counted as a failure.
+async fn try_again_answers_are_retried_and_never_counted_as_failures(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    let (_, pms) = stripe.add_customer(visa_cards(1, 4));
+    // A call tries 6 times: 8 answers outlast the first run of the job, 3 are retried within it.
+    stripe.fail_forward_of(&pms[0], 409, 8);
+    stripe.fail_forward_of(&pms[1], 429, 8);
+    stripe.fail_forward_of(&pms[2], 409, 3);
+    let app = spawn_app_for_stripe(backend, &stripe).await;
+
+    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = app.wait_for_import_end(&id).await;
+    assert_eq!(ended["status"], "finished", "{ended}");
+    assert_eq!(
+        (&ended["attemts"], &ended["successes"], &ended["failures"]),
+        (&json!(4), &json!(4), &json!(0))
+    );
+    assert!(app.all_import_failures(&id).await.is_empty());
+    let tokens = app.all_tokens().await;
+    let keys: HashSet<&str> = tokens
+        .iter()
+        .map(|t| t["business_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, pms.iter().map(String::as_str).collect());
 }

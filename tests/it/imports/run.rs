@@ -227,3 +227,126 @@ async fn the_end_of_an_import_is_notified_with_the_import_as_it_ended(backend: B
     assert_eq!(hits[1].event_type(), "import.aborted");
     assert_eq!(hits[1].object(), &aborted);
 }
+
+/// Several nodes share a database only on PostgreSQL: a paused SQLite node may hold the file's write
+/// lock, which stops every other process whatever the leases say.
+mod a_node_paused_past_its_lease_writes_nothing_after_another_took_over {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if crate::support::postgres_available() {
+            super::a_node_paused_past_its_lease_writes_nothing_after_another_took_over(
+                crate::support::Backend::Postgres,
+            )
+            .await
+        }
+    }
+}
+
+/// Issue 13: two nodes; the one running the import is paused (SIGSTOP) past its lease, the other takes
+/// the job over, then the first resumes. It is stopped and fenced out: the import ends with exact
+/// counters, no failures (the two nodes' forwards of one card are Stripe's `idempotency_key_in_use`,
+/// retried), every card once in the vault.
+async fn a_node_paused_past_its_lease_writes_nothing_after_another_took_over(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig {
+        latency: Duration::from_millis(3),
+        ..FakeStripeConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    for (i, n) in [(0, 120), (1000, 1), (2000, 180)] {
+        all.extend(stripe.add_customer(visa_cards(i, n)).1);
+    }
+    let db = TestDb::new(backend).await;
+    let base = stripe.base_url();
+    let env = [
+        ("STRONGROOM_STRIPE_API_BASE", base.as_str()),
+        ("STRONGROOM_STRIPE_RATE_LIMIT", "0"),
+        ("STRONGROOM_STRIPE_RETRY_BASE_MS", "5"),
+        ("STRONGROOM_JOB_LEASE_SECONDS", "2"),
+        ("STRONGROOM_IMPORT_CONCURRENCY", "4"),
+        ("RUST_LOG", "info"),
+    ];
+    let paused = ServerProcess::start_with(&db, "paused", &env);
+    let key = paused.default_api_key();
+    let api = paused.api(&key);
+    let created = api
+        .start_import(&json!({"provider": "stripe", "stripe": {"api_key": STRIPE_KEY}}))
+        .await
+        .body;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let body = api.get_import(&id).await.body;
+        if body["attemts"].as_i64().unwrap() >= 60 {
+            assert_eq!(body["status"], "running");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = ServerProcess::start_with(&db, "other", &env);
+    paused.signal("STOP");
+    let api = other.api(&key);
+    // Past the lease (2 s): the other node takes the job over and moves the import on.
+    let before = api.get_import(&id).await.body["attemts"].as_i64().unwrap();
+    let started = Instant::now();
+    loop {
+        let body = api.get_import(&id).await.body;
+        if body["attemts"].as_i64().unwrap() > before + 20 || body["status"] != "running" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    paused.signal("CONT");
+
+    let started = Instant::now();
+    let ended = loop {
+        let body = api.get_import(&id).await.body;
+        assert_eq!(
+            body["attemts"].as_i64().unwrap(),
+            body["successes"].as_i64().unwrap() + body["failures"].as_i64().unwrap()
+        );
+        if body["status"] != "running" {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended["status"], "finished", "{ended}");
+    assert_eq!(
+        (&ended["attemts"], &ended["successes"], &ended["failures"]),
+        (&json!(301), &json!(301), &json!(0))
+    );
+    let mut keys = Vec::new();
+    for page in 1..=2 {
+        let body = api
+            .list_tokens(&format!("limit=200&page={page}"))
+            .await
+            .body;
+        keys.extend(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["business_key"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(keys.len(), 301, "no duplicate tokens");
+    let unique: HashSet<&String> = keys.iter().collect();
+    assert_eq!(unique, all.iter().collect::<HashSet<_>>());
+    // A card reaches the vault at most twice (the paused node's forward in flight, and the taking
+    // over node's), never once per retry of a run that should have stopped.
+    for pm in &all {
+        assert!(stripe.destination_posts_for(pm) <= 2, "{pm}");
+    }
+    // The resumed node's run was stopped, not carried on.
+    let log = paused.stderr_log();
+    assert!(
+        log.contains("job lease was lost to another worker"),
+        "the paused node never noticed it lost the job"
+    );
+    other.kill_9();
+    paused.kill_9();
+}

@@ -16,6 +16,7 @@ on_both_backends!(
     imports_are_listed_newest_first_and_counted,
     outcomes_are_counted_once_per_payment_method_while_the_import_runs,
     an_import_ends_once_at_the_counters_it_read,
+    a_job_run_that_lost_its_lease_writes_nothing_to_its_import,
     business_keys_name_the_tokens_an_import_made,
 );
 
@@ -120,7 +121,7 @@ async fn an_import_is_stored_with_its_job_and_one_runs_per_account(backend: Back
     assert!(store.get_job(second_run.id).await.unwrap().is_none());
 
     assert!(store
-        .end_import(first.id, "aborted", 0, None, &[], None, at(t0(), 2))
+        .end_import(first.id, None, "aborted", 0, None, &[], None, at(t0(), 2))
         .await
         .unwrap());
     store
@@ -148,7 +149,16 @@ async fn imports_are_listed_newest_first_and_counted(backend: Backend) {
             .await
             .unwrap();
         store
-            .end_import(record.id, "aborted", 0, None, &[], None, at(t0(), i + 1))
+            .end_import(
+                record.id,
+                None,
+                "aborted",
+                0,
+                None,
+                &[],
+                None,
+                at(t0(), i + 1),
+            )
             .await
             .unwrap();
         ids.push(record.id);
@@ -180,21 +190,33 @@ async fn outcomes_are_counted_once_per_payment_method_while_the_import_runs(back
         .unwrap();
     let batch = [ok("pm_1"), failed("pm_2", "card_expired"), ok("pm_1")];
     assert!(!store
-        .record_import_outcomes(record.id, &batch, Some("{\"after\":\"pm_2\"}"), at(t0(), 1))
+        .record_import_outcomes(
+            record.id,
+            None,
+            &batch,
+            Some("{\"after\":\"pm_2\"}"),
+            at(t0(), 1)
+        )
         .await
         .unwrap());
     assert_eq!(store.count_import_failures(record.id).await.unwrap(), 0);
 
     assert!(store
-        .mark_import_running(record.id, at(t0(), 2))
+        .mark_import_running(record.id, None, at(t0(), 2))
         .await
         .unwrap());
     assert!(!store
-        .mark_import_running(record.id, at(t0(), 3))
+        .mark_import_running(record.id, None, at(t0(), 3))
         .await
         .unwrap());
     assert!(store
-        .record_import_outcomes(record.id, &batch, Some("{\"after\":\"pm_2\"}"), at(t0(), 4))
+        .record_import_outcomes(
+            record.id,
+            None,
+            &batch,
+            Some("{\"after\":\"pm_2\"}"),
+            at(t0(), 4)
+        )
         .await
         .unwrap());
     let read = store.get_import(record.id).await.unwrap().unwrap();
@@ -224,7 +246,7 @@ async fn outcomes_are_counted_once_per_payment_method_while_the_import_runs(back
         ok("pm_4"),
     ];
     assert!(store
-        .record_import_outcomes(record.id, &retry, None, at(t0(), 5))
+        .record_import_outcomes(record.id, None, &retry, None, at(t0(), 5))
         .await
         .unwrap());
     let read = store.get_import(record.id).await.unwrap().unwrap();
@@ -274,15 +296,15 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
         .await
         .unwrap();
     assert!(!store
-        .end_import(record.id, "finished", 0, None, &[], None, at(t0(), 1))
+        .end_import(record.id, None, "finished", 0, None, &[], None, at(t0(), 1))
         .await
         .unwrap());
     store
-        .mark_import_running(record.id, at(t0(), 2))
+        .mark_import_running(record.id, None, at(t0(), 2))
         .await
         .unwrap();
     store
-        .record_import_outcomes(record.id, &[ok("pm_1")], None, at(t0(), 3))
+        .record_import_outcomes(record.id, None, &[ok("pm_1")], None, at(t0(), 3))
         .await
         .unwrap();
 
@@ -290,6 +312,7 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
     assert!(!store
         .end_import(
             record.id,
+            None,
             "finished",
             0,
             None,
@@ -313,6 +336,7 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
     assert!(store
         .end_import(
             record.id,
+            None,
             "finished",
             1,
             Some(&why),
@@ -344,11 +368,11 @@ async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
         .unwrap()
         .is_some());
     assert!(!store
-        .end_import(record.id, "aborted", 1, None, &[], None, at(t0(), 6))
+        .end_import(record.id, None, "aborted", 1, None, &[], None, at(t0(), 6))
         .await
         .unwrap());
     assert!(!store
-        .record_import_outcomes(record.id, &[ok("pm_2")], None, at(t0(), 7))
+        .record_import_outcomes(record.id, None, &[ok("pm_2")], None, at(t0(), 7))
         .await
         .unwrap());
     store.close().await;
@@ -447,6 +471,7 @@ async fn an_audited_end_writes_its_row_only_when_the_import_ends(backend: Backen
     assert!(!store
         .end_import(
             record.id,
+            None,
             "aborted",
             1,
             None,
@@ -461,6 +486,7 @@ async fn an_audited_end_writes_its_row_only_when_the_import_ends(backend: Backen
     assert!(store
         .end_import(
             record.id,
+            None,
             "aborted",
             0,
             None,
@@ -477,6 +503,7 @@ async fn an_audited_end_writes_its_row_only_when_the_import_ends(backend: Backen
     assert!(!store
         .end_import(
             record.id,
+            None,
             "aborted",
             0,
             None,
@@ -487,5 +514,131 @@ async fn an_audited_end_writes_its_row_only_when_the_import_ends(backend: Backen
         .await
         .unwrap());
     assert_eq!(trail(&store, a.id).await, aborted);
+    store.close().await;
+}
+
+/// Issue 13: a node paused past its lease resumes after another took the import's job over; every write
+/// it then makes under its old claim (outcomes, position, end, the job's finish) is refused.
+async fn a_job_run_that_lost_its_lease_writes_nothing_to_its_import(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let record = import(a.id, t0());
+    let run_job = job("import.run", t0());
+    store
+        .insert_import(
+            &record,
+            &run_job,
+            &super::noted(super::Action::ImportCreate),
+        )
+        .await
+        .unwrap();
+    let now = at(t0(), 100);
+    let paused = store
+        .claim_next_job(&["import.run"], "node-a", now, at(now, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    let old = paused.fence();
+    assert!(store
+        .mark_import_running(record.id, Some(&old), at(now, 1))
+        .await
+        .unwrap());
+    assert!(store
+        .record_import_outcomes(
+            record.id,
+            Some(&old),
+            &[ok("pm_1")],
+            Some("{\"p\":1}"),
+            at(now, 2)
+        )
+        .await
+        .unwrap());
+
+    // Node A's lease runs out; node B claims the job.
+    let taken = store
+        .claim_next_job(&["import.run"], "node-b", at(now, 11), at(now, 40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.id, taken.lease_generation), (run_job.id, 2));
+    let new = taken.fence();
+
+    // Node A resumes: nothing it writes lands.
+    assert!(!store
+        .record_import_outcomes(
+            record.id,
+            Some(&old),
+            &[failed("pm_2", "source_error")],
+            Some("{\"p\":2}"),
+            at(now, 12)
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .end_import(
+            record.id,
+            Some(&old),
+            "finished",
+            1,
+            None,
+            &[],
+            None,
+            at(now, 12)
+        )
+        .await
+        .unwrap());
+    assert!(!store.complete_job(&old, at(now, 12)).await.unwrap());
+    let read = store.get_import(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            read.status.as_str(),
+            read.attempts,
+            read.successes,
+            read.failures,
+            read.position.as_deref()
+        ),
+        ("running", 1, 1, 0, Some("{\"p\":1}"))
+    );
+    assert_eq!(store.count_import_failures(record.id).await.unwrap(), 0);
+    assert!(store
+        .counted_payment_methods(record.id, &["pm_2".into()])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Node B, holding the job, carries on and ends it.
+    assert!(store
+        .record_import_outcomes(
+            record.id,
+            Some(&new),
+            &[ok("pm_2")],
+            Some("{\"p\":2}"),
+            at(now, 13)
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .end_import(
+            record.id,
+            Some(&new),
+            "finished",
+            2,
+            None,
+            &[],
+            None,
+            at(now, 14)
+        )
+        .await
+        .unwrap());
+    assert!(store.complete_job(&new, at(now, 15)).await.unwrap());
+    let read = store.get_import(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            read.status.as_str(),
+            read.attempts,
+            read.successes,
+            read.failures
+        ),
+        ("finished", 2, 2, 0)
+    );
     store.close().await;
 }

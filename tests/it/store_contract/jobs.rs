@@ -4,7 +4,7 @@
 use strongroom::store::{JobStatus, Ts};
 
 use super::{at, job, same, t0};
-use crate::support::on_both_backends;
+use crate::support::{held, on_both_backends};
 use crate::support::{Backend, TestDb};
 
 on_both_backends!(
@@ -13,6 +13,7 @@ on_both_backends!(
     a_lease_is_renewed_and_completed_only_by_its_owner,
     a_rescheduled_job_runs_again_at_its_time_and_a_failed_one_never,
     an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out,
+    every_claim_is_a_new_generation_and_an_older_one_is_fenced_out_even_for_its_owner,
     jobs_that_ended_are_purged_and_others_kept,
 );
 
@@ -127,11 +128,11 @@ async fn a_lease_is_renewed_and_completed_only_by_its_owner(backend: Backend) {
         .unwrap();
 
     assert!(!store
-        .renew_job_lease(j.id, "w2", at(now, 60), at(now, 1))
+        .renew_job_lease(&held(&store, j.id, "w2").await, at(now, 60), at(now, 1))
         .await
         .unwrap());
     assert!(store
-        .renew_job_lease(j.id, "w1", at(now, 60), at(now, 1))
+        .renew_job_lease(&held(&store, j.id, "w1").await, at(now, 60), at(now, 1))
         .await
         .unwrap());
     let renewed = store.get_job(j.id).await.unwrap().unwrap();
@@ -140,8 +141,14 @@ async fn a_lease_is_renewed_and_completed_only_by_its_owner(backend: Backend) {
         (Some(at(now, 60)), at(now, 1))
     );
 
-    assert!(!store.complete_job(j.id, "w2", at(now, 2)).await.unwrap());
-    assert!(store.complete_job(j.id, "w1", at(now, 2)).await.unwrap());
+    assert!(!store
+        .complete_job(&held(&store, j.id, "w2").await, at(now, 2))
+        .await
+        .unwrap());
+    assert!(store
+        .complete_job(&held(&store, j.id, "w1").await, at(now, 2))
+        .await
+        .unwrap());
     let done = store.get_job(j.id).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -153,9 +160,12 @@ async fn a_lease_is_renewed_and_completed_only_by_its_owner(backend: Backend) {
         ),
         (JobStatus::Done, None, None, at(now, 2), 1)
     );
-    assert!(!store.complete_job(j.id, "w1", at(now, 3)).await.unwrap());
     assert!(!store
-        .renew_job_lease(j.id, "w1", at(now, 90), at(now, 3))
+        .complete_job(&held(&store, j.id, "w1").await, at(now, 3))
+        .await
+        .unwrap());
+    assert!(!store
+        .renew_job_lease(&held(&store, j.id, "w1").await, at(now, 90), at(now, 3))
         .await
         .unwrap());
     store.close().await;
@@ -173,11 +183,21 @@ async fn a_rescheduled_job_runs_again_at_its_time_and_a_failed_one_never(backend
         .unwrap()
         .unwrap();
     assert!(!store
-        .reschedule_job(j.id, "w2", at(now, 50), "not mine", at(now, 1))
+        .reschedule_job(
+            &held(&store, j.id, "w2").await,
+            at(now, 50),
+            "not mine",
+            at(now, 1)
+        )
         .await
         .unwrap());
     assert!(store
-        .reschedule_job(j.id, "w1", at(now, 50), "HTTP 503", at(now, 1))
+        .reschedule_job(
+            &held(&store, j.id, "w1").await,
+            at(now, 50),
+            "HTTP 503",
+            at(now, 1)
+        )
         .await
         .unwrap());
     let queued = store.get_job(j.id).await.unwrap().unwrap();
@@ -212,11 +232,15 @@ async fn a_rescheduled_job_runs_again_at_its_time_and_a_failed_one_never(backend
     assert_eq!((again.id, again.attempts), (j.id, 2));
 
     assert!(!store
-        .fail_job(j.id, "w1", "not mine", at(now, 51))
+        .fail_job(&held(&store, j.id, "w1").await, "not mine", at(now, 51))
         .await
         .unwrap());
     assert!(store
-        .fail_job(j.id, "w2", "card declined", at(now, 51))
+        .fail_job(
+            &held(&store, j.id, "w2").await,
+            "card declined",
+            at(now, 51)
+        )
         .await
         .unwrap());
     let failed = store.get_job(j.id).await.unwrap().unwrap();
@@ -269,19 +293,30 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out(backend:
         (j.id, Some("w2"), 2, Some(at(now, 40)))
     );
     assert!(!store
-        .renew_job_lease(j.id, "w1", at(now, 50), at(now, 12))
-        .await
-        .unwrap());
-    assert!(!store.complete_job(j.id, "w1", at(now, 12)).await.unwrap());
-    assert!(!store
-        .reschedule_job(j.id, "w1", at(now, 60), "late", at(now, 12))
+        .renew_job_lease(&held(&store, j.id, "w1").await, at(now, 50), at(now, 12))
         .await
         .unwrap());
     assert!(!store
-        .fail_job(j.id, "w1", "late", at(now, 12))
+        .complete_job(&held(&store, j.id, "w1").await, at(now, 12))
         .await
         .unwrap());
-    assert!(store.complete_job(j.id, "w2", at(now, 13)).await.unwrap());
+    assert!(!store
+        .reschedule_job(
+            &held(&store, j.id, "w1").await,
+            at(now, 60),
+            "late",
+            at(now, 12)
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .fail_job(&held(&store, j.id, "w1").await, "late", at(now, 12))
+        .await
+        .unwrap());
+    assert!(store
+        .complete_job(&held(&store, j.id, "w2").await, at(now, 13))
+        .await
+        .unwrap());
     store.close().await;
 }
 
@@ -305,9 +340,12 @@ async fn jobs_that_ended_are_purged_and_others_kept(backend: Backend) {
             .unwrap()
             .unwrap();
     }
-    assert!(store.complete_job(done.id, "w1", at(now, 5)).await.unwrap());
     assert!(store
-        .fail_job(failed.id, "w2", "gave up", at(now, 6))
+        .complete_job(&held(&store, done.id, "w1").await, at(now, 5))
+        .await
+        .unwrap());
+    assert!(store
+        .fail_job(&held(&store, failed.id, "w2").await, "gave up", at(now, 6))
         .await
         .unwrap());
 
@@ -322,5 +360,64 @@ async fn jobs_that_ended_are_purged_and_others_kept(backend: Backend) {
         assert_eq!(store.get_job(j.id).await.unwrap().is_some(), kept);
     }
     assert_eq!(store.purge_finished_jobs(Ts::now()).await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn every_claim_is_a_new_generation_and_an_older_one_is_fenced_out_even_for_its_owner(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let now = at(t0(), 100);
+    let j = job("a", t0());
+    store.enqueue_job(&j).await.unwrap();
+    assert_eq!(
+        store.get_job(j.id).await.unwrap().unwrap().lease_generation,
+        0
+    );
+    let first = store
+        .claim_next_job(&["a"], "w1", now, at(now, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.lease_generation, 1);
+    // The same worker name claims the expired job again: a new run, a new fence.
+    let second = store
+        .claim_next_job(&["a"], "w1", at(now, 11), at(now, 40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (second.lease_generation, second.lease_owner.as_deref()),
+        (2, Some("w1"))
+    );
+    let old = first.fence();
+    assert!(!store
+        .renew_job_lease(&old, at(now, 50), at(now, 12))
+        .await
+        .unwrap());
+    assert!(!store.complete_job(&old, at(now, 12)).await.unwrap());
+    assert!(!store
+        .reschedule_job(&old, at(now, 60), "late", at(now, 12))
+        .await
+        .unwrap());
+    assert!(!store.fail_job(&old, "late", at(now, 12)).await.unwrap());
+    let read = store.get_job(j.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, read.lease_expires_at, read.last_error),
+        (JobStatus::Running, Some(at(now, 40)), None)
+    );
+    assert!(store
+        .renew_job_lease(&second.fence(), at(now, 70), at(now, 13))
+        .await
+        .unwrap());
+    assert!(store
+        .complete_job(&second.fence(), at(now, 14))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_job(j.id).await.unwrap().unwrap().status,
+        JobStatus::Done
+    );
     store.close().await;
 }

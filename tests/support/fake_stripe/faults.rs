@@ -76,7 +76,7 @@ impl Data {
 
 impl FakeStripe {
     /// The next `times` requests to `route` (after authentication) answer `status` with Stripe's
-    /// error body for it: 429 rate limit, 5xx `api_error`, 402 on forwarding the upstream connect
+    /// error body for it: 429 rate limit, 5xx `api_error`, 409 on forwarding `idempotency_key_in_use`, 402 on forwarding the upstream connect
     /// timeout, 502 on forwarding the upstream connection error. `u32::MAX`: always.
     pub fn fail_next(&self, route: Route, status: u16, times: u32) {
         if times > 0 {
@@ -123,6 +123,11 @@ pub(super) fn injected_body(route: Route, status: u16, subject: Option<&str>) ->
             "type": "invalid_request_error",
         }}),
         (Route::Forwarding, 502) => upstream_connection_error(),
+        (Route::Forwarding, 409) => json!({"error": {
+            "code": "idempotency_key_in_use",
+            "message": "There is currently another in-progress request using this Idempotency Key. Please try again later.",
+            "type": "invalid_request_error",
+        }}),
         (Route::Forwarding, 404) => no_such_payment_method(subject.unwrap_or("pm_unknown")),
         (Route::PaymentMethods, 404) => resource_missing(
             "customer",
