@@ -88,6 +88,9 @@ pub struct PaymentChange {
     pub job: Option<NewJob>,
     /// The webhook events the step causes, written in its transaction.
     pub outbox: Vec<OutboxRecord>,
+    /// The card network's id of the authorization this step records, kept on the payment for the
+    /// merchant-initiated payments that continue it.
+    pub network_transaction_id: Option<String>,
 }
 
 /// Which payments of an account to list: created in `[from, until)`, with any of `statuses` and

@@ -200,6 +200,13 @@ macro_rules! impl_payment_store {
                             return Ok(false);
                         }
                     }
+                    if let Some(id) = &c.network_transaction_id {
+                        sqlx::query("UPDATE payments SET network_transaction_id = $2 WHERE id = $1")
+                            .bind(p.id)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     if let Some(job) = &c.job {
                         write_job::<Db>(&mut tx, job, Ts::now()).await?;
                     }

@@ -369,6 +369,7 @@ async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
         finished_refund: Some(refund.clone()),
         job: None,
         outbox: Vec::new(),
+        network_transaction_id: None,
     };
     let rows = state.webhooks.payment_change(&change).await.unwrap();
     assert_eq!(rows.len(), 1);

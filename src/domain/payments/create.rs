@@ -245,16 +245,15 @@ impl Payments {
             &outcome,
         ));
         step.job = follow_up;
+        // Kept in the same commit as the authorization it belongs to.
+        if let Outcome::Approved {
+            network_transaction_id: Some(id),
+            ..
+        } = &outcome
+        {
+            step.network_transaction_id = Some(id.clone());
+        }
         if self.apply(&mut step).await? {
-            if let Outcome::Approved {
-                network_transaction_id: Some(id),
-                ..
-            } = &outcome
-            {
-                self.store
-                    .set_network_transaction_id(payment.id, id)
-                    .await?;
-            }
             Ok(updated)
         } else {
             // Recovery got there first: answer with what is stored.

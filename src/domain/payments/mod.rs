@@ -155,6 +155,7 @@ fn change(previous: &PaymentRecord, payment: PaymentRecord) -> PaymentChange {
         finished_refund: None,
         job: None,
         outbox: Vec::new(),
+        network_transaction_id: None,
     }
 }
 

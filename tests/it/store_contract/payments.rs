@@ -44,6 +44,7 @@ fn change(p: &PaymentRecord, status: &str) -> PaymentChange {
         finished_refund: None,
         job: None,
         outbox: Vec::new(),
+        network_transaction_id: None,
     }
 }
 

@@ -224,6 +224,7 @@ async fn a_pending_answer_is_recorded_once_and_only_while_awaited(backend: Backe
             finished_refund: None,
             job: None,
             outbox: Vec::new(),
+            network_transaction_id: None,
         };
         assert!(store.apply_payment_change(&change).await.unwrap());
         current = next;

@@ -46,6 +46,7 @@ async fn a_change_that_is_rolled_back_is_never_notified(backend: Backend) {
         finished_refund: None,
         job: None,
         outbox: Vec::new(),
+        network_transaction_id: None,
     };
     let state = app.server().state();
     change.outbox = state.webhooks.payment_change(&change).await.unwrap();
