@@ -12,3 +12,26 @@ mod failover;
 mod retries;
 mod secrets;
 mod stripe;
+
+use serde_json::Value;
+
+/// The rows of a `GET /payments/{id}/transactions` answer (its paginated envelope), oldest first.
+fn transaction_rows(list: &Value) -> Vec<Value> {
+    list["data"]
+        .as_array()
+        .expect("the transactions in their paginated envelope")
+        .clone()
+}
+
+/// Each transaction's `(type, status)`, oldest first.
+fn transaction_steps(list: &Value) -> Vec<(String, String)> {
+    transaction_rows(list)
+        .iter()
+        .map(|t| {
+            (
+                t["type"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

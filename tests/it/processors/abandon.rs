@@ -11,9 +11,7 @@ use crate::support::{on_both_backends, payment, spawn_app, Backend, STRIPE_SECRE
 
 on_both_backends!(an_authorization_whose_answer_was_lost_is_undone_where_it_was_made);
 
-fn transactions(list: &Value) -> Vec<Value> {
-    list["data"].as_array().or(list.as_array()).unwrap().clone()
-}
+use super::transaction_rows as transactions;
 
 /// The one intent the fake holds for our payment `id`.
 fn intent_for(stripe: &FakePaymentIntents, id: &str) -> Value {

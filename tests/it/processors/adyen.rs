@@ -27,20 +27,7 @@ fn simple(id: &str) -> String {
     id.replace('-', "")
 }
 
-fn transactions(list: &Value) -> Vec<(String, String)> {
-    list["data"]
-        .as_array()
-        .or(list.as_array())
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["type"].as_str().unwrap().to_owned(),
-                t["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
+use super::transaction_steps as transactions;
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -218,7 +205,7 @@ async fn merchant_initiated_payments_cite_the_network_tx_reference(backend: Back
         .transactions(initial["id"].as_str().unwrap())
         .await
         .ok_body();
-    let psp = listed["data"].as_array().or(listed.as_array()).unwrap()[0]["processor_reference"]
+    let psp = super::transaction_rows(&listed)[0]["processor_reference"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -323,7 +310,7 @@ async fn an_adyen_500_or_timeout_fails_over_to_the_next_processor(backend: Backe
         transactions(&list),
         pairs(&[("authorization", "failed"), ("authorization", "succeeded")])
     );
-    let first = &list["data"].as_array().or(list.as_array()).unwrap()[0];
+    let first = &super::transaction_rows(&list)[0];
     assert!(
         first["message"].as_str().unwrap().contains("adyen"),
         "{first}"

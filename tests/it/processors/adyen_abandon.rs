@@ -17,9 +17,7 @@ on_both_backends!(
     an_unanswered_adyen_charge_that_cannot_be_cancelled_is_recorded_as_such,
 );
 
-fn transactions(list: &Value) -> Vec<Value> {
-    list["data"].as_array().or(list.as_array()).unwrap().clone()
-}
+use super::transaction_rows as transactions;
 
 fn kinds(list: &[Value]) -> Vec<(String, String)> {
     list.iter()

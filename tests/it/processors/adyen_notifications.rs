@@ -21,20 +21,7 @@ fn simple(id: &str) -> String {
     id.replace('-', "")
 }
 
-fn transactions(list: &Value) -> Vec<(String, String)> {
-    list["data"]
-        .as_array()
-        .or(list.as_array())
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["type"].as_str().unwrap().to_owned(),
-                t["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
+use super::transaction_steps as transactions;
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -152,7 +139,7 @@ async fn notifications_too_early_malformed_or_for_another_account(backend: Backe
         .await;
     let id = p["id"].as_str().unwrap().to_owned();
     let listed = app.transactions(&id).await.ok_body();
-    let psp = listed["data"].as_array().or(listed.as_array()).unwrap()[0]["processor_reference"]
+    let psp = super::transaction_rows(&listed)[0]["processor_reference"]
         .as_str()
         .unwrap()
         .to_owned();

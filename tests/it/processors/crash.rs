@@ -137,7 +137,7 @@ async fn an_authorization_killed_in_flight_is_recovered_with_one_charge(backend:
     let intents = stripe.intents();
     assert_eq!(intents.len(), 1);
     let list: Value = api.transactions(&id).await.ok_body();
-    let list = list["data"].as_array().or(list.as_array()).unwrap().clone();
+    let list = super::transaction_rows(&list);
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(
         (&list[0]["type"], &list[0]["status"]),
@@ -182,7 +182,7 @@ async fn a_capture_killed_in_flight_is_retried_and_captures_once(backend: Backen
     assert_eq!(captured["amount"]["captured"], 1200);
     assert_eq!(stripe.intent(&pi).unwrap()["amount_received"], 1200);
     let list: Value = api.transactions(&id).await.ok_body();
-    let list = list["data"].as_array().or(list.as_array()).unwrap().clone();
+    let list = super::transaction_rows(&list);
     let captures: Vec<&Value> = list.iter().filter(|t| t["type"] == "capture").collect();
     assert_eq!(captures.len(), 1, "{list:?}");
     assert_eq!(captures[0]["status"], "succeeded");

@@ -12,7 +12,7 @@ on_both_backends!(a_capture_and_a_refund_whose_answers_were_lost_happen_once);
 
 async fn intent_of(app: &TestApp, id: &str) -> String {
     let list: Value = app.transactions(id).await.ok_body();
-    list["data"].as_array().or(list.as_array()).unwrap()[0]["processor_reference"]
+    super::transaction_rows(&list)[0]["processor_reference"]
         .as_str()
         .unwrap()
         .to_owned()

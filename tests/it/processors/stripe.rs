@@ -17,20 +17,7 @@ fn simple(id: &str) -> String {
     id.replace('-', "")
 }
 
-fn transactions(list: &Value) -> Vec<(String, String)> {
-    list["data"]
-        .as_array()
-        .or(list.as_array())
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["type"].as_str().unwrap().to_owned(),
-                t["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
+use super::transaction_steps as transactions;
 
 async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backend: Backend) {
     let stripe = FakePaymentIntents::start(STRIPE_SECRET).await.unwrap();
@@ -69,8 +56,7 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
         transactions(&listed),
         [("authorization".into(), "succeeded".into())]
     );
-    let reference = listed["data"].as_array().or(listed.as_array()).unwrap()[0]
-        ["processor_reference"]
+    let reference = super::transaction_rows(&listed)[0]["processor_reference"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -110,7 +96,7 @@ async fn payments_go_through_stripe_with_capture_void_and_partial_refunds(backen
     assert_eq!(captured["status"], "captured", "{captured}");
     assert_eq!(captured["amount"]["captured"], 600);
     let listed = app.transactions(id).await.ok_body();
-    let pi = listed["data"].as_array().or(listed.as_array()).unwrap()[0]["processor_reference"]
+    let pi = super::transaction_rows(&listed)[0]["processor_reference"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -169,8 +155,7 @@ async fn merchant_initiated_payments_go_off_session_citing_the_initial_network_t
             .transactions(initial["id"].as_str().unwrap())
             .await
             .ok_body();
-        let initial_pi = listed["data"].as_array().or(listed.as_array()).unwrap()[0]
-            ["processor_reference"]
+        let initial_pi = super::transaction_rows(&listed)[0]["processor_reference"]
             .as_str()
             .unwrap()
             .to_owned();
