@@ -68,11 +68,25 @@ pub struct Config {
     pub http: HttpSettings,
     /// Cap on an account's idempotency records of the last 24 hours; `None`: no cap.
     pub idempotency_records_per_account: Option<u64>,
+    /// Where the Prometheus metrics are served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// This node's name, recorded with every audit event it writes.
+    pub node_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub(crate) String);
+
+/// The host name (from the kernel, else the environment), or `strongroom`.
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "strongroom".to_owned())
+}
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./strongroom-data";
@@ -108,6 +122,8 @@ impl Config {
             forward_timeout: Duration::from_secs(30),
             http: HttpSettings::default(),
             idempotency_records_per_account: None,
+            metrics_listen: None,
+            node_name: default_node_name(),
         }
     }
 
@@ -140,6 +156,19 @@ impl Config {
             config.stripe_api_base = layered.check("stripe_api_base", secure_url(url))?;
         }
         config.redis_url = s.redis_url.clone();
+        if let Some(addr) = &s.metrics_listen {
+            let addr = layered.check("metrics_listen", listen_address(addr))?;
+            if addr == config.listen && addr.port() != 0 {
+                return Err(ConfigError(
+                    "metrics_listen: must differ from listen (metrics are never served on the API's port)"
+                        .to_owned(),
+                ));
+            }
+            config.metrics_listen = Some(addr);
+        }
+        if let Some(name) = &s.node_name {
+            config.node_name = layered.check("node_name", not_empty(name))?;
+        }
         if let Some(n) = s.max_body_bytes {
             config.max_body_bytes = layered.check("max_body_bytes", at_least(n, 1024))?;
         }

@@ -115,10 +115,12 @@ impl Worker {
     pub async fn step(&self) -> StoreResult<Step> {
         let kinds: Vec<&str> = self.handlers.keys().copied().collect();
         let now = Ts::now();
-        let Some(job) = self
-            .store
-            .claim_next_job(&kinds, &self.owner, now, now.plus(self.lease))
-            .await?
+        let Some(job) = crate::metrics::timed(
+            "claim_next_job",
+            self.store
+                .claim_next_job(&kinds, &self.owner, now, now.plus(self.lease)),
+        )
+        .await?
         else {
             return Ok(Step::Idle);
         };
@@ -130,6 +132,7 @@ impl Worker {
         };
         let span =
             tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempts);
+        let handler_kind = handler.kind();
         let result = self
             .run_with_renewal(handler, &job)
             .instrument(span.clone())
@@ -143,6 +146,7 @@ impl Worker {
                 span.in_scope(|| {
                     tracing::warn!("job lease was lost to another worker; its run was stopped")
                 });
+                crate::metrics::metrics().job_finished(handler_kind, "lease_lost");
                 return Ok(Step::LeaseLost(id));
             }
         };
@@ -183,6 +187,13 @@ impl Worker {
                 tracing::warn!("job lease was lost to another worker; its result was dropped")
             });
         }
+        let outcome = match (&step, recorded) {
+            (_, false) => "lease_lost",
+            (Step::Completed(_), _) => "completed",
+            (Step::Rescheduled(_), _) => "rescheduled",
+            _ => "failed",
+        };
+        crate::metrics::metrics().job_finished(handler_kind, outcome);
         Ok(if recorded { step } else { Step::LeaseLost(id) })
     }
 

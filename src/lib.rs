@@ -11,6 +11,7 @@ pub mod domain;
 pub mod jobs;
 #[cfg(test)]
 mod layers;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod store;

@@ -30,6 +30,7 @@ use crate::vault::master::MasterKeys;
 use crate::vault::Vault;
 
 mod http;
+pub mod metrics;
 
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
@@ -63,6 +64,8 @@ pub struct RunningServer {
     background: Vec<JoinHandle<()>>,
     /// The key of the `default` account if this start created it (shown once).
     pub default_api_key: Option<ApiKeySecret>,
+    /// Where the metrics are served, when they are.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -208,6 +211,17 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
 
     let mut background = Vec::new();
     let handlers = job_handlers(&state);
+    let m = crate::metrics::metrics();
+    m.declare_job_kinds(&handlers.iter().map(|h| h.kind()).collect::<Vec<_>>());
+    m.set_build_info(state.store.backend().label());
+    let mut metrics_addr = None;
+    if let Some(at) = state.config.metrics_listen {
+        let (bound, task) = metrics::spawn(at, state.store.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen for metrics on {at}"))?;
+        metrics_addr = Some(bound);
+        background.push(task);
+    }
     for _ in 0..state.config.workers {
         let worker = Worker::new(
             state.store.clone(),
@@ -219,7 +233,10 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
         ));
     }
     background.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
-    tracing::info!(%addr, backend = ?state.store.backend(), workers = state.config.workers, "strongroom is serving");
+    let metrics_at = metrics_addr
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
+    tracing::info!(%addr, metrics_addr = %metrics_at, backend = ?state.store.backend(), workers = state.config.workers, "strongroom is serving");
     Ok(RunningServer {
         addr,
         state,
@@ -227,6 +244,7 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
         http,
         background,
         default_api_key,
+        metrics_addr,
     })
 }
 

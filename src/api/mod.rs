@@ -149,11 +149,18 @@ async fn request_context(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let route = req
+    let metrics = crate::metrics::metrics();
+    // Interned: the label costs no allocation after a route's first request.
+    let route_label = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
+        .map_or("unmatched", |p| metrics.route(p.as_str()));
+    let method_label = method_label(req.method());
+    let route = if route_label == "unmatched" {
+        ""
+    } else {
+        route_label
+    };
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
@@ -164,10 +171,12 @@ async fn request_context(req: Request, next: Next) -> Response {
     let started = Instant::now();
     span.in_scope(|| tracing::trace!(content_length = ?req.headers().get("content-length"), "request started"));
     let mut response = next.run(req).instrument(span.clone()).await;
+    let took = started.elapsed();
+    metrics.observe_request(route_label, method_label, response.status().as_u16(), took);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us = took.as_micros() as u64,
             "request"
         )
     });
@@ -177,4 +186,19 @@ async fn request_context(req: Request, next: Next) -> Response {
         headers.insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The method as a label from a fixed set (any other method is `other`).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }

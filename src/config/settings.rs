@@ -156,6 +156,13 @@ pub struct Settings {
     /// Requests a key may make in a burst above its rate (default: one second's worth).
     #[arg(long, global = true, env = "STRONGROOM_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+    /// Address of the Prometheus metrics listener (`GET /metrics`); off unless set, and never the
+    /// API's own address.
+    #[arg(long, global = true, env = "STRONGROOM_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// This node's name in the audit trail (default: the host name).
+    #[arg(long, global = true, env = "STRONGROOM_NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 /// The settings in force: flags and environment over the file. Remembers which came from the file, so

@@ -42,6 +42,8 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
         batch: &[(TokenRecord, AuditEvent)],
         outbox: &[OutboxRecord],
     ) -> StoreResult<()>;
+    /// A consistent copy of the database into the new file `path` (see `Store::backup_into`).
+    async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()>;
 }
 
 /// A value from an enum's string table, written into a statement's text as an SQL string literal, for
@@ -110,6 +112,33 @@ macro_rules! impl_sql_store {
 
                 async fn close(&self) {
                     self.close_pools().await
+                }
+
+                fn pool_connections(&self) -> (u32, u32) {
+                    let pool = self.pool();
+                    let idle = pool.num_idle() as u32;
+                    (idle, pool.size().saturating_sub(idle))
+                }
+
+                async fn job_queue_stats(&self) -> StoreResult<Vec<(String, i64, Option<$crate::store::Ts>)>> {
+                    Ok(sqlx::query_as(
+                        "SELECT kind, COUNT(*), MIN(run_at) FROM jobs WHERE status = 'queued' GROUP BY kind",
+                    )
+                    .fetch_all(self.pool())
+                    .await?)
+                }
+
+                async fn count_active_imports(&self) -> StoreResult<i64> {
+                    let (n,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM token_imports WHERE status IN ('preparing', 'running')",
+                    )
+                    .fetch_one(self.pool())
+                    .await?;
+                    Ok(n)
+                }
+
+                async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()> {
+                    <Self as SqlBackend>::backup_into(self, path).await
                 }
             }
         };

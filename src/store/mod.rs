@@ -117,6 +117,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend's name as metrics and admin output spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// Everything Strongroom keeps, one sub-trait per resource. Every method is one statement (or one short
 /// transaction where a change and the rows that record it must land together). The sub-traits' methods
 /// are callable on a `DynStore` without importing them: a trait object carries its supertraits' methods.
@@ -143,6 +153,15 @@ pub trait Store:
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
     async fn close(&self);
+    /// The pool's connections: (idle, in use).
+    fn pool_connections(&self) -> (u32, u32);
+    /// Queued jobs by kind: (kind, how many, earliest `run_at`), for the metrics.
+    async fn job_queue_stats(&self) -> StoreResult<Vec<(String, i64, Option<Ts>)>>;
+    /// Imports preparing or running, over all accounts.
+    async fn count_active_imports(&self) -> StoreResult<i64>;
+    /// Writes a consistent copy of the whole database to the new file `path` while it serves (SQLite:
+    /// `VACUUM INTO`); a backend that is backed up with its own tools answers `Unsupported`.
+    async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -35,6 +35,12 @@ impl SqlBackend for PgStore {
         &self.pool
     }
 
+    async fn backup_into(&self, _path: &std::path::Path) -> StoreResult<()> {
+        Err(super::StoreError::Other(
+            "PostgreSQL is backed up with its own tools (pg_dump, or base backups with WAL archiving); see the README".into(),
+        ))
+    }
+
     async fn close_pools(&self) {
         self.pool.close().await;
     }

@@ -40,6 +40,19 @@ impl SqlBackend for SqliteStore {
         &self.pool
     }
 
+    /// `VACUUM INTO` reads one snapshot (a read transaction), so writers go on while it copies and the
+    /// copy holds exactly what was committed when it began.
+    async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| super::StoreError::Other("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn close_pools(&self) {
         self.batch_writer.close().await;
         self.pool.close().await;

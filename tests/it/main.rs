@@ -16,6 +16,7 @@ mod http_server;
 mod idempotency;
 mod imports;
 mod jobs;
+mod metrics;
 mod openapi;
 mod payments;
 mod payments_list;

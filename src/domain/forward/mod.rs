@@ -152,6 +152,7 @@ impl Forwarder {
             .vault
             .open(req.account_id, token.id, &token.sealed_card)
             .await?;
+        crate::metrics::metrics().card_read("forward");
         // Taken out of the cache only once everything else is known to be fine: used once, then gone.
         let code = match template.needs(Field::SecurityCode) {
             false => None,

@@ -302,6 +302,10 @@ impl Run<'_> {
             )
             .await?
         {
+            let m = crate::metrics::metrics();
+            for outcome in outcomes {
+                m.import_card(outcome.failure.is_none());
+            }
             Ok(())
         } else {
             Err(Stop::Ended)

@@ -171,6 +171,7 @@ impl Payments {
         let (outcome, current) = match token {
             Some(token) => {
                 let card = self.tokens.open(payment.account_id, actor, &token).await?;
+                crate::metrics::metrics().card_read("payment");
                 // The payment is already recorded `processing`: a cache that does not answer in
                 // time (logged there) means going on without the code rather than leaving it half made.
                 let code = if customer_present {

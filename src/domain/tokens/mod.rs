@@ -127,11 +127,19 @@ impl Tokens {
         // The code is cached before the token is committed: a token is never acknowledged without
         // the code its client sent, and a cache that is down fails the request (503) with nothing made.
         let cached = valid.security_code.is_some();
+        let metric_origin = if record.import_provider.is_some() {
+            "import"
+        } else {
+            "api"
+        };
         if let Some(code) = valid.security_code {
             self.cvc.put(account_id, id, code).await?;
         }
         match self.writer.insert_notified(record, audit, outbox).await {
-            Ok(record) => Ok(record),
+            Ok(record) => {
+                crate::metrics::metrics().token_created(metric_origin, 1);
+                Ok(record)
+            }
             Err(err) => {
                 if cached {
                     self.cvc.drop_code(id).await;

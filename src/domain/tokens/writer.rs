@@ -64,7 +64,8 @@ async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
         let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
         // The outbox joins the batch's commit; accounts without webhooks add nothing to it.
         let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
-        let written = store.insert_tokens(&rows, &outbox).await;
+        let written =
+            crate::metrics::timed("insert_tokens", store.insert_tokens(&rows, &outbox)).await;
         match written {
             Ok(()) => {
                 for ((token, _), done) in rows.into_iter().zip(answers) {

@@ -172,6 +172,10 @@ impl Deliverer {
                         now,
                     )
                     .await?;
+                let m = crate::metrics::metrics();
+                m.webhook_delivery("delivered");
+                let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
+                m.webhook_lag.observe(lag);
                 return Ok(());
             }
             Err(reason) => reason,
@@ -191,6 +195,7 @@ impl Deliverer {
                     now,
                 )
                 .await?;
+            crate::metrics::metrics().webhook_delivery("failed");
             return Err(JobError::Fatal(reason));
         }
         let delay = retry_delay(self.settings.retry_base, attempts).min(left);
@@ -199,6 +204,7 @@ impl Deliverer {
         self.store
             .record_delivery_attempt(d.id, attempts, now.plus(delay), &reason)
             .await?;
+        crate::metrics::metrics().webhook_delivery("retried");
         Err(JobError::RetryAfter(delay, reason))
     }
 
