@@ -1,6 +1,8 @@
 //! The command line: `serve` and the admin commands, which use the same settings as `serve` and work
 //! while it runs. With `--json`, an admin command prints exactly one JSON document on stdout.
 
+mod audit;
+mod backup;
 mod destinations;
 mod import_watch;
 mod processors;
@@ -66,6 +68,22 @@ pub enum Command {
     /// Forwarding destinations: where an account's `POST /forward` may send card data.
     #[command(subcommand)]
     Destination(destinations::DestinationCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Writes a consistent copy of the SQLite database to FILE while the server serves.
+    Backup {
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Puts a backup in place as the SQLite database of a stopped server.
+    Restore {
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +218,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Processor(cmd) => processors::run(cmd, config).await,
         Command::Route(cmd) => routes::run(cmd, config).await,
         Command::Destination(cmd) => destinations::run(cmd, config).await,
+        Command::Audit(cmd) => audit::run(cmd, config).await,
+        Command::Backup { to } => backup::backup(config, to).await,
+        Command::Restore { from, force } => backup::restore(config, from, force).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,
@@ -234,7 +255,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (STRONGROOM_LISTEN)", config.listen))?;
+    let pid_file = (config.sqlite_file().is_some()).then(|| backup::pid_file(&config));
     let server = server::start(config, listener).await?;
+    if let Some(path) = &pid_file {
+        // Lets `restore` refuse to replace the database under a running server.
+        if let Err(err) = std::fs::write(path, std::process::id().to_string()) {
+            tracing::warn!(error = %err, "could not write the pid file");
+        }
+    }
     if let Some(key) = &server.default_api_key {
         // Not `println!`: a stdout that cannot be written (a full disk) must not stop the server.
         telemetry::print_out(&format!(
@@ -249,7 +277,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing requests in flight");
         token.cancel();
     });
-    server.wait().await
+    let served = server.wait().await;
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    served
 }
 
 async fn shutdown_signal() {

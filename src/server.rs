@@ -34,6 +34,7 @@ pub mod metrics;
 
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    store::set_node_name(&config.node_name);
     if config.sqlite_file().is_some() {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(

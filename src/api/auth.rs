@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::accounts::{parse_presented_key, secret_matches};
-use crate::store::{Feature, FeatureSet, KeyWithAccount};
+use crate::store::{Action, AuditEvent, Feature, FeatureSet, KeyWithAccount};
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -43,6 +43,13 @@ pub async fn require_api_key(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let target = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("", |p| p.as_str())
+    );
     match authenticate(&state, req.headers()).await {
         Ok(principal) => {
             tracing::Span::current()
@@ -54,10 +61,44 @@ pub async fn require_api_key(
             {
                 return ApiError::too_many_requests(wait).into_response();
             }
+            let (account, key) = (principal.account_id, principal.key_id);
             req.extensions_mut().insert(principal);
-            next.run(req).await
+            let response = next.run(req).await;
+            if response.status() == axum::http::StatusCode::FORBIDDEN {
+                record_refusal(&state, Some(account), &key.to_string(), target, "forbidden").await;
+            }
+            response
         }
-        Err(err) => err.into_response(),
+        Err(err) => {
+            let response = err.into_response();
+            if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+                // The key id when the header had the shape of a key (never the secret part).
+                let actor = req
+                    .headers()
+                    .get(API_KEY_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_presented_key(v.trim()))
+                    .map_or_else(|| "anonymous".to_owned(), |(id, _)| format!("key:{id}"));
+                record_refusal(&state, None, &actor, target, "unauthorized").await;
+            }
+            response
+        }
+    }
+}
+
+/// Writes the audit event of a refused request. A 401 names no account (whose key it was is not known
+/// to be true); operators see it with `strongroom audit list`. A failure to write it is logged, not
+/// answered: the client's answer is the refusal either way.
+async fn record_refusal(
+    state: &AppState,
+    account: Option<Uuid>,
+    actor: &str,
+    target: String,
+    outcome: &str,
+) {
+    let event = AuditEvent::new(account, actor, Action::RequestRefuse, Some(target), outcome);
+    if let Err(err) = state.store.insert_audit_event(&event).await {
+        tracing::warn!(error = %err, "could not record a refused request in the audit trail");
     }
 }
 

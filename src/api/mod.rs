@@ -2,6 +2,7 @@
 //! document, which is generated from the same route list that the router is built from.
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -85,6 +86,7 @@ impl Modify for ApiKeyAuth {
 fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let protected = OpenApiRouter::new()
         .routes(routes!(account::get_account))
+        .routes(routes!(audit::list_audit_events))
         .routes(routes!(tokens::cde_import))
         .routes(routes!(tokens::list_tokens))
         .routes(routes!(tokens::get_token, tokens::delete_token))
@@ -170,7 +172,14 @@ async fn request_context(req: Request, next: Next) -> Response {
     );
     let started = Instant::now();
     span.in_scope(|| tracing::trace!(content_length = ?req.headers().get("content-length"), "request started"));
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let origin = crate::store::AuditOrigin {
+        remote_addr: req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string()),
+        request_id: Some(request_id.clone()),
+    };
+    let mut response = origin.scope(next.run(req).instrument(span.clone())).await;
     let took = started.elapsed();
     metrics.observe_request(route_label, method_label, response.status().as_u16(), took);
     span.in_scope(|| {

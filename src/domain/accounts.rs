@@ -121,12 +121,15 @@ pub async fn bootstrap_default_account(
         created_at: Ts::now(),
     };
     let (key, secret) = generate_api_key(account.id, "default");
-    let audit = success(
-        account.id,
-        "server-bootstrap",
-        Action::AccountCreate,
-        account.id,
-    );
+    let audit = [
+        success(
+            account.id,
+            "server-bootstrap",
+            Action::AccountCreate,
+            account.id,
+        ),
+        success(account.id, "server-bootstrap", Action::ApiKeyCreate, key.id),
+    ];
     if !store
         .bootstrap_default_account(&account, &key, &audit)
         .await?

@@ -58,10 +58,10 @@ pub async fn serve(
             _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                stream
+                (stream, peer)
             }
             // The client gave up before we took its connection: nothing is wrong with the listener.
             Err(err) if is_connection_error(&err) => continue,
@@ -81,6 +81,7 @@ pub async fn serve(
         let service = ConnectionService {
             app: app.clone(),
             body_timeout: limits.body_timeout,
+            peer,
         };
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -110,6 +111,8 @@ fn is_connection_error(err: &io::Error) -> bool {
 struct ConnectionService {
     app: Router,
     body_timeout: Duration,
+    /// The client's address, for the audit trail (`ConnectInfo` in the request's extensions).
+    peer: std::net::SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -122,6 +125,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let timed_out = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + self.body_timeout;
         let flag = timed_out.clone();
+        let mut request = request;
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let request = request.map(|inner| {
             Body::new(DeadlineBody {
                 inner,

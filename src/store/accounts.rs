@@ -122,7 +122,7 @@ pub trait AccountStore {
         &self,
         account: &Account,
         key: &ApiKeyRecord,
-        audit: &AuditEvent,
+        audit: &[AuditEvent],
     ) -> StoreResult<bool>;
 }
 
@@ -134,7 +134,7 @@ macro_rules! impl_account_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::accounts::ACCOUNT_INSERT;
-            use $crate::store::audit::{write_audit, write_audits};
+            use $crate::store::audit::write_audits;
             use $crate::store::backend::SqlBackend;
             use $crate::store::keys::API_KEY_INSERT;
             use $crate::store::{Account, AccountStore, ApiKeyRecord, AuditEvent, StoreResult};
@@ -185,7 +185,7 @@ macro_rules! impl_account_store {
                     &self,
                     a: &Account,
                     k: &ApiKeyRecord,
-                    audit: &AuditEvent,
+                    audit: &[AuditEvent],
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
                     let claimed = sqlx::query(
@@ -216,7 +216,7 @@ macro_rules! impl_account_store {
                         .bind(k.revoked_at)
                         .execute(&mut *tx)
                         .await?;
-                    write_audit::<Db>(&mut tx, audit).await?;
+                    write_audits::<Db>(&mut tx, audit).await?;
                     tx.commit().await?;
                     Ok(true)
                 }

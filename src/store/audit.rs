@@ -36,6 +36,9 @@ string_enum! {
         ProcessorRemove = "processor.remove",
         RouteSet = "route.set",
         ProcessorNotificationRefuse = "processor.notification_refuse",
+        RequestRefuse = "request.refuse",
+        ImportOpenStripeKey = "import.open_stripe_key",
+        ImportEnd = "import.end",
     }
 }
 
@@ -55,7 +58,38 @@ impl PartialEq<&str> for Action {
     }
 }
 
-/// One line of the audit trail. `target` names what was acted on (an id), never card data.
+/// Where the events written while serving one request come from: set by the API around each request
+/// (a task-local, so that the domain and the store need not carry it), read by `AuditEvent::new`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditOrigin {
+    pub remote_addr: Option<String>,
+    pub request_id: Option<String>,
+}
+
+tokio::task_local! {
+    static AUDIT_ORIGIN: AuditOrigin;
+}
+
+impl AuditOrigin {
+    /// Runs `fut` with this origin recorded on every audit event it creates.
+    pub async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
+        AUDIT_ORIGIN.scope(self, fut).await
+    }
+
+    fn current() -> Self {
+        AUDIT_ORIGIN.try_with(Clone::clone).unwrap_or_default()
+    }
+}
+
+static NODE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this node in every audit event of the process (the first name set wins: one process, one node).
+pub fn set_node_name(name: &str) {
+    let _ = NODE_NAME.set(name.to_owned());
+}
+
+/// One line of the audit trail. `target` names what was acted on (an id), never card data. The origin
+/// (`remote_addr`, `request_id`, `node`) is filled by `new` from the request being served, if any.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct AuditEvent {
     /// Assigned by the database in insertion order; 0 until stored.
@@ -67,6 +101,9 @@ pub struct AuditEvent {
     pub action: Action,
     pub target: Option<String>,
     pub outcome: String,
+    pub remote_addr: Option<String>,
+    pub request_id: Option<String>,
+    pub node: Option<String>,
 }
 
 impl AuditEvent {
@@ -77,6 +114,7 @@ impl AuditEvent {
         target: Option<String>,
         outcome: &str,
     ) -> Self {
+        let origin = AuditOrigin::current();
         Self {
             id: 0,
             at: Ts::now(),
@@ -85,8 +123,30 @@ impl AuditEvent {
             action,
             target,
             outcome: outcome.to_owned(),
+            remote_addr: origin.remote_addr,
+            request_id: origin.request_id,
+            node: NODE_NAME.get().cloned(),
         }
     }
+}
+
+impl AuditEvent {
+    /// The same event with `origin` in place of the one it was made with.
+    pub fn with_origin(mut self, origin: AuditOrigin) -> Self {
+        self.remote_addr = origin.remote_addr;
+        self.request_id = origin.request_id;
+        self
+    }
+}
+
+/// What `list_audit_events_page` selects: an account's events (`None`: every account's, for operators),
+/// an action, and a time range (`from` inclusive, `to` exclusive).
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub account_id: Option<Uuid>,
+    pub action: Option<Action>,
+    pub from: Option<Ts>,
+    pub to: Option<Ts>,
 }
 
 #[async_trait]
@@ -99,6 +159,65 @@ pub trait AuditStore {
     /// An account's events, newest first.
     async fn list_audit_events(&self, account_id: Uuid, limit: i64)
         -> StoreResult<Vec<AuditEvent>>;
+    /// One page of the events `filter` selects, newest first, and how many it selects in all.
+    async fn list_audit_events_page(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<(Vec<AuditEvent>, u64)>;
+}
+
+const AUDIT_COLUMNS: &str =
+    "id, at, account_id, actor, action, target, outcome, remote_addr, request_id, node";
+
+/// `WHERE …` for `filter`, its placeholders numbered from $1 in the order `bind_audit_filter` binds.
+pub(crate) fn audit_where(filter: &AuditFilter) -> String {
+    let mut clauses = Vec::new();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if filter.account_id.is_some() {
+        clauses.push(format!("account_id = {}", next()));
+    }
+    if filter.action.is_some() {
+        clauses.push(format!("action = {}", next()));
+    }
+    if filter.from.is_some() {
+        clauses.push(format!("at >= {}", next()));
+    }
+    if filter.to.is_some() {
+        clauses.push(format!("at < {}", next()));
+    }
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+pub(crate) fn audit_select(filter: &AuditFilter) -> (String, String, usize) {
+    let filter_sql = audit_where(filter);
+    let bound = [
+        filter.account_id.is_some(),
+        filter.action.is_some(),
+        filter.from.is_some(),
+        filter.to.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    (
+        format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events {filter_sql} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+            bound + 1,
+            bound + 2
+        ),
+        format!("SELECT COUNT(*) FROM audit_events {filter_sql}"),
+        bound,
+    )
 }
 
 /// Appends `INSERT INTO audit_events (…) VALUES (…), …` for `events` to `query`.
@@ -112,14 +231,19 @@ pub(crate) fn push_audit_insert<'a, DB>(
     &'a str: Encode<'a, DB> + Type<DB>,
     Option<&'a str>: Encode<'a, DB> + Type<DB>,
 {
-    query.push("INSERT INTO audit_events (at, account_id, actor, action, target, outcome) ");
+    query.push(
+        "INSERT INTO audit_events (at, account_id, actor, action, target, outcome, remote_addr, request_id, node) ",
+    );
     query.push_values(events, |mut row, e| {
         row.push_bind(e.at)
             .push_bind(e.account_id)
             .push_bind(e.actor.as_str())
             .push_bind(e.action.as_str())
             .push_bind(e.target.as_deref())
-            .push_bind(e.outcome.as_str());
+            .push_bind(e.outcome.as_str())
+            .push_bind(e.remote_addr.as_deref())
+            .push_bind(e.request_id.as_deref())
+            .push_bind(e.node.as_deref());
     });
 }
 
@@ -211,21 +335,53 @@ macro_rules! impl_audit_store {
                     for chunk in events.chunks($crate::store::backend::INSERT_CHUNK) {
                         let mut insert = sqlx::QueryBuilder::<Db>::new("");
                         $crate::store::audit::push_audit_insert(&mut insert, chunk);
-                        <Db as $crate::store::backend::SqlDb>::execute_built(&mut *tx, &mut insert).await?;
+                        <Db as $crate::store::backend::SqlDb>::execute_built(&mut *tx, &mut insert)
+                            .await?;
                     }
                     tx.commit().await?;
                     Ok(())
                 }
 
-                async fn list_audit_events(&self, account_id: Uuid, limit: i64) -> StoreResult<Vec<AuditEvent>> {
-                    Ok(sqlx::query_as(
-                        "SELECT id, at, account_id, actor, action, target, outcome FROM audit_events \
-                         WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
-                    )
-                    .bind(account_id)
-                    .bind(limit)
-                    .fetch_all(self.pool())
-                    .await?)
+                async fn list_audit_events(
+                    &self,
+                    account_id: Uuid,
+                    limit: i64,
+                ) -> StoreResult<Vec<AuditEvent>> {
+                    let filter = $crate::store::audit::AuditFilter {
+                        account_id: Some(account_id),
+                        ..Default::default()
+                    };
+                    Ok(self.list_audit_events_page(&filter, limit, 0).await?.0)
+                }
+
+                async fn list_audit_events_page(
+                    &self,
+                    filter: &$crate::store::audit::AuditFilter,
+                    limit: i64,
+                    offset: i64,
+                ) -> StoreResult<(Vec<AuditEvent>, u64)> {
+                    let (select, count, _) = $crate::store::audit::audit_select(filter);
+                    let mut rows = sqlx::query_as::<Db, AuditEvent>(&select);
+                    let mut total = sqlx::query_as::<Db, (i64,)>(&count);
+                    if let Some(id) = filter.account_id {
+                        rows = rows.bind(id);
+                        total = total.bind(id);
+                    }
+                    if let Some(action) = filter.action {
+                        rows = rows.bind(action.as_str());
+                        total = total.bind(action.as_str());
+                    }
+                    if let Some(from) = filter.from {
+                        rows = rows.bind(from);
+                        total = total.bind(from);
+                    }
+                    if let Some(to) = filter.to {
+                        rows = rows.bind(to);
+                        total = total.bind(to);
+                    }
+                    let rows = rows.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+                    let (total,) = total.fetch_one(self.pool()).await?;
+                    Ok((rows, u64::try_from(total).unwrap_or(0)))
                 }
             }
         };

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use accounts::{Account, AccountStore, Feature, FeatureSet};
-pub use audit::{Action, AuditEvent, AuditStore};
+pub use audit::{set_node_name, Action, AuditEvent, AuditFilter, AuditOrigin, AuditStore};
 pub use destinations::{DestinationRecord, DestinationStore};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};

@@ -142,7 +142,23 @@ impl Imports {
         how: EndOfImport,
         failure: Option<&FailureRecord>,
     ) -> Result<bool, ImportError> {
-        self.end_as(id, Some(fence), how, failure, None).await
+        let Some(import) = self.store.get_import(id).await? else {
+            return Ok(false);
+        };
+        // The system ended it (every card tried, or a fatal error): recorded in the end's commit.
+        let outcome = match how {
+            EndOfImport::Finished => "finished",
+            EndOfImport::Aborted => "aborted",
+        };
+        let audit = AuditEvent::new(
+            Some(import.account_id),
+            "system",
+            Action::ImportEnd,
+            Some(id.to_string()),
+            outcome,
+        );
+        self.end_as(id, Some(fence), how, failure, Some(&audit))
+            .await
     }
 
     async fn end_as(
@@ -427,7 +443,18 @@ impl Imports {
                 &sealing_aad(import.id, "stripe_key"),
                 api,
             )
-            .await?;
+            .await;
+        // Every opening of the merchant's Stripe secret is on the trail, whether it opened or not.
+        let opened = AuditEvent::new(
+            Some(import.account_id),
+            "system",
+            Action::ImportOpenStripeKey,
+            Some(import.id.to_string()),
+            if api.is_ok() { "success" } else { "failure" },
+        );
+        // Not recorded, not used.
+        self.store.insert_audit_event(&opened).await?;
+        let api = api?;
         let ingest = vault
             .open_bytes(
                 import.account_id,

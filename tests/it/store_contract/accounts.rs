@@ -155,7 +155,7 @@ async fn the_default_account_is_bootstrapped_once(backend: Backend) {
         .bootstrap_default_account(
             &first,
             &key,
-            &audited(first.id, Action::AccountCreate, first.id)
+            &[audited(first.id, Action::AccountCreate, first.id)]
         )
         .await
         .unwrap());
@@ -165,7 +165,7 @@ async fn the_default_account_is_bootstrapped_once(backend: Backend) {
         .bootstrap_default_account(
             &second,
             &key2,
-            &audited(second.id, Action::AccountCreate, second.id)
+            &[audited(second.id, Action::AccountCreate, second.id)]
         )
         .await
         .unwrap());

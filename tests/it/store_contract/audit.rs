@@ -99,6 +99,9 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
             "processor.remove",
             "route.set",
             "processor.notification_refuse",
+            "request.refuse",
+            "import.open_stripe_key",
+            "import.end",
         ]
     );
     store.close().await;
