@@ -7,6 +7,7 @@ mod support;
 
 mod api_basics;
 mod audit;
+mod backup;
 mod cli;
 mod disk_faults;
 mod fake_stripe_selftest;
