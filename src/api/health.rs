@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::AppState;
+use crate::store::StoreError;
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthStatus {
@@ -46,17 +47,42 @@ fn probe_space(dir: &Path) -> std::io::Result<()> {
     written
 }
 
-/// The process is up, its database answers and (SQLite) its data directory has room to write.
+/// How long `/ready` waits for each dependency.
+const DEPENDENCY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the key provider answers (today the master key file). A provider added later (an HSM)
+/// answers here too.
+async fn key_provider(state: &AppState) -> Result<(), String> {
+    match tokio::time::timeout(DEPENDENCY_DEADLINE, state.tokens.vault.check_key_provider()).await {
+        Ok(answer) => answer,
+        Err(_) => Err("no answer in time".into()),
+    }
+}
+
+/// The process is up, its database answers, Redis (when configured) and the key provider answer and (SQLite) its data directory has room to write.
 #[utoipa::path(get, path = "/ready", tag = "operations", responses(
     (status = 200, body = HealthStatus),
-    (status = 503, description = "The database does not answer, or the data directory has no space left", body = ErrorBody),
+    (status = 503, description = "A dependency is down, named in the message: the database, Redis (when configured), the key provider, or the data directory has no space left", body = ErrorBody),
 ))]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<HealthStatus>> {
-    state
-        .store
-        .ping()
+    if let Err(err) = tokio::time::timeout(DEPENDENCY_DEADLINE, state.store.ping())
         .await
-        .map_err(|e| ApiError::unavailable(&e))?;
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer in time".into())))
+    {
+        return Err(ApiError::unavailable_because(
+            "The database does not answer",
+            &err,
+        ));
+    }
+    if let Err(err) = state.tokens.cvc.ping().await {
+        return Err(ApiError::unavailable_because("Redis does not answer", &err));
+    }
+    if let Err(err) = key_provider(&state).await {
+        return Err(ApiError::unavailable_because(
+            "The key provider does not answer",
+            &err,
+        ));
+    }
     if let Some(dir) = state
         .config
         .sqlite_file()

@@ -100,6 +100,16 @@ impl CvcCache {
         }
     }
 
+    /// Whether the cache answers: Redis must answer `PING` within the deadline; memory always does.
+    pub async fn ping(&self) -> Result<(), String> {
+        match self {
+            CvcCache::Memory(_) => Ok(()),
+            CvcCache::Redis(r) => query::<String>(&r.conn, &redis::cmd("PING"))
+                .await
+                .map(drop),
+        }
+    }
+
     /// Removes expired codes from memory (Redis expires its own).
     pub fn sweep(&self) -> usize {
         match self {

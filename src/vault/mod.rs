@@ -55,6 +55,29 @@ pub struct Vault {
     accounts: RwLock<HashMap<Uuid, Arc<AccountKeys>>>,
 }
 
+impl Vault {
+    /// Whether the key provider answers: the master key file still reads and holds the version in use.
+    /// (Another provider, such as an HSM, answers here in its own way.)
+    pub async fn check_key_provider(&self) -> Result<(), String> {
+        let path = self.key_file.clone();
+        let in_use = self
+            .master
+            .read()
+            .map(|m| m.current_version())
+            .map_err(|_| "the master key lock is poisoned".to_owned())?;
+        let read = tokio::task::spawn_blocking(move || master::MasterKeys::read(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if read.get(in_use).is_none() {
+            return Err(format!(
+                "master key version {in_use} is no longer in the key file"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A card sealed for storage, with its keyed fingerprint.
 pub struct Sealed {
     pub sealed_card: Vec<u8>,

@@ -24,6 +24,7 @@ mod payments;
 mod payments_list;
 mod processors;
 mod rate_limit;
+mod ready;
 mod redis_faults;
 mod store_contract;
 mod text_fields;
