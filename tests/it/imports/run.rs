@@ -1,17 +1,19 @@
 //! Imports that run to their end: every stored card arrives once, a kill -9 mid-way loses and doubles
-//! nothing, and the end is notified by webhook with the import as the API shows it.
+//! nothing (the other of two nodes on one database finishes it, after serving tokens made on the first),
+//! and the end is notified by webhook with the import as the API shows it.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::json;
 use strongroom::config::Config;
 
 use crate::support::fake_stripe::{FakeStripe, FakeStripeConfig};
 use crate::support::receiver::Receiver;
 use crate::support::{
-    fast_webhooks, on_both_backends, spawn_app_for_stripe, spawn_app_with, stripe_settings,
-    visa_cards, Backend, ServerProcess, TestDb, STRIPE_KEY,
+    card, fast_webhooks, on_both_backends, payment, spawn_app_for_stripe, spawn_app_with,
+    stripe_settings, visa_cards, Backend, ServerProcess, TestDb, STRIPE_KEY,
 };
 
 on_both_backends!(
@@ -125,6 +127,40 @@ async fn an_import_killed_mid_way_resumes_and_counts_every_card_once(backend: Ba
     let server = ServerProcess::start_with(&db, "first", &env);
     let key = server.default_api_key();
     let api = server.api(&key);
+    // Issue 17: a second node on the same database, up at the same time. A token made on one is
+    // listed, paid and deleted on the other.
+    let second = ServerProcess::start_with(&db, "second", &env);
+    let other = second.api(&key);
+    let made = api.tokenize(&card("4242424242424242")).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let token = made.body["id"].as_str().unwrap().to_owned();
+    let listed = other.list_tokens("limit=10").await.body;
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == token.as_str()),
+        "{listed}"
+    );
+    let paid = other
+        .create_payment("one-off", &payment(&token, 700, "automatic"))
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    assert_eq!(paid.body["status"], "captured", "{}", paid.body);
+    assert_eq!(
+        api.get_payment(paid.body["id"].as_str().unwrap())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        other.delete_token(&token).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get_token(&token).await.status, StatusCode::NOT_FOUND);
+    // The second node is paused while the import starts, so that the first one runs it.
+    second.signal("STOP");
     let created = api
         .start_import(&json!({"provider": "stripe", "stripe": {"api_key": STRIPE_KEY}}))
         .await
@@ -141,8 +177,9 @@ async fn an_import_killed_mid_way_resumes_and_counts_every_card_once(backend: Ba
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.kill_9();
-
-    let server = ServerProcess::start_with(&db, "second", &env);
+    // The other node, running all along, takes the import over once the dead node's lease expires.
+    second.signal("CONT");
+    let server = second;
     let api = server.api(&key);
     let started = Instant::now();
     let ended = loop {
@@ -176,7 +213,11 @@ async fn an_import_killed_mid_way_resumes_and_counts_every_card_once(backend: Ba
                 .map(|t| t["business_key"].as_str().unwrap().to_owned()),
         );
     }
-    assert_eq!(keys.len(), 301, "no duplicate tokens");
+    assert_eq!(
+        keys.len(),
+        301,
+        "no duplicate tokens (the deleted API token is not listed)"
+    );
     let unique: HashSet<&String> = keys.iter().collect();
     assert_eq!(unique, all.iter().collect::<HashSet<_>>());
     server.kill_9();
@@ -333,7 +374,11 @@ async fn a_node_paused_past_its_lease_writes_nothing_after_another_took_over(bac
                 .map(|t| t["business_key"].as_str().unwrap().to_owned()),
         );
     }
-    assert_eq!(keys.len(), 301, "no duplicate tokens");
+    assert_eq!(
+        keys.len(),
+        301,
+        "no duplicate tokens (the deleted API token is not listed)"
+    );
     let unique: HashSet<&String> = keys.iter().collect();
     assert_eq!(unique, all.iter().collect::<HashSet<_>>());
     // A card reaches the vault at most twice (the paused node's forward in flight, and the taking
