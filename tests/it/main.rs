@@ -6,6 +6,7 @@
 mod support;
 
 mod api_basics;
+mod background_fairness;
 mod cli;
 mod disk_faults;
 mod fake_stripe_selftest;
