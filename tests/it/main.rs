@@ -8,6 +8,7 @@ mod support;
 mod api_basics;
 mod background_fairness;
 mod cli;
+mod db_outage;
 mod disk_faults;
 mod fake_stripe_selftest;
 mod forward;
