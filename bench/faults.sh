@@ -33,6 +33,11 @@ drive() {
     if ! echo "$out" | grep -q "test result: ok. [1-9]"; then
         status=1
     fi
+    if echo "$out" | grep -q "skipped"; then
+        printf '%s\t%s\t-\t-\t-\t-\tSKIPPED: %s\n' "$experiment" "$backend" \
+            "$(echo "$out" | grep -m1 skipped | cut -c1-60)" | tee -a "$ROWS" >&2
+        return
+    fi
     if [ $status = 0 ]; then
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$experiment" "$backend" "(asserted)" 0 0 0 \
             "${recovery:-ok, test ${took%.*}s}" | tee -a "$ROWS" >&2
