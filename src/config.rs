@@ -25,6 +25,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// How many job workers a node runs in each pool: each pool claims only its own kinds of job, so a
+/// backlog of one kind never delays another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSizes {
+    pub payments: usize,
+    pub imports: usize,
+    pub webhooks: usize,
+}
+
 /// The checked configuration the server and the admin commands run with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -32,13 +41,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// How long a database connection is waited for (every pool) before the store answers unavailable.
+    pub db_acquire_timeout: Duration,
     pub master_key_file: Option<PathBuf>,
     /// How Stripe and clients reach this server; `None` until known: then `http://` + the bound address.
     pub public_url: Option<String>,
     pub stripe_api_base: String,
     pub redis_url: Option<String>,
     pub max_body_bytes: usize,
+    /// Size of each worker pool whose own size is not set (0: no background work on this node).
     pub workers: usize,
+    /// Worker pool sizes by job kind; `None`: `workers`.
+    pub payment_workers: Option<usize>,
+    pub import_workers: Option<usize>,
+    pub webhook_workers: Option<usize>,
     pub log_format: LogFormat,
     /// How long a job lease lasts before another worker may take the job over.
     pub job_lease: Duration,
@@ -60,6 +76,9 @@ pub struct Config {
     pub stripe_retry_base: Duration,
     /// Cards forwarded at once by an import.
     pub import_concurrency: usize,
+    /// How long one step of an import holds its worker before it saves its position and is queued again
+    /// (plus the batch of up to 100 cards under way).
+    pub import_step: Duration,
     /// Webhook delivery: timeout, retry schedule, address rule and subscription cache.
     pub webhooks: WebhookSettings,
     /// How long `POST /forward` waits for its destination, connection included.
@@ -101,12 +120,16 @@ impl Config {
             database_url: default_database_url(&data_dir),
             data_dir,
             database_max_connections: 16,
+            db_acquire_timeout: Duration::from_millis(1500),
             master_key_file: None,
             public_url: None,
             stripe_api_base: "https://api.stripe.com".to_owned(),
             redis_url: None,
             max_body_bytes: 256 * 1024,
             workers: 2,
+            payment_workers: None,
+            import_workers: None,
+            webhook_workers: None,
             log_format: LogFormat::Text,
             job_lease: Duration::from_secs(30),
             job_poll_interval: Duration::from_millis(250),
@@ -118,6 +141,7 @@ impl Config {
             stripe_rate_limit: Some(20),
             stripe_retry_base: Duration::from_millis(500),
             import_concurrency: 16,
+            import_step: Duration::from_secs(2),
             webhooks: WebhookSettings::default(),
             forward_timeout: Duration::from_secs(30),
             http: HttpSettings::default(),
@@ -172,7 +196,35 @@ impl Config {
         if let Some(n) = s.max_body_bytes {
             config.max_body_bytes = layered.check("max_body_bytes", at_least(n, 1024))?;
         }
-        config.workers = s.workers.unwrap_or(config.workers);
+        config.workers = layered.check(
+            "workers",
+            in_range(s.workers.unwrap_or(config.workers), 0, 256),
+        )?;
+        for (key, value, pool) in [
+            (
+                "payment_workers",
+                s.payment_workers,
+                &mut config.payment_workers,
+            ),
+            (
+                "import_workers",
+                s.import_workers,
+                &mut config.import_workers,
+            ),
+            (
+                "webhook_workers",
+                s.webhook_workers,
+                &mut config.webhook_workers,
+            ),
+        ] {
+            if let Some(n) = value {
+                *pool = Some(layered.check(key, in_range(n, 0, 256))?);
+            }
+        }
+        if let Some(ms) = s.db_acquire_timeout_ms {
+            let ms = layered.check("db_acquire_timeout_ms", in_range(ms, 100, 60_000))?;
+            config.db_acquire_timeout = Duration::from_millis(ms);
+        }
         if let Some(ms) = s.sandbox_latency_ms {
             config.sandbox_latency = Duration::from_millis(ms.min(60_000));
         }
@@ -229,6 +281,15 @@ impl Config {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
+    /// The size of each job worker pool: payment steps, imports, webhook deliveries.
+    pub fn pool_sizes(&self) -> PoolSizes {
+        PoolSizes {
+            payments: self.payment_workers.unwrap_or(self.workers),
+            imports: self.import_workers.unwrap_or(self.workers),
+            webhooks: self.webhook_workers.unwrap_or(self.workers),
+        }
     }
 
     /// Where the master key is read from: the configured file, or the development key in the data directory.
@@ -338,6 +399,43 @@ mod tests {
         let config = Config::resolve(&settings).unwrap();
         assert_eq!(config.listen.port(), 9999);
         assert_eq!(config.workers, 1);
+    }
+
+    #[test]
+    fn each_worker_pool_defaults_to_workers_and_takes_its_own_size() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(
+            config.pool_sizes(),
+            PoolSizes {
+                payments: 2,
+                imports: 2,
+                webhooks: 2
+            }
+        );
+        assert_eq!(config.db_acquire_timeout, Duration::from_millis(1500));
+        let settings = Settings {
+            workers: Some(3),
+            payment_workers: Some(4),
+            import_workers: Some(0),
+            db_acquire_timeout_ms: Some(500),
+            ..Default::default()
+        };
+        let config = Config::resolve(&settings).unwrap();
+        assert_eq!(
+            config.pool_sizes(),
+            PoolSizes {
+                payments: 4,
+                imports: 0,
+                webhooks: 3
+            }
+        );
+        assert_eq!(config.db_acquire_timeout, Duration::from_millis(500));
+        let settings = Settings {
+            db_acquire_timeout_ms: Some(10),
+            ..Default::default()
+        };
+        let err = Config::resolve(&settings).unwrap_err().to_string();
+        assert!(err.contains("STRONGROOM_DB_ACQUIRE_TIMEOUT_MS"), "{err}");
     }
 
     #[test]

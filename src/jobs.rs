@@ -36,11 +36,21 @@ impl From<StoreError> for JobError {
     }
 }
 
+/// How a handler's run ended when it succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The job is done.
+    Done,
+    /// One step of a long job is done and its position saved: the job goes back to the queue, due at
+    /// once, without counting as an attempt, so that the worker is free for whatever waited meanwhile.
+    Continue,
+}
+
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     /// The `kind` of the jobs this handler runs.
     fn kind(&self) -> &'static str;
-    async fn run(&self, job: &Job) -> Result<(), JobError>;
+    async fn run(&self, job: &Job) -> Result<Ran, JobError>;
 }
 
 /// Why a job could not be queued.
@@ -80,6 +90,8 @@ pub enum Step {
     /// No job was due.
     Idle,
     Completed(Uuid),
+    /// The job ran one step and was queued again for the next.
+    Continued(Uuid),
     /// The job failed and was put back in the queue for a later attempt.
     Rescheduled(Uuid),
     /// The job failed for good.
@@ -152,9 +164,13 @@ impl Worker {
         };
         // What the run means for the job, and whether this worker still held it to record that.
         let (step, recorded) = match &result {
-            Ok(()) => (
+            Ok(Ran::Done) => (
                 Step::Completed(id),
                 self.store.complete_job(&fence, now).await?,
+            ),
+            Ok(Ran::Continue) => (
+                Step::Continued(id),
+                self.store.continue_job(&fence, now).await?,
             ),
             Err(JobError::Retry(msg)) if job.attempts < job.max_attempts => {
                 let run_at = now.plus(backoff(job.attempts));
@@ -175,7 +191,8 @@ impl Worker {
             ),
         };
         span.in_scope(|| match &result {
-            Ok(()) => tracing::debug!(recorded, "job finished"),
+            Ok(Ran::Done) => tracing::debug!(recorded, "job finished"),
+            Ok(Ran::Continue) => tracing::debug!(recorded, "job step finished"),
             // The handler chose its own schedule and logs what deserves a warning.
             Err(err @ JobError::RetryAfter(..)) => {
                 tracing::debug!(recorded, error = %err, "job will run again later")
@@ -205,7 +222,7 @@ impl Worker {
         &self,
         handler: Arc<dyn JobHandler>,
         job: &Job,
-    ) -> Option<Result<(), JobError>> {
+    ) -> Option<Result<Ran, JobError>> {
         let store = self.store.clone();
         let lease = self.lease;
         let fence = job.fence();

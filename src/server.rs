@@ -43,17 +43,54 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
             )
         })?;
     }
-    let store = store::open(&config.database_url, config.database_max_connections).await?;
+    let store = store::open(
+        &config.database_url,
+        config.database_max_connections,
+        config.db_acquire_timeout,
+    )
+    .await?;
     store.migrate().await?;
     Ok(store)
 }
 
-/// The job handlers this build knows. Each capability that brings a job kind registers it here.
+/// The job handlers this build knows, by worker pool. Each capability that brings a job kind registers
+/// it here, in the pool whose workers run it.
+pub fn job_pools(state: &AppState) -> Vec<JobPool> {
+    let sizes = state.config.pool_sizes();
+    vec![
+        JobPool {
+            name: "payments",
+            size: sizes.payments,
+            handlers: PaymentStep::all(&state.payments),
+        },
+        JobPool {
+            name: "imports",
+            size: sizes.imports,
+            handlers: vec![Arc::new(ImportJob(state.imports.clone()))],
+        },
+        JobPool {
+            name: "webhooks",
+            size: sizes.webhooks,
+            handlers: vec![state.webhooks.deliverer()],
+        },
+    ]
+}
+
+/// Workers that claim only the jobs of their own handlers' kinds: a backlog or a slow run of one kind
+/// (a receiver that never answers, a long import) never holds a worker another kind needs.
+pub struct JobPool {
+    pub name: &'static str,
+    /// How many workers of this pool a node runs.
+    pub size: usize,
+    pub handlers: Vec<Arc<dyn JobHandler>>,
+}
+
+/// Every job handler this build knows, whatever its pool (for tests that step the jobs by hand).
 pub fn job_handlers(state: &AppState) -> Vec<Arc<dyn JobHandler>> {
-    let mut handlers = PaymentStep::all(&state.payments);
-    handlers.push(Arc::new(ImportJob(state.imports.clone())));
-    handlers.push(state.webhooks.deliverer());
-    handlers
+    job_pools(state)
+        .into_iter()
+        .flat_map(|pool| pool.handlers)
+        .collect()
 }
 
 /// A server running on its listener, with its workers.
@@ -162,6 +199,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 rate_limit: config.stripe_rate_limit,
                 retry_base: config.stripe_retry_base,
                 concurrency: config.import_concurrency,
+                step: config.import_step,
             },
             webhooks.clone(),
         )
@@ -196,7 +234,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 }
 
 /// Starts the server on `listener` with `config`: migrations, first-start bootstrap, the API and
-/// `config.workers` job workers.
+/// the job worker pools (`Config::pool_sizes`).
 pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     config.public_url = Some(config.public_url_or(addr));
@@ -223,21 +261,32 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
         metrics_addr = Some(bound);
         background.push(task);
     }
-    for _ in 0..state.config.workers {
-        let worker = Worker::new(
-            state.store.clone(),
-            handlers.clone(),
-            state.config.job_lease,
-        );
-        background.push(tokio::spawn(
-            worker.run(state.config.job_poll_interval, shutdown.clone()),
-        ));
+    for pool in job_pools(&state) {
+        for _ in 0..pool.size {
+            let worker = Worker::new(
+                state.store.clone(),
+                pool.handlers.clone(),
+                state.config.job_lease,
+            );
+            background.push(tokio::spawn(
+                worker.run(state.config.job_poll_interval, shutdown.clone()),
+            ));
+        }
     }
     background.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
+    let pools = state.config.pool_sizes();
     let metrics_at = metrics_addr
         .map(|a| a.to_string())
         .unwrap_or_else(|| "off".into());
-    tracing::info!(%addr, metrics_addr = %metrics_at, backend = ?state.store.backend(), workers = state.config.workers, "strongroom is serving");
+    tracing::info!(
+        %addr,
+        metrics_addr = %metrics_at,
+        backend = ?state.store.backend(),
+        payment_workers = pools.payments,
+        import_workers = pools.imports,
+        webhook_workers = pools.webhooks,
+        "strongroom is serving"
+    );
     Ok(RunningServer {
         addr,
         state,

@@ -55,6 +55,7 @@ impl FromRequest<AppState> for OptionalJsonBody {
         let (parts, body) = req.into_parts();
         let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
             .await
+            .map(|bytes| WipedBody(Some(bytes)))
             .map_err(|rejection| body_rejection(rejection, state))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
@@ -68,12 +69,37 @@ impl FromRequest<AppState> for OptionalJsonBody {
     }
 }
 
-async fn json_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+/// A request body that is overwritten with zeros when dropped, once parsed: bodies carry card numbers
+/// and security codes (`/cde-import`, `/forward`, payments with card data), which must not stay in freed
+/// heap. A body that arrived in one piece may still share the connection's read buffer (hyper's), which
+/// is not ours to wipe: then only the copy the parser made (a `String` the card types zeroize) is wiped.
+pub(crate) struct WipedBody(Option<Bytes>);
+
+impl std::ops::Deref for WipedBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl Drop for WipedBody {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(bytes) = self.0.take() {
+            if let Ok(mut owned) = bytes.try_into_mut() {
+                owned.as_mut().zeroize();
+            }
+        }
+    }
+}
+
+async fn json_bytes(req: Request, state: &AppState) -> Result<WipedBody, ApiError> {
     if !is_json(req.headers()) {
         return Err(ApiError::unsupported_media_type());
     }
     let bytes = Bytes::from_request(req, state)
         .await
+        .map(|bytes| WipedBody(Some(bytes)))
         .map_err(|rejection| body_rejection(rejection, state))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid(

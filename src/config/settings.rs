@@ -36,6 +36,9 @@ pub struct Settings {
     /// Most connections the pool opens to the database.
     #[arg(long, global = true, env = "STRONGROOM_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// How long a request waits for a database connection before it is answered 503, in milliseconds.
+    #[arg(long, global = true, env = "STRONGROOM_DB_ACQUIRE_TIMEOUT_MS")]
+    pub db_acquire_timeout_ms: Option<u64>,
     /// File holding the master key; default: a development key generated in the data directory.
     #[arg(long, global = true, env = "STRONGROOM_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -56,9 +59,19 @@ pub struct Settings {
     /// Largest request body accepted, in bytes.
     #[arg(long, global = true, env = "STRONGROOM_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Background job workers this node runs beside the API (0: none).
+    /// Background job workers this node runs beside the API in each pool (payment steps, imports,
+    /// webhook deliveries) whose own size is not set (0: none).
     #[arg(long, global = true, env = "STRONGROOM_WORKERS")]
     pub workers: Option<usize>,
+    /// Workers of the payment-step pool (authorize, capture, void, settle, refund, undo); default `workers`.
+    #[arg(long, global = true, env = "STRONGROOM_PAYMENT_WORKERS")]
+    pub payment_workers: Option<usize>,
+    /// Workers of the import pool; default `workers`.
+    #[arg(long, global = true, env = "STRONGROOM_IMPORT_WORKERS")]
+    pub import_workers: Option<usize>,
+    /// Workers of the webhook-delivery pool; default `workers`.
+    #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_WORKERS")]
+    pub webhook_workers: Option<usize>,
     /// Log lines as `text` or `json`.
     #[arg(long, global = true, env = "STRONGROOM_LOG_FORMAT")]
     pub log_format: Option<String>,

@@ -94,6 +94,9 @@ pub trait JobStore {
     async fn renew_job_lease(&self, fence: &Fence, lease_until: Ts, now: Ts) -> StoreResult<bool>;
     /// Marks done a job still held under `fence`; false (writing nothing) if the lease was lost.
     async fn complete_job(&self, fence: &Fence, now: Ts) -> StoreResult<bool>;
+    /// Puts a job still held under `fence` back in the queue, due at once, after a step that went well:
+    /// the claim of this run is not counted as an attempt.
+    async fn continue_job(&self, fence: &Fence, now: Ts) -> StoreResult<bool>;
     /// Puts a job still held under `fence` back in the queue to run at `run_at`, recording why.
     async fn reschedule_job(
         &self,
@@ -247,6 +250,22 @@ macro_rules! impl_job_store {
                         .bind(fence.generation)
                         .bind(now)
                         .bind(JobStatus::Done.as_str())
+                        .execute(self.pool())
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn continue_job(&self, fence: &Fence, now: Ts) -> StoreResult<bool> {
+                    let sql = format!(
+                        "UPDATE jobs SET status = $5, run_at = $4, attempts = attempts - 1, lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = $4 WHERE {FENCE_GUARD}"
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(fence.job)
+                        .bind(fence.owner.as_str())
+                        .bind(fence.generation)
+                        .bind(now)
+                        .bind(JobStatus::Queued.as_str())
                         .execute(self.pool())
                         .await?;
                     Ok(done.rows_affected() == 1)

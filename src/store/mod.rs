@@ -24,6 +24,7 @@ mod webhook_records;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -181,11 +182,15 @@ pub enum OpenError {
 }
 
 /// Opens the store named by `url` (without running migrations).
-pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DynStore, OpenError> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "sqlite" => sqlite::open(url, max_connections).await,
-        "postgres" | "postgresql" => postgres::open(url, max_connections).await,
+        "sqlite" => sqlite::open(url, max_connections, acquire_timeout).await,
+        "postgres" | "postgresql" => postgres::open(url, max_connections, acquire_timeout).await,
         _ => Err(OpenError::UnknownScheme(scheme.to_owned())),
     }
 }

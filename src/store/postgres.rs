@@ -90,7 +90,11 @@ impl SqlBackend for PgStore {
 /// See `open`: in milliseconds, as PostgreSQL reads the setting.
 const IDLE_IN_TRANSACTION_TIMEOUT_MS: &str = "10000";
 
-pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DynStore, OpenError> {
     let options: PgConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| OpenError::Invalid(e.to_string()))?;
@@ -104,7 +108,7 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     )]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .map_err(|e| OpenError::Connect(e.to_string()))?;

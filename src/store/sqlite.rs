@@ -93,7 +93,11 @@ impl SqlBackend for SqliteStore {
     }
 }
 
-pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError> {
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DynStore, OpenError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| OpenError::Invalid(e.to_string()))?
         .create_if_missing(true)
@@ -109,14 +113,14 @@ pub async fn open(url: &str, max_connections: u32) -> Result<DynStore, OpenError
     let pool = SqlitePoolOptions::new()
         .test_before_acquire(false)
         .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options.clone())
         .await
         .map_err(|e| OpenError::Connect(e.to_string()))?;
     let batch_writer = SqlitePoolOptions::new()
         .test_before_acquire(false)
         .max_connections(1)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options);
     Ok(Arc::new(SqliteStore { pool, batch_writer }))
 }

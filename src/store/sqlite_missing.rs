@@ -3,6 +3,10 @@
 
 use super::{DynStore, OpenError};
 
-pub async fn open(_url: &str, _max_connections: u32) -> Result<DynStore, OpenError> {
+pub async fn open(
+    _url: &str,
+    _max_connections: u32,
+    _acquire_timeout: std::time::Duration,
+) -> Result<DynStore, OpenError> {
     Err(OpenError::NotCompiled("SQLite", "sqlite"))
 }

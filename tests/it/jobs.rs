@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use strongroom::jobs::{enqueue, JobError, JobHandler, Step, Worker};
+use strongroom::jobs::{enqueue, JobError, JobHandler, Ran, Step, Worker};
 use strongroom::store::{Job, JobStatus, Ts};
 
 use crate::support::{held, on_both_backends, Backend, TestDb};
@@ -16,6 +16,8 @@ on_both_backends!(
     a_finished_job_is_never_run_again,
     a_retryable_failure_is_rescheduled_until_its_attempts_run_out,
     parallel_workers_run_every_job_exactly_once,
+    a_job_run_in_steps_is_queued_again_without_using_its_attempts,
+    a_pool_claims_only_its_own_kinds,
 );
 
 /// Counts how often each job ran; fails the jobs whose payload says so.
@@ -29,12 +31,19 @@ impl JobHandler for Recorder {
     fn kind(&self) -> &'static str {
         "test.record"
     }
-    async fn run(&self, job: &Job) -> Result<(), JobError> {
-        *self.runs.lock().unwrap().entry(job.id).or_default() += 1;
+    async fn run(&self, job: &Job) -> Result<Ran, JobError> {
+        let runs = {
+            let mut runs = self.runs.lock().unwrap();
+            let count = runs.entry(job.id).or_default();
+            *count += 1;
+            *count
+        };
         tokio::time::sleep(Duration::from_millis(2)).await;
         match job.payload.as_str() {
             "\"retry\"" => Err(JobError::Retry("asked to retry".into())),
-            _ => Ok(()),
+            // A long job in three steps.
+            "\"steps\"" if runs < 3 => Ok(Ran::Continue),
+            _ => Ok(Ran::Done),
         }
     }
 }
@@ -232,5 +241,78 @@ async fn parallel_workers_run_every_job_exactly_once(backend: Backend) {
     let runs = recorder.runs.lock().unwrap().clone();
     assert_eq!(runs.len(), ids.len());
     assert!(ids.iter().all(|id| runs.get(id) == Some(&1)), "{runs:?}");
+    store.close().await;
+}
+
+async fn a_job_run_in_steps_is_queued_again_without_using_its_attempts(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let recorder = Arc::new(Recorder::default());
+    let worker = Worker::new(
+        store.clone(),
+        vec![recorder.clone()],
+        Duration::from_secs(30),
+    );
+    // One attempt only: were a step counted as one, the second step could never be claimed.
+    let id = enqueue(&store, "test.record", &"steps", 1).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(worker.step().await.unwrap(), Step::Continued(id));
+        let job = store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.status, job.attempts, job.lease_owner),
+            (JobStatus::Queued, 0, None)
+        );
+    }
+    assert_eq!(worker.step().await.unwrap(), Step::Completed(id));
+    assert_eq!(worker.step().await.unwrap(), Step::Idle);
+    assert_eq!(recorder.runs.lock().unwrap().get(&id), Some(&3));
+    store.close().await;
+}
+
+/// A second handler kind, so that two pools can be told apart.
+struct Other;
+
+#[async_trait]
+impl JobHandler for Other {
+    fn kind(&self) -> &'static str {
+        "test.other"
+    }
+    async fn run(&self, _job: &Job) -> Result<Ran, JobError> {
+        Ok(Ran::Done)
+    }
+}
+
+async fn a_pool_claims_only_its_own_kinds(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let recorder = Arc::new(Recorder::default());
+    let records = Worker::new(
+        store.clone(),
+        vec![recorder.clone()],
+        Duration::from_secs(30),
+    );
+    let others = Worker::new(
+        store.clone(),
+        vec![Arc::new(Other)],
+        Duration::from_secs(30),
+    );
+    // A backlog of one kind queued first, then one job of the other.
+    let mut backlog = Vec::new();
+    for _ in 0..5 {
+        backlog.push(enqueue(&store, "test.record", &"one", 3).await.unwrap());
+    }
+    let other = enqueue(&store, "test.other", &"one", 3).await.unwrap();
+    assert_eq!(others.step().await.unwrap(), Step::Completed(other));
+    assert_eq!(others.step().await.unwrap(), Step::Idle);
+    for id in &backlog {
+        assert_eq!(
+            store.get_job(*id).await.unwrap().unwrap().status,
+            JobStatus::Queued
+        );
+    }
+    for _ in 0..5 {
+        assert!(matches!(records.step().await.unwrap(), Step::Completed(_)));
+    }
+    assert_eq!(records.step().await.unwrap(), Step::Idle);
     store.close().await;
 }

@@ -7,8 +7,10 @@ mod support;
 
 mod api_basics;
 mod audit;
+mod background_fairness;
 mod backup;
 mod cli;
+mod db_outage;
 mod disk_faults;
 mod fake_stripe_selftest;
 mod forward;

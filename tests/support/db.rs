@@ -55,7 +55,7 @@ impl TestDb {
     }
 
     pub async fn open_store(&self) -> DynStore {
-        let store = strongroom::store::open(&self.url, 8)
+        let store = strongroom::store::open(&self.url, 8, Duration::from_secs(10))
             .await
             .expect("open store");
         store.migrate().await.expect("migrate");
@@ -69,6 +69,8 @@ impl TestDb {
         // Short, so that revocation tests (which wait for it) run quickly.
         config.auth_cache_ttl = Duration::from_millis(300);
         config.database_max_connections = 8;
+        // Tests share two loaded cores: a connection may be slow to come without the database being down.
+        config.db_acquire_timeout = Duration::from_secs(10);
         config
     }
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{status_of, ImportError, Imports, BUSINESS_KEY_HEADER, IMPORT_JOB};
 use crate::connectors::stripe::{Forward, StripeClient, StripeError};
 use crate::domain::webhooks::ImportOutcome as EndOfImport;
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{JobError, JobHandler, Ran};
 use crate::model::import::{FailureReason, ImportProvider, ImportStatus};
 use crate::store::{Fence, ImportFailure, ImportOutcome, ImportRecord, Job, StoreError, Ts};
 
@@ -40,10 +40,16 @@ struct Payload {
     import_id: Uuid,
 }
 
-/// Where a resumed job starts listing customers.
-#[derive(Default, Serialize, Deserialize)]
+/// Where a resumed job starts: the customer page after `customers_after`, and within that page, when a
+/// step ended inside it, at customer `customer`'s cards after `cards_after` (every card listed before
+/// them is recorded).
+#[derive(Default, Clone, Serialize, Deserialize)]
 struct Position {
     customers_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cards_after: Option<String>,
 }
 
 /// A card listed and not yet counted.
@@ -62,6 +68,8 @@ enum Stop {
     Failed(ImportError),
     /// The import was aborted (or ended) by someone else.
     Ended,
+    /// The step used its time and saved its position: the job gives its worker back and goes on later.
+    Yield,
 }
 
 impl From<StoreError> for Stop {
@@ -91,22 +99,24 @@ impl JobHandler for ImportJob {
         IMPORT_JOB
     }
 
-    async fn run(&self, job: &Job) -> Result<(), JobError> {
+    /// Runs one step of the import: what fits in the step's time (`ImportSettings::step`, finishing the
+    /// batch under way), then the job is queued again to carry on from the position it saved.
+    async fn run(&self, job: &Job) -> Result<Ran, JobError> {
         let payload: Payload = serde_json::from_str(&job.payload)
             .map_err(|e| JobError::Fatal(format!("bad import job payload: {e}")))?;
         let imports = &self.0;
         let Some(import) = imports.store.get_import(payload.import_id).await? else {
-            return Ok(());
+            return Ok(Ran::Done);
         };
         if !status_of(&import)?.is_active() {
-            return Ok(());
+            return Ok(Ran::Done);
         }
         let keys = imports
             .open_keys(&import)
             .await
             .map_err(|e| JobError::Retry(format!("cannot open the import's keys: {e}")))?;
         let Some((stripe_key, ingest_key)) = keys else {
-            return Ok(());
+            return Ok(Ran::Done);
         };
         let settings = &imports.settings;
         let fence = job.fence();
@@ -122,9 +132,11 @@ impl JobHandler for ImportJob {
             ),
             ingest_key: &ingest_key,
             fence: &fence,
+            step_ends: std::time::Instant::now() + settings.step,
         };
         let failure = match run.drive().await {
-            Ok(()) | Err(Stop::Ended) => return Ok(()),
+            Ok(()) | Err(Stop::Ended) => return Ok(Ran::Done),
+            Err(Stop::Yield) => return Ok(Ran::Continue),
             Err(Stop::Fatal(failure)) => failure,
             Err(Stop::Failed(err)) => return Err(err.into()),
             Err(Stop::Unavailable(err)) if job.attempts < job.max_attempts => {
@@ -143,7 +155,7 @@ impl JobHandler for ImportJob {
             .end_fenced(import.id, &fence, EndOfImport::Aborted, Some(&failure))
             .await?;
         tracing::warn!(import = %import.id, reason = %failure.reason, "import aborted");
-        Ok(())
+        Ok(Ran::Done)
     }
 }
 
@@ -154,6 +166,8 @@ struct Run<'a> {
     ingest_key: &'a str,
     /// The claim of the job this run works under: every write of the run is fenced on it.
     fence: &'a Fence,
+    /// When this step should give its worker back, at the next batch recorded with its position.
+    step_ends: std::time::Instant,
 }
 
 impl Run<'_> {
@@ -185,9 +199,17 @@ impl Run<'_> {
                 .list_customers(position.customers_after.as_deref(), PAGE)
                 .await
                 .map_err(|e| listing_stop(e, None))?;
+            // A step that ended inside this page resumes at its customer; if that customer is gone, the
+            // whole page is listed again (what was counted is skipped, so nothing counts twice).
+            let resume_at = position
+                .customer
+                .take()
+                .and_then(|c| page.data.iter().position(|customer| customer.id == c));
+            let mut resume_after = position.cards_after.take().filter(|_| resume_at.is_some());
             let mut batch = Vec::new();
-            for customer in &page.data {
-                let mut after: Option<String> = None;
+            for customer in page.data.iter().skip(resume_at.unwrap_or(0)) {
+                let mut after: Option<String> = resume_after.take();
+                let resumed = after.is_some();
                 loop {
                     let cards = match self
                         .stripe
@@ -195,19 +217,36 @@ impl Run<'_> {
                         .await
                     {
                         Ok(cards) => cards,
+                        // The card the step ended at was removed since: list the customer's cards anew.
+                        Err(StripeError::Api { status: 404, .. }) if resumed && after.is_some() => {
+                            after = None;
+                            continue;
+                        }
                         // Deleted since it was listed: it has no cards to import any more.
                         Err(StripeError::Api { status: 404, .. }) => break,
                         Err(e) => return Err(listing_stop(e, Some(&customer.id))),
                     };
-                    after = cards.data.last().map(|pm| pm.id.clone());
+                    after = cards.data.last().map(|pm| pm.id.clone()).or(after);
+                    let more = cards.has_more && !cards.data.is_empty();
                     batch.extend(cards.data.into_iter().map(|pm| Card {
                         payment_method: pm.id,
                         customer: customer.id.clone(),
                     }));
-                    if batch.len() >= BATCH {
-                        self.process(std::mem::take(&mut batch), None).await?;
+                    if batch.len() >= BATCH || (self.out_of_time() && !batch.is_empty()) {
+                        // Everything listed up to here is in this batch or recorded before it.
+                        let here = Position {
+                            customers_after: position.customers_after.clone(),
+                            customer: Some(customer.id.clone()),
+                            cards_after: after.clone(),
+                        };
+                        let saved = serde_json::to_string(&here).unwrap_or_default();
+                        self.process(std::mem::take(&mut batch), Some(&saved))
+                            .await?;
+                        if self.out_of_time() {
+                            return Err(Stop::Yield);
+                        }
                     }
-                    if !cards.has_more || after.is_none() {
+                    if !more {
                         break;
                     }
                 }
@@ -220,6 +259,9 @@ impl Run<'_> {
             if !page.has_more || page.data.is_empty() {
                 break;
             }
+            if self.out_of_time() {
+                return Err(Stop::Yield);
+            }
         }
         if !self
             .imports
@@ -230,6 +272,10 @@ impl Run<'_> {
         }
         tracing::info!(import = %id, "import finished");
         Ok(())
+    }
+
+    fn out_of_time(&self) -> bool {
+        std::time::Instant::now() >= self.step_ends
     }
 
     /// Forwards the cards of `batch` not counted yet and records their outcomes (and `position`).

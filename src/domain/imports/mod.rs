@@ -44,6 +44,9 @@ pub struct ImportSettings {
     pub rate_limit: Option<u32>,
     pub retry_base: Duration,
     pub concurrency: usize,
+    /// How long one run of the import job goes on before it records its position and gives its worker
+    /// back (it finishes the batch under way first).
+    pub step: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

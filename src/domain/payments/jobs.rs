@@ -13,7 +13,7 @@ use super::{
     InternalError, PaymentError, Payments,
 };
 use crate::connectors::processor::{Outcome, Processor};
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{JobError, JobHandler, Ran};
 use crate::model::payment::{PaymentStatus, RefundStatus, TransactionKind};
 use crate::store::{Job, NewJob, PaymentRecord, RefundRecord, Ts};
 
@@ -326,7 +326,10 @@ impl JobHandler for PaymentStep {
         self.kind
     }
 
-    async fn run(&self, job: &Job) -> Result<(), JobError> {
-        self.payments.run_job(self.kind, job).await
+    async fn run(&self, job: &Job) -> Result<Ran, JobError> {
+        self.payments
+            .run_job(self.kind, job)
+            .await
+            .map(|()| Ran::Done)
     }
 }

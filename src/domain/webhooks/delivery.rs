@@ -16,7 +16,7 @@ use super::breaker::{Breakers, Refusal};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
 use crate::connectors::webhook::{destination_of, SendFailure, WebhookSender};
-use crate::jobs::{JobError, JobHandler};
+use crate::jobs::{JobError, JobHandler, Ran};
 use crate::store::{DeliveryStatus, DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
 use crate::vault::Vault;
 
@@ -229,8 +229,8 @@ impl JobHandler for Deliverer {
         DELIVERY_JOB
     }
 
-    async fn run(&self, job: &Job) -> Result<(), JobError> {
-        self.deliver(job).await
+    async fn run(&self, job: &Job) -> Result<Ran, JobError> {
+        self.deliver(job).await.map(|()| Ran::Done)
     }
 }
 

@@ -9,6 +9,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use strongroom::config::Config;
 
+use strongroom::jobs::Step;
+
 use crate::support::fake_stripe::{FakeStripe, FakeStripeConfig};
 use crate::support::receiver::Receiver;
 use crate::support::{
@@ -20,6 +22,7 @@ on_both_backends!(
     an_import_brings_every_stored_card_into_the_vault_once,
     an_import_killed_mid_way_resumes_and_counts_every_card_once,
     the_end_of_an_import_is_notified_with_the_import_as_it_ended,
+    an_import_runs_in_short_steps_each_resuming_where_the_last_stopped,
 );
 
 async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend) {
@@ -101,6 +104,58 @@ async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend
     let listed = app.list_imports("limit=1").await;
     assert_eq!(listed.body["data"][0]["id"], again["id"], "newest first");
     assert_eq!(listed.body["pagination"]["total_items"], 2);
+}
+
+/// With a step of no time at all, every batch of cards ends a run of the job: the job is queued again
+/// (it never holds its worker for the whole import) and the next run starts at the position the last
+/// one saved, inside a customer page or inside one customer's cards, forwarding no card twice.
+async fn an_import_runs_in_short_steps_each_resuming_where_the_last_stopped(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    let mut cards = stripe.add_customers(130, 1);
+    let (_, many) = stripe.add_customer(visa_cards(5_000, 250));
+    cards += many.len();
+    cards += stripe.add_customers(5, 2);
+    let base = stripe.base_url();
+    let app = spawn_app_with(backend, move |config: &mut Config| {
+        stripe_settings(config, &base);
+        config.workers = 0;
+        config.import_step = Duration::ZERO;
+    })
+    .await;
+    let started = app.start_stripe_import(STRIPE_KEY).await;
+    let id: uuid::Uuid = started["id"].as_str().unwrap().parse().unwrap();
+
+    let worker = app.worker();
+    let mut steps = 0;
+    let mut positions = HashSet::new();
+    loop {
+        match worker.step().await.unwrap() {
+            Step::Continued(job) => {
+                steps += 1;
+                let import = app.store().get_import(id).await.unwrap().unwrap();
+                let job = app.store().get_job(job).await.unwrap().unwrap();
+                // Queued again at once, its position saved, and no attempt used up.
+                assert_eq!(job.attempts, 0);
+                assert!(positions.insert(import.position.clone().expect("a position")));
+            }
+            Step::Completed(_) => {}
+            Step::Idle => break,
+            other => panic!("unexpected step {other:?}"),
+        }
+    }
+    assert!(steps >= 4, "only {steps} steps");
+    let ended = app.get_import(id).await.body;
+    assert_eq!(ended["status"], "finished");
+    assert_eq!(
+        (&ended["attemts"], &ended["successes"], &ended["failures"]),
+        (&json!(cards), &json!(cards), &json!(0))
+    );
+    assert_eq!(app.all_tokens().await.len(), cards);
+    let stats = stripe.stats();
+    assert_eq!(stats.forwards, cards as u64, "a card was forwarded twice");
+    assert_eq!(stats.destination_posts, cards as u64);
 }
 
 async fn an_import_killed_mid_way_resumes_and_counts_every_card_once(backend: Backend) {

@@ -1,0 +1,88 @@
+//! A PostgreSQL that goes away (behind a relay the test cuts): requests answer 503 `UNAVAILABLE` with
+//! `Retry-After` within the acquire timeout instead of waiting on the pool, and all is served again
+//! once the database is back.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+
+use crate::support::relay::Relay;
+use crate::support::{card, postgres_available, spawn_app_with, Backend};
+
+/// `postgres://user@HOST:PORT/db` with its host and port replaced by `addr`.
+fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
+    let (scheme_user, rest) = url.split_once('@').expect("a user in the URL");
+    let (host, db) = rest.split_once('/').expect("a database in the URL");
+    (format!("{scheme_user}@{addr}/{db}"), host.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_is_answered_503_within_the_acquire_timeout() {
+    if !postgres_available() {
+        return;
+    }
+    let upstream = std::env::var(crate::support::POSTGRES_URL_VAR).unwrap();
+    let host = through(&upstream, "127.0.0.1:1".parse().unwrap()).1;
+    let relay = Relay::start(&host).await;
+    let addr = relay.addr();
+    let app = spawn_app_with(Backend::Postgres, move |c| {
+        c.database_url = through(&c.database_url, addr).0;
+        c.db_acquire_timeout = Duration::from_millis(1000);
+        c.auth_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    app.tokenize(&card("4242424242424242")).await.ok_body();
+
+    for hang in [false, true] {
+        if hang {
+            relay.hang()
+        } else {
+            relay.cut()
+        }
+        for (method, path) in [
+            (Method::POST, "/cde-import"),
+            (Method::GET, "/payments"),
+            (Method::GET, "/tokens"),
+        ] {
+            let started = Instant::now();
+            let mut request = app.request(method.clone(), path);
+            if method == Method::POST {
+                request = request.json(&card("4111111111111111"));
+            }
+            let response = request.send().await.unwrap();
+            let took = started.elapsed();
+            assert_eq!(
+                response.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{method} {path}"
+            );
+            assert!(
+                response.headers().contains_key("retry-after"),
+                "{method} {path}"
+            );
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["classifier"], "UNAVAILABLE", "{body}");
+            // The acquire timeout (1 s) and some slack for a loaded machine; the pool used to wait 10 s.
+            assert!(
+                took < Duration::from_millis(3000),
+                "{method} {path} took {took:?}"
+            );
+            eprintln!("hang={hang} {method} {path}: 503 in {took:?}");
+        }
+    }
+
+    relay.restore();
+    let waited = Instant::now();
+    loop {
+        let answer = app.tokenize(&card("4111111111111111")).await;
+        if answer.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "not served again: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
