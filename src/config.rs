@@ -68,8 +68,10 @@ pub struct Config {
     pub sandbox_latency: Duration,
     /// How long after capture a payment is settled.
     pub settle_after: Duration,
-    /// How long after creation a payment left `processing` by a dead node is authorized again.
-    pub authorize_recovery_after: Duration,
+    /// The lease a request holds on its payment's recovery job while it authorizes (renewed meanwhile): a
+    /// payment left `processing` by a node that died is authorized again once it runs out; `None`: the
+    /// job lease.
+    pub authorize_recovery_after: Option<Duration>,
     /// Ceiling on requests per second to Stripe during an import; `None`: unthrottled.
     pub stripe_rate_limit: Option<u32>,
     /// First retry delay for Stripe requests (429, 5xx, network, forwarding 402), doubled each time.
@@ -137,7 +139,7 @@ impl Config {
             auth_cache_ttl: Duration::from_secs(2),
             sandbox_latency: Duration::ZERO,
             settle_after: Duration::from_secs(3600),
-            authorize_recovery_after: Duration::from_secs(60),
+            authorize_recovery_after: None,
             stripe_rate_limit: Some(20),
             stripe_retry_base: Duration::from_millis(500),
             import_concurrency: 16,
@@ -234,7 +236,7 @@ impl Config {
         if let Some(seconds) = s.authorize_recovery_seconds {
             let seconds =
                 layered.check("authorize_recovery_seconds", in_range(seconds, 1, 3600))?;
-            config.authorize_recovery_after = Duration::from_secs(seconds);
+            config.authorize_recovery_after = Some(Duration::from_secs(seconds));
         }
         if let Some(seconds) = s.job_lease_seconds {
             let seconds = layered.check("job_lease_seconds", in_range(seconds, 2, 3600))?;

@@ -79,6 +79,7 @@ pub async fn enqueue(
             payload,
             max_attempts,
             run_at: Ts::now(),
+            lease: None,
         })
         .await?;
     Ok(id)

@@ -183,7 +183,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tokens.clone(),
         router,
         config.settle_after,
-        config.authorize_recovery_after,
+        config.authorize_recovery_after.unwrap_or(config.job_lease),
         webhooks.clone(),
     ));
     let imports = Arc::new(

@@ -77,6 +77,17 @@ pub struct NewJob {
     pub payload: String,
     pub max_attempts: i32,
     pub run_at: Ts,
+    /// Written already leased to this owner (a job inserted alone, by `write_job`): no worker takes it
+    /// until the lease expires unless its owner gives it up, so the owner does the work itself and the job
+    /// runs only if the owner dies (stops renewing).
+    pub lease: Option<JobLease>,
+}
+
+/// The lease a job is written with: its owner and until when.
+#[derive(Clone, Debug)]
+pub struct JobLease {
+    pub owner: String,
+    pub until: Ts,
 }
 
 #[async_trait]
@@ -161,6 +172,18 @@ where
     let mut insert = QueryBuilder::<DB>::new("");
     push_job_insert(&mut insert, [(job, created_at)]);
     DB::execute_built(conn, &mut insert).await?;
+    if let Some(lease) = &job.lease {
+        // The first claim of the job, made by its writer: generation 1, no attempt used.
+        let mut hold = QueryBuilder::<DB>::new("UPDATE jobs SET status = ");
+        hold.push(SqlText(JobStatus::Running.as_str()))
+            .push(", lease_generation = 1, lease_owner = ")
+            .push_bind(lease.owner.as_str())
+            .push(", lease_expires_at = ")
+            .push_bind(lease.until)
+            .push(" WHERE id = ")
+            .push_bind(job.id);
+        DB::execute_built(conn, &mut hold).await?;
+    }
     Ok(())
 }
 

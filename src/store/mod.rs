@@ -33,7 +33,7 @@ pub use audit::{set_node_name, Action, AuditEvent, AuditFilter, AuditOrigin, Aud
 pub use destinations::{DestinationRecord, DestinationStore};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
-pub use jobs::{Fence, Job, JobStatus, JobStore, NewJob};
+pub use jobs::{Fence, Job, JobLease, JobStatus, JobStore, NewJob};
 pub use keys::{ApiKeyRecord, KeyStore, KeyWithAccount};
 pub use payment_records::{
     day_of, start_of_day, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,

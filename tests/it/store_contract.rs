@@ -158,6 +158,7 @@ pub fn job(kind: &str, run_at: Ts) -> NewJob {
         payload: format!("{{\"kind\":\"{kind}\"}}"),
         max_attempts: 5,
         run_at,
+        lease: None,
     }
 }
 
@@ -191,6 +192,7 @@ pub fn outbox(webhook: &WebhookRecord, object_id: Uuid, created_at: Ts) -> Outbo
             payload: format!("{{\"delivery_id\":\"{id}\"}}"),
             max_attempts: 1,
             run_at: created_at,
+            lease: None,
         },
     }
 }

@@ -274,6 +274,7 @@ impl Imports {
             payload: serde_json::json!({ "import_id": id }).to_string(),
             max_attempts: IMPORT_JOB_ATTEMPTS,
             run_at: now,
+            lease: None,
         };
         let audit = success(account_id, actor, Action::ImportCreate, id);
         // The only constraint a new import can meet is `token_imports_one_active` (SQLite does not name

@@ -42,6 +42,7 @@ pub(super) fn abandon_job(account_id: Uuid, payment_id: Uuid, processor: &str) -
         payload: serde_json::to_string(&payload).unwrap_or_default(),
         max_attempts: ATTEMPTS,
         run_at: Ts::now(),
+        lease: None,
     }
 }
 

@@ -14,7 +14,7 @@ use super::{
 use crate::connectors::processor::{Authorization, Outcome};
 use crate::domain::routing::Facts;
 use crate::model::payment::{CaptureMode, Payment, PaymentStatus, TransactionKind, UseCase};
-use crate::store::{PaymentRecord, TokenRecord, Ts};
+use crate::store::{Fence, JobLease, NewJob, PaymentRecord, TokenRecord, Ts};
 
 impl Payments {
     /// Creates a payment and authorizes it through the routed processor before answering. `initial` is the
@@ -130,17 +130,31 @@ impl Payments {
             payment_id: payment.id,
             refund_id: None,
         };
-        let recovery = new_job(AUTHORIZE_JOB, &payload, now.plus(self.recovery_after));
+        // Written leased to this node, which renews the lease while it authorizes: the job is taken
+        // over (and authorizes) only once the lease ran out, i.e. this node died or stopped mid-way.
+        let recovery = NewJob {
+            lease: Some(JobLease {
+                owner: self.lease_owner.clone(),
+                until: now.plus(self.recovery_lease),
+            }),
+            ..new_job(AUTHORIZE_JOB, &payload, now)
+        };
         let outbox = self.webhooks.payment_created(&payment).await?;
         self.store
             .insert_payment(&payment, Some(&recovery), &outbox)
             .await?;
+        let renewer = self.keep_leased(Fence {
+            job: recovery.id,
+            owner: self.lease_owner.clone(),
+            generation: 1,
+        });
         // From here on the payment exists: a failure must not answer 5xx (the client would retry with
         // its idempotency key and make a second payment), since the recovery job finishes this one.
-        match self
+        let authorized = self
             .authorize(&payment, actor, use_case.customer_initiated())
-            .await
-        {
+            .await;
+        renewer.abort();
+        match authorized {
             Ok(authorized) => Ok(authorized),
             Err(err) => {
                 tracing::warn!(payment = %payment.id, error = %err, "authorization not saved; recovery will finish it");
@@ -153,6 +167,27 @@ impl Payments {
                     .unwrap_or(payment))
             }
         }
+    }
+
+    /// Renews the lease of a payment's recovery job every third of it until aborted. The job then stays
+    /// leased until the lease runs out after the request: it runs, finds the payment authorized (or not,
+    /// if the authorization was not saved) and ends, with no write on the request's path.
+    fn keep_leased(&self, fence: Fence) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let lease = self.recovery_lease;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let now = Ts::now();
+                match store.renew_job_lease(&fence, now.plus(lease), now).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(err) => {
+                        tracing::warn!(job = %fence.job, error = %err, "could not renew a recovery job's lease")
+                    }
+                }
+            }
+        })
     }
 
     /// Authorizes a payment still `processing` and saves the outcome; used at creation and by recovery.

@@ -40,6 +40,7 @@ pub(super) fn new_job(kind: &str, payload: &JobPayload, run_at: Ts) -> NewJob {
         payload: serde_json::to_string(payload).unwrap_or_default(),
         max_attempts: JOB_ATTEMPTS,
         run_at,
+        lease: None,
     }
 }
 

@@ -70,8 +70,11 @@ pub struct Payments {
     tokens: Arc<Tokens>,
     router: Routing,
     settle_after: Duration,
-    /// When a payment's recovery job authorizes it if its node died first.
-    recovery_after: Duration,
+    /// The lease the creating request holds on its payment's recovery job (renewed while it authorizes):
+    /// the job authorizes the payment only if the request's node died, once this lease ran out.
+    recovery_lease: Duration,
+    /// Who holds those leases on this node.
+    lease_owner: String,
     webhooks: Arc<Webhooks>,
 }
 
@@ -165,7 +168,7 @@ impl Payments {
         tokens: Arc<Tokens>,
         router: Routing,
         settle_after: Duration,
-        recovery_after: Duration,
+        recovery_lease: Duration,
         webhooks: Arc<Webhooks>,
     ) -> Self {
         Self {
@@ -173,7 +176,8 @@ impl Payments {
             tokens,
             router,
             settle_after,
-            recovery_after,
+            recovery_lease,
+            lease_owner: format!("payments-{}", uuid::Uuid::new_v4()),
             webhooks,
         }
     }

@@ -41,6 +41,7 @@ pub(super) fn job(delivery_id: Uuid, at: Ts) -> NewJob {
         payload: serde_json::json!({ "delivery_id": delivery_id }).to_string(),
         max_attempts: i32::MAX,
         run_at: at,
+        lease: None,
     }
 }
 

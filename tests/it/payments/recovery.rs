@@ -45,6 +45,7 @@ async fn a_payment_left_processing_by_a_crash_is_authorized_by_its_recovery_job(
             .to_string(),
         max_attempts: 3,
         run_at: strongroom::store::Ts::now(),
+        lease: None,
     };
     app.store()
         .insert_payment(&payment, Some(&job), &[])
