@@ -3,6 +3,7 @@
 
 mod destinations;
 mod import_watch;
+mod origins;
 mod processors;
 mod routes;
 mod webhooks;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Forwarding destinations: where an account's `POST /forward` may send card data.
     #[command(subcommand)]
     Destination(destinations::DestinationCommand),
+    /// Web origins an account's hosted card form may be embedded in and its token sessions used from.
+    #[command(subcommand)]
+    Origin(origins::OriginCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +204,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Processor(cmd) => processors::run(cmd, config).await,
         Command::Route(cmd) => routes::run(cmd, config).await,
         Command::Destination(cmd) => destinations::run(cmd, config).await,
+        Command::Origin(cmd) => origins::run(cmd, config).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,

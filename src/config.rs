@@ -68,6 +68,17 @@ pub struct Config {
     pub http: HttpSettings,
     /// Cap on an account's idempotency records of the last 24 hours; `None`: no cap.
     pub idempotency_records_per_account: Option<u64>,
+    /// How long a token session stays usable.
+    pub session_ttl: Duration,
+    /// Certificate chain and key files (PEM): HTTPS when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files the listener serves HTTPS with.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +119,8 @@ impl Config {
             forward_timeout: Duration::from_secs(30),
             http: HttpSettings::default(),
             idempotency_records_per_account: None,
+            session_ttl: Duration::from_secs(15 * 60),
+            tls: None,
         }
     }
 
@@ -189,6 +202,23 @@ impl Config {
             let seconds = layered.check("forward_timeout_seconds", in_range(seconds, 1, 300))?;
             config.forward_timeout = Duration::from_secs(seconds);
         }
+        if let Some(seconds) = s.session_ttl_seconds {
+            let seconds = layered.check("session_ttl_seconds", in_range(seconds, 10, 24 * 3600))?;
+            config.session_ttl = Duration::from_secs(seconds);
+        }
+        config.tls = match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                layered.check("tls_key_file", Err("must be set with tls_cert_file".into()))?
+            }
+            (None, Some(_)) => {
+                layered.check("tls_cert_file", Err("must be set with tls_key_file".into()))?
+            }
+        };
         if let Some(format) = &s.log_format {
             config.log_format = layered.check("log_format", log_format(format))?;
         }
@@ -197,9 +227,10 @@ impl Config {
 
     /// The public base URL, given or derived from the address actually bound.
     pub fn public_url_or(&self, bound: SocketAddr) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+        self.public_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{bound}")
+        })
     }
 
     /// Where the master key is read from: the configured file, or the development key in the data directory.

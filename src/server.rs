@@ -21,6 +21,7 @@ use crate::domain::imports::job::ImportJob;
 use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::routing::Routing;
+use crate::domain::sessions::Sessions;
 use crate::domain::tokens::Tokens;
 use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
@@ -174,6 +175,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         )
         .context("cannot build the forwarding HTTP client")?,
     );
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        tokens.clone(),
+        config.session_ttl,
+    ));
     let rate_limit = config
         .http
         .rate_limit
@@ -188,6 +194,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         imports,
         webhooks,
         forward,
+        sessions,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod pagination;
 pub mod payments;
 pub mod processors;
 pub mod rate_limit;
+pub mod sessions;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, options};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub imports: Arc<crate::domain::imports::Imports>,
     pub webhooks: Arc<crate::domain::webhooks::Webhooks>,
     pub forward: Arc<crate::domain::forward::Forwarder>,
+    pub sessions: Arc<crate::domain::sessions::Sessions>,
     /// The per-key request rate, when one is configured.
     pub rate_limit: Option<Arc<rate_limit::RateLimiter>>,
 }
@@ -86,6 +88,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
     let protected = OpenApiRouter::new()
         .routes(routes!(account::get_account))
         .routes(routes!(tokens::cde_import))
+        .routes(routes!(sessions::create_session))
+        .routes(routes!(sessions::refresh_session))
         .routes(routes!(tokens::list_tokens))
         .routes(routes!(tokens::get_token, tokens::delete_token))
         .routes(routes!(tokens::consume_token))
@@ -114,6 +118,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
         .routes(routes!(imports::ingest))
         .routes(routes!(processors::notifications))
+        .routes(routes!(sessions::get_session))
+        .routes(routes!(sessions::complete_action))
         .merge(protected)
 }
 
@@ -127,6 +133,11 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes(&state).split_for_parts();
     let openapi = Arc::new(openapi::commerce_shape(&openapi, state.public_url()));
     router
+        .route("/sessions/{id}", options(sessions::preflight))
+        .route(
+            "/sessions/{id}/complete-action",
+            options(sessions::preflight),
+        )
         .route(
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),

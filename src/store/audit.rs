@@ -36,6 +36,9 @@ string_enum! {
         ProcessorRemove = "processor.remove",
         RouteSet = "route.set",
         ProcessorNotificationRefuse = "processor.notification_refuse",
+        OriginAdd = "origin.add",
+        OriginRemove = "origin.remove",
+        TokenSessionComplete = "token_session.complete",
     }
 }
 

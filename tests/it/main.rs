@@ -22,6 +22,7 @@ mod payments_list;
 mod processors;
 mod rate_limit;
 mod redis_faults;
+mod sessions;
 mod store_contract;
 mod text_fields;
 mod tokens;

@@ -21,7 +21,7 @@ pub mod stripe_client;
 mod tokens;
 mod webhooks;
 
-pub use answer::{error_body, send, validation_body};
+pub use answer::{error_body, send, validation_body, Answer};
 pub use app::{spawn_app, spawn_app_with, TestApp};
 pub(crate) use backend::on_both_backends;
 pub use backend::{postgres_available, redis_url, Backend};
