@@ -211,7 +211,17 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
     let shutdown = CancellationToken::new();
     let app = api::app(state.clone());
     let stop = shutdown.clone();
-    let http = tokio::spawn(http::serve(listener, app, state.config.http.clone(), stop));
+    let tls = match &state.config.tls {
+        Some(files) => Some(http::tls_acceptor(files)?),
+        None => None,
+    };
+    let http = tokio::spawn(http::serve(
+        listener,
+        app,
+        state.config.http.clone(),
+        stop,
+        tls,
+    ));
 
     let mut background = Vec::new();
     let handlers = job_handlers(&state);

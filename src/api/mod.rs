@@ -16,6 +16,7 @@ pub mod processors;
 pub mod rate_limit;
 pub mod sessions;
 pub mod tokens;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,6 +134,7 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes(&state).split_for_parts();
     let openapi = Arc::new(openapi::commerce_shape(&openapi, state.public_url()));
     router
+        .merge(web::router())
         .route("/sessions/{id}", options(sessions::preflight))
         .route(
             "/sessions/{id}/complete-action",
