@@ -123,7 +123,10 @@
       case 'cardNumber': {
         var d = digits(raw), brand = brandOf(d), lengths = lengthsOf(brand), max = Math.max.apply(null, lengths);
         s.cardBrand = brand;
-        s.complete = d.length >= max || (lengths.indexOf(d.length) >= 0 && luhn(d));
+        // A number is complete at its scheme's usual length, or at another allowed length once it
+        // passes the Luhn check (a longer Visa, say).
+        var usual = brand === 'american-express' ? 15 : brand === 'diners-club' ? 14 : 16;
+        s.complete = d.length >= max || d.length === usual || (lengths.indexOf(d.length) >= 0 && luhn(d));
         if (s.complete && !luhn(d)) { s.error = 'Card number is invalid'; s.errorCode = 'LUHN_CHECK_FAILED'; }
         else if (s.complete && this.form.schemes && brand && this.form.schemes.indexOf(brand) < 0) { s.error = 'Card scheme is not supported'; s.errorCode = 'SCHEME_NOT_SUPPORTED'; }
         else s.valid = s.complete;
