@@ -6,6 +6,7 @@
 mod support;
 
 mod api_basics;
+mod card_form;
 mod cli;
 mod disk_faults;
 mod fake_stripe_selftest;
