@@ -279,6 +279,13 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
             {
                 tracing::warn!(error = %err, "could not purge webhook deliveries");
             }
+            // A session past its end opens nothing; its row only records that it existed.
+            if let Err(err) = store
+                .purge_sessions(now.minus(Duration::from_secs(24 * 3600)))
+                .await
+            {
+                tracing::warn!(error = %err, "could not purge token sessions");
+            }
         }
         // Ephemeral tokens are already 404 once expired; the sweep destroys their card data soon after.
         match state.tokens.sweep_expired(Ts::now()).await {

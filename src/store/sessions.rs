@@ -51,6 +51,8 @@ pub trait SessionStore {
     /// Completes the session with the token it made or refreshed, if it is still open at `at`; false
     /// if it was completed already or has expired (so a session is used once, even by racing requests).
     async fn complete_session(&self, id_hash: &[u8], token_id: Uuid, at: Ts) -> StoreResult<bool>;
+    /// Deletes the sessions that expired before `before`; answers how many.
+    async fn purge_sessions(&self, before: Ts) -> StoreResult<u64>;
 }
 
 macro_rules! impl_session_store {
@@ -161,6 +163,14 @@ macro_rules! impl_session_store {
                 .execute(self.pool())
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn purge_sessions(&self, before: Ts) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM token_sessions WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(self.pool())
+                    .await?;
+                Ok(done.rows_affected())
             }
         }
         };

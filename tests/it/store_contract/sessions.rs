@@ -100,4 +100,9 @@ async fn a_session_is_completed_once_and_never_after_it_expired(backend: Backend
     let done = store.get_session(&[1; 32]).await.unwrap().unwrap();
     assert_eq!((done.completed_at, done.token_id), (Some(at), Some(token)));
     assert!(!store.complete_session(&[2; 32], token, at).await.unwrap());
+
+    // Only sessions that ended before the cut-off are purged.
+    assert_eq!(store.purge_sessions(now).await.unwrap(), 1);
+    assert_eq!(store.get_session(&[2; 32]).await.unwrap(), None);
+    assert!(store.get_session(&[1; 32]).await.unwrap().is_some());
 }
