@@ -105,6 +105,13 @@ const PAGE = (vaultHost, vaultUrl) => `<!doctype html>
     card.onStateChange((s) => { document.getElementById('state').textContent = JSON.stringify(s); });
     return client.session.state.next_action;
   };
+  window.startOneFrame = async () => {
+    const r = await fetch('/api/session', { method: 'POST' });
+    const client = await Hellgate.init((await r.json()).session_id, { base_url: ${JSON.stringify(vaultUrl)} });
+    card = client.use('CARD');
+    await card.createForm().mount('#card-number');
+    card.onStateChange((s) => { document.getElementById('state').textContent = JSON.stringify(s); });
+  };
   window.startWithNewSession = async () => {
     const r = await fetch('/api/session', { method: 'POST' });
     return window.startForm((await r.json()).session_id);
@@ -253,6 +260,22 @@ test('a card typed into the hosted form becomes a token, and the page never hold
   const holdings = await pageHoldings(page);
   assert.ok(holdings.includes('card:tokenize:response'), 'the page saw the SDK messages');
   assertNoCard(holdings, FULL);
+  await page.context().close();
+});
+
+test('the one-frame form (createForm) tokenizes too', async () => {
+  const page = await openShop();
+  await page.evaluate(() => window.startOneFrame());
+  const frame = page.frameLocator('#card-number iframe');
+  await frame.locator('input.number').pressSequentially('5555555555554444', { delay: 5 });
+  await frame.locator('input.expiry').pressSequentially('0930', { delay: 5 });
+  await frame.locator('input.cvc').pressSequentially('456', { delay: 5 });
+  await page.waitForFunction(() => JSON.parse(document.getElementById('state').textContent || '{}').valid === true);
+  const result = await page.evaluate(() => window.tokenizeNow());
+  const token = await api('GET', `/tokens/${result.token_id}`);
+  assert.equal(token.body.masked_account_number, '555555XXXXXX4444');
+  assert.equal(token.body.expiry_month, 9);
+  assertNoCard(await pageHoldings(page), '5555555555554444');
   await page.context().close();
 });
 
