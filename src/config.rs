@@ -378,4 +378,34 @@ mod tests {
             "configuration: STRONGROOM_CVC_TTL_SECONDS (--cvc-ttl-seconds): must be from 1 to 86400"
         );
     }
+
+    #[test]
+    fn tls_takes_both_files_and_session_ttl_is_bounded() {
+        let half = Settings {
+            tls_cert_file: Some(PathBuf::from("cert.pem")),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&half).unwrap_err().to_string(),
+            "configuration: STRONGROOM_TLS_KEY_FILE (--tls-key-file): must be set with tls_cert_file"
+        );
+        let both = Settings {
+            tls_cert_file: Some(PathBuf::from("cert.pem")),
+            tls_key_file: Some(PathBuf::from("key.pem")),
+            session_ttl_seconds: Some(60),
+            ..Default::default()
+        };
+        let config = Config::resolve(&both).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.session_ttl, Duration::from_secs(60));
+        assert!(config.public_url_or(config.listen).starts_with("https://"));
+        let short = Settings {
+            session_ttl_seconds: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&short).unwrap_err().to_string(),
+            "configuration: STRONGROOM_SESSION_TTL_SECONDS (--session-ttl-seconds): must be from 10 to 86400"
+        );
+    }
 }

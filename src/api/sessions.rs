@@ -195,7 +195,7 @@ async fn check_origin(
 /// Whether `origin` is this server itself (the hosted pages calling their own API).
 pub fn is_own_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
     let public = state.public_url().trim_end_matches('/');
-    if !public.is_empty() && public.starts_with(origin) && public[origin.len()..].is_empty() {
+    if !public.is_empty() && public == origin {
         return true;
     }
     let scheme = if state.config.tls.is_some() {
