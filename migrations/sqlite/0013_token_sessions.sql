@@ -17,7 +17,7 @@ CREATE INDEX allowed_origins_by_origin ON allowed_origins (origin) WHERE removed
 CREATE TABLE token_sessions (
     id_hash                BLOB PRIMARY KEY,
     account_id             BLOB NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    -- `tokenize_card` or `refresh_security_code`.
+    -- `tokenize` (a new card) or `refresh` (a fresh code for an existing token).
     kind                   TEXT NOT NULL,
     -- The token whose security code a refresh session collects; the token made, once completed.
     token_id               BLOB,

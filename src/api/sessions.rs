@@ -15,7 +15,9 @@ use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, OptionalJsonBody, PathId};
 use super::AppState;
-use crate::domain::sessions::{OpenSession, SessionError, KIND_REFRESH, KIND_TOKENIZE};
+use crate::domain::sessions::{
+    OpenSession, SessionError, ACTION_REFRESH, ACTION_TOKENIZE, KIND_REFRESH,
+};
 use crate::domain::tokens::MAX_EXPIRATION_SECONDS;
 use crate::domain::FieldError;
 use crate::model::card::Scheme;
@@ -141,7 +143,7 @@ async fn session_state(state: &AppState, session: &OpenSession) -> ApiResult<Val
     if session.record.kind == KIND_REFRESH {
         let card = state.sessions.refreshed_token(session).await?.token;
         return Ok(json!({
-            "next_action": KIND_REFRESH,
+            "next_action": ACTION_REFRESH,
             "data": {
                 "account_number_last_four": card.account_number_last_four,
                 "account_number_length": card.account_number_length,
@@ -153,7 +155,7 @@ async fn session_state(state: &AppState, session: &OpenSession) -> ApiResult<Val
         }));
     }
     Ok(json!({
-        "next_action": KIND_TOKENIZE,
+        "next_action": ACTION_TOKENIZE,
         "data": {
             "provider": "strongroom",
             "base_url": state.public_url(),
@@ -304,7 +306,12 @@ async fn complete(state: &AppState, session: &OpenSession, body: &Value) -> ApiR
     let Some(object) = body.as_object() else {
         return Err(ApiError::invalid("$", "must be a JSON object"));
     };
-    let kind = session.record.kind.as_str();
+    let refresh = session.record.kind == KIND_REFRESH;
+    let kind = if refresh {
+        ACTION_REFRESH
+    } else {
+        ACTION_TOKENIZE
+    };
     let mut errors = Vec::new();
     for key in object
         .keys()
@@ -335,7 +342,7 @@ async fn complete(state: &AppState, session: &OpenSession, body: &Value) -> ApiR
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let token_id = if kind == KIND_REFRESH {
+    let token_id = if refresh {
         state.sessions.complete_refresh(session, result).await?
     } else {
         state

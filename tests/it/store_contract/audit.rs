@@ -99,6 +99,9 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
             "processor.remove",
             "route.set",
             "processor.notification_refuse",
+            "origin.add",
+            "origin.remove",
+            "token_session.complete",
         ]
     );
     store.close().await;

@@ -72,7 +72,7 @@ async fn a_session_is_completed_once_and_never_after_it_expired(backend: Backend
     let session = |hash: u8, expires_at: Ts| SessionRecord {
         id_hash: vec![hash; 32],
         account_id: acme.id,
-        kind: "tokenize_card".into(),
+        kind: "tokenize".into(),
         token_id: None,
         bypass_identification: true,
         token_expiration_secs: Some(60),
