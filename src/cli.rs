@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod destinations;
 mod import_watch;
+mod origins;
 mod processors;
 mod routes;
 mod webhooks;
@@ -84,6 +85,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Web origins an account's hosted card form may be embedded in and its token sessions used from.
+    #[command(subcommand)]
+    Origin(origins::OriginCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +225,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Audit(cmd) => audit::run(cmd, config).await,
         Command::Backup { to } => backup::backup(config, to).await,
         Command::Restore { from, force } => backup::restore(config, from, force).await,
+        Command::Origin(cmd) => origins::run(cmd, config).await,
         Command::Payments(PaymentsCommand::Seed {
             count,
             account,

@@ -93,6 +93,17 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// This node's name, recorded with every audit event it writes.
     pub node_name: String,
+    /// How long a token session stays usable.
+    pub session_ttl: Duration,
+    /// Certificate chain and key files (PEM): HTTPS when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files the listener serves HTTPS with.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +161,8 @@ impl Config {
             idempotency_records_per_account: None,
             metrics_listen: None,
             node_name: default_node_name(),
+            session_ttl: Duration::from_secs(15 * 60),
+            tls: None,
         }
     }
 
@@ -272,6 +285,23 @@ impl Config {
             let seconds = layered.check("forward_timeout_seconds", in_range(seconds, 1, 300))?;
             config.forward_timeout = Duration::from_secs(seconds);
         }
+        if let Some(seconds) = s.session_ttl_seconds {
+            let seconds = layered.check("session_ttl_seconds", in_range(seconds, 10, 24 * 3600))?;
+            config.session_ttl = Duration::from_secs(seconds);
+        }
+        config.tls = match (&s.tls_cert_file, &s.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                layered.check("tls_key_file", Err("must be set with tls_cert_file".into()))?
+            }
+            (None, Some(_)) => {
+                layered.check("tls_cert_file", Err("must be set with tls_key_file".into()))?
+            }
+        };
         if let Some(format) = &s.log_format {
             config.log_format = layered.check("log_format", log_format(format))?;
         }
@@ -280,9 +310,10 @@ impl Config {
 
     /// The public base URL, given or derived from the address actually bound.
     pub fn public_url_or(&self, bound: SocketAddr) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+        self.public_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{bound}")
+        })
     }
 
     /// The size of each job worker pool: payment steps, imports, webhook deliveries.
@@ -474,6 +505,36 @@ mod tests {
         assert_eq!(
             Config::resolve(&from_flag).unwrap_err().to_string(),
             "configuration: STRONGROOM_CVC_TTL_SECONDS (--cvc-ttl-seconds): must be from 1 to 86400"
+        );
+    }
+
+    #[test]
+    fn tls_takes_both_files_and_session_ttl_is_bounded() {
+        let half = Settings {
+            tls_cert_file: Some(PathBuf::from("cert.pem")),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&half).unwrap_err().to_string(),
+            "configuration: STRONGROOM_TLS_KEY_FILE (--tls-key-file): must be set with tls_cert_file"
+        );
+        let both = Settings {
+            tls_cert_file: Some(PathBuf::from("cert.pem")),
+            tls_key_file: Some(PathBuf::from("key.pem")),
+            session_ttl_seconds: Some(60),
+            ..Default::default()
+        };
+        let config = Config::resolve(&both).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.session_ttl, Duration::from_secs(60));
+        assert!(config.public_url_or(config.listen).starts_with("https://"));
+        let short = Settings {
+            session_ttl_seconds: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&short).unwrap_err().to_string(),
+            "configuration: STRONGROOM_SESSION_TTL_SECONDS (--session-ttl-seconds): must be from 10 to 86400"
         );
     }
 }

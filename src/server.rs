@@ -21,6 +21,7 @@ use crate::domain::imports::job::ImportJob;
 use crate::domain::imports::{ImportSettings, Imports};
 use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::routing::Routing;
+use crate::domain::sessions::Sessions;
 use crate::domain::tokens::Tokens;
 use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
@@ -216,6 +217,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         )
         .context("cannot build the forwarding HTTP client")?,
     );
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        tokens.clone(),
+        config.session_ttl,
+    ));
     let rate_limit = config
         .http
         .rate_limit
@@ -230,6 +236,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         imports,
         webhooks,
         forward,
+        sessions,
     })
 }
 
@@ -246,7 +253,17 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
     let shutdown = CancellationToken::new();
     let app = api::app(state.clone());
     let stop = shutdown.clone();
-    let http = tokio::spawn(http::serve(listener, app, state.config.http.clone(), stop));
+    let tls = match &state.config.tls {
+        Some(files) => Some(http::tls_acceptor(files)?),
+        None => None,
+    };
+    let http = tokio::spawn(http::serve(
+        listener,
+        app,
+        state.config.http.clone(),
+        stop,
+        tls,
+    ));
 
     let mut background = Vec::new();
     let handlers = job_handlers(&state);
@@ -329,6 +346,13 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 .await
             {
                 tracing::warn!(error = %err, "could not purge webhook deliveries");
+            }
+            // A session past its end opens nothing; its row only records that it existed.
+            if let Err(err) = store
+                .purge_sessions(now.minus(Duration::from_secs(24 * 3600)))
+                .await
+            {
+                tracing::warn!(error = %err, "could not purge token sessions");
             }
         }
         // Ephemeral tokens are already 404 once expired; the sweep destroys their card data soon after.

@@ -15,7 +15,9 @@ pub mod pagination;
 pub mod payments;
 pub mod processors;
 pub mod rate_limit;
+pub mod sessions;
 pub mod tokens;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, options};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -48,6 +50,7 @@ pub struct AppState {
     pub imports: Arc<crate::domain::imports::Imports>,
     pub webhooks: Arc<crate::domain::webhooks::Webhooks>,
     pub forward: Arc<crate::domain::forward::Forwarder>,
+    pub sessions: Arc<crate::domain::sessions::Sessions>,
     /// The per-key request rate, when one is configured.
     pub rate_limit: Option<Arc<rate_limit::RateLimiter>>,
 }
@@ -88,6 +91,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(account::get_account))
         .routes(routes!(audit::list_audit_events))
         .routes(routes!(tokens::cde_import))
+        .routes(routes!(sessions::create_session))
+        .routes(routes!(sessions::refresh_session))
         .routes(routes!(tokens::list_tokens))
         .routes(routes!(tokens::get_token, tokens::delete_token))
         .routes(routes!(tokens::consume_token))
@@ -116,6 +121,8 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
         .routes(routes!(imports::ingest))
         .routes(routes!(processors::notifications))
+        .routes(routes!(sessions::get_session))
+        .routes(routes!(sessions::complete_action))
         .merge(protected)
 }
 
@@ -129,6 +136,12 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes(&state).split_for_parts();
     let openapi = Arc::new(openapi::commerce_shape(&openapi, state.public_url()));
     router
+        .merge(web::router())
+        .route("/sessions/{id}", options(sessions::preflight))
+        .route(
+            "/sessions/{id}/complete-action",
+            options(sessions::preflight),
+        )
         .route(
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),

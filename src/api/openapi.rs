@@ -18,7 +18,11 @@ const SEEDS: [&str; 4] = [
 const ABSENT: &str = "Strongroom does not provide this yet: the field is always absent.";
 
 /// Our tags beside the seed's (which come first, in the seed's order).
-const OWN_TAGS: [(&str, &str); 7] = [
+const OWN_TAGS: [(&str, &str); 8] = [
+    (
+        "sessions",
+        "The browser side of token sessions: called by the hosted card form with the session id alone.",
+    ),
     ("account", "The account of the API key."),
     ("audit", "The account's audit trail."),
     ("operations", "Health and readiness, without an API key."),

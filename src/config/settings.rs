@@ -166,6 +166,15 @@ pub struct Settings {
         env = "STRONGROOM_IDEMPOTENCY_RECORDS_PER_ACCOUNT"
     )]
     pub idempotency_records_per_account: Option<u64>,
+    /// How long a token session (the hosted card form's) stays usable after it is made, in seconds.
+    #[arg(long, global = true, env = "STRONGROOM_SESSION_TTL_SECONDS")]
+    pub session_ttl_seconds: Option<u64>,
+    /// PEM certificate chain: with the key, the API is served over HTTPS (rustls).
+    #[arg(long, global = true, env = "STRONGROOM_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, global = true, env = "STRONGROOM_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
     /// Requests a key may make in a burst above its rate (default: one second's worth).
     #[arg(long, global = true, env = "STRONGROOM_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,

@@ -1,6 +1,8 @@
 //! The processor trait every connector implements, and the built-in `sandbox`, which answers like a test
 //! acquirer, by card number: 4000000000000002 is declined, 4000000000009995 has insufficient funds,
-//! 4000000000000119 meets a processor error, and every other valid card is approved.
+//! 4000000000000119 meets a processor error, 4000000000000101 is declined when no security code comes with
+//! it (`SECURITY_CODE_REQUIRED`: how a test sees that a fresh code reached the processor), and every
+//! other valid card is approved.
 
 use std::time::Duration;
 
@@ -135,6 +137,10 @@ impl Processor for Sandbox {
             },
             "4000000000000119" => Outcome::Error {
                 message: "The processor could not handle the request",
+            },
+            "4000000000000101" if request.security_code.is_none() => Outcome::Declined {
+                classifier: "SECURITY_CODE_REQUIRED",
+                message: "The issuer requires the card's security code",
             },
             _ => Outcome::Approved {
                 reference: format!("sbx_auth_{}", request.payment_id.simple()),

@@ -10,6 +10,7 @@ pub mod objects;
 pub mod payments;
 pub mod processors;
 pub mod routing;
+pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 

@@ -1,6 +1,8 @@
 //! The API listener: hyper's HTTP/1 connections under a connection cap, with a header-read timeout
 //! (which also closes idle keep-alive connections), a deadline on each request body, accept errors
-//! logged with backoff, and a graceful shutdown that lets requests in flight finish.
+//! logged with backoff, and a graceful shutdown that lets requests in flight finish. With a TLS
+//! configuration each connection is served over TLS (rustls); the handshake counts against the header
+//! timeout and holds a connection slot like any other connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,11 +23,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
+pub use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::api::extract::BodyTimedOut;
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, TlsFiles};
 
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -37,6 +43,7 @@ pub async fn serve(
     app: Router,
     limits: HttpSettings,
     stop: CancellationToken,
+    tls: Option<TlsAcceptor>,
 ) -> io::Result<()> {
     // Over the cap a connection is not accepted: it waits in the kernel's listen backlog (which
     // refuses connections once full) until a served one closes.
@@ -83,8 +90,33 @@ pub async fn serve(
             body_timeout: limits.body_timeout,
             peer,
         };
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(acceptor) = tls.clone() else {
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, "connection closed with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let handshake_deadline = limits.header_timeout;
         tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        tracing::debug!(error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+            let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "connection closed with an error");
             }
@@ -188,4 +220,45 @@ impl HttpBody for DeadlineBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The TLS acceptor for the certificate chain and key in `files` (PEM), HTTP/1.1 only.
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
+        .with_context(|| {
+            format!(
+                "STRONGROOM_TLS_CERT_FILE: cannot read {}",
+                files.cert_file.display()
+            )
+        })?
+        .collect::<Result<_, _>>()
+        .with_context(|| {
+            format!(
+                "STRONGROOM_TLS_CERT_FILE: {} is not a PEM certificate chain",
+                files.cert_file.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "STRONGROOM_TLS_CERT_FILE: {} holds no certificate",
+            files.cert_file.display()
+        );
+    }
+    // The key's own text never reaches an error message.
+    let key = PrivateKeyDer::from_pem_file(&files.key_file).map_err(|_| {
+        anyhow::anyhow!(
+            "STRONGROOM_TLS_KEY_FILE: {} holds no readable PEM private key",
+            files.key_file.display()
+        )
+    })?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("STRONGROOM_TLS_KEY_FILE: the key does not fit the certificate")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -39,6 +39,9 @@ string_enum! {
         RequestRefuse = "request.refuse",
         ImportOpenStripeKey = "import.open_stripe_key",
         ImportEnd = "import.end",
+        OriginAdd = "origin.add",
+        OriginRemove = "origin.remove",
+        TokenSessionComplete = "token_session.complete",
     }
 }
 

@@ -89,6 +89,7 @@ macro_rules! impl_sql_store {
         $crate::store::imports::impl_import_store!($store);
         $crate::store::processors::impl_processor_store!($store);
         $crate::store::destinations::impl_destination_store!($store);
+        $crate::store::sessions::impl_session_store!($store);
 
         const _: () = {
             use $crate::store::backend::SqlBackend;

@@ -15,6 +15,7 @@ mod payments;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]
 mod postgres;
 pub mod processors;
+pub mod sessions;
 #[cfg_attr(not(feature = "sqlite"), path = "sqlite_missing.rs")]
 mod sqlite;
 mod tokens;
@@ -41,6 +42,7 @@ pub use payment_records::{
 };
 pub use payments::PaymentStore;
 pub use processors::{ProcessorRecord, ProcessorStore};
+pub use sessions::{OriginRecord, SessionRecord, SessionStore};
 pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, VaultKeyStore};
@@ -145,6 +147,7 @@ pub trait Store:
     + ImportStore
     + ProcessorStore
     + DestinationStore
+    + SessionStore
     + Send
     + Sync
     + 'static

@@ -9,6 +9,7 @@ mod imports;
 mod jobs;
 mod payments;
 mod processors;
+mod sessions;
 mod tokens;
 mod vault_keys;
 mod webhooks;

@@ -11,7 +11,7 @@ use strongroom::store::Feature;
 use strongroom::vault::master::MasterKeys;
 use strongroom::vault::Vault;
 
-use crate::support::{card, on_both_backends, spawn_app, Backend, ServerProcess, TestDb};
+use crate::support::{card, on_both_backends, send, spawn_app, Backend, ServerProcess, TestDb};
 
 on_both_backends!(
     no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing,
@@ -81,6 +81,50 @@ async fn no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_no
         assert_eq!(answer.status, StatusCode::OK);
         ids.push(answer.body["id"].as_str().unwrap().to_owned());
     }
+    // A card and a fresh code that come through a token session must not leak either.
+    let session = api.post_json("/tokens/session", &json!({})).await.body["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let through_session = send(
+        api.anonymous(
+            reqwest::Method::POST,
+            &format!("/sessions/{session}/complete-action"),
+        )
+        .json(
+            &json!({"action": "tokenize_card", "result": {"account_number": "4000002500003155",
+            "expiry_month": 4, "expiry_year": 2031, "security_code": "573"}}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        through_session.status,
+        StatusCode::OK,
+        "{}",
+        through_session.body
+    );
+    ids.push(
+        through_session.body["data"]["token_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let refresh = api
+        .post_empty(&format!("/tokens/{}/refresh-session", ids[0]))
+        .await
+        .body["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refreshed = send(
+        api.anonymous(
+            reqwest::Method::POST,
+            &format!("/sessions/{refresh}/complete-action"),
+        )
+        .json(&json!({"action": "refresh_security_code", "result": {"security_code": "628"}})),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
     // Rejected card data must not leak either.
     let rejected = json!({"account_number": "4000056655665556", "expiry_month": 1, "expiry_year": 2020, "security_code": "9137"});
     let answer = api.tokenize(&rejected).await;
@@ -136,6 +180,9 @@ async fn no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_no
         .flat_map(|(pan, code)| [pan.to_string(), hex::encode(pan), code.to_string()])
         .collect();
     secrets.extend([
+        "4000002500003155".to_owned(),
+        "\"573\"".to_owned(),
+        "\"628\"".to_owned(),
         "4000056655665556".to_owned(),
         "\"9137\"".to_owned(),
         "security_code".to_owned(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use validate::{validate_card, NumberForm, ValidCard};
+pub use validate::{validate_card, NumberForm, ValidCard, MAX_EXPIRATION_SECONDS};
 pub use writer::TokenWriter;
 
 use super::webhooks::{EventError, EventType, Webhooks};

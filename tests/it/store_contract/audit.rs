@@ -102,6 +102,9 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
             "request.refuse",
             "import.open_stripe_key",
             "import.end",
+            "origin.add",
+            "origin.remove",
+            "token_session.complete",
         ]
     );
     store.close().await;
