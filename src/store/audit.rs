@@ -36,6 +36,11 @@ string_enum! {
         ProcessorRemove = "processor.remove",
         RouteSet = "route.set",
         ProcessorNotificationRefuse = "processor.notification_refuse",
+        MasterKeyInit = "master_key.init",
+        MasterKeyRetire = "master_key.retire",
+        DataKeyRotateStart = "data_key.rotate_start",
+        DataKeyRotateEnd = "data_key.rotate_end",
+        KeyFileRefuse = "master_key.file_refuse",
     }
 }
 

@@ -42,7 +42,7 @@ pub use payments::PaymentStore;
 pub use processors::{ProcessorRecord, ProcessorStore};
 pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
-pub use vault_keys::{AccountKeysRecord, VaultKeyStore};
+pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
 pub use webhook_records::{DeliveryStatus, OutboxRecord, WebhookDelivery, WebhookRecord};
 pub use webhooks::WebhookStore;
 
@@ -142,6 +142,9 @@ pub trait Store:
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
+    /// After deletes: SQLite checkpoints its WAL and truncates it, so that deleted pages (overwritten in
+    /// the database by `secure_delete`) do not linger in the log. Nothing on PostgreSQL (see the README).
+    async fn checkpoint_after_delete(&self) -> StoreResult<()>;
     async fn close(&self);
 }
 
