@@ -42,6 +42,8 @@ pub struct Config {
     pub database_max_connections: u32,
     pub master_key_file: Option<PathBuf>,
     pub key_provider: KeyProviderConfig,
+    /// Sealed values a data-key rotation job re-seals per transaction.
+    pub data_key_rotation_batch: i64,
     /// How Stripe and clients reach this server; `None` until known: then `http://` + the bound address.
     pub public_url: Option<String>,
     pub stripe_api_base: String,
@@ -98,6 +100,7 @@ impl Config {
             database_max_connections: 16,
             master_key_file: None,
             key_provider: KeyProviderConfig::File,
+            data_key_rotation_batch: 500,
             public_url: None,
             stripe_api_base: "https://api.stripe.com".to_owned(),
             redis_url: None,
@@ -143,6 +146,10 @@ impl Config {
                 layered.check("database_max_connections", at_least(n, 1))?;
         }
         config.master_key_file = s.master_key_file.clone();
+        if let Some(n) = s.data_key_rotation_batch {
+            config.data_key_rotation_batch =
+                layered.check("data_key_rotation_batch", in_range(n, 1, 10_000))?;
+        }
         config.key_provider = match s.key_provider.as_deref() {
             None | Some("file") => KeyProviderConfig::File,
             Some("pkcs11") => {

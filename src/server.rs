@@ -119,7 +119,7 @@ pub fn job_handlers(state: &AppState) -> Vec<Arc<dyn JobHandler>> {
     handlers.push(state.webhooks.deliverer());
     handlers.push(Arc::new(crate::domain::data_keys::DataKeyRotation::new(
         state.tokens.vault.clone(),
-        500,
+        state.config.data_key_rotation_batch,
     )));
     handlers
 }

@@ -54,6 +54,9 @@ pub struct Settings {
     /// Label of the master key's objects in the token (one per version).
     #[arg(long, global = true, env = "STRONGROOM_PKCS11_KEY_LABEL")]
     pub pkcs11_key_label: Option<String>,
+    /// Sealed values a data-key rotation job re-seals per transaction.
+    #[arg(long, global = true, env = "STRONGROOM_DATA_KEY_ROTATION_BATCH")]
+    pub data_key_rotation_batch: Option<i64>,
     /// How Stripe reaches this server; default `http://` + the listen address.
     #[arg(long, global = true, env = "STRONGROOM_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -35,7 +35,7 @@ const TOKENS: SealedColumn = SealedColumn {
 const OTHERS: [(SealedColumn, Aad); 4] = [
     (
         SealedColumn {
-            table: "imports",
+            table: "token_imports",
             id: "id",
             column: "sealed_api_key",
             account: "account_id",
@@ -44,7 +44,7 @@ const OTHERS: [(SealedColumn, Aad); 4] = [
     ),
     (
         SealedColumn {
-            table: "imports",
+            table: "token_imports",
             id: "id",
             column: "sealed_ingest_key",
             account: "account_id",

@@ -38,7 +38,7 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error(transparent)]
     MasterKey(#[from] MasterKeyError),
-    #[error("master key version {0} is not in the key file")]
+    #[error("master key version {0} does not exist")]
     UnknownMasterVersion(i32),
     #[error("data key version {0} is not the account's")]
     UnknownDataKeyVersion(u32),
@@ -293,6 +293,38 @@ fn seal_under(keys: &AccountKeys, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8
     sealed.extend_from_slice(&nonce);
     sealed.extend_from_slice(&ciphertext);
     Ok(sealed)
+}
+
+/// Opens a card from a backup's rows alone (its account key record and the token's sealed card) with
+/// whatever master keys `provider` still holds: what anyone restoring an old copy could do. Once the
+/// master version that wrapped the record is destroyed, this fails.
+pub fn open_from_backup(
+    provider: &dyn KeyProvider,
+    keys: &AccountKeysRecord,
+    token_id: Uuid,
+    sealed: &[u8],
+) -> Result<CardData, VaultError> {
+    let keys = unwrap_account_keys(keys, provider)?;
+    let version = sealed_version(sealed).ok_or(VaultError::Integrity)?;
+    let dek = match &keys.previous {
+        Some((v, dek)) if *v == version => dek,
+        _ if keys.dek_version == version => &keys.dek,
+        _ => return Err(VaultError::UnknownDataKeyVersion(version)),
+    };
+    if sealed.len() < 5 + NONCE_LEN + 16 {
+        return Err(VaultError::Integrity);
+    }
+    let plaintext = Zeroizing::new(
+        dek.decrypt(
+            Nonce::from_slice(&sealed[5..5 + NONCE_LEN]),
+            Payload {
+                msg: &sealed[5 + NONCE_LEN..],
+                aad: token_id.as_bytes(),
+            },
+        )
+        .map_err(|_| VaultError::Integrity)?,
+    );
+    CardData::from_plaintext(&plaintext).ok_or(VaultError::Integrity)
 }
 
 /// The data key version a sealed blob names.

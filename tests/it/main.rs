@@ -16,6 +16,7 @@ mod http_server;
 mod idempotency;
 mod imports;
 mod jobs;
+mod key_custody;
 mod openapi;
 mod payments;
 mod payments_list;
