@@ -292,11 +292,18 @@ async fn copy_database(
         .unwrap()
         .sealed_card;
     if app.db.url.starts_with("sqlite://") {
+        // With `cp` in a process of its own: closing a descriptor of the database in this process (which
+        // runs the server) would drop every POSIX lock SQLite holds on it here.
         let copy = tempfile::tempdir().unwrap();
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal"] {
             let from = app.db.dir.path().join(format!("strongroom.db{suffix}"));
             if from.exists() {
-                std::fs::copy(&from, copy.path().join(format!("strongroom.db{suffix}"))).unwrap();
+                let copied = Command::new("cp")
+                    .arg(&from)
+                    .arg(copy.path().join(format!("strongroom.db{suffix}")))
+                    .status()
+                    .unwrap();
+                assert!(copied.success());
             }
         }
         return (Some(copy), Backup { keys, sealed });
