@@ -3,14 +3,16 @@
 # POST /cde-import with distinct valid test cards from wrk at 1, 16 and 64 connections, and measures the
 # same server's GET /health in the same run. It measures and prints; it asserts nothing.
 #
-#   bench/cde-import.sh                 # both backends, 10 s per measurement
+#   bench/cde-import.sh                 # both backends, 10 s per measurement, the `file` key provider
 #   DURATION=5s BACKENDS=sqlite bench/cde-import.sh
+#   PROVIDERS="file pkcs11" bench/cde-import.sh   # also the master key in SoftHSM2 (installed if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
+PROVIDERS="${PROVIDERS:-file}"
 
 source bench/lib.sh
 bench_setup
@@ -22,20 +24,46 @@ measure() {
     wrk -t"$(( conns < 2 ? conns : 2 ))" -c"$conns" -d"$DURATION" --latency "$@" "$url" | wrk_summary
 }
 
-printf '\n%-9s %6s  %-18s %10s %9s %9s %8s\n' backend conns endpoint "req/s" "p50 ms" "p99 ms" errors
+# pkcs11_env DIR: a SoftHSM2 token of this run in DIR, and the settings that point the server at it.
+pkcs11_env() {
+    local dir=$1
+    if [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
+        (apt-get install -y softhsm2 || (apt-get update && apt-get install -y softhsm2)) >/dev/null
+    fi
+    mkdir -p "$dir/tokens"
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir/tokens" >"$dir/softhsm2.conf"
+    echo 4321 >"$dir/pin"
+    chmod 600 "$dir/pin"
+    SOFTHSM2_CONF="$dir/softhsm2.conf" softhsm2-util --init-token --free --label bench --pin 4321 --so-pin 87654321 >/dev/null
+    export SOFTHSM2_CONF="$dir/softhsm2.conf" STRONGROOM_KEY_PROVIDER=pkcs11 \
+        STRONGROOM_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so STRONGROOM_PKCS11_TOKEN_LABEL=bench \
+        STRONGROOM_PKCS11_PIN_FILE="$dir/pin" STRONGROOM_PKCS11_KEY_LABEL=strongroom-master
+}
+
+printf '\n%-9s %-8s %6s  %-18s %10s %9s %9s %8s\n' backend provider conns endpoint "req/s" "p50 ms" "p99 ms" errors
 for backend in $BACKENDS; do
-    mkdir -p "$WORK/$backend"
-    open_backend "$backend" "$WORK/$backend"
-    [ -n "$URL" ] || continue
-    STRONGROOM_DATA_DIR="$WORK/$backend" STRONGROOM_DATABASE_URL="$URL" start_server "$WORK/$backend"
-    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$WORK/$backend/stdout" | head -1)
-    for conns in $CONNECTIONS; do
-        read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
-        read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
-        printf '%-9s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
-        printf '%-9s %6s  %-18s %10s %9s %9s %8s   (%.0f%% of /health)\n' "$backend" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" \
-            "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
+    for provider in $PROVIDERS; do
+        dir="$WORK/$backend-$provider"
+        mkdir -p "$dir"
+        open_backend "$backend" "$dir"
+        [ -n "$URL" ] || continue
+        export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
+        if [ "$provider" = pkcs11 ]; then
+            pkcs11_env "$dir/hsm"
+            "$BIN" master-key init >/dev/null
+        fi
+        start_server "$dir"
+        KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
+        for conns in $CONNECTIONS; do
+            read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
+            read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
+            printf '%-9s %-8s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$provider" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
+            printf '%-9s %-8s %6s  %-18s %10s %9s %9s %8s   (%.0f%% of /health)\n' "$backend" "$provider" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" \
+                "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
+        done
+        stop_server
+        drop_backend
+        unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL SOFTHSM2_CONF STRONGROOM_KEY_PROVIDER \
+            STRONGROOM_PKCS11_MODULE STRONGROOM_PKCS11_TOKEN_LABEL STRONGROOM_PKCS11_PIN_FILE STRONGROOM_PKCS11_KEY_LABEL
     done
-    stop_server
-    drop_backend
 done

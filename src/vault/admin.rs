@@ -66,7 +66,7 @@ impl KeyLock {
         let started = std::time::Instant::now();
         let file = tokio::task::spawn_blocking(move || {
             // Blocking lock in a thread of its own: waits for the other holders on this machine.
-            file.lock().map(|()| file)
+            fs4::FileExt::lock(&file).map(|()| file)
         })
         .await
         .map_err(|e| AdminError::LockFile(path.display().to_string(), e.to_string()))?
