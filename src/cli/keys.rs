@@ -138,9 +138,17 @@ pub async fn data_key(cmd: DataKeyCommand, config: Config) -> anyhow::Result<()>
         vault.data_key_version(id).await?;
         match admin::begin_data_key_rotation(&store, &*provider, id, ADMIN_CLI).await? {
             Some(version) => rotated.push((id, version)),
-            None => anyhow::bail!(
-                "account {id} is already rotating its data key; wait for its job (`strongroom job list`)"
-            ),
+            // Already mid-rotation (a job is running, or was lost): this job finishes that one; the
+            // steps are idempotent, so two jobs on one account are harmless.
+            None => {
+                if let Some(record) = store.get_account_keys(id).await? {
+                    eprintln!(
+                        "account {id} is already rotating to data key v{}; the job finishes that rotation",
+                        record.dek_version
+                    );
+                    rotated.push((id, record.dek_version));
+                }
+            }
         }
     }
     let payload = RotatePayload {
