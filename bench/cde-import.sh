@@ -6,9 +6,10 @@
 # "on" run as Prometheus would), so that the cost of the metrics shows side by side. It measures and
 # prints; it asserts nothing.
 #
-#   bench/cde-import.sh                 # both backends, metrics off and on, 10 s per measurement
+#   bench/cde-import.sh                 # both backends, metrics off and on, 10 s per measurement, `file` key provider
 #   DURATION=5s BACKENDS=sqlite CONNECTIONS=16 bench/cde-import.sh
 #   METRICS="on" bench/cde-import.sh    # only with metrics
+#   PROVIDERS="file pkcs11" METRICS=off bench/cde-import.sh   # also the master key in SoftHSM2 (installed if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ DURATION="${DURATION:-10s}"
 BACKENDS="${BACKENDS:-sqlite postgres}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
 METRICS="${METRICS:-off on}"
+PROVIDERS="${PROVIDERS:-file}"
 
 source bench/lib.sh
 bench_setup
@@ -27,40 +29,65 @@ measure() {
     wrk -t"$(( conns < 2 ? conns : 2 ))" -c"$conns" -d"$DURATION" --latency "$@" "$url" | wrk_summary
 }
 
-printf '\n%-9s %-7s %6s  %-18s %10s %9s %9s %8s\n' backend metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors
+# pkcs11_env DIR: a SoftHSM2 token of this run in DIR, and the settings that point the server at it.
+pkcs11_env() {
+    local dir=$1
+    if [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then
+        (apt-get install -y softhsm2 || (apt-get update && apt-get install -y softhsm2)) >/dev/null
+    fi
+    mkdir -p "$dir/tokens"
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir/tokens" >"$dir/softhsm2.conf"
+    echo 4321 >"$dir/pin"
+    chmod 600 "$dir/pin"
+    SOFTHSM2_CONF="$dir/softhsm2.conf" softhsm2-util --init-token --free --label bench --pin 4321 --so-pin 87654321 >/dev/null
+    export SOFTHSM2_CONF="$dir/softhsm2.conf" STRONGROOM_KEY_PROVIDER=pkcs11 \
+        STRONGROOM_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so STRONGROOM_PKCS11_TOKEN_LABEL=bench \
+        STRONGROOM_PKCS11_PIN_FILE="$dir/pin" STRONGROOM_PKCS11_KEY_LABEL=strongroom-master
+}
+
+printf '\n%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s\n' backend provider metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors
 for backend in $BACKENDS; do
-  for metrics in $METRICS; do
-    dir="$WORK/$backend-metrics-$metrics"
-    mkdir -p "$dir"
-    open_backend "$backend" "$dir"
-    [ -n "$URL" ] || continue
-    if [ "$metrics" = on ]; then
-        export STRONGROOM_METRICS_LISTEN=127.0.0.1:0
-    else
-        unset STRONGROOM_METRICS_LISTEN
-    fi
-    STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL" start_server "$dir"
-    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
-    SCRAPER_PID=""
-    if [ "$metrics" = on ]; then
-        maddr=$(grep -o 'metrics_addr=[0-9.:]*' "$dir/stderr" | head -1 | cut -d= -f2)
-        ( while sleep 1; do curl -s "http://$maddr/metrics" >/dev/null || true; done ) &
-        SCRAPER_PID=$!
-    fi
-    for conns in $CONNECTIONS; do
-        read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
-        read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
-        printf '%-9s %-7s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$metrics" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
-        printf '%-9s %-7s %6s  %-18s %10s %9s %9s %8s   (%.0f%% of /health)\n' "$backend" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" \
-            "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
+  for provider in $PROVIDERS; do
+    for metrics in $METRICS; do
+        dir="$WORK/$backend-$provider-metrics-$metrics"
+        mkdir -p "$dir"
+        open_backend "$backend" "$dir"
+        [ -n "$URL" ] || continue
+        export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
+        if [ "$provider" = pkcs11 ]; then
+            pkcs11_env "$dir/hsm"
+            "$BIN" master-key init >/dev/null
+        fi
+        if [ "$metrics" = on ]; then
+            export STRONGROOM_METRICS_LISTEN=127.0.0.1:0
+        else
+            unset STRONGROOM_METRICS_LISTEN
+        fi
+        start_server "$dir"
+        KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
+        SCRAPER_PID=""
+        if [ "$metrics" = on ]; then
+            maddr=$(grep -o 'metrics_addr=[0-9.:]*' "$dir/stderr" | head -1 | cut -d= -f2)
+            ( while sleep 1; do curl -s "http://$maddr/metrics" >/dev/null || true; done ) &
+            SCRAPER_PID=$!
+        fi
+        for conns in $CONNECTIONS; do
+            read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
+            read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
+            printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$provider" "$metrics" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
+            printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s   (%.0f%% of /health)\n' "$backend" "$provider" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" \
+                "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
+        done
+        if [ -n "$SCRAPER_PID" ]; then
+            kill "$SCRAPER_PID" 2>/dev/null || true
+            wait "$SCRAPER_PID" 2>/dev/null || true
+            # What the run counted, as a check that the metrics were really on.
+            curl -s "http://$maddr/metrics" | grep -E '^strongroom_tokens_created_total\{origin="api"\}' | sed 's/^/    /' || true
+        fi
+        stop_server
+        drop_backend
+        unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL SOFTHSM2_CONF STRONGROOM_KEY_PROVIDER STRONGROOM_METRICS_LISTEN \
+            STRONGROOM_PKCS11_MODULE STRONGROOM_PKCS11_TOKEN_LABEL STRONGROOM_PKCS11_PIN_FILE STRONGROOM_PKCS11_KEY_LABEL
     done
-    if [ -n "$SCRAPER_PID" ]; then
-        kill "$SCRAPER_PID" 2>/dev/null || true
-        wait "$SCRAPER_PID" 2>/dev/null || true
-        # What the run counted, as a check that the metrics were really on.
-        curl -s "http://$maddr/metrics" | grep -E '^strongroom_tokens_created_total\{origin="api"\}' | sed 's/^/    /' || true
-    fi
-    stop_server
-    drop_backend
   done
 done

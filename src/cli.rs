@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod destinations;
 mod import_watch;
+mod keys;
 mod origins;
 mod processors;
 mod routes;
@@ -56,7 +57,13 @@ pub enum Command {
     Import(ImportCommand),
     /// The master key that wraps every account's data keys.
     #[command(subcommand, name = "master-key")]
-    MasterKey(MasterKeyCommand),
+    MasterKey(keys::MasterKeyCommand),
+    /// Per-account data keys.
+    #[command(subcommand, name = "data-key")]
+    DataKey(keys::DataKeyCommand),
+    /// The durable job queue.
+    #[command(subcommand)]
+    Job(keys::JobCommand),
     /// Webhooks: where an account's events are posted.
     #[command(subcommand)]
     Webhook(webhooks::WebhookCommand),
@@ -117,16 +124,6 @@ pub enum PaymentsCommand {
         /// No progress bar (for scripts).
         #[arg(long)]
         quiet: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum MasterKeyCommand {
-    /// Adds a new master key version to the key file and re-wraps every data key under it, while
-    /// servers keep running. Older versions stay in the file until you remove them.
-    Rotate {
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -235,24 +232,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Import(ImportCommand::Watch { id, interval_ms }) => {
             import_watch::watch(config, id, Duration::from_millis(interval_ms.max(50))).await
         }
-        Command::MasterKey(MasterKeyCommand::Rotate { json }) => {
-            let store = server::open_store(&config).await?;
-            let key_file = config.master_key();
-            let report =
-                crate::vault::rotate::rotate_master_key(&store, key_file.path(), ADMIN_CLI).await?;
-            store.close().await;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!(
-                    "master key version {} added to {}; {} account key sets re-wrapped",
-                    report.new_version,
-                    key_file.path().display(),
-                    report.rewrapped_accounts
-                );
-            }
-            Ok(())
-        }
+        Command::MasterKey(cmd) => keys::master_key(cmd, config).await,
+        Command::DataKey(cmd) => keys::data_key(cmd, config).await,
+        Command::Job(cmd) => keys::job(cmd, config).await,
     }
 }
 

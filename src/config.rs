@@ -18,6 +18,14 @@ use checks::{at_least, at_most, in_range, listen_address, log_format, not_empty,
 use settings::Layered;
 
 use crate::vault::master::KeyFile;
+use crate::vault::pkcs11::Pkcs11Settings;
+
+/// Who keeps the master key.
+#[derive(Clone, Debug)]
+pub enum KeyProviderConfig {
+    File,
+    Pkcs11(Pkcs11Settings),
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -44,6 +52,9 @@ pub struct Config {
     /// How long a database connection is waited for (every pool) before the store answers unavailable.
     pub db_acquire_timeout: Duration,
     pub master_key_file: Option<PathBuf>,
+    pub key_provider: KeyProviderConfig,
+    /// Sealed values a data-key rotation job re-seals per transaction.
+    pub data_key_rotation_batch: i64,
     /// How Stripe and clients reach this server; `None` until known: then `http://` + the bound address.
     pub public_url: Option<String>,
     pub stripe_api_base: String,
@@ -135,6 +146,8 @@ impl Config {
             database_max_connections: 16,
             db_acquire_timeout: Duration::from_millis(1500),
             master_key_file: None,
+            key_provider: KeyProviderConfig::File,
+            data_key_rotation_batch: 500,
             public_url: None,
             stripe_api_base: "https://api.stripe.com".to_owned(),
             redis_url: None,
@@ -188,6 +201,33 @@ impl Config {
                 layered.check("database_max_connections", at_least(n, 1))?;
         }
         config.master_key_file = s.master_key_file.clone();
+        if let Some(n) = s.data_key_rotation_batch {
+            config.data_key_rotation_batch =
+                layered.check("data_key_rotation_batch", in_range(n, 1, 10_000))?;
+        }
+        config.key_provider = match s.key_provider.as_deref() {
+            None | Some("file") => KeyProviderConfig::File,
+            Some("pkcs11") => {
+                let need = |name: &str, v: Option<String>| {
+                    layered.check(
+                        name,
+                        v.filter(|v| !v.trim().is_empty())
+                            .ok_or_else(|| "required with key_provider = pkcs11".to_owned()),
+                    )
+                };
+                let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+                KeyProviderConfig::Pkcs11(Pkcs11Settings {
+                    module: need("pkcs11_module", path(&s.pkcs11_module))?.into(),
+                    token_label: need("pkcs11_token_label", s.pkcs11_token_label.clone())?,
+                    pin_file: need("pkcs11_pin_file", path(&s.pkcs11_pin_file))?.into(),
+                    key_label: need("pkcs11_key_label", s.pkcs11_key_label.clone())?,
+                })
+            }
+            Some(_) => layered.check::<KeyProviderConfig>(
+                "key_provider",
+                Err("expected `file` or `pkcs11`".to_owned()),
+            )?,
+        };
         if let Some(url) = &s.public_url {
             config.public_url = Some(layered.check("public_url", secure_url(url))?);
         }

@@ -14,6 +14,7 @@ use crate::api::auth::AuthCache;
 use crate::api::rate_limit::RateLimiter;
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::config::KeyProviderConfig;
 use crate::connectors::processor::Sandbox;
 use crate::domain::accounts::{self, ApiKeySecret};
 use crate::domain::forward::Forwarder;
@@ -26,8 +27,11 @@ use crate::domain::tokens::Tokens;
 use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
+use crate::store::{Action, AuditEvent};
 use crate::vault::cvc::CvcCache;
-use crate::vault::master::MasterKeys;
+use crate::vault::file_provider::{create_private_dir, FileProvider};
+use crate::vault::pkcs11::Pkcs11Provider;
+use crate::vault::provider::{DynProvider, MasterKeyError};
 use crate::vault::Vault;
 
 mod http;
@@ -36,13 +40,35 @@ pub mod metrics;
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     store::set_node_name(&config.node_name);
-    if config.sqlite_file().is_some() {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    if let Some(file) = config.sqlite_file() {
+        // The data directory holds the database (and the development key): 0700; the database 0600,
+        // made before SQLite opens it so that its WAL and shared-memory files take the same mode.
+        create_private_dir(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()
             )
         })?;
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)
+                .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+        }
+        if !file.exists() {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&file) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot create the database file {}: {e}",
+                        file.display()
+                    ))
+                }
+            }
+        }
     }
     let store = store::open(
         &config.database_url,
@@ -52,6 +78,46 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     .await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Opens the configured key provider. A key file that group or others may read is refused, and the
+/// refusal is audited.
+pub async fn open_provider(config: &Config, store: &DynStore) -> anyhow::Result<DynProvider> {
+    let opened: Result<DynProvider, MasterKeyError> = match &config.key_provider {
+        KeyProviderConfig::File => {
+            FileProvider::open(&config.master_key()).map(|p| Arc::new(p) as DynProvider)
+        }
+        KeyProviderConfig::Pkcs11(settings) => {
+            Pkcs11Provider::open(settings, &config.data_dir).map(|p| Arc::new(p) as DynProvider)
+        }
+    };
+    match opened {
+        Ok(provider) => Ok(provider),
+        Err(err) => {
+            if let MasterKeyError::Permissions { path, mode } = &err {
+                let _ = store
+                    .insert_audit_event(&AuditEvent::new(
+                        None,
+                        "system",
+                        Action::KeyFileRefuse,
+                        Some(format!("{} mode {mode:04o}", path.display())),
+                        "refused",
+                    ))
+                    .await;
+            }
+            Err(err.into())
+        }
+    }
+}
+
+/// A provider for the admin commands that make the key (`master-key init`): the file need not exist.
+pub fn unopened_provider(config: &Config) -> anyhow::Result<DynProvider> {
+    Ok(match &config.key_provider {
+        KeyProviderConfig::File => Arc::new(FileProvider::unopened(config.master_key().path())),
+        KeyProviderConfig::Pkcs11(settings) => {
+            Arc::new(Pkcs11Provider::open(settings, &config.data_dir)?)
+        }
+    })
 }
 
 /// The job handlers this build knows, by worker pool. Each capability that brings a job kind registers
@@ -67,7 +133,14 @@ pub fn job_pools(state: &AppState) -> Vec<JobPool> {
         JobPool {
             name: "imports",
             size: sizes.imports,
-            handlers: vec![Arc::new(ImportJob(state.imports.clone()))],
+            // Data-key rotations are bulk background work like imports, in steps of a batch each.
+            handlers: vec![
+                Arc::new(ImportJob(state.imports.clone())),
+                Arc::new(crate::domain::data_keys::DataKeyRotation::new(
+                    state.tokens.vault.clone(),
+                    state.config.data_key_rotation_batch,
+                )),
+            ],
         },
         JobPool {
             name: "webhooks",
@@ -146,14 +219,9 @@ impl RunningServer {
 
 /// Builds the application state for `config`: store, keys, settings.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let key_file = config.master_key();
-    let master = MasterKeys::load(&key_file)?;
     let store = open_store(&config).await?;
-    let vault = Arc::new(Vault::new(
-        store.clone(),
-        key_file.path().to_owned(),
-        master,
-    ));
+    let provider = open_provider(&config, &store).await?;
+    let vault = Arc::new(Vault::new(store.clone(), provider));
     let cvc = Arc::new(match &config.redis_url {
         Some(url) => CvcCache::redis(url, config.cvc_ttl, vault.clone())
             .await

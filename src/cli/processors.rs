@@ -18,7 +18,6 @@ use crate::domain::processors::{self, NewProcessor, ProcessorKind, SANDBOX};
 use crate::domain::routing;
 use crate::server;
 use crate::store::ProcessorRecord;
-use crate::vault::master::MasterKeys;
 use crate::vault::Vault;
 
 #[derive(Subcommand, Debug)]
@@ -87,11 +86,9 @@ pub async fn run(cmd: ProcessorCommand, config: Config) -> anyhow::Result<()> {
             std::io::stdin()
                 .read_to_string(&mut secrets)
                 .context("cannot read the secrets from standard input")?;
-            let key_file = config.master_key();
             let vault = Arc::new(Vault::new(
                 store.clone(),
-                key_file.path().to_owned(),
-                MasterKeys::load(&key_file)?,
+                server::open_provider(&config, &store).await?,
             ));
             let new = NewProcessor {
                 account_id: account,

@@ -12,7 +12,6 @@ use crate::domain::accounts::ADMIN_CLI;
 use crate::domain::webhooks::{self, EventSet};
 use crate::server;
 use crate::store::WebhookRecord;
-use crate::vault::master::MasterKeys;
 use crate::vault::Vault;
 
 #[derive(Subcommand, Debug)]
@@ -67,11 +66,9 @@ pub async fn run(cmd: WebhookCommand, config: Config) -> anyhow::Result<()> {
         } => {
             let events =
                 EventSet::parse_list(&events).map_err(|m| anyhow::anyhow!("--events: {m}"))?;
-            let key_file = config.master_key();
             let vault = Arc::new(Vault::new(
                 store.clone(),
-                key_file.path().to_owned(),
-                MasterKeys::load(&key_file)?,
+                server::open_provider(&config, &store).await?,
             ));
             let (webhook, key) =
                 webhooks::add_webhook(&store, &vault, account, &url, events, ADMIN_CLI).await?;

@@ -42,6 +42,24 @@ pub struct Settings {
     /// File holding the master key; default: a development key generated in the data directory.
     #[arg(long, global = true, env = "STRONGROOM_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Who keeps the master key: `file` (default) or `pkcs11` (an HSM).
+    #[arg(long, global = true, env = "STRONGROOM_KEY_PROVIDER")]
+    pub key_provider: Option<String>,
+    /// The PKCS#11 library (`pkcs11` provider), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, global = true, env = "STRONGROOM_PKCS11_MODULE")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the HSM token holding the master key.
+    #[arg(long, global = true, env = "STRONGROOM_PKCS11_TOKEN_LABEL")]
+    pub pkcs11_token_label: Option<String>,
+    /// File holding the token's user PIN.
+    #[arg(long, global = true, env = "STRONGROOM_PKCS11_PIN_FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// Label of the master key's objects in the token (one per version).
+    #[arg(long, global = true, env = "STRONGROOM_PKCS11_KEY_LABEL")]
+    pub pkcs11_key_label: Option<String>,
+    /// Sealed values a data-key rotation job re-seals per transaction.
+    #[arg(long, global = true, env = "STRONGROOM_DATA_KEY_ROTATION_BATCH")]
+    pub data_key_rotation_batch: Option<i64>,
     /// How Stripe reaches this server; default `http://` + the listen address.
     #[arg(long, global = true, env = "STRONGROOM_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -3,6 +3,7 @@
 //! Handlers in `api/` parse, call a service and shape its answer; nothing here knows HTTP.
 
 pub mod accounts;
+pub mod data_keys;
 pub mod destinations;
 pub mod forward;
 pub mod imports;

@@ -69,7 +69,7 @@ pub enum ProcessorError {
 }
 
 /// What processor `id`'s secrets are sealed to, so that they open for no other.
-fn secrets_aad(id: Uuid) -> Vec<u8> {
+pub(crate) fn secrets_aad(id: Uuid) -> Vec<u8> {
     [b"processor-secrets:".as_slice(), id.as_bytes()].concat()
 }
 

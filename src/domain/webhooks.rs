@@ -9,7 +9,7 @@
 
 mod breaker;
 mod delivery;
-mod registry;
+pub(crate) mod registry;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -42,6 +42,11 @@ string_enum! {
         OriginAdd = "origin.add",
         OriginRemove = "origin.remove",
         TokenSessionComplete = "token_session.complete",
+        MasterKeyInit = "master_key.init",
+        MasterKeyRetire = "master_key.retire",
+        DataKeyRotateStart = "data_key.rotate_start",
+        DataKeyRotateEnd = "data_key.rotate_end",
+        KeyFileRefuse = "master_key.file_refuse",
     }
 }
 
@@ -159,6 +164,8 @@ pub trait AuditStore {
     async fn insert_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Inserts many events in one transaction (one durable commit for the batch).
     async fn insert_audit_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
+    /// How many events of `action` the trail holds (key operations belong to no account).
+    async fn count_audit_events_with_action(&self, action: &str) -> StoreResult<i64>;
     /// An account's events, newest first.
     async fn list_audit_events(&self, account_id: Uuid, limit: i64)
         -> StoreResult<Vec<AuditEvent>>;
@@ -343,6 +350,15 @@ macro_rules! impl_audit_store {
                     }
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn count_audit_events_with_action(&self, action: &str) -> StoreResult<i64> {
+                    Ok(
+                        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = $1")
+                            .bind(action)
+                            .fetch_one(self.pool())
+                            .await?,
+                    )
                 }
 
                 async fn list_audit_events(

@@ -111,6 +111,15 @@ macro_rules! impl_sql_store {
                     Ok(())
                 }
 
+                async fn checkpoint_after_delete(&self) -> StoreResult<()> {
+                    if <Self as SqlBackend>::BACKEND == Backend::Sqlite {
+                        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                            .execute(self.pool())
+                            .await?;
+                    }
+                    Ok(())
+                }
+
                 async fn close(&self) {
                     self.close_pools().await
                 }

@@ -119,6 +119,8 @@ pub trait JobStore {
     /// Gives up for good on a job still held under `fence`.
     async fn fail_job(&self, fence: &Fence, error: &str, now: Ts) -> StoreResult<bool>;
     async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>>;
+    /// Jobs queued or running, oldest first (`strongroom job list`).
+    async fn list_unfinished_jobs(&self, limit: i64) -> StoreResult<Vec<Job>>;
     /// Deletes jobs that ended (done or failed) before `before`.
     async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64>;
 }
@@ -332,6 +334,18 @@ macro_rules! impl_job_store {
                 async fn get_job(&self, id: Uuid) -> StoreResult<Option<Job>> {
                     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
                     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(self.pool()).await?)
+                }
+
+                async fn list_unfinished_jobs(&self, limit: i64) -> StoreResult<Vec<Job>> {
+                    let sql = format!(
+                        "SELECT {JOB_COLUMNS} FROM jobs WHERE status NOT IN ($1, $2) ORDER BY created_at, id LIMIT $3"
+                    );
+                    Ok(sqlx::query_as(&sql)
+                        .bind(JobStatus::Done.as_str())
+                        .bind(JobStatus::Failed.as_str())
+                        .bind(limit)
+                        .fetch_all(self.pool())
+                        .await?)
                 }
 
                 async fn purge_finished_jobs(&self, before: Ts) -> StoreResult<u64> {

@@ -45,7 +45,7 @@ pub use processors::{ProcessorRecord, ProcessorStore};
 pub use sessions::{OriginRecord, SessionRecord, SessionStore};
 pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
-pub use vault_keys::{AccountKeysRecord, VaultKeyStore};
+pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
 pub use webhook_records::{DeliveryStatus, OutboxRecord, WebhookDelivery, WebhookRecord};
 pub use webhooks::WebhookStore;
 
@@ -156,6 +156,9 @@ pub trait Store:
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
+    /// After deletes: SQLite checkpoints its WAL and truncates it, so that deleted pages (overwritten in
+    /// the database by `secure_delete`) do not linger in the log. Nothing on PostgreSQL (see the README).
+    async fn checkpoint_after_delete(&self) -> StoreResult<()>;
     async fn close(&self);
     /// The pool's connections: (idle, in use).
     fn pool_connections(&self) -> (u32, u32);

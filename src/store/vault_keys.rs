@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::{AuditEvent, StoreResult, Ts};
 
 pub(crate) const ACCOUNT_KEYS_COLUMNS: &str =
-    "account_id, dek_version, master_version, wrapped_dek, wrapped_fingerprint_key, created_at, rewrapped_at";
+    "account_id, dek_version, master_version, wrapped_dek, wrapped_fingerprint_key, created_at, rewrapped_at, \
+     previous_dek_version, previous_wrapped_dek";
 
 /// An account's data key and fingerprint key, each wrapped (AES-256-GCM) by master key `master_version`.
 #[derive(Clone, sqlx::FromRow)]
@@ -19,6 +20,29 @@ pub struct AccountKeysRecord {
     pub wrapped_fingerprint_key: Vec<u8>,
     pub created_at: Ts,
     pub rewrapped_at: Option<Ts>,
+    /// The data key being rotated away from (wrapped by the same master version), until the rotation
+    /// job has re-sealed everything and destroys it.
+    pub previous_dek_version: Option<i32>,
+    pub previous_wrapped_dek: Option<Vec<u8>>,
+}
+
+/// Where sealed values live, for the data-key rotation job: table, id column, sealed column, and the
+/// column naming the account.
+#[derive(Clone, Copy, Debug)]
+pub struct SealedColumn {
+    pub table: &'static str,
+    pub id: &'static str,
+    pub column: &'static str,
+    pub account: &'static str,
+}
+
+/// One sealed value to replace, only if it still holds `old`.
+pub struct Reseal {
+    pub id: Uuid,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+    /// For tokens: the card's fingerprint under the new fingerprint key.
+    pub fingerprint: Option<Vec<u8>>,
 }
 
 #[async_trait]
@@ -40,6 +64,36 @@ pub trait VaultKeyStore {
         old_master_version: i32,
         audit: Option<&AuditEvent>,
     ) -> StoreResult<bool>;
+    /// Installs `keys` (a new data key with the current one as previous) if the account is still at
+    /// `old_dek_version` and not mid-rotation, with `audit`; false (nothing written) otherwise.
+    async fn begin_data_key_rotation(
+        &self,
+        keys: &AccountKeysRecord,
+        old_dek_version: i32,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Destroys the previous data key of an account at `dek_version`, with `audit`.
+    async fn finish_data_key_rotation(
+        &self,
+        account_id: Uuid,
+        dek_version: i32,
+        audit: &AuditEvent,
+    ) -> StoreResult<bool>;
+    /// Accounts whose key record is wrapped by master `master_version` (retirement refuses while any).
+    async fn count_account_keys_under(&self, master_version: i32) -> StoreResult<i64>;
+    /// Sealed values of an account after `after` (by id), at most `limit`.
+    async fn list_sealed(
+        &self,
+        at: SealedColumn,
+        account_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<(Uuid, Vec<u8>)>>;
+    /// Replaces sealed values still unchanged since read, in one transaction; how many were replaced.
+    async fn replace_sealed(&self, at: SealedColumn, rows: &[Reseal]) -> StoreResult<u64>;
+    /// Takes the named lock row until `expires_at` (or after it expired for its holder); false if held.
+    async fn try_key_lock(&self, name: &str, holder: &str, expires_at: Ts) -> StoreResult<bool>;
+    async fn release_key_lock(&self, name: &str, holder: &str) -> StoreResult<()>;
 }
 
 macro_rules! impl_vault_key_store {
@@ -48,7 +102,8 @@ macro_rules! impl_vault_key_store {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
             use $crate::store::vault_keys::ACCOUNT_KEYS_COLUMNS;
-            use $crate::store::{AccountKeysRecord, AuditEvent, StoreResult, VaultKeyStore};
+            use $crate::store::{AccountKeysRecord, AuditEvent, StoreResult, VaultKeyStore, Ts};
+            use $crate::store::vault_keys::{SealedColumn, Reseal};
 
             type Db = <$store as SqlBackend>::DB;
 
@@ -62,7 +117,8 @@ macro_rules! impl_vault_key_store {
                 async fn insert_account_keys(&self, k: &AccountKeysRecord) -> StoreResult<bool> {
                     let done = sqlx::query(
                         "INSERT INTO account_keys (account_id, dek_version, master_version, wrapped_dek, \
-                         wrapped_fingerprint_key, created_at, rewrapped_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         wrapped_fingerprint_key, created_at, rewrapped_at, previous_dek_version, previous_wrapped_dek) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                          ON CONFLICT (account_id) DO NOTHING",
                     )
                     .bind(k.account_id)
@@ -72,6 +128,8 @@ macro_rules! impl_vault_key_store {
                     .bind(&k.wrapped_fingerprint_key)
                     .bind(k.created_at)
                     .bind(k.rewrapped_at)
+                    .bind(k.previous_dek_version)
+                    .bind(&k.previous_wrapped_dek)
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
@@ -98,7 +156,8 @@ macro_rules! impl_vault_key_store {
                     let mut tx = self.pool().begin().await?;
                     let done = sqlx::query(
                         "UPDATE account_keys SET master_version = $2, wrapped_dek = $3, wrapped_fingerprint_key = $4, \
-                         rewrapped_at = $5 WHERE account_id = $1 AND master_version = $6",
+                         rewrapped_at = $5, previous_wrapped_dek = $7 WHERE account_id = $1 AND master_version = $6 \
+                         AND dek_version = $8",
                     )
                     .bind(k.account_id)
                     .bind(k.master_version)
@@ -106,9 +165,132 @@ macro_rules! impl_vault_key_store {
                     .bind(&k.wrapped_fingerprint_key)
                     .bind(k.rewrapped_at)
                     .bind(old_master_version)
+                    .bind(&k.previous_wrapped_dek)
+                    .bind(k.dek_version)
                     .execute(&mut *tx)
                     .await?;
                     Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), audit, &[]).await?)
+                }
+
+                async fn begin_data_key_rotation(
+                    &self,
+                    k: &AccountKeysRecord,
+                    old_dek_version: i32,
+                    audit: &AuditEvent,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    let done = sqlx::query(
+                        "UPDATE account_keys SET dek_version = $2, master_version = $3, wrapped_dek = $4, \
+                         wrapped_fingerprint_key = $5, rewrapped_at = $6, previous_dek_version = $7, \
+                         previous_wrapped_dek = $8 WHERE account_id = $1 AND dek_version = $9 \
+                         AND previous_dek_version IS NULL",
+                    )
+                    .bind(k.account_id)
+                    .bind(k.dek_version)
+                    .bind(k.master_version)
+                    .bind(&k.wrapped_dek)
+                    .bind(&k.wrapped_fingerprint_key)
+                    .bind(k.rewrapped_at)
+                    .bind(k.previous_dek_version)
+                    .bind(&k.previous_wrapped_dek)
+                    .bind(old_dek_version)
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), &[]).await?)
+                }
+
+                async fn finish_data_key_rotation(
+                    &self,
+                    account_id: Uuid,
+                    dek_version: i32,
+                    audit: &AuditEvent,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    let done = sqlx::query(
+                        "UPDATE account_keys SET previous_dek_version = NULL, previous_wrapped_dek = NULL \
+                         WHERE account_id = $1 AND dek_version = $2 AND previous_dek_version IS NOT NULL",
+                    )
+                    .bind(account_id)
+                    .bind(dek_version)
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), &[]).await?)
+                }
+
+                async fn count_account_keys_under(&self, master_version: i32) -> StoreResult<i64> {
+                    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM account_keys WHERE master_version = $1")
+                        .bind(master_version)
+                        .fetch_one(self.pool())
+                        .await?)
+                }
+
+                async fn list_sealed(
+                    &self,
+                    at: SealedColumn,
+                    account_id: Uuid,
+                    after: Option<Uuid>,
+                    limit: i64,
+                ) -> StoreResult<Vec<(Uuid, Vec<u8>)>> {
+                    // Names come from constants in the code, never from input.
+                    let sql = format!(
+                        "SELECT {id}, {col} FROM {table} WHERE {acc} = $1 AND {col} IS NOT NULL \
+                         AND ($2 IS NULL OR {id} > $2) ORDER BY {id} LIMIT $3",
+                        id = at.id, col = at.column, table = at.table, acc = at.account
+                    );
+                    let sql = if <$store as SqlBackend>::BACKEND == $crate::store::Backend::Postgres {
+                        sql.replace("$2 IS NULL", "$2::uuid IS NULL")
+                    } else {
+                        sql
+                    };
+                    Ok(sqlx::query_as(&sql).bind(account_id).bind(after).bind(limit).fetch_all(self.pool()).await?)
+                }
+
+                async fn replace_sealed(&self, at: SealedColumn, rows: &[Reseal]) -> StoreResult<u64> {
+                    let mut tx = self.pool().begin().await?;
+                    let mut n = 0;
+                    for r in rows {
+                        let done = match &r.fingerprint {
+                            Some(fp) => sqlx::query(&format!(
+                                    "UPDATE {table} SET {col} = $2, fingerprint = $4 WHERE {id} = $1 AND {col} = $3",
+                                    table = at.table, col = at.column, id = at.id
+                                ))
+                                .bind(r.id).bind(&r.new).bind(&r.old).bind(fp)
+                                .execute(&mut *tx).await?,
+                            None => sqlx::query(&format!(
+                                    "UPDATE {table} SET {col} = $2 WHERE {id} = $1 AND {col} = $3",
+                                    table = at.table, col = at.column, id = at.id
+                                ))
+                                .bind(r.id).bind(&r.new).bind(&r.old)
+                                .execute(&mut *tx).await?,
+                        };
+                        n += done.rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok(n)
+                }
+
+                async fn try_key_lock(&self, name: &str, holder: &str, expires_at: Ts) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "INSERT INTO key_locks (name, holder, expires_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                         WHERE key_locks.expires_at < $4",
+                    )
+                    .bind(name)
+                    .bind(holder)
+                    .bind(expires_at)
+                    .bind(Ts::now())
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn release_key_lock(&self, name: &str, holder: &str) -> StoreResult<()> {
+                    sqlx::query("DELETE FROM key_locks WHERE name = $1 AND holder = $2")
+                        .bind(name)
+                        .bind(holder)
+                        .execute(self.pool())
+                        .await?;
+                    Ok(())
                 }
             }
         };

@@ -1,15 +1,14 @@
 //! The master key (key-encryption key): 256-bit keys with versions, read from a file whose lines are
 //! `v<N>:<64 hex digits>` (`#` starts a comment). The highest version is current; older ones stay to open
 //! what they sealed until retired. With no file configured, a development key file is generated in the
-//! data directory on first start, with a loud warning.
+//! data directory on first start, with a loud warning. `file_provider.rs` keeps this file; this module
+//! only parses it.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -27,11 +26,7 @@ impl fmt::Debug for MasterKeys {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum MasterKeyError {
-    #[error("master key file {0}: {1}")]
-    File(PathBuf, String),
-}
+pub use super::provider::MasterKeyError;
 
 pub const DEV_KEY_FILE: &str = "master.key";
 
@@ -59,27 +54,19 @@ impl KeyFile {
 }
 
 impl MasterKeys {
-    /// Reads the master key file; a development key file is made first if it is missing.
-    pub fn load(file: &KeyFile) -> Result<Self, MasterKeyError> {
-        if let KeyFile::Development(path) = file {
-            if !path.exists() {
-                create_dev_key_file(path)?;
-                tracing::warn!(
-                    path = %path.display(),
-                    "GENERATED A DEVELOPMENT MASTER KEY. Card data sealed with it is only as safe as this file. \
-                     In production set STRONGROOM_MASTER_KEY_FILE to a key kept apart from the database."
-                );
-            }
-        }
-        Self::read(file.path())
-    }
-
     pub fn read(path: &Path) -> Result<Self, MasterKeyError> {
         let text = Zeroizing::new(
             std::fs::read_to_string(path)
                 .map_err(|e| MasterKeyError::File(path.to_owned(), e.to_string()))?,
         );
         Self::parse(&text).map_err(|m| MasterKeyError::File(path.to_owned(), m))
+    }
+
+    /// No key at all (a key file not made yet).
+    pub fn empty() -> Self {
+        Self {
+            keys: BTreeMap::new(),
+        }
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -114,6 +101,10 @@ impl MasterKeys {
         self.keys.keys().next_back().copied().unwrap_or(0)
     }
 
+    pub fn versions(&self) -> Vec<u32> {
+        self.keys.keys().copied().collect()
+    }
+
     pub fn get(&self, version: u32) -> Option<&KeyBytes> {
         self.keys.get(&version)
     }
@@ -128,26 +119,6 @@ impl MasterKeys {
         out.copy_from_slice(&mac.finalize().into_bytes());
         Some(out)
     }
-}
-
-fn create_dev_key_file(path: &Path) -> Result<(), MasterKeyError> {
-    let fail = |e: std::io::Error| MasterKeyError::File(path.to_owned(), e.to_string());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let mut key = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(key.as_mut());
-    let text = Zeroizing::new(format!(
-        "# Strongroom DEVELOPMENT master key, generated on first start. Not for production.\nv1:{}\n",
-        hex::encode(key.as_ref())
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(fail)?;
-    file.write_all(text.as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)
 }
 
 #[cfg(test)]

@@ -2,13 +2,17 @@
 //! data key, with a random nonce and the token id as associated data. Every ciphertext names the version
 //! of the key that sealed it. Also the keyed (HMAC-SHA256) fingerprints, with a per-account key of their own.
 
+pub mod admin;
 pub mod cvc;
+pub mod file_provider;
 pub mod master;
+pub mod pkcs11;
+pub mod provider;
 pub mod rotate;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -20,7 +24,9 @@ use zeroize::Zeroizing;
 
 use crate::model::card::CardData;
 use crate::store::{AccountKeysRecord, DynStore, StoreError, Ts};
-use master::{KeyBytes, MasterKeyError, MasterKeys};
+use master::KeyBytes;
+use provider::KeyProvider;
+use provider::{DynProvider, MasterKeyError};
 
 /// The format byte that starts every sealed card and wrapped key.
 const FORMAT_V1: u8 = 1;
@@ -32,7 +38,7 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error(transparent)]
     MasterKey(#[from] MasterKeyError),
-    #[error("master key version {0} is not in the key file")]
+    #[error("master key version {0} does not exist")]
     UnknownMasterVersion(i32),
     #[error("data key version {0} is not the account's")]
     UnknownDataKeyVersion(u32),
@@ -41,40 +47,38 @@ pub enum VaultError {
     Integrity,
 }
 
-/// An account's unwrapped keys, kept in memory while the process runs.
+/// An account's unwrapped keys, kept in memory so that the hot path makes no call to the key provider
+/// (an HSM). The ciphers and key bytes zero their memory when the entry is dropped from the cache.
 struct AccountKeys {
     dek_version: u32,
     dek: Aes256Gcm,
-    fingerprint: Hmac<Sha256>,
+    fingerprint: KeyBytes,
+    /// The data key being rotated away from, until its rotation job destroys it.
+    previous: Option<(u32, Aes256Gcm)>,
+    /// What the entry was unwrapped from, to tell whether the stored record changed.
+    stamp: (i32, i32, Option<i32>),
+    checked_at: Instant,
 }
+
+/// How long a node trusts its cached account keys before it checks (one indexed read, no HSM call)
+/// whether a data-key rotation on another node replaced them.
+pub const KEY_CACHE_RECHECK: Duration = Duration::from_secs(2);
 
 pub struct Vault {
     store: DynStore,
-    key_file: PathBuf,
-    master: RwLock<Arc<MasterKeys>>,
+    provider: DynProvider,
     accounts: RwLock<HashMap<Uuid, Arc<AccountKeys>>>,
 }
 
 impl Vault {
-    /// Whether the key provider answers: the master key file still reads and holds the version in use.
-    /// (Another provider, such as an HSM, answers here in its own way.)
+    /// Whether the key provider answers: the master key file still reads and holds the version in use,
+    /// or the HSM wraps and unwraps under it.
     pub async fn check_key_provider(&self) -> Result<(), String> {
-        let path = self.key_file.clone();
-        let in_use = self
-            .master
-            .read()
-            .map(|m| m.current_version())
-            .map_err(|_| "the master key lock is poisoned".to_owned())?;
-        let read = tokio::task::spawn_blocking(move || master::MasterKeys::read(&path))
+        let provider = self.provider.clone();
+        tokio::task::spawn_blocking(move || provider.check())
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if read.get(in_use).is_none() {
-            return Err(format!(
-                "master key version {in_use} is no longer in the key file"
-            ));
-        }
-        Ok(())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -85,62 +89,48 @@ pub struct Sealed {
 }
 
 impl Vault {
-    pub fn new(store: DynStore, key_file: PathBuf, master: MasterKeys) -> Self {
+    pub fn new(store: DynStore, provider: DynProvider) -> Self {
         Self {
             store,
-            key_file,
-            master: RwLock::new(Arc::new(master)),
+            provider,
             accounts: RwLock::new(HashMap::new()),
         }
     }
 
-    pub fn master(&self) -> Arc<MasterKeys> {
-        self.master
-            .read()
-            .map(|m| m.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
     }
 
-    /// Re-reads the key file, so that a rotation made by another process is seen without a restart.
-    fn reload_master(&self) -> Result<Arc<MasterKeys>, VaultError> {
-        let fresh = Arc::new(MasterKeys::read(&self.key_file)?);
-        match self.master.write() {
-            Ok(mut slot) => *slot = fresh.clone(),
-            Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
-        }
-        Ok(fresh)
+    pub fn store(&self) -> &DynStore {
+        &self.store
     }
 
-    /// The master keys, reloaded once if `version` is not among them.
-    fn master_with(&self, version: i32) -> Result<Arc<MasterKeys>, VaultError> {
-        let current = self.master();
-        let wanted =
-            u32::try_from(version).map_err(|_| VaultError::UnknownMasterVersion(version))?;
-        if current.get(wanted).is_some() {
-            return Ok(current);
-        }
-        let fresh = self.reload_master()?;
-        fresh
-            .get(wanted)
-            .map(|_| fresh.clone())
-            .ok_or(VaultError::UnknownMasterVersion(version))
-    }
-
-    async fn account_keys(&self, account_id: Uuid) -> Result<Arc<AccountKeys>, VaultError> {
-        if let Some(keys) = self
-            .accounts
+    fn cached(&self, account_id: Uuid) -> Option<Arc<AccountKeys>> {
+        self.accounts
             .read()
             .ok()
             .and_then(|m| m.get(&account_id).cloned())
-        {
-            return Ok(keys);
+    }
+
+    async fn account_keys(&self, account_id: Uuid) -> Result<Arc<AccountKeys>, VaultError> {
+        match self.cached(account_id) {
+            Some(keys) if keys.checked_at.elapsed() < KEY_CACHE_RECHECK => Ok(keys),
+            cached => self.load_account_keys(account_id, cached).await,
         }
+    }
+
+    /// Reads the account's key record and unwraps it, unless it is the one `cached` came from.
+    async fn load_account_keys(
+        &self,
+        account_id: Uuid,
+        cached: Option<Arc<AccountKeys>>,
+    ) -> Result<Arc<AccountKeys>, VaultError> {
         let record = match self.store.get_account_keys(account_id).await? {
             Some(record) => record,
             None => {
                 // New keys are wrapped by the newest master key, which another process may have just added.
-                let master = self.reload_master()?;
-                let fresh = new_account_keys(account_id, &master)?;
+                self.provider.reload()?;
+                let fresh = new_account_keys(account_id, &*self.provider)?;
                 if self.store.insert_account_keys(&fresh).await? {
                     fresh
                 } else {
@@ -151,12 +141,36 @@ impl Vault {
                 }
             }
         };
-        let master = self.master_with(record.master_version)?;
-        let keys = Arc::new(unwrap_account_keys(&record, &master)?);
+        let keys = match cached {
+            Some(keys) if keys.stamp == stamp(&record) => Arc::new(AccountKeys {
+                dek_version: keys.dek_version,
+                dek: keys.dek.clone(),
+                fingerprint: keys.fingerprint.clone(),
+                previous: keys.previous.clone(),
+                stamp: keys.stamp,
+                checked_at: Instant::now(),
+            }),
+            _ => Arc::new(unwrap_account_keys(&record, &*self.provider)?),
+        };
         if let Ok(mut cache) = self.accounts.write() {
             cache.insert(account_id, keys.clone());
         }
         Ok(keys)
+    }
+
+    /// The account's keys able to open `version`, read again at once if the cache does not have it.
+    async fn keys_for_version(
+        &self,
+        account_id: Uuid,
+        version: u32,
+    ) -> Result<(Arc<AccountKeys>, bool), VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        if has_version(&keys, version) {
+            return Ok((keys, true));
+        }
+        let keys = self.load_account_keys(account_id, None).await?;
+        let found = has_version(&keys, version);
+        Ok((keys, found))
     }
 
     /// Seals `card` for token `token_id` of `account_id` and computes its fingerprint.
@@ -209,14 +223,17 @@ impl Vault {
         if sealed.len() < 1 + 4 + NONCE_LEN + 16 || sealed[0] != FORMAT_V1 {
             return Err(VaultError::Integrity);
         }
-        let version = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
-        let keys = self.account_keys(account_id).await?;
-        if version != keys.dek_version {
+        let version = sealed_version(sealed).ok_or(VaultError::Integrity)?;
+        let (keys, found) = self.keys_for_version(account_id, version).await?;
+        if !found {
             return Err(VaultError::UnknownDataKeyVersion(version));
         }
+        let dek = match &keys.previous {
+            Some((v, dek)) if *v == version && keys.dek_version != version => dek,
+            _ => &keys.dek,
+        };
         let nonce = &sealed[5..5 + NONCE_LEN];
-        let plaintext = keys
-            .dek
+        let plaintext = dek
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
@@ -239,7 +256,28 @@ impl Vault {
         Ok(keyed_digest(&keys.fingerprint, purpose, data))
     }
 
-    /// Forgets the cached keys (after a rotation in this process, or in tests).
+    /// Seals `plaintext` again under the account's current data key if `sealed` is under an older one;
+    /// `None` if it already is current. Used by the data-key rotation job.
+    pub async fn reseal_bytes(
+        &self,
+        account_id: Uuid,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        if sealed_version(sealed) == Some(keys.dek_version) {
+            return Ok(None);
+        }
+        let plaintext = self.open_bytes(account_id, aad, sealed).await?;
+        Ok(Some(seal_under(&keys, aad, &plaintext)?))
+    }
+
+    /// The current data key version of the account (creating its keys if it has none yet).
+    pub async fn data_key_version(&self, account_id: Uuid) -> Result<u32, VaultError> {
+        Ok(self.load_account_keys(account_id, None).await?.dek_version)
+    }
+
+    /// Forgets the cached keys (after a rotation in this process, or in tests); they are zeroed as dropped.
     pub fn forget_cached_keys(&self) {
         if let Ok(mut cache) = self.accounts.write() {
             cache.clear();
@@ -269,8 +307,61 @@ fn seal_under(keys: &AccountKeys, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8
     Ok(sealed)
 }
 
-fn keyed_digest(key: &Hmac<Sha256>, purpose: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = key.clone();
+/// Opens a card from a backup's rows alone (its account key record and the token's sealed card) with
+/// whatever master keys `provider` still holds: what anyone restoring an old copy could do. Once the
+/// master version that wrapped the record is destroyed, this fails.
+pub fn open_from_backup(
+    provider: &dyn KeyProvider,
+    keys: &AccountKeysRecord,
+    token_id: Uuid,
+    sealed: &[u8],
+) -> Result<CardData, VaultError> {
+    let keys = unwrap_account_keys(keys, provider)?;
+    let version = sealed_version(sealed).ok_or(VaultError::Integrity)?;
+    let dek = match &keys.previous {
+        Some((v, dek)) if *v == version => dek,
+        _ if keys.dek_version == version => &keys.dek,
+        _ => return Err(VaultError::UnknownDataKeyVersion(version)),
+    };
+    if sealed.len() < 5 + NONCE_LEN + 16 {
+        return Err(VaultError::Integrity);
+    }
+    let plaintext = Zeroizing::new(
+        dek.decrypt(
+            Nonce::from_slice(&sealed[5..5 + NONCE_LEN]),
+            Payload {
+                msg: &sealed[5 + NONCE_LEN..],
+                aad: token_id.as_bytes(),
+            },
+        )
+        .map_err(|_| VaultError::Integrity)?,
+    );
+    CardData::from_plaintext(&plaintext).ok_or(VaultError::Integrity)
+}
+
+/// The data key version a sealed blob names.
+pub fn sealed_version(sealed: &[u8]) -> Option<u32> {
+    (sealed.len() >= 5 && sealed[0] == FORMAT_V1)
+        .then(|| u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
+}
+
+fn has_version(keys: &AccountKeys, version: u32) -> bool {
+    keys.dek_version == version || matches!(keys.previous, Some((v, _)) if v == version)
+}
+
+fn stamp(record: &AccountKeysRecord) -> (i32, i32, Option<i32>) {
+    (
+        record.dek_version,
+        record.master_version,
+        record.previous_dek_version,
+    )
+}
+
+fn keyed_digest(key: &KeyBytes, purpose: &[u8], data: &[u8]) -> Vec<u8> {
+    // An HMAC key of 32 bytes is always accepted.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()) else {
+        return Vec::new();
+    };
     mac.update(purpose);
     mac.update(b"\0");
     mac.update(data);
@@ -278,59 +369,17 @@ fn keyed_digest(key: &Hmac<Sha256>, purpose: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 fn cipher(key: &KeyBytes) -> Aes256Gcm {
+    // Built from the key bytes, which zero themselves when dropped; the cipher's own copy of the
+    // expanded key is zeroed on drop too (the `zeroize` feature of aes-gcm).
     Aes256Gcm::new(key.as_ref().into())
-}
-
-/// `[format][nonce][AES-256-GCM(key)]` under the master key, bound to the account and the key's role.
-fn wrap(
-    master: &KeyBytes,
-    account_id: Uuid,
-    role: &[u8],
-    key: &KeyBytes,
-) -> Result<Vec<u8>, VaultError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let aad = [role, account_id.as_bytes()].concat();
-    let ciphertext = cipher(master)
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: key.as_ref(),
-                aad: &aad,
-            },
-        )
-        .map_err(|_| VaultError::Integrity)?;
-    Ok([&[FORMAT_V1][..], &nonce, &ciphertext].concat())
-}
-
-fn unwrap(
-    master: &KeyBytes,
-    account_id: Uuid,
-    role: &[u8],
-    wrapped: &[u8],
-) -> Result<KeyBytes, VaultError> {
-    if wrapped.len() != 1 + NONCE_LEN + 32 + 16 || wrapped[0] != FORMAT_V1 {
-        return Err(VaultError::Integrity);
-    }
-    let aad = [role, account_id.as_bytes()].concat();
-    let plain = Zeroizing::new(
-        cipher(master)
-            .decrypt(
-                Nonce::from_slice(&wrapped[1..1 + NONCE_LEN]),
-                Payload {
-                    msg: &wrapped[1 + NONCE_LEN..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| VaultError::Integrity)?,
-    );
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&plain);
-    Ok(key)
 }
 
 const DEK_ROLE: &[u8] = b"strongroom/dek/";
 const FPK_ROLE: &[u8] = b"strongroom/fingerprint-key/";
+
+fn aad(role: &[u8], account_id: Uuid) -> Vec<u8> {
+    [role, account_id.as_bytes()].concat()
+}
 
 fn random_key() -> KeyBytes {
     let mut key = Zeroizing::new([0u8; 32]);
@@ -338,72 +387,128 @@ fn random_key() -> KeyBytes {
     key
 }
 
+fn master_version(version: i32) -> Result<u32, VaultError> {
+    u32::try_from(version).map_err(|_| VaultError::UnknownMasterVersion(version))
+}
+
+fn unwrap_with(
+    provider: &dyn KeyProvider,
+    version: i32,
+    aad: &[u8],
+    wrapped: &[u8],
+) -> Result<KeyBytes, VaultError> {
+    let v = master_version(version)?;
+    match provider.unwrap(v, aad, wrapped) {
+        Err(MasterKeyError::UnknownVersion(_)) => {
+            // Another process may have rotated: read the versions again once.
+            provider.reload()?;
+            provider.unwrap(v, aad, wrapped).map_err(|e| match e {
+                MasterKeyError::UnknownVersion(_) => VaultError::UnknownMasterVersion(version),
+                e => e.into(),
+            })
+        }
+        other => Ok(other?),
+    }
+}
+
 fn new_account_keys(
     account_id: Uuid,
-    master: &MasterKeys,
+    provider: &dyn KeyProvider,
 ) -> Result<AccountKeysRecord, VaultError> {
-    let version = master.current_version();
-    let kek = master
-        .get(version)
-        .ok_or(VaultError::UnknownMasterVersion(version as i32))?;
+    let version = provider.current_version();
     Ok(AccountKeysRecord {
         account_id,
         dek_version: 1,
         master_version: version as i32,
-        wrapped_dek: wrap(kek, account_id, DEK_ROLE, &random_key())?,
-        wrapped_fingerprint_key: wrap(kek, account_id, FPK_ROLE, &random_key())?,
+        wrapped_dek: provider.wrap(version, &aad(DEK_ROLE, account_id), &random_key())?,
+        wrapped_fingerprint_key: provider.wrap(
+            version,
+            &aad(FPK_ROLE, account_id),
+            &random_key(),
+        )?,
         created_at: Ts::now(),
         rewrapped_at: None,
+        previous_dek_version: None,
+        previous_wrapped_dek: None,
     })
-}
-
-/// The data key and fingerprint key of `record`, unwrapped with the master key version it names.
-fn unwrap_both(
-    record: &AccountKeysRecord,
-    master: &MasterKeys,
-) -> Result<(KeyBytes, KeyBytes), VaultError> {
-    let kek = u32::try_from(record.master_version)
-        .ok()
-        .and_then(|v| master.get(v))
-        .ok_or(VaultError::UnknownMasterVersion(record.master_version))?;
-    let dek = unwrap(kek, record.account_id, DEK_ROLE, &record.wrapped_dek)?;
-    let fpk = unwrap(
-        kek,
-        record.account_id,
-        FPK_ROLE,
-        &record.wrapped_fingerprint_key,
-    )?;
-    Ok((dek, fpk))
 }
 
 fn unwrap_account_keys(
     record: &AccountKeysRecord,
-    master: &MasterKeys,
+    provider: &dyn KeyProvider,
 ) -> Result<AccountKeys, VaultError> {
-    let (dek, fpk) = unwrap_both(record, master)?;
+    let id = record.account_id;
+    let dek = unwrap_with(
+        provider,
+        record.master_version,
+        &aad(DEK_ROLE, id),
+        &record.wrapped_dek,
+    )?;
+    let fingerprint = unwrap_with(
+        provider,
+        record.master_version,
+        &aad(FPK_ROLE, id),
+        &record.wrapped_fingerprint_key,
+    )?;
+    let previous = match (record.previous_dek_version, &record.previous_wrapped_dek) {
+        (Some(v), Some(wrapped)) => {
+            let key = unwrap_with(provider, record.master_version, &aad(DEK_ROLE, id), wrapped)?;
+            Some((
+                u32::try_from(v).map_err(|_| VaultError::Integrity)?,
+                cipher(&key),
+            ))
+        }
+        _ => None,
+    };
     Ok(AccountKeys {
         dek_version: u32::try_from(record.dek_version).map_err(|_| VaultError::Integrity)?,
         dek: cipher(&dek),
-        fingerprint: <Hmac<Sha256> as Mac>::new_from_slice(fpk.as_ref())
-            .map_err(|_| VaultError::Integrity)?,
+        fingerprint,
+        previous,
+        stamp: stamp(record),
+        checked_at: Instant::now(),
     })
 }
 
-/// Re-wraps an account's keys from the master key they are under to `new_version`.
+/// Re-wraps an account's keys (the previous data key too, mid-rotation) under master `new_version`.
 fn rewrap_account_keys(
     record: &AccountKeysRecord,
-    master: &MasterKeys,
+    provider: &dyn KeyProvider,
     new_version: u32,
 ) -> Result<AccountKeysRecord, VaultError> {
-    let new = master
-        .get(new_version)
-        .ok_or(VaultError::UnknownMasterVersion(new_version as i32))?;
-    let (dek, fpk) = unwrap_both(record, master)?;
+    let id = record.account_id;
+    let rewrap = |role: &[u8], wrapped: &[u8]| -> Result<Vec<u8>, VaultError> {
+        let key = unwrap_with(provider, record.master_version, &aad(role, id), wrapped)?;
+        Ok(provider.wrap(new_version, &aad(role, id), &key)?)
+    };
     Ok(AccountKeysRecord {
         master_version: new_version as i32,
-        wrapped_dek: wrap(new, record.account_id, DEK_ROLE, &dek)?,
-        wrapped_fingerprint_key: wrap(new, record.account_id, FPK_ROLE, &fpk)?,
+        wrapped_dek: rewrap(DEK_ROLE, &record.wrapped_dek)?,
+        wrapped_fingerprint_key: rewrap(FPK_ROLE, &record.wrapped_fingerprint_key)?,
+        previous_wrapped_dek: match &record.previous_wrapped_dek {
+            Some(w) => Some(rewrap(DEK_ROLE, w)?),
+            None => None,
+        },
         rewrapped_at: Some(Ts::now()),
         ..record.clone()
+    })
+}
+
+/// The account's next keys: a new data key and a new fingerprint key, the current data key kept as the
+/// previous one until the rotation job has re-sealed everything under the new one.
+fn rotated_account_keys(
+    record: &AccountKeysRecord,
+    provider: &dyn KeyProvider,
+) -> Result<AccountKeysRecord, VaultError> {
+    let version = provider.current_version();
+    let rewrapped = rewrap_account_keys(record, provider, version)?;
+    let id = record.account_id;
+    Ok(AccountKeysRecord {
+        dek_version: record.dek_version + 1,
+        wrapped_dek: provider.wrap(version, &aad(DEK_ROLE, id), &random_key())?,
+        wrapped_fingerprint_key: provider.wrap(version, &aad(FPK_ROLE, id), &random_key())?,
+        previous_dek_version: Some(record.dek_version),
+        previous_wrapped_dek: Some(rewrapped.wrapped_dek),
+        ..rewrapped
     })
 }

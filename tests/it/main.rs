@@ -21,6 +21,7 @@ mod http_server;
 mod idempotency;
 mod imports;
 mod jobs;
+mod key_custody;
 mod metrics;
 mod openapi;
 mod payments;

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 use strongroom::store::Feature;
-use strongroom::vault::master::MasterKeys;
+use strongroom::vault::file_provider::FileProvider;
 use strongroom::vault::Vault;
 
 use crate::support::{card, on_both_backends, send, spawn_app, Backend, ServerProcess, TestDb};
@@ -265,8 +265,12 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
     std::fs::write(&key_file, kept).unwrap();
     let fresh = Vault::new(
         app.store().clone(),
-        key_file.clone(),
-        MasterKeys::read(&key_file).unwrap(),
+        std::sync::Arc::new(
+            FileProvider::open(&strongroom::vault::master::KeyFile::Configured(
+                key_file.clone(),
+            ))
+            .unwrap(),
+        ),
     );
     for (owner, id, pan) in tokens {
         let record = app.store().get_token(owner, id).await.unwrap().unwrap();

@@ -493,7 +493,7 @@ impl From<StoreError> for IngestError {
 }
 
 /// What a sealed key of an import is bound to: the import and the key's role.
-fn sealing_aad(import_id: Uuid, role: &str) -> Vec<u8> {
+pub(crate) fn sealing_aad(import_id: Uuid, role: &str) -> Vec<u8> {
     format!("import:{import_id}:{role}").into_bytes()
 }
 

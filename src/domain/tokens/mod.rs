@@ -63,6 +63,7 @@ pub struct Tokens {
     pub cvc: Arc<CvcCache>,
     writer: TokenWriter,
     webhooks: Arc<Webhooks>,
+    checkpoint_pending: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Tokens {
@@ -79,6 +80,7 @@ impl Tokens {
             cvc,
             writer,
             webhooks,
+            checkpoint_pending: Arc::default(),
         }
     }
 
@@ -175,6 +177,24 @@ impl Tokens {
         }
     }
 
+    /// Checkpoints and truncates SQLite's WAL shortly after deletes (one run for a burst of them), so the
+    /// deleted card's old pages do not stay in the log.
+    fn checkpoint_soon(&self) {
+        use std::sync::atomic::Ordering;
+        if self.checkpoint_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.store.clone();
+        let pending = self.checkpoint_pending.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            pending.store(false, Ordering::Release);
+            if let Err(err) = store.checkpoint_after_delete().await {
+                tracing::warn!(error = %err, "WAL checkpoint after a delete failed");
+            }
+        });
+    }
+
     /// Deletes `token` with its audit row, its `token.deleted` event (if someone listens; it shows the
     /// token as it was) and its cached security code.
     async fn remove(&self, actor: &str, token: &TokenRecord) -> Result<bool, TokenError> {
@@ -196,6 +216,7 @@ impl Tokens {
             .await?;
         if deleted {
             self.cvc.drop_code(id).await;
+            self.checkpoint_soon();
         }
         Ok(deleted)
     }

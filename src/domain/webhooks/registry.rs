@@ -35,7 +35,7 @@ impl fmt::Debug for SigningKey {
 }
 
 /// What the signing key of webhook `id` is sealed to, so that it opens for no other.
-pub(super) fn key_aad(id: Uuid) -> Vec<u8> {
+pub(crate) fn key_aad(id: Uuid) -> Vec<u8> {
     [b"webhook-signing-key:".as_slice(), id.as_bytes()].concat()
 }
 

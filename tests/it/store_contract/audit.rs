@@ -105,6 +105,11 @@ async fn every_action_is_stored_as_its_exact_string(backend: Backend) {
             "origin.add",
             "origin.remove",
             "token_session.complete",
+            "master_key.init",
+            "master_key.retire",
+            "data_key.rotate_start",
+            "data_key.rotate_end",
+            "master_key.file_refuse",
         ]
     );
     store.close().await;

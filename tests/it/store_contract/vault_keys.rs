@@ -23,6 +23,8 @@ fn keys(account_id: Uuid, master_version: i32, fill: u8) -> AccountKeysRecord {
         wrapped_fingerprint_key: vec![fill.wrapping_add(1); 60],
         created_at: t0(),
         rewrapped_at: None,
+        previous_dek_version: None,
+        previous_wrapped_dek: None,
     }
 }
 
