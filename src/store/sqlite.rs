@@ -35,6 +35,8 @@ impl SqlBackend for SqliteStore {
     const MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
     // SQLite takes one writer at a time: the claim's guarded UPDATE is enough.
     const CLAIM_LOCK: &'static str = "";
+    // One writer at a time: one shard.
+    const SHARD: &'static str = "0";
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
