@@ -7,11 +7,16 @@ SERVER_PID=""
 PG_DB=""
 
 # Installs wrk if needed, builds the release binary (BIN) and makes a work directory (WORK) that is
-# removed, with any server and benchmark database, on exit.
+# removed, with any server and benchmark database, on exit. STRONGROOM_BENCH_BIN names another binary
+# to measure instead (an A/B against an older build), and then nothing is built.
 bench_setup() {
     ensure_wrk
-    cargo build --release --quiet
-    BIN="$PWD/target/release/strongroom"
+    if [ -n "${STRONGROOM_BENCH_BIN:-}" ]; then
+        BIN="$STRONGROOM_BENCH_BIN"
+    else
+        cargo build --release --quiet
+        BIN="$PWD/target/release/strongroom"
+    fi
     WORK="$(mktemp -d)"
     trap bench_cleanup EXIT
 }

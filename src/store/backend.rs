@@ -32,6 +32,10 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// Appended to the job claim's sub-selects, so that concurrent claimants skip each other's rows
     /// (empty where the database takes one writer at a time).
     const CLAIM_LOCK: &'static str;
+    /// The shard a count row change goes to (an SQL expression): where several connections write at
+    /// once, each its own, so that concurrent commits do not wait on one hot count row; readers add
+    /// the shards up.
+    const SHARD: &'static str;
 
     fn pool(&self) -> &sqlx::Pool<Self::DB>;
     async fn close_pools(&self);

@@ -143,7 +143,7 @@ pub(crate) fn push_job_insert<'a, DB>(
 {
     query.push(
         "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
-         attempts) ",
+         attempts, lease_owner, lease_expires_at, lease_generation) ",
     );
     query.push_values(rows, |mut row, (job, created_at)| {
         row.push_bind(job.id)
@@ -152,9 +152,25 @@ pub(crate) fn push_job_insert<'a, DB>(
             .push_bind(job.max_attempts)
             .push_bind(job.run_at)
             .push_bind(created_at)
-            .push_bind(created_at)
-            .push(SqlText(JobStatus::Queued.as_str()))
-            .push("0");
+            .push_bind(created_at);
+        match &job.lease {
+            // Written already leased: the first claim of the job, made by its writer (generation 1, no
+            // attempt used).
+            Some(lease) => {
+                row.push(SqlText(JobStatus::Running.as_str()))
+                    .push("0")
+                    .push_bind(lease.owner.as_str())
+                    .push_bind(lease.until)
+                    .push("1");
+            }
+            None => {
+                row.push(SqlText(JobStatus::Queued.as_str()))
+                    .push("0")
+                    .push("NULL")
+                    .push("NULL")
+                    .push("0");
+            }
+        }
     });
 }
 
@@ -174,18 +190,6 @@ where
     let mut insert = QueryBuilder::<DB>::new("");
     push_job_insert(&mut insert, [(job, created_at)]);
     DB::execute_built(conn, &mut insert).await?;
-    if let Some(lease) = &job.lease {
-        // The first claim of the job, made by its writer: generation 1, no attempt used.
-        let mut hold = QueryBuilder::<DB>::new("UPDATE jobs SET status = ");
-        hold.push(SqlText(JobStatus::Running.as_str()))
-            .push(", lease_generation = 1, lease_owner = ")
-            .push_bind(lease.owner.as_str())
-            .push(", lease_expires_at = ")
-            .push_bind(lease.until)
-            .push(" WHERE id = ")
-            .push_bind(job.id);
-        DB::execute_built(conn, &mut hold).await?;
-    }
     Ok(())
 }
 

@@ -37,7 +37,7 @@ pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
 pub use jobs::{Fence, Job, JobLease, JobStatus, JobStore, NewJob};
 pub use keys::{ApiKeyRecord, KeyStore, KeyWithAccount};
 pub use payment_records::{
-    day_of, start_of_day, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
+    day_of, start_of_day, PaymentChange, PaymentFilter, PaymentRecord, PaymentWrite, RefundRecord,
     TransactionRecord,
 };
 pub use payments::PaymentStore;

@@ -5,7 +5,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 use super::backend::{placeholders, SqlDb};
-use super::{NewJob, OutboxRecord, Ts};
+use super::{AuditEvent, NewJob, OutboxRecord, Ts};
 
 /// A payment row. `version` grows with every change; changes are made only against the version read.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -93,6 +93,56 @@ pub struct PaymentChange {
     pub network_transaction_id: Option<String>,
 }
 
+/// One write of a payment's life, as the group-commit payment writer hands them to the store: many
+/// writes of many payments share one transaction (one durable commit).
+// Each write is moved once, into the writer's channel: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum PaymentWrite {
+    /// A new payment with its recovery job, its webhook rows and the audit of the card read it was
+    /// made for.
+    Insert {
+        payment: PaymentRecord,
+        job: Option<NewJob>,
+        outbox: Vec<OutboxRecord>,
+        audit: Option<AuditEvent>,
+    },
+    /// A step (answered `false` when the payment moved on since it was read), and a job it makes
+    /// unneeded (the recovery job of an authorization now saved, held by the node that authorized),
+    /// deleted in the same commit while it is queued or still held under that claim; a worker that
+    /// took it over keeps it.
+    Change {
+        change: PaymentChange,
+        retire_job: Option<super::Fence>,
+    },
+}
+
+/// Net changes to the per-day counts of one transaction, added up so that each count row is written
+/// once per commit however many payments of its account and day the commit holds.
+#[derive(Default)]
+pub(crate) struct DayDeltas {
+    pub counts: std::collections::BTreeMap<(Uuid, i64, String, String), i64>,
+    pub totals: std::collections::BTreeMap<(Uuid, i64), i64>,
+}
+
+impl DayDeltas {
+    pub fn insert(&mut self, p: &PaymentRecord) {
+        let day = day_of(p.created_at);
+        self.count(p, &p.status, 1);
+        *self.totals.entry((p.account_id, day)).or_insert(0) += 1;
+    }
+
+    pub fn count(&mut self, p: &PaymentRecord, status: &str, delta: i64) {
+        let key = (
+            p.account_id,
+            day_of(p.created_at),
+            status.to_owned(),
+            p.currency_code.clone(),
+        );
+        *self.counts.entry(key).or_insert(0) += delta;
+    }
+}
+
 /// Which payments of an account to list: created in `[from, until)`, with any of `statuses` and
 /// `currencies` (empty: any).
 #[derive(Clone, Debug, Default)]
@@ -125,24 +175,21 @@ pub(crate) const REFUND_COLUMNS: &str =
 pub(crate) const TRANSACTION_COLUMNS: &str =
     "id, payment_id, created_at, kind, status, amount, processor_reference, message, processor";
 
-pub(crate) const COUNT_ADD: &str =
-    "INSERT INTO payment_day_counts (account_id, day, status, currency_code, n) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, status, currency_code, day) \
-     DO UPDATE SET n = payment_day_counts.n + excluded.n";
+/// Adds to a day count, in the shard `shard` (an SQL expression: the backend's `SqlBackend::SHARD`).
+pub(crate) fn count_add(shard: &str) -> String {
+    format!(
+        "INSERT INTO payment_day_counts (account_id, day, status, currency_code, shard, n) \
+         VALUES ($1, $2, $3, $4, {shard}, $5) ON CONFLICT (account_id, status, currency_code, day, shard) \
+         DO UPDATE SET n = payment_day_counts.n + excluded.n"
+    )
+}
 
-pub(crate) const TOTAL_ADD: &str =
-    "INSERT INTO payment_day_totals (account_id, day, n) VALUES ($1, $2, $3) \
-     ON CONFLICT (account_id, day) DO UPDATE SET n = payment_day_totals.n + excluded.n";
-
-/// The per-day totals a set of new payments adds.
-pub(crate) fn day_total_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64), i64)> {
-    let mut totals = std::collections::BTreeMap::new();
-    for p in rows {
-        *totals
-            .entry((p.account_id, day_of(p.created_at)))
-            .or_insert(0) += 1;
-    }
-    totals.into_iter().collect()
+/// Adds to a day's total, in the shard `shard`.
+pub(crate) fn total_add(shard: &str) -> String {
+    format!(
+        "INSERT INTO payment_day_totals (account_id, day, shard, n) VALUES ($1, $2, {shard}, $3) \
+         ON CONFLICT (account_id, day, shard) DO UPDATE SET n = payment_day_totals.n + excluded.n"
+    )
 }
 
 /// Appends `INSERT INTO payments (…) VALUES (…), …` for `rows` to `query`.
@@ -190,22 +237,6 @@ pub(crate) fn push_payment_insert<'a, DB>(
             .push_bind(p.recurring_expiry.as_deref())
             .push_bind(p.metadata.as_deref());
     });
-}
-
-/// The day counts a set of new payments adds: one entry per (account, day, status, currency).
-pub(crate) fn day_count_deltas(rows: &[PaymentRecord]) -> Vec<((Uuid, i64, String, String), i64)> {
-    let mut counts = std::collections::BTreeMap::new();
-    for p in rows {
-        *counts
-            .entry((
-                p.account_id,
-                day_of(p.created_at),
-                p.status.clone(),
-                p.currency_code.clone(),
-            ))
-            .or_insert(0) += 1;
-    }
-    counts.into_iter().collect()
 }
 
 /// `WHERE` for a payment listing: `$1` account, then `from`, `until`, the statuses and the currencies, in

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
-    StoreResult, TransactionRecord, Ts,
+    AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, PaymentWrite,
+    RefundRecord, StoreResult, TransactionRecord, Ts,
 };
 
 #[async_trait]
@@ -29,6 +29,10 @@ pub trait PaymentStore {
     async fn get_payment(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<PaymentRecord>>;
     /// Applies a change atomically; false if the payment moved on since it was read.
     async fn apply_payment_change(&self, change: &PaymentChange) -> StoreResult<bool>;
+    /// Makes many writes of many payments in one transaction (one durable commit), the day counts
+    /// they change added up and written once each; answers per write whether it was made (a change
+    /// of a payment that moved on is not, and writes nothing).
+    async fn write_payments(&self, writes: &[PaymentWrite]) -> StoreResult<Vec<bool>>;
     /// Matching payments per UTC day, newest day first.
     async fn payment_day_counts(&self, filter: &PaymentFilter) -> StoreResult<Vec<(i64, i64)>>;
     /// Matching payments created in `[lower, upper)`, newest first (ties by id), skipping `offset`.
@@ -50,17 +54,17 @@ macro_rules! impl_payment_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::model::payment::RefundStatus;
-            use $crate::store::audit::write_audit;
+            use $crate::store::audit::write_audits;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
-            use $crate::store::jobs::write_job;
+            use $crate::store::jobs::{push_job_insert, write_job};
             use $crate::store::payment_records::{
-                day_count_deltas, day_total_deltas, payment_filter, push_payment_insert, COUNT_ADD,
-                PAYMENT_COLUMNS, REFUND_COLUMNS, TOTAL_ADD, TRANSACTION_COLUMNS,
+                count_add, payment_filter, push_payment_insert, total_add, DayDeltas, PAYMENT_COLUMNS,
+                REFUND_COLUMNS, TRANSACTION_COLUMNS,
             };
             use $crate::store::webhook_records::write_outbox;
             use $crate::store::{
                 day_of, AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, PaymentStore,
-                RefundRecord, StoreResult, TransactionRecord, Ts,
+                PaymentWrite, RefundRecord, StoreResult, TransactionRecord, Ts,
             };
 
             type Db = <$store as SqlBackend>::DB;
@@ -70,7 +74,7 @@ macro_rules! impl_payment_store {
                 (account, day, status, currency): (Uuid, i64, &str, &str),
                 n: i64,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(COUNT_ADD)
+                sqlx::query(&count_add(<$store as SqlBackend>::SHARD))
                     .bind(account)
                     .bind(day)
                     .bind(status)
@@ -81,48 +85,216 @@ macro_rules! impl_payment_store {
                 Ok(())
             }
 
-            /// Payment rows with their day counts and totals, inside the caller's transaction.
-            async fn write_payments(tx: &mut sqlx::Transaction<'_, Db>, rows: &[PaymentRecord]) -> Result<(), sqlx::Error> {
+            type Conn = <Db as sqlx::Database>::Connection;
+
+            /// The count rows a commit changes, each once, in key order (so that concurrent commits of
+            /// several nodes take the rows' locks in the same order), last in the transaction so that
+            /// PostgreSQL holds those hot rows' locks only for the commit itself.
+            async fn write_deltas(conn: &mut Conn, deltas: &DayDeltas) -> Result<(), sqlx::Error> {
+                for ((account, day, status, currency), n) in &deltas.counts {
+                    if *n != 0 {
+                        add_day_count(&mut *conn, (*account, *day, status, currency), *n).await?;
+                    }
+                }
+                let total_add = total_add(<$store as SqlBackend>::SHARD);
+                for ((account, day), n) in &deltas.totals {
+                    if *n != 0 {
+                        sqlx::query(&total_add).bind(*account).bind(*day).bind(*n).execute(&mut *conn).await?;
+                    }
+                }
+                Ok(())
+            }
+
+            /// New payment rows, their jobs, webhook rows and audit rows, in multi-row statements; their
+            /// counts go to `deltas`.
+            async fn write_inserts(
+                conn: &mut Conn,
+                rows: &[PaymentRecord],
+                jobs: &[&NewJob],
+                outbox: &[OutboxRecord],
+                audits: &[AuditEvent],
+                deltas: &mut DayDeltas,
+            ) -> Result<(), sqlx::Error> {
                 for chunk in rows.chunks(INSERT_CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<Db>::new("");
                     push_payment_insert(&mut insert, chunk);
-                    insert.build().execute(&mut **tx).await?;
+                    insert.build().execute(&mut *conn).await?;
                 }
-                for ((account, day, status, currency), n) in day_count_deltas(rows) {
-                    add_day_count(tx, (account, day, &status, &currency), n).await?;
+                for p in rows {
+                    deltas.insert(p);
                 }
-                for ((account, day), n) in day_total_deltas(rows) {
-                    sqlx::query(TOTAL_ADD)
-                        .bind(account)
-                        .bind(day)
-                        .bind(n)
-                        .execute(&mut **tx)
-                        .await?;
+                let now = Ts::now();
+                for chunk in jobs.chunks(INSERT_CHUNK) {
+                    let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                    push_job_insert(&mut insert, chunk.iter().map(|job| (*job, now)));
+                    insert.build().execute(&mut *conn).await?;
+                }
+                for chunk in outbox.chunks(INSERT_CHUNK) {
+                    write_outbox::<Db>(&mut *conn, chunk).await?;
+                }
+                for chunk in audits.chunks(INSERT_CHUNK) {
+                    write_audits::<Db>(&mut *conn, chunk).await?;
                 }
                 Ok(())
+            }
+
+            /// One step, on a connection inside a transaction; false (and nothing written, as long as
+            /// the caller rolls back a refund that moved on) if the payment or its refund moved on.
+            async fn write_change(conn: &mut Conn, c: &PaymentChange, retire_job: Option<&$crate::store::Fence>) -> Result<bool, sqlx::Error> {
+                let p = &c.payment;
+                let updated = sqlx::query(
+                    "UPDATE payments SET version = $3, updated_at = $4, status = $5, amount_authorized = $6, \
+                     amount_captured = $7, amount_voided = $8, amount_refunded = $9, amount_refund_reserved = $10, \
+                     capture_requested = $11, processor_reference = $12, failure_details = $13, \
+                     network_transaction_id = COALESCE($14, network_transaction_id) \
+                     WHERE id = $1 AND version = $2",
+                )
+                .bind(p.id)
+                .bind(c.expected_version)
+                .bind(p.version)
+                .bind(p.updated_at)
+                .bind(&p.status)
+                .bind(p.amount_authorized)
+                .bind(p.amount_captured)
+                .bind(p.amount_voided)
+                .bind(p.amount_refunded)
+                .bind(p.amount_refund_reserved)
+                .bind(p.capture_requested)
+                .bind(&p.processor_reference)
+                .bind(&p.failure_details)
+                .bind(&c.network_transaction_id)
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if let Some(r) = &c.finished_refund {
+                    let done = sqlx::query(
+                        "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
+                         WHERE id = $1 AND status = $5",
+                    )
+                    .bind(r.id)
+                    .bind(&r.status)
+                    .bind(r.updated_at)
+                    .bind(&r.failure_details)
+                    .bind(RefundStatus::Processing.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                }
+                if let Some(t) = &c.transaction {
+                    $crate::store::payment_records::write_transaction::<Db>(&mut *conn, t).await?;
+                }
+                if let Some(r) = &c.new_refund {
+                    let sql = format!(
+                        "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    );
+                    sqlx::query(&sql)
+                        .bind(r.id)
+                        .bind(r.payment_id)
+                        .bind(r.account_id)
+                        .bind(r.created_at)
+                        .bind(r.updated_at)
+                        .bind(r.amount)
+                        .bind(&r.currency_code)
+                        .bind(&r.status)
+                        .bind(&r.reference)
+                        .bind(&r.failure_details)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                if let Some(job) = &c.job {
+                    write_job::<Db>(&mut *conn, job, Ts::now()).await?;
+                }
+                if let Some(fence) = retire_job {
+                    sqlx::query(
+                        "DELETE FROM jobs WHERE id = $1 AND (status = 'queued' \
+                         OR (status = 'running' AND lease_owner = $2 AND lease_generation = $3))",
+                    )
+                    .bind(fence.job)
+                    .bind(fence.owner.as_str())
+                    .bind(fence.generation)
+                    .execute(&mut *conn)
+                        .await?;
+                }
+                write_outbox::<Db>(&mut *conn, &c.outbox).await?;
+                Ok(true)
+            }
+
+            /// A batch of writes in one transaction: answers, per write, whether it was made.
+            async fn write_batch(store: &$store, writes: &[PaymentWrite]) -> StoreResult<Vec<bool>> {
+                let mut tx = store.pool().begin().await?;
+                let mut deltas = DayDeltas::default();
+                let mut done = Vec::with_capacity(writes.len());
+                let mut rows = Vec::new();
+                let mut jobs = Vec::new();
+                let mut outbox = Vec::new();
+                let mut audits = Vec::new();
+                for write in writes {
+                    if let PaymentWrite::Insert { payment, job, outbox: o, audit } = write {
+                        rows.push(payment.clone());
+                        jobs.extend(job.iter());
+                        outbox.extend(o.iter().cloned());
+                        audits.extend(audit.iter().cloned());
+                    }
+                }
+                write_inserts(&mut *tx, &rows, &jobs, &outbox, &audits, &mut deltas).await?;
+                for write in writes {
+                    let made = match write {
+                        PaymentWrite::Insert { .. } => true,
+                        PaymentWrite::Change { change, retire_job } => {
+                            // A refund that moved on must undo its payment's update: only that rare
+                            // step pays for a savepoint.
+                            let made = if change.finished_refund.is_some() {
+                                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                                let made = write_change(&mut *savepoint, change, retire_job.as_ref()).await?;
+                                if made {
+                                    savepoint.commit().await?;
+                                }
+                                made
+                            } else {
+                                write_change(&mut *tx, change, retire_job.as_ref()).await?
+                            };
+                            if made && change.previous_status != change.payment.status {
+                                deltas.count(&change.payment, &change.previous_status, -1);
+                                deltas.count(&change.payment, &change.payment.status, 1);
+                            }
+                            made
+                        }
+                    };
+                    done.push(made);
+                }
+                write_deltas(&mut *tx, &deltas).await?;
+                tx.commit().await?;
+                Ok(done)
             }
 
             #[async_trait::async_trait]
             impl PaymentStore for $store {
                 async fn insert_payment(&self, p: &PaymentRecord, job: Option<&NewJob>, outbox: &[OutboxRecord]) -> StoreResult<()> {
-                    let mut tx = self.pool().begin().await?;
-                    write_payments(&mut tx, std::slice::from_ref(p)).await?;
-                    if let Some(job) = job {
-                        write_job::<Db>(&mut tx, job, Ts::now()).await?;
-                    }
-                    write_outbox::<Db>(&mut tx, outbox).await?;
-                    tx.commit().await?;
+                    let write = PaymentWrite::Insert {
+                        payment: p.clone(),
+                        job: job.cloned(),
+                        outbox: outbox.to_vec(),
+                        audit: None,
+                    };
+                    write_batch(self, std::slice::from_ref(&write)).await?;
                     Ok(())
                 }
 
                 async fn insert_payments(&self, rows: &[PaymentRecord], audit: Option<&AuditEvent>) -> StoreResult<()> {
                     let mut tx = self.pool().begin().await?;
-                    write_payments(&mut tx, rows).await?;
-                    if let Some(audit) = audit {
-                        write_audit::<Db>(&mut tx, audit).await?;
-                    }
+                    let mut deltas = DayDeltas::default();
+                    write_inserts(&mut *tx, rows, &[], &[], audit.map(std::slice::from_ref).unwrap_or(&[]), &mut deltas).await?;
+                    write_deltas(&mut *tx, &deltas).await?;
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn write_payments(&self, writes: &[PaymentWrite]) -> StoreResult<Vec<bool>> {
+                    write_batch(self, writes).await
                 }
 
                 async fn get_payment(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<PaymentRecord>> {
@@ -131,94 +303,17 @@ macro_rules! impl_payment_store {
                 }
 
                 async fn apply_payment_change(&self, c: &PaymentChange) -> StoreResult<bool> {
-                    let p = &c.payment;
-                    let mut tx = self.pool().begin().await?;
-                    let updated = sqlx::query(
-                        "UPDATE payments SET version = $3, updated_at = $4, status = $5, amount_authorized = $6, \
-                         amount_captured = $7, amount_voided = $8, amount_refunded = $9, amount_refund_reserved = $10, \
-                         capture_requested = $11, processor_reference = $12, failure_details = $13 \
-                         WHERE id = $1 AND version = $2",
-                    )
-                    .bind(p.id)
-                    .bind(c.expected_version)
-                    .bind(p.version)
-                    .bind(p.updated_at)
-                    .bind(&p.status)
-                    .bind(p.amount_authorized)
-                    .bind(p.amount_captured)
-                    .bind(p.amount_voided)
-                    .bind(p.amount_refunded)
-                    .bind(p.amount_refund_reserved)
-                    .bind(p.capture_requested)
-                    .bind(&p.processor_reference)
-                    .bind(&p.failure_details)
-                    .execute(&mut *tx)
-                    .await?;
-                    if updated.rows_affected() != 1 {
-                        return Ok(false);
-                    }
-                    if c.previous_status != p.status {
-                        let day = day_of(p.created_at);
-                        for (status, delta) in [(&c.previous_status, -1i64), (&p.status, 1i64)] {
-                            add_day_count(&mut tx, (p.account_id, day, status, &p.currency_code), delta).await?;
-                        }
-                    }
-                    if let Some(t) = &c.transaction {
-                        $crate::store::payment_records::write_transaction::<Db>(&mut tx, t).await?;
-                    }
-                    if let Some(r) = &c.new_refund {
-                        let sql = format!(
-                            "INSERT INTO refunds ({REFUND_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                        );
-                        sqlx::query(&sql)
-                            .bind(r.id)
-                            .bind(r.payment_id)
-                            .bind(r.account_id)
-                            .bind(r.created_at)
-                            .bind(r.updated_at)
-                            .bind(r.amount)
-                            .bind(&r.currency_code)
-                            .bind(&r.status)
-                            .bind(&r.reference)
-                            .bind(&r.failure_details)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if let Some(r) = &c.finished_refund {
-                        let done = sqlx::query(
-                            "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
-                             WHERE id = $1 AND status = $5",
-                        )
-                        .bind(r.id)
-                        .bind(&r.status)
-                        .bind(r.updated_at)
-                        .bind(&r.failure_details)
-                        .bind(RefundStatus::Processing.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                        if done.rows_affected() != 1 {
-                            return Ok(false);
-                        }
-                    }
-                    if let Some(id) = &c.network_transaction_id {
-                        sqlx::query("UPDATE payments SET network_transaction_id = $2 WHERE id = $1")
-                            .bind(p.id)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if let Some(job) = &c.job {
-                        write_job::<Db>(&mut tx, job, Ts::now()).await?;
-                    }
-                    write_outbox::<Db>(&mut tx, &c.outbox).await?;
-                    tx.commit().await?;
-                    Ok(true)
+                    let write = PaymentWrite::Change { change: c.clone(), retire_job: None };
+                    Ok(write_batch(self, std::slice::from_ref(&write)).await?.first() == Some(&true))
                 }
 
                 async fn payment_day_counts(&self, f: &PaymentFilter) -> StoreResult<Vec<(i64, i64)>> {
                     let (filter, _) = payment_filter(f, "day", 2);
                     let sql = if f.statuses.is_empty() && f.currencies.is_empty() {
-                        format!("SELECT day, n FROM payment_day_totals{filter} AND n > 0 ORDER BY day DESC")
+                        format!(
+                            "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_totals{filter} \
+                             GROUP BY day HAVING SUM(n) > 0 ORDER BY day DESC"
+                        )
                     } else {
                         format!(
                             "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_counts{filter} \

@@ -30,6 +30,8 @@ impl SqlBackend for PgStore {
     const BACKEND: Backend = Backend::Postgres;
     const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
     const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
+    // A shard per database session (pool connection), as the token counts' triggers do.
+    const SHARD: &'static str = "pg_backend_pid() % 16";
 
     fn pool(&self) -> &PgPool {
         &self.pool

@@ -35,6 +35,8 @@ impl SqlBackend for SqliteStore {
     const MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
     // SQLite takes one writer at a time: the claim's guarded UPDATE is enough.
     const CLAIM_LOCK: &'static str = "";
+    // One writer at a time: one shard.
+    const SHARD: &'static str = "0";
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -109,7 +111,11 @@ pub async fn open(
         // the whole file again on its next read, a TLB shoot-down on every core per read.
         .pragma("mmap_size", "0")
         // A deleted card's pages are overwritten with zeros, not left in free pages of the file.
-        .pragma("secure_delete", "ON");
+        .pragma("secure_delete", "ON")
+        // No checkpoint on the commit path (by default the commit that takes the WAL past 1000 pages
+        // copies it into the database file and syncs it while its callers wait): the background
+        // checkpointer below does it instead.
+        .pragma("wal_autocheckpoint", "0");
     // No ping before each use: an embedded connection cannot have been dropped by a server, and the
     // ping is a round trip to the connection's worker thread on every query.
     let pool = SqlitePoolOptions::new()
@@ -124,7 +130,34 @@ pub async fn open(
         .max_connections(1)
         .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options);
+    tokio::spawn(checkpoint(pool.clone()));
     Ok(Arc::new(SqliteStore { pool, batch_writer }))
+}
+
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed WAL frames into the database file, off every writer's commit path, until the
+/// store is closed. PASSIVE waits for no one: frames still read by an open reader wait for the next
+/// round, and once a round has copied them all the next commit starts the WAL over from its head.
+async fn checkpoint(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %err, "WAL checkpoint failed; retried next round");
+        }
+    }
 }
 
 impl_sql_store!(SqliteStore);

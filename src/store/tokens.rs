@@ -64,6 +64,9 @@ pub trait TokenStore {
     async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
     async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenRecord>>;
     async fn count_tokens(&self, query: &TokenQuery) -> StoreResult<u64>;
+    /// The account's tokens per UTC day within the query's `from`/`until` taken as whole days (the
+    /// days that hold them), in the query's order, from counts kept with every insert and delete.
+    async fn token_day_counts(&self, query: &TokenQuery) -> StoreResult<Vec<(i64, i64)>>;
     /// Deletes the token row with its sealed card and writes `audit` and `outbox` in the same
     /// transaction; false (and nothing written) if there was no such token.
     async fn delete_token(
@@ -149,7 +152,7 @@ macro_rules! impl_token_store {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
             use $crate::store::tokens::{token_filter, TOKEN_COLUMNS};
-            use $crate::store::{AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
+            use $crate::store::{day_of, AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
 
             type Db = <$store as SqlBackend>::DB;
 
@@ -193,6 +196,28 @@ macro_rules! impl_token_store {
                         query = query.bind(until);
                     }
                     Ok(u64::try_from(query.fetch_one(self.pool()).await?).unwrap_or(0))
+                }
+
+                async fn token_day_counts(&self, q: &TokenQuery) -> StoreResult<Vec<(i64, i64)>> {
+                    let mut sql = String::from("SELECT day, CAST(SUM(n) AS BIGINT) FROM token_day_counts WHERE account_id = $1");
+                    let mut next = 2;
+                    if q.from.is_some() {
+                        sql.push_str(&format!(" AND day >= ${next}"));
+                        next += 1;
+                    }
+                    if q.until.is_some() {
+                        sql.push_str(&format!(" AND day < ${next}"));
+                    }
+                    let order = if q.oldest_first { "ASC" } else { "DESC" };
+                    sql.push_str(&format!(" GROUP BY day HAVING SUM(n) > 0 ORDER BY day {order}"));
+                    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(q.account_id);
+                    if let Some(from) = q.from {
+                        query = query.bind(day_of(from));
+                    }
+                    if let Some(until) = q.until {
+                        query = query.bind(day_of(until));
+                    }
+                    Ok(query.fetch_all(self.pool()).await?)
                 }
 
                 async fn delete_token(

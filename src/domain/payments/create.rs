@@ -13,8 +13,9 @@ use super::{
 };
 use crate::connectors::processor::{Authorization, Outcome};
 use crate::domain::routing::Facts;
+use crate::model::card::CardData;
 use crate::model::payment::{CaptureMode, Payment, PaymentStatus, TransactionKind, UseCase};
-use crate::store::{Fence, JobLease, NewJob, PaymentRecord, TokenRecord, Ts};
+use crate::store::{Fence, JobLease, NewJob, PaymentRecord, PaymentWrite, TokenRecord, Ts};
 
 impl Payments {
     /// Creates a payment and authorizes it through the routed processor before answering. `initial` is the
@@ -140,19 +141,34 @@ impl Payments {
             ..new_job(AUTHORIZE_JOB, &payload, now)
         };
         let outbox = self.webhooks.payment_created(&payment).await?;
-        self.store
-            .insert_payment(&payment, Some(&recovery), &outbox)
-            .await?;
-        let renewer = self.keep_leased(Fence {
+        // The card is opened before the payment is saved, so that the audit row of that access joins
+        // the payment's commit instead of costing a durable write of its own.
+        let (card, audit) = self.tokens.open_for_commit(account_id, actor, &token).await;
+        let fence = Fence {
             job: recovery.id,
             owner: self.lease_owner.clone(),
             generation: 1,
-        });
+        };
+        self.writer
+            .write(PaymentWrite::Insert {
+                payment: payment.clone(),
+                job: Some(recovery),
+                outbox,
+                audit: Some(audit),
+            })
+            .await?;
+        let renewer = self.keep_leased(fence.clone());
         // From here on the payment exists: a failure must not answer 5xx (the client would retry with
         // its idempotency key and make a second payment), since the recovery job finishes this one.
-        let authorized = self
-            .authorize(&payment, actor, use_case.customer_initiated())
-            .await;
+        let authorized = match card {
+            Ok(card) => {
+                crate::metrics::metrics().card_read("payment");
+                let opened = Some((token, card));
+                self.authorize_opened(&payment, use_case.customer_initiated(), opened, Some(fence))
+                    .await
+            }
+            Err(err) => Err(err.into()),
+        };
         renewer.abort();
         match authorized {
             Ok(authorized) => Ok(authorized),
@@ -197,16 +213,36 @@ impl Payments {
         actor: &str,
         customer_present: bool,
     ) -> Result<PaymentRecord, PaymentError> {
-        let capture = crate::domain::objects::stored::<CaptureMode>(&payment.capture_mode)?
-            == CaptureMode::Automatic;
         let token = self
             .tokens
             .get(payment.account_id, payment.token_id)
             .await?;
-        let (outcome, current) = match token {
+        let opened = match token {
             Some(token) => {
                 let card = self.tokens.open(payment.account_id, actor, &token).await?;
                 crate::metrics::metrics().card_read("payment");
+                Some((token, card))
+            }
+            None => None,
+        };
+        self.authorize_opened(payment, customer_present, opened, None)
+            .await
+    }
+
+    /// `authorize` with the token and its card already opened (and that access audited); `None`: the
+    /// token is gone. `recovery` is this node's claim on the payment's recovery job, deleted with the
+    /// outcome's commit.
+    async fn authorize_opened(
+        &self,
+        payment: &PaymentRecord,
+        customer_present: bool,
+        opened: Option<(TokenRecord, CardData)>,
+        recovery: Option<Fence>,
+    ) -> Result<PaymentRecord, PaymentError> {
+        let capture = crate::domain::objects::stored::<CaptureMode>(&payment.capture_mode)?
+            == CaptureMode::Automatic;
+        let (outcome, current) = match opened {
+            Some((token, card)) => {
                 // The payment is already recorded `processing`: a cache that does not answer in
                 // time (logged there) means going on without the code rather than leaving it half made.
                 let code = if customer_present {
@@ -289,7 +325,7 @@ impl Payments {
         {
             step.network_transaction_id = Some(id.clone());
         }
-        if self.apply(&mut step).await? {
+        if self.apply_retiring(&mut step, recovery).await? {
             Ok(updated)
         } else {
             // Recovery got there first: answer with what is stored.

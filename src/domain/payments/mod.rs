@@ -16,6 +16,7 @@ mod modify;
 mod notifications;
 mod seed;
 pub mod state;
+mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +39,10 @@ use crate::model::payment::{
     Payment, PaymentStatus, Refund, RefundStatus, Transaction, TransactionKind, TransactionStatus,
 };
 use crate::store::{
-    DynStore, PaymentChange, PaymentRecord, RefundRecord, StoreError, TransactionRecord, Ts,
+    DynStore, PaymentChange, PaymentRecord, PaymentWrite, RefundRecord, StoreError,
+    TransactionRecord, Ts,
 };
+use writer::PaymentWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentError {
@@ -76,6 +79,8 @@ pub struct Payments {
     /// Who holds those leases on this node.
     lease_owner: String,
     webhooks: Arc<Webhooks>,
+    /// Every payment write goes through it, so that concurrent payments share commits.
+    writer: PaymentWriter,
 }
 
 /// The status of a stored payment.
@@ -172,6 +177,7 @@ impl Payments {
         webhooks: Arc<Webhooks>,
     ) -> Self {
         Self {
+            writer: PaymentWriter::spawn(store.clone()),
             store,
             tokens,
             router,
@@ -185,6 +191,16 @@ impl Payments {
     /// Saves one step with the webhook events its moves emit, in one transaction. `false`: the payment
     /// (or the refund) changed since it was read, and nothing was saved.
     async fn apply(&self, step: &mut PaymentChange) -> Result<bool, EventError> {
+        self.apply_retiring(step, None).await
+    }
+
+    /// `apply`, deleting in the same commit the job `retire_job` that the step makes unneeded (while it
+    /// is queued, or still held under that claim).
+    async fn apply_retiring(
+        &self,
+        step: &mut PaymentChange,
+        retire_job: Option<crate::store::Fence>,
+    ) -> Result<bool, EventError> {
         let from = stored::<PaymentStatus>(&step.previous_status)?;
         let to = status(&step.payment)?;
         if from != to && !state::can_move(from, to) {
@@ -195,7 +211,11 @@ impl Payments {
             }));
         }
         step.outbox = self.webhooks.payment_change(step).await?;
-        Ok(self.store.apply_payment_change(step).await?)
+        let write = PaymentWrite::Change {
+            change: step.clone(),
+            retire_job,
+        };
+        Ok(self.writer.write(write).await?)
     }
 
     /// The stored payment of the account.

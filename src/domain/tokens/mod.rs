@@ -16,7 +16,9 @@ use super::webhooks::{EventError, EventType, Webhooks};
 use super::InternalError;
 use crate::model::card::CardData;
 use crate::model::token::TokenStatus;
-use crate::store::{Action, AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts};
+use crate::store::{
+    day_of, start_of_day, Action, AuditEvent, DynStore, StoreError, TokenQuery, TokenRecord, Ts,
+};
 use crate::vault::cvc::{CacheUnavailable, CvcCache};
 use crate::vault::{Vault, VaultError};
 
@@ -47,6 +49,25 @@ pub const EXPIRY_ACTOR: &str = "system:expiry";
 /// Whether an ephemeral token's time is up: from the instant of its `expires_at` on.
 pub fn has_expired(token: &TokenRecord, now: Ts) -> bool {
     token.expires_at.is_some_and(|at| at <= now)
+}
+
+/// Where a page of `limit` from `offset` lies in `days` (per-day counts in listing order): its first
+/// day, how many rows of that day come before it, and its last day (`None`: it runs to the end).
+fn page_days(days: &[(i64, i64)], offset: i64, limit: i64) -> (i64, i64, Option<i64>) {
+    let (mut first, mut skipped, mut seen) = (None, 0, 0i64);
+    for (day, n) in days {
+        if first.is_none() && seen + n > offset {
+            first = Some(*day);
+            skipped = offset - seen;
+        }
+        seen += n;
+        if let Some(first) = first {
+            if seen >= offset + limit {
+                return (first, skipped, Some(*day));
+            }
+        }
+    }
+    (first.unwrap_or_default(), skipped, None)
 }
 
 /// Where a token came from, for tokens made by an import.
@@ -158,9 +179,43 @@ impl Tokens {
     }
 
     pub async fn list(&self, query: &TokenQuery) -> Result<(Vec<TokenRecord>, u64), TokenError> {
-        let rows = self.store.list_tokens(query).await?;
-        let total = self.store.count_tokens(query).await?;
-        Ok((rows, total))
+        let whole_days = [query.from, query.until]
+            .iter()
+            .flatten()
+            .all(|at| start_of_day(day_of(*at)) == *at);
+        if !whole_days {
+            let rows = self.store.list_tokens(query).await?;
+            let total = self.store.count_tokens(query).await?;
+            return Ok((rows, total));
+        }
+        // The per-day counts give the total and the days the page lies in, so the database reads
+        // only those days, however deep the page.
+        let days = self.store.token_day_counts(query).await?;
+        let total: i64 = days.iter().map(|(_, n)| n).sum();
+        if query.offset >= total {
+            return Ok((Vec::new(), total as u64));
+        }
+        let (first, skipped, last) = page_days(&days, query.offset, query.limit);
+        let (near, far) = (Some(first), last);
+        // Newest first: the page runs from the end of its first day back to the start of its last;
+        // oldest first, the other way round.
+        let window = if query.oldest_first {
+            TokenQuery {
+                from: near.map(start_of_day),
+                until: far.map(|d| start_of_day(d + 1)).or(query.until),
+                offset: skipped,
+                ..*query
+            }
+        } else {
+            TokenQuery {
+                from: far.map(start_of_day).or(query.from),
+                until: near.map(|d| start_of_day(d + 1)),
+                offset: skipped,
+                ..*query
+            }
+        };
+        let rows = self.store.list_tokens(&window).await?;
+        Ok((rows, total as u64))
     }
 
     /// Destroys the token's card data and security code; false if there was no such token (or it has
@@ -291,20 +346,31 @@ impl Tokens {
         actor: &str,
         token: &TokenRecord,
     ) -> Result<CardData, TokenError> {
+        let (opened, audit) = self.open_for_commit(account_id, actor, token).await;
+        self.store.insert_audit_event(&audit).await?;
+        opened
+    }
+
+    /// Opens a token's card data and hands back the audit event of the access, which the caller
+    /// writes in the commit that records what the card was opened for, before using the card.
+    pub async fn open_for_commit(
+        &self,
+        account_id: Uuid,
+        actor: &str,
+        token: &TokenRecord,
+    ) -> (Result<CardData, TokenError>, AuditEvent) {
         let opened = self
             .vault
             .open(account_id, token.id, &token.sealed_card)
             .await;
         let outcome = if opened.is_ok() { "success" } else { "failure" };
-        self.store
-            .insert_audit_event(&AuditEvent::new(
-                Some(account_id),
-                actor,
-                Action::TokenReadCard,
-                Some(token.id.to_string()),
-                outcome,
-            ))
-            .await?;
-        Ok(opened?)
+        let audit = AuditEvent::new(
+            Some(account_id),
+            actor,
+            Action::TokenReadCard,
+            Some(token.id.to_string()),
+            outcome,
+        );
+        (opened.map_err(TokenError::from), audit)
     }
 }

@@ -1,9 +1,11 @@
 //! The group-commit token writer: concurrent token inserts share one transaction, so that a durable
 //! commit (one fsync on SQLite) serves a whole batch; one bad row never fails its neighbours.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 
-use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenRecord};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::store::{AuditEvent, Backend, DynStore, OutboxRecord, StoreError, TokenRecord};
 
 type Pending = (
     TokenRecord,
@@ -22,9 +24,16 @@ pub struct TokenWriter {
 const MAX_BATCH: usize = 200;
 
 impl TokenWriter {
+    /// On PostgreSQL several batches commit at once on several connections. SQLite keeps one batch at
+    /// a time: with a second one gathering while the first commits (measured), batches halved in size
+    /// and tokenization at 16 connections fell from about 6,500 to 3,700 a second.
     pub fn spawn(store: DynStore) -> Self {
+        let in_flight = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(store, rx));
+        tokio::spawn(write_batches(store, rx, in_flight));
         Self { tx }
     }
 
@@ -54,39 +63,54 @@ impl TokenWriter {
     }
 }
 
-async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>) {
-    let mut pending = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut pending, MAX_BATCH).await > 0 {
-        let (rows, rest): (Vec<_>, Vec<_>) = pending
-            .drain(..)
-            .map(|(t, a, outbox, done)| ((t, a), (outbox, done)))
-            .unzip();
-        let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
-        // The outbox joins the batch's commit; accounts without webhooks add nothing to it.
-        let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
-        let written =
-            crate::metrics::timed("insert_tokens", store.insert_tokens(&rows, &outbox)).await;
-        match written {
-            Ok(()) => {
-                for ((token, _), done) in rows.into_iter().zip(answers) {
-                    let _ = done.send(Ok(token));
-                }
+async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight));
+    loop {
+        // The next batch is gathered once a slot is free: meanwhile requests queue up and join it.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut pending = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
+            return;
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            write_batch(&store, pending).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn write_batch(store: &DynStore, pending: Vec<Pending>) {
+    let (rows, rest): (Vec<_>, Vec<_>) = pending
+        .into_iter()
+        .map(|(t, a, outbox, done)| ((t, a), (outbox, done)))
+        .unzip();
+    let (outboxes, answers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+    // The outbox joins the batch's commit; accounts without webhooks add nothing to it.
+    let outbox: Vec<OutboxRecord> = outboxes.iter().flatten().cloned().collect();
+    let written = crate::metrics::timed("insert_tokens", store.insert_tokens(&rows, &outbox)).await;
+    match written {
+        Ok(()) => {
+            for ((token, _), done) in rows.into_iter().zip(answers) {
+                let _ = done.send(Ok(token));
             }
-            // One bad row must not fail its neighbours (they may be other tenants'): after any
-            // failure that is not the database being away, write them one by one so that only the
-            // offending request fails. An unavailable database would fail each row alike.
-            Err(ref err) if rows.len() > 1 && !is_transient(err) => {
-                for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
-                    let result = store
-                        .insert_tokens(std::slice::from_ref(&row), &outbox)
-                        .await;
-                    let _ = done.send(result.map(|()| row.0));
-                }
+        }
+        // One bad row must not fail its neighbours (they may be other tenants'): after any
+        // failure that is not the database being away, write them one by one so that only the
+        // offending request fails. An unavailable database would fail each row alike.
+        Err(ref err) if rows.len() > 1 && !is_transient(err) => {
+            for ((row, outbox), done) in rows.into_iter().zip(outboxes).zip(answers) {
+                let result = store
+                    .insert_tokens(std::slice::from_ref(&row), &outbox)
+                    .await;
+                let _ = done.send(result.map(|()| row.0));
             }
-            Err(err) => {
-                for done in answers {
-                    let _ = done.send(Err(err.clone()));
-                }
+        }
+        Err(err) => {
+            for done in answers {
+                let _ = done.send(Err(err.clone()));
             }
         }
     }

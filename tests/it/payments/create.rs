@@ -13,6 +13,7 @@ on_both_backends!(
     each_use_case_and_sandbox_outcome,
     another_accounts_payment_is_404,
     bad_payment_requests_are_422_with_their_paths,
+    concurrent_payments_share_commits_and_are_each_counted_and_audited_once,
 );
 
 async fn each_use_case_and_sandbox_outcome(backend: Backend) {
@@ -227,4 +228,56 @@ async fn bad_payment_requests_are_422_with_their_paths(backend: Backend) {
         app.list_payments("").await.body["pagination"]["total_items"],
         json!(0)
     );
+}
+
+async fn concurrent_payments_share_commits_and_are_each_counted_and_audited_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.token_for("4111111111111111").await;
+    let declined = app.token_for("4000000000000002").await;
+    let bodies: Vec<Value> = (0..40)
+        .map(|i| {
+            let (token, capture) = match i % 4 {
+                0 => (&declined, "automatic"),
+                1 => (&token, "manual"),
+                _ => (&token, "automatic"),
+            };
+            payment(token, 100 + i, capture)
+        })
+        .collect();
+    let answers =
+        futures_util::future::join_all(bodies.iter().map(|b| app.create_payment("one-off", b)))
+            .await;
+    let mut statuses: Vec<String> = answers
+        .into_iter()
+        .map(|a| {
+            a.ok_body()["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    statuses.sort();
+    statuses.dedup();
+    assert_eq!(statuses, ["authorized", "captured", "failed"]);
+    let total = |query: &str| {
+        let query = query.to_owned();
+        let app = &app;
+        async move { app.list_payments(&query).await.ok_body()["pagination"]["total_items"].clone() }
+    };
+    assert_eq!(total("").await, json!(40));
+    assert_eq!(total("status=failed").await, json!(10));
+    assert_eq!(total("status=authorized").await, json!(10));
+    assert_eq!(total("status=captured").await, json!(20));
+    assert_eq!(total("status=processing").await, json!(0));
+    // Each card read is audited once, in the commit that saved its payment.
+    let account = app.account_id().await;
+    let reads = app
+        .store()
+        .list_audit_events(account, 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == strongroom::store::Action::TokenReadCard)
+        .count();
+    assert_eq!(reads, 40);
 }

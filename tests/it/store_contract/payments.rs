@@ -2,8 +2,8 @@
 //! (with their transactions, refunds and job, or not at all), counted per day and listed in windows.
 
 use strongroom::store::{
-    day_of, Action, AuditEvent, PaymentChange, PaymentFilter, PaymentRecord, RefundRecord,
-    TransactionRecord,
+    day_of, Action, AuditEvent, PaymentChange, PaymentFilter, PaymentRecord, PaymentWrite,
+    RefundRecord, TransactionRecord,
 };
 use uuid::Uuid;
 
@@ -18,6 +18,8 @@ on_both_backends!(
     day_counts_follow_inserts_and_status_moves,
     a_seed_batch_is_written_with_its_audit_row_and_a_refused_one_writes_none,
     payments_are_listed_newest_first_within_a_window,
+    a_batch_of_writes_commits_together_and_a_stale_change_in_it_writes_nothing,
+    a_batch_with_a_bad_write_is_refused_whole,
 );
 
 const DAY: u64 = 86_400;
@@ -380,5 +382,156 @@ async fn a_seed_batch_is_written_with_its_audit_row_and_a_refused_one_writes_non
         .await
         .unwrap()
         .is_none());
+    store.close().await;
+}
+
+async fn a_batch_of_writes_commits_together_and_a_stale_change_in_it_writes_nothing(
+    backend: Backend,
+) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let first = payment(a.id, t0(), "processing", "EUR");
+    // Written leased to the node that authorizes (as payment creation does), which retires it with the
+    // outcome's commit through its claim.
+    let recovery = strongroom::store::NewJob {
+        lease: Some(strongroom::store::JobLease {
+            owner: "node-a".into(),
+            until: at(t0(), 60),
+        }),
+        ..job("payment.authorize", at(t0(), 0))
+    };
+    let claim = |job: uuid::Uuid, owner: &str| strongroom::store::Fence {
+        job,
+        owner: owner.into(),
+        generation: 1,
+    };
+    store
+        .insert_payment(&first, Some(&recovery), &[])
+        .await
+        .unwrap();
+    let second = payment(a.id, t0(), "processing", "EUR");
+    let second_recovery = job("payment.authorize", at(t0(), 60));
+    let read_card = AuditEvent::new(
+        Some(a.id),
+        "key:test",
+        Action::TokenReadCard,
+        Some(second.token_id.to_string()),
+        "success",
+    );
+    let captured = change(&first, "captured");
+    let stale = change(&first, "failed");
+    let writes = [
+        PaymentWrite::Insert {
+            payment: second.clone(),
+            job: Some(second_recovery.clone()),
+            outbox: Vec::new(),
+            audit: Some(read_card),
+        },
+        PaymentWrite::Change {
+            change: captured.clone(),
+            retire_job: Some(claim(recovery.id, "node-a")),
+        },
+        PaymentWrite::Change {
+            change: stale,
+            retire_job: None,
+        },
+    ];
+    assert_eq!(
+        store.write_payments(&writes).await.unwrap(),
+        [true, true, false]
+    );
+    same(
+        &store.get_payment(a.id, first.id).await.unwrap().unwrap(),
+        &captured.payment,
+    );
+    same(
+        &store.get_payment(a.id, second.id).await.unwrap().unwrap(),
+        &second,
+    );
+    // The saved authorization retired its recovery job; the new payment's stays.
+    assert!(store.get_job(recovery.id).await.unwrap().is_none());
+    assert!(store.get_job(second_recovery.id).await.unwrap().is_some());
+    assert_eq!(
+        trail(&store, a.id).await,
+        [(Action::TokenReadCard, Some(second.token_id.to_string()))]
+    );
+    let d = day_of(t0());
+    let counted = |status: &str| PaymentFilter {
+        statuses: vec![status.into()],
+        ..filter(a.id)
+    };
+    assert_eq!(
+        store
+            .payment_day_counts(&counted("captured"))
+            .await
+            .unwrap(),
+        [(d, 1)]
+    );
+    assert_eq!(
+        store
+            .payment_day_counts(&counted("processing"))
+            .await
+            .unwrap(),
+        [(d, 1)]
+    );
+    assert!(store
+        .payment_day_counts(&counted("failed"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.payment_day_counts(&filter(a.id)).await.unwrap(),
+        [(d, 2)]
+    );
+    // A claim that is not the job's own retires nothing: the job stays for the worker that holds it.
+    let third = payment(a.id, t0(), "processing", "EUR");
+    let third_recovery = strongroom::store::NewJob {
+        lease: Some(strongroom::store::JobLease {
+            owner: "node-b".into(),
+            until: at(t0(), 60),
+        }),
+        ..job("payment.authorize", at(t0(), 0))
+    };
+    store
+        .insert_payment(&third, Some(&third_recovery), &[])
+        .await
+        .unwrap();
+    let third_failed = change(&third, "failed");
+    assert_eq!(
+        store
+            .write_payments(&[PaymentWrite::Change {
+                change: third_failed,
+                retire_job: Some(claim(third_recovery.id, "node-a")),
+            }])
+            .await
+            .unwrap(),
+        [true]
+    );
+    let kept = store.get_job(third_recovery.id).await.unwrap().unwrap();
+    assert_eq!(kept.lease_owner.as_deref(), Some("node-b"));
+    assert_eq!(kept.lease_generation, 1);
+    store.close().await;
+}
+
+async fn a_batch_with_a_bad_write_is_refused_whole(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let stored = payment(a.id, t0(), "processing", "EUR");
+    store.insert_payment(&stored, None, &[]).await.unwrap();
+    let fresh = payment(a.id, t0(), "processing", "EUR");
+    let insert = |p: &PaymentRecord| PaymentWrite::Insert {
+        payment: p.clone(),
+        job: None,
+        outbox: Vec::new(),
+        audit: None,
+    };
+    // The writer then writes each on its own, so that only the bad one fails.
+    assert!(store
+        .write_payments(&[insert(&fresh), insert(&stored)])
+        .await
+        .is_err());
+    assert!(store.get_payment(a.id, fresh.id).await.unwrap().is_none());
+    assert_eq!(
+        store.payment_day_counts(&filter(a.id)).await.unwrap(),
+        [(day_of(t0()), 1)]
+    );
     store.close().await;
 }
