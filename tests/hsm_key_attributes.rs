@@ -15,6 +15,15 @@ const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 #[test]
 fn the_hsm_master_key_is_sensitive_not_extractable_and_cannot_be_read_or_wrapped_out() {
+    // Beside the Rust toolchain this test needs SoftHSM2: `.ci/run` installs it and requires it.
+    if !std::path::Path::new(MODULE).exists() {
+        assert!(
+            std::env::var_os("STRONGROOM_TEST_REQUIRE_TOOLS").is_none(),
+            "{MODULE} is missing: apt-get install -y softhsm2 (.ci/run does it)"
+        );
+        eprintln!("skipped: {MODULE} is missing (apt-get install -y softhsm2)");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("tokens")).unwrap();
     let conf = dir.path().join("softhsm2.conf");

@@ -109,6 +109,9 @@ fn self_signed(dir: &Path) -> TlsFiles {
 }
 
 async fn https_is_served_with_a_certificate_and_the_connection_cap_still_holds(backend: Backend) {
+    if !crate::support::tool_available("openssl", "openssl") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let files = self_signed(dir.path());
     let app = spawn_app_with(backend, |c| {

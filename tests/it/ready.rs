@@ -75,6 +75,9 @@ async fn ready_becomes(app: &TestApp, status: StatusCode) -> crate::support::Ans
 }
 
 async fn ready_names_redis_while_it_is_down_and_recovers_when_it_returns(backend: Backend) {
+    if !crate::support::tool_available("redis-server", "redis-server") {
+        return;
+    }
     let port = free_port();
     let redis = OwnRedis::start(port);
     let app = spawn_app_with(backend, |config| {

@@ -22,6 +22,7 @@ pub mod receiver;
 pub mod relay;
 pub mod stripe_client;
 mod tokens;
+mod tools;
 mod webhooks;
 
 pub use answer::{error_body, send, validation_body, Answer};
@@ -38,4 +39,5 @@ pub use processors::{
     cli_with_input, contains, database_bytes, spawn_app_with_adyen, STRIPE_SECRET,
 };
 pub use tokens::{card, with_check_digit};
+pub use tools::{softhsm_available, tool_available};
 pub use webhooks::fast_webhooks;
