@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use strongroom::domain::data_keys::rotation_progress;
 use strongroom::store::{AccountKeysRecord, DynStore, JobStatus, SealedColumn};
 use strongroom::vault::file_provider::FileProvider;
 use strongroom::vault::master::{KeyFile, MasterKeys};
@@ -411,7 +412,16 @@ async fn deleted_card_after_copy(backend: Backend, rotate: bool) -> Result<Strin
             .unwrap()
             .parse()
             .unwrap();
+        // What the command's progress bar reads: nothing re-sealed yet, then everything.
+        let rotating = [(account, 2)];
+        let (done, total) = rotation_progress(app.store(), &rotating).await.unwrap();
+        assert_eq!(done, 0);
+        assert!(total >= 1, "{total}");
         app.run_jobs().await;
+        assert_eq!(
+            rotation_progress(app.store(), &rotating).await.unwrap(),
+            (total, total)
+        );
         let ran = app.store().get_job(job).await.unwrap().unwrap();
         assert_eq!(ran.status, JobStatus::Done, "{:?}", ran.last_error);
         let live = app
