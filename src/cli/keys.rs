@@ -187,7 +187,7 @@ async fn follow_rotation(
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {elapsed} [{bar:40}] {pos}/{len} values re-sealed · {msg}",
+            "{spinner} {elapsed} [{wide_bar}] {pos}/{len} re-sealed · job {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -199,10 +199,7 @@ async fn follow_rotation(
             bar.set_length(total);
             bar.set_position(done);
         }
-        bar.set_message(format!(
-            "job {}",
-            status.map(|s| s.as_str()).unwrap_or("gone")
-        ));
+        bar.set_message(status.map(|s| s.as_str()).unwrap_or("gone"));
         bar.tick();
         if ended {
             break;
