@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::accounts::ADMIN_CLI;
-use crate::domain::data_keys::{RotatePayload, KIND};
+use crate::domain::data_keys::{rotation_progress, RotatePayload, KIND};
 use crate::server;
 use crate::store::JobStatus;
 use crate::vault::admin;
@@ -169,28 +169,44 @@ pub async fn data_key(cmd: DataKeyCommand, config: Config) -> anyhow::Result<()>
         "data-key rotation job {job} queued for {} account(s); a running server's workers do it",
         rotated.len()
     );
-    // In a terminal, follow the job until it ends.
+    // In a terminal, follow the job until it ends: a bar of the values re-sealed so far.
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        loop {
-            let status = store.get_job(job).await?.map(|j| j.status);
-            bar.set_message(format!(
-                "re-sealing under the new data key: job {}",
-                status.map(|s| s.as_str()).unwrap_or("gone")
-            ));
-            bar.tick();
-            if matches!(status, Some(JobStatus::Done | JobStatus::Failed) | None) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        bar.finish();
+        follow_rotation(&store, job, &rotated).await?;
     }
     store.close().await;
+    Ok(())
+}
+
+/// Draws the rotation's progress until its job ends. The counts are read from the sealed values
+/// themselves (see `rotation_progress`), about once a second; the job's status four times a second.
+async fn follow_rotation(
+    store: &crate::store::DynStore,
+    job: Uuid,
+    accounts: &[(Uuid, i32)],
+) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed} [{wide_bar}] {pos}/{len} re-sealed · job {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for poll in 0u64.. {
+        let status = store.get_job(job).await?.map(|j| j.status);
+        let ended = matches!(status, Some(JobStatus::Done | JobStatus::Failed) | None);
+        if ended || poll % 4 == 0 {
+            let (done, total) = rotation_progress(store, accounts).await?;
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+        bar.set_message(status.map(|s| s.as_str()).unwrap_or("gone"));
+        bar.tick();
+        if ended {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bar.finish();
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::jobs::{JobError, JobHandler, Ran};
-use crate::store::{Action, AuditEvent, DynStore, Job, Reseal, SealedColumn};
+use crate::store::{Action, AuditEvent, DynStore, Job, Reseal, SealedColumn, StoreResult};
 use crate::vault::{sealed_version, Vault, KEY_CACHE_RECHECK};
 
 pub const KIND: &str = "data_key_rotate";
@@ -71,6 +71,36 @@ const OTHERS: [(SealedColumn, Aad); 4] = [
     ),
 ];
 type Aad = fn(Uuid) -> Vec<u8>;
+
+/// How far a rotation has come, for the command's progress bar: of every sealed value of `accounts`
+/// (each with the data key version its rotation installed), how many are already sealed under that
+/// version, and how many there are. It reads each sealed value once, in pages, so poll it sparingly.
+pub async fn rotation_progress(
+    store: &DynStore,
+    accounts: &[(Uuid, i32)],
+) -> StoreResult<(u64, u64)> {
+    const PAGE: i64 = 1000;
+    let (mut done, mut total) = (0, 0);
+    for (account_id, version) in accounts {
+        let version = u32::try_from(*version).ok();
+        for at in std::iter::once(TOKENS).chain(OTHERS.iter().map(|(at, _)| *at)) {
+            let mut after = None;
+            loop {
+                let rows = store.list_sealed(at, *account_id, after, PAGE).await?;
+                total += rows.len() as u64;
+                done += rows
+                    .iter()
+                    .filter(|(_, sealed)| version.is_some() && sealed_version(sealed) == version)
+                    .count() as u64;
+                match rows.last() {
+                    Some((last, _)) if rows.len() as i64 == PAGE => after = Some(*last),
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok((done, total))
+}
 
 pub struct DataKeyRotation {
     vault: Arc<Vault>,

@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use strongroom::domain::data_keys::rotation_progress;
 use strongroom::store::{AccountKeysRecord, DynStore, JobStatus, SealedColumn};
 use strongroom::vault::file_provider::FileProvider;
 use strongroom::vault::master::{KeyFile, MasterKeys};
 use strongroom::vault::{open_from_backup, sealed_version, Vault};
 use uuid::Uuid;
 
+use crate::support::fake_stripe::{FakeStripe, FakeStripeConfig};
 use crate::support::{
-    card, cli_with_env, on_both_backends, payment, spawn_app, Backend, ServerProcess, SoftHsm,
-    TestDb,
+    card, cli_with_env, on_both_backends, payment, spawn_app, visa_cards, Backend, ServerProcess,
+    SoftHsm, TestDb, STRIPE_KEY,
 };
 
 on_both_backends!(
@@ -203,7 +205,20 @@ async fn with_an_hsm_cards_tokenize_and_pay_through_rotation_retirement_and_rest
     }
     let db = TestDb::new(backend).await;
     let hsm = SoftHsm::new();
-    let env = hsm_env(&hsm, &[]);
+    // A few tens of cards stored at a fake Stripe, imported through the HSM-wrapped data key.
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    let (_, stored) = stripe.add_customer(visa_cards(1, 24));
+    let base = stripe.base_url();
+    let env = hsm_env(
+        &hsm,
+        &[
+            ("STRONGROOM_STRIPE_API_BASE", base.as_str()),
+            ("STRONGROOM_STRIPE_RATE_LIMIT", "0"),
+            ("STRONGROOM_STRIPE_RETRY_BASE_MS", "5"),
+        ],
+    );
     let (ok, stdout, stderr) = cli_with_env(&db, &["master-key", "init", "--json"], &env);
     assert!(ok, "{stderr}");
     let init: Value = serde_json::from_str(&stdout).unwrap();
@@ -219,6 +234,41 @@ async fn with_an_hsm_cards_tokenize_and_pay_through_rotation_retirement_and_rest
     let first = token_id(&api.new_token(&card("4242424242424242")).await);
     api.pay("one-off", &payment(&first.to_string(), 1200, "automatic"))
         .await;
+    let import = api.start_stripe_import(STRIPE_KEY).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = api.wait_for_import_end(&import).await;
+    assert_eq!(
+        (&ended["status"], &ended["successes"], &ended["failures"]),
+        (
+            &serde_json::json!("finished"),
+            &serde_json::json!(24),
+            &serde_json::json!(0)
+        ),
+        "{ended}"
+    );
+    let imported: Vec<(Uuid, String)> = api
+        .all_tokens()
+        .await
+        .iter()
+        .filter(|t| t["import_provider"] == "stripe")
+        .map(|t| (token_id(t), t["business_key"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(imported.len(), stored.len());
+    // An imported card is sealed like any other (the last four digits are Stripe's) and pays.
+    let (paid_import, pm) = imported[0].clone();
+    assert_eq!(
+        api.get_token(paid_import).await.body["account_number_last_four"],
+        stripe.card_of(&pm).unwrap().last4()
+    );
+    let paid = api
+        .pay(
+            "one-off",
+            &payment(&paid_import.to_string(), 1500, "automatic"),
+        )
+        .await;
+    assert_eq!(paid["status"], "captured", "{paid}");
     // No key file was made: the master key is in the token only.
     assert!(!db.dir.path().join("master.key").exists());
 
@@ -250,10 +300,11 @@ async fn with_an_hsm_cards_tokenize_and_pay_through_rotation_retirement_and_rest
     let key = server.default_api_key();
     drop(server);
 
-    // A restart opens everything with v2 alone.
+    // A restart opens everything with v2 alone, imported cards included.
     let server = start(&db, "second", &env);
     let api = server.api(&key);
-    for id in [first, second] {
+    let last_import = imported[imported.len() - 1].0;
+    for id in [first, second, paid_import, last_import] {
         api.pay("one-off", &payment(&id.to_string(), 300, "automatic"))
             .await;
     }
@@ -364,7 +415,16 @@ async fn deleted_card_after_copy(backend: Backend, rotate: bool) -> Result<Strin
             .unwrap()
             .parse()
             .unwrap();
+        // What the command's progress bar reads: nothing re-sealed yet, then everything.
+        let rotating = [(account, 2)];
+        let (done, total) = rotation_progress(app.store(), &rotating).await.unwrap();
+        assert_eq!(done, 0);
+        assert!(total >= 1, "{total}");
         app.run_jobs().await;
+        assert_eq!(
+            rotation_progress(app.store(), &rotating).await.unwrap(),
+            (total, total)
+        );
         let ran = app.store().get_job(job).await.unwrap().unwrap();
         assert_eq!(ran.status, JobStatus::Done, "{:?}", ran.last_error);
         let live = app
