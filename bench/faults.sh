@@ -4,8 +4,9 @@
 # tokenize, 2,000 idle + 200 slow connections at `ulimit -n 1024`, a key over its rate limit), drives the
 # CI tests that are experiments themselves (logs on /dev/full, a full tmpfs, a node SIGSTOPped past its
 # lease during an import, a hanging receiver plus two imports while another tenant captures), and prints
-# one table (with note lines under it); stderr shows progress only ("  done: <experiment>"). Needs PostgreSQL (STRONGROOM_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/
-# postgres), redis-server and psql on the PATH; root for the tmpfs. Takes a few minutes.
+# one table (with note lines under it); stderr shows progress only ("  done: <experiment>"). Needs
+# PostgreSQL (STRONGROOM_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres),
+# redis-server and psql on the PATH; root for the tmpfs. Takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
