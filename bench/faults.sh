@@ -4,8 +4,9 @@
 # tokenize, 2,000 idle + 200 slow connections at `ulimit -n 1024`, a key over its rate limit), drives the
 # CI tests that are experiments themselves (logs on /dev/full, a full tmpfs, a node SIGSTOPped past its
 # lease during an import, a hanging receiver plus two imports while another tenant captures), and prints
-# one table. Needs PostgreSQL (STRONGROOM_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/
-# postgres), redis-server and psql on the PATH; root for the tmpfs. Takes a few minutes.
+# one table (with note lines under it); stderr shows progress only ("  done: <experiment>"). Needs
+# PostgreSQL (STRONGROOM_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres),
+# redis-server and psql on the PATH; root for the tmpfs. Takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +14,25 @@ PG_URL="${STRONGROOM_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/post
 cargo build --release --quiet --bin strongroom
 BIN="$PWD/target/release/strongroom"
 ROWS="$(mktemp)"
-trap 'rm -f "$ROWS"' EXIT
+NOTES="$(mktemp)"
+trap 'rm -f "$ROWS" "$NOTES"' EXIT
+
+# record LINE: keeps a row for the one table printed at the end (or a `note: ` line for under it) and
+# says on stderr, as progress only, which experiment is done; the table is the result.
+record() {
+    case $1 in
+        note:*) printf '%s\n' "$1" >>"$NOTES" ;;
+        *)
+            printf '%s\n' "$1" >>"$ROWS"
+            printf '  done: %s (%s)\n' "$(printf '%s' "$1" | cut -f1)" "$(printf '%s' "$1" | cut -f2)" >&2
+            ;;
+    esac
+}
 
 echo "== black-box experiments against $BIN" >&2
-python3 bench/faults.py "$BIN" "$@" | tee -a "$ROWS" >&2
+while IFS= read -r line; do
+    record "$line"
+done < <(python3 bench/faults.py "$BIN" "$@")
 
 # drive EXPERIMENT BACKEND FILTER: runs the CI test(s) matching FILTER (exactly) and adds a row; the tests
 # assert that nothing acknowledged is lost, doubled or wrong, so a pass is 0/0/0 and a failure says so.
@@ -34,15 +50,15 @@ drive() {
         status=1
     fi
     if echo "$out" | grep -q "skipped"; then
-        printf '%s\t%s\t-\t-\t-\t-\tSKIPPED: %s\n' "$experiment" "$backend" \
-            "$(echo "$out" | grep -m1 skipped | cut -c1-60)" | tee -a "$ROWS" >&2
+        record "$(printf '%s\t%s\t-\t-\t-\t-\tSKIPPED: %s' "$experiment" "$backend" \
+            "$(echo "$out" | grep -m1 skipped | cut -c1-60)")"
         return
     fi
     if [ $status = 0 ]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$experiment" "$backend" "(asserted)" 0 0 0 \
-            "${recovery:-ok, test ${took%.*}s}" | tee -a "$ROWS" >&2
+        record "$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$experiment" "$backend" "(asserted)" 0 0 0 \
+            "${recovery:-ok, test ${took%.*}s}")"
     else
-        printf '%s\t%s\t-\t-\t-\tTEST FAILED\t-\n' "$experiment" "$backend" | tee -a "$ROWS" >&2
+        record "$(printf '%s\t%s\t-\t-\t-\tTEST FAILED\t-' "$experiment" "$backend")"
         echo "$out" | tail -30 >&2
     fi
 }
@@ -64,3 +80,7 @@ echo
     printf 'experiment\tbackend\tacknowledged\tlost\tduplicated\twrong\trecovery\n'
     cat "$ROWS"
 } | column -t -s "$(printf '\t')"
+if [ -s "$NOTES" ]; then
+    echo
+    cat "$NOTES"
+fi
