@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod data_keys;
 pub mod destinations;
 pub mod forward;
+mod group_commit;
 pub mod imports;
 pub mod objects;
 pub mod payments;

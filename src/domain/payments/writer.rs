@@ -2,11 +2,10 @@
 //! transaction, so that one durable commit (one fsync on SQLite, one WAL flush on PostgreSQL) serves
 //! many payments, and each count row is written once per commit rather than once per payment.
 
-use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
-
-use crate::store::{Backend, DynStore, PaymentWrite, StoreError};
+use crate::domain::group_commit::spawn_batches;
+use crate::store::{DynStore, PaymentWrite, StoreError};
 
 type Pending = (PaymentWrite, oneshot::Sender<Result<bool, StoreError>>);
 
@@ -22,12 +21,10 @@ impl PaymentWriter {
     /// SQLite takes one writer at a time, so one batch commits while the next gathers; PostgreSQL
     /// commits several batches at once on several connections.
     pub fn spawn(store: DynStore) -> Self {
-        let in_flight = match store.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => 4,
-        };
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(store, rx, in_flight));
+        spawn_batches(store, rx, MAX_BATCH, |store, pending| async move {
+            write_batch(&store, pending).await
+        });
         Self { tx }
     }
 
@@ -37,25 +34,6 @@ impl PaymentWriter {
         let (done, answer) = oneshot::channel();
         self.tx.send((write, done)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
-    }
-}
-
-async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>, in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(in_flight));
-    loop {
-        // Gather the next batch only once a slot is free: while the last commits, writes queue up.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut pending = Vec::with_capacity(MAX_BATCH);
-        if rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
-            return;
-        }
-        let store = store.clone();
-        tokio::spawn(async move {
-            write_batch(&store, pending).await;
-            drop(slot);
-        });
     }
 }
 

@@ -1,11 +1,10 @@
 //! The group-commit token writer: concurrent token inserts share one transaction, so that a durable
 //! commit (one fsync on SQLite) serves a whole batch; one bad row never fails its neighbours.
 
-use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
-
-use crate::store::{AuditEvent, Backend, DynStore, OutboxRecord, StoreError, TokenRecord};
+use crate::domain::group_commit::spawn_batches;
+use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenRecord};
 
 type Pending = (
     TokenRecord,
@@ -28,12 +27,10 @@ impl TokenWriter {
     /// a time: with a second one gathering while the first commits (measured), batches halved in size
     /// and tokenization at 16 connections fell from about 6,500 to 3,700 a second.
     pub fn spawn(store: DynStore) -> Self {
-        let in_flight = match store.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => 4,
-        };
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(store, rx, in_flight));
+        spawn_batches(store, rx, MAX_BATCH, |store, pending| async move {
+            write_batch(&store, pending).await
+        });
         Self { tx }
     }
 
@@ -60,25 +57,6 @@ impl TokenWriter {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
-    }
-}
-
-async fn write_batches(store: DynStore, mut rx: mpsc::Receiver<Pending>, in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(in_flight));
-    loop {
-        // The next batch is gathered once a slot is free: meanwhile requests queue up and join it.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut pending = Vec::with_capacity(MAX_BATCH);
-        if rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
-            return;
-        }
-        let store = store.clone();
-        tokio::spawn(async move {
-            write_batch(&store, pending).await;
-            drop(slot);
-        });
     }
 }
 
