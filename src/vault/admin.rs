@@ -181,16 +181,7 @@ pub async fn retire(
                 .await?;
             return Err(AdminError::StillInUse { version, count });
         }
-        provider.destroy_version(version)?;
-        store
-            .insert_audit_event(&AuditEvent::new(
-                None,
-                actor,
-                Action::MasterKeyRetire,
-                Some(format!("v{version}")),
-                "success",
-            ))
-            .await?;
+        destroy_version(store, provider, version, actor).await?;
         Ok(RetireReport {
             retired_version: version,
             remaining_versions: provider.versions(),
@@ -242,19 +233,30 @@ pub async fn shred_old_master_versions(
             if version < report.new_version
                 && store.count_account_keys_under(version as i32).await? == 0
             {
-                provider.destroy_version(version)?;
-                store
-                    .insert_audit_event(&AuditEvent::new(
-                        None,
-                        actor,
-                        Action::MasterKeyRetire,
-                        Some(format!("v{version}")),
-                        "success",
-                    ))
-                    .await?;
+                destroy_version(store, provider, version, actor).await?;
             }
         }
         Ok(())
     })
     .await
+}
+
+/// Destroys one master key version for good, and records it.
+async fn destroy_version(
+    store: &DynStore,
+    provider: &dyn KeyProvider,
+    version: u32,
+    actor: &str,
+) -> Result<(), AdminError> {
+    provider.destroy_version(version)?;
+    store
+        .insert_audit_event(&AuditEvent::new(
+            None,
+            actor,
+            Action::MasterKeyRetire,
+            Some(format!("v{version}")),
+            "success",
+        ))
+        .await?;
+    Ok(())
 }
