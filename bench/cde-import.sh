@@ -4,7 +4,10 @@
 # same server's GET /health in the same run. Each backend runs twice, on a fresh database each time: with
 # the Prometheus metrics listener off and on (STRONGROOM_METRICS_LISTEN, scraped once a second during the
 # "on" run as Prometheus would), so that the cost of the metrics shows side by side. It measures and
-# prints; it asserts nothing.
+# prints; it asserts nothing. The `us/token` column is the CPU time (user + system, from /proc/<pid>/stat) spent
+# by the server and its database during the tokenization run, per token created in it: on SQLite that is
+# the server process alone (the database is in it); on PostgreSQL the server plus the backends serving
+# this run's database.
 #
 #   bench/cde-import.sh                 # both backends, metrics off and on, 10 s per measurement, `file` key provider
 #   DURATION=5s BACKENDS=sqlite CONNECTIONS=16 bench/cde-import.sh
@@ -45,7 +48,30 @@ pkcs11_env() {
         STRONGROOM_PKCS11_PIN_FILE="$dir/pin" STRONGROOM_PKCS11_KEY_LABEL=strongroom-master
 }
 
-printf '\n%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s\n' backend provider metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors
+# cpu_ticks: CPU clock ticks (utime + stime) used so far by the server and, on PostgreSQL, by the
+# backends connected to this run's database.
+cpu_ticks() {
+    local pids=$SERVER_PID
+    if [ -n "$PG_DB" ]; then
+        pids="$pids $(psql "$PG_ADMIN_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'" 2>/dev/null)"
+    fi
+    for pid in $pids; do
+        # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+        sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+    done | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# tokens_stored: how many tokens the run's database holds.
+tokens_stored() {
+    if [ -n "$PG_DB" ]; then
+        psql "$URL" -Atc 'SELECT COUNT(*) FROM tokens'
+    else
+        sqlite3 "file:$STRONGROOM_DATA_DIR/strongroom.db?mode=ro" 'SELECT COUNT(*) FROM tokens'
+    fi
+}
+
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+printf '\n%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s\n' backend provider metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors "us/token"
 for backend in $BACKENDS; do
   for provider in $PROVIDERS; do
     for metrics in $METRICS; do
@@ -73,9 +99,15 @@ for backend in $BACKENDS; do
         fi
         for conns in $CONNECTIONS; do
             read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
+            tokens_before=$(tokens_stored)
+            ticks_before=$(cpu_ticks)
             read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
+            ticks_after=$(cpu_ticks)
+            tokens_after=$(tokens_stored)
+            t_cpu=$(awk -v t=$(( ticks_after - ticks_before )) -v n=$(( tokens_after - tokens_before )) -v us="$TICK_US" \
+                'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print "-" }')
             printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$provider" "$metrics" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
-            printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s   (%.0f%% of /health)\n' "$backend" "$provider" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" \
+            printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s   (%.0f%% of /health)\n' "$backend" "$provider" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" "$t_cpu" \
                 "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
         done
         if [ -n "$SCRAPER_PID" ]; then

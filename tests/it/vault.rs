@@ -1,5 +1,6 @@
 //! The vault as a user would check it: no card data in the database files, the dumps or the trace logs;
-//! nothing lost to a kill -9 after a 200; tokens sealed before a master-key rotation open after it.
+//! nothing lost to a kill -9 after a 200, even with batches in flight; tokens sealed before a
+//! master-key rotation open after it.
 
 use std::io::Read;
 use std::path::Path;
@@ -11,10 +12,13 @@ use strongroom::store::Feature;
 use strongroom::vault::file_provider::FileProvider;
 use strongroom::vault::Vault;
 
-use crate::support::{card, on_both_backends, send, spawn_app, Backend, ServerProcess, TestDb};
+use crate::support::{
+    card, on_both_backends, send, spawn_app, with_check_digit, Backend, ServerProcess, TestDb,
+};
 
 on_both_backends!(
     no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing,
+    a_kill_while_batches_are_in_flight_loses_no_answered_token,
     tokens_sealed_before_a_master_key_rotation_open_after_it,
 );
 
@@ -284,4 +288,117 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
     }
     let audit = app.store().list_audit_events(account, 100).await.unwrap();
     assert!(audit.iter().all(|e| !e.action.as_str().is_empty()));
+}
+
+/// How many clients tokenize at once while the server is killed: enough that the writer has batches
+/// committing and others gathering at the moment of the kill.
+const KILL_CLIENTS: usize = 32;
+
+async fn a_kill_while_batches_are_in_flight_loses_no_answered_token(backend: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let db = TestDb::new(backend).await;
+    let server = ServerProcess::start(&db, "first");
+    let key = server.default_api_key();
+    let account = server.api(&key).account_id().await;
+
+    // Clients tokenize distinct cards in a loop; each keeps the cards answered 200 with their token id.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(Mutex::new(Vec::<(uuid::Uuid, String)>::new()));
+    let mut clients = Vec::new();
+    for client in 0..KILL_CLIENTS {
+        let api = server.api(&key);
+        let (stop, answered) = (stop.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            let mut unanswered = 0;
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let pan = with_check_digit(&format!("4{client:03}{n:011}"));
+                let sent = api
+                    .request(reqwest::Method::POST, "/cde-import")
+                    .json(&card(&pan))
+                    .send()
+                    .await;
+                // A request cut off by the kill has no answer, and promises nothing.
+                let Ok(response) = sent else {
+                    unanswered += 1;
+                    continue;
+                };
+                if response.status() != StatusCode::OK {
+                    continue;
+                }
+                let Ok(body) = response.json::<Value>().await else {
+                    continue;
+                };
+                let id = body["id"].as_str().unwrap().parse().unwrap();
+                answered.lock().unwrap().push((id, pan));
+            }
+            unanswered
+        }));
+    }
+    // Kill once the writer is busy: some hundreds of tokens answered, requests still streaming in.
+    let started = std::time::Instant::now();
+    while answered.lock().unwrap().len() < 300 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the clients got too few answers to test with"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = server.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    let mut unanswered = 0;
+    for client in clients {
+        unanswered += client.await.unwrap();
+    }
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
+    assert!(
+        unanswered > 0,
+        "the kill cut off no request: nothing was in flight"
+    );
+
+    // Every token answered 200 is stored and opens to its card, with only the master key on disk.
+    let store = db.open_store().await;
+    let vault = Vault::new(
+        store.clone(),
+        std::sync::Arc::new(
+            FileProvider::open(&strongroom::vault::master::KeyFile::Configured(
+                db.dir.path().join(strongroom::vault::master::DEV_KEY_FILE),
+            ))
+            .unwrap(),
+        ),
+    );
+    for (id, pan) in &answered {
+        let record = store.get_token(account, *id).await.unwrap();
+        let record = record.unwrap_or_else(|| panic!("token {id} answered 200 is lost"));
+        let opened = vault.open(account, *id, &record.sealed_card).await.unwrap();
+        assert_eq!(opened.pan.peek(), pan.as_str());
+    }
+
+    // The restarted server serves them, and its total counts exactly the tokens stored: tokens cut off
+    // in flight are there whole (counted) or not at all.
+    let server = ServerProcess::start(&db, "second");
+    let listed = server.api(&key).list_tokens("limit=1").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let stored = store
+        .count_tokens(&strongroom::store::TokenQuery {
+            account_id: account,
+            from: None,
+            until: None,
+            oldest_first: true,
+            limit: 1,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.body["pagination"]["total_items"], json!(stored));
+    assert!(stored >= answered.len() as u64);
+    let first = &answered[0];
+    let shown = server.api(&key).get_token(first.0).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.body["id"], json!(first.0.to_string()));
+    let _ = server.kill_9();
 }
