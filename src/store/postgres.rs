@@ -15,9 +15,8 @@ use sqlx::postgres::{
 };
 use sqlx::{Decode, Encode, PgPool, Postgres, QueryBuilder, Type};
 
-use super::audit::push_audit_insert;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
-use super::tokens::push_token_insert;
+use super::tokens::{day_counts, TOKEN_COLUMNS};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs, write_outbox};
 use super::{AuditEvent, Backend, DynStore, OpenError, OutboxRecord, StoreResult, TokenRecord, Ts};
 
@@ -47,46 +46,104 @@ impl SqlBackend for PgStore {
         self.pool.close().await;
     }
 
-    /// Each chunk is one statement (`WITH … INSERT INTO tokens …) INSERT INTO audit_events …`), atomic on
-    /// its own; a small outbox joins that statement as two more CTEs. A batch of several chunks, or an
-    /// outbox of several, runs in one transaction.
+    /// The whole batch is one statement of one text whatever its size: the columns go as arrays
+    /// (`UNNEST`), so that each connection prepares and plans it once, and the tokens, their day counts
+    /// (one upsert per account and day, in the session's shard) and their audit events are written by
+    /// one round trip, atomically. A small outbox joins it as two more CTEs; a larger one makes it a
+    /// transaction.
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],
         outbox: &[OutboxRecord],
     ) -> StoreResult<()> {
-        let statement = |chunk| {
-            let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
-            push_token_insert(&mut statement, chunk);
-            statement.push(" RETURNING 1) ");
-            push_audit_insert(&mut statement, chunk.iter().map(|(_, audit)| audit));
-            statement
-        };
-        if batch.len() <= INSERT_CHUNK && outbox.is_empty() {
-            statement(batch).build().execute(&self.pool).await?;
+        let counts = day_counts(batch);
+        let mut statement = sqlx::QueryBuilder::<Postgres>::new("");
+        push_token_batch(&mut statement, batch, &counts);
+        if outbox.is_empty() {
+            statement.push(" SELECT 1");
+            statement.build().execute(&self.pool).await?;
             return Ok(());
         }
-        if batch.len() <= INSERT_CHUNK && outbox.len() <= INSERT_CHUNK {
-            // Still one statement, hence one round trip: the outbox joins as two more CTEs.
-            let mut statement = sqlx::QueryBuilder::<Postgres>::new("WITH new_tokens AS (");
-            push_token_insert(&mut statement, batch);
-            statement.push(" RETURNING 1), new_audit AS (");
-            push_audit_insert(&mut statement, batch.iter().map(|(_, audit)| audit));
-            statement.push(" RETURNING 1), new_deliveries AS (");
+        if outbox.len() <= INSERT_CHUNK {
+            statement.push(", new_deliveries AS (");
             push_outbox_insert(&mut statement, outbox);
             statement.push(" RETURNING 1) ");
             push_outbox_jobs(&mut statement, outbox);
             statement.build().execute(&self.pool).await?;
             return Ok(());
         }
+        statement.push(" SELECT 1");
         let mut tx = self.pool.begin().await?;
-        for chunk in batch.chunks(INSERT_CHUNK) {
-            statement(chunk).build().execute(&mut *tx).await?;
-        }
+        statement.build().execute(&mut *tx).await?;
         write_outbox::<Postgres>(&mut tx, outbox).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Appends `WITH new_tokens AS (…), new_counts AS (…), new_audit AS (…)` writing `batch` and `counts`
+/// (see `day_counts`) from arrays; the caller ends the statement.
+fn push_token_batch<'a>(
+    statement: &mut sqlx::QueryBuilder<'a, Postgres>,
+    batch: &'a [(TokenRecord, AuditEvent)],
+    counts: &[(uuid::Uuid, i64, i64)],
+) {
+    let tokens = || batch.iter().map(|(t, _)| t);
+    let audits = || batch.iter().map(|(_, a)| a);
+    statement.push(format!(
+        "WITH new_tokens AS (INSERT INTO tokens ({TOKEN_COLUMNS}) SELECT * FROM UNNEST("
+    ));
+    let mut columns = statement.separated(", ");
+    columns.push_bind(tokens().map(|t| t.id).collect::<Vec<_>>());
+    columns.push_unseparated("::uuid[]");
+    columns.push_bind(tokens().map(|t| t.account_id).collect::<Vec<_>>());
+    columns.push_unseparated("::uuid[]");
+    columns.push_bind(tokens().map(|t| t.created_at.datetime()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.expiry_month).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.expiry_year).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.cardholder_name.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.issuer_identification_number.as_str()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.masked_account_number.as_str()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.account_number_last_four.as_str()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.account_number_length).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.scheme.as_str()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.status.as_str()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.fingerprint.as_slice()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.sealed_card.as_slice()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.business_key.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(tokens().map(|t| t.import_provider.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(
+        tokens()
+            .map(|t| t.expires_at.map(|at| at.datetime()))
+            .collect::<Vec<_>>(),
+    );
+    statement.push(
+        ") RETURNING 1), new_counts AS (INSERT INTO token_day_counts (account_id, day, shard, n) \
+         SELECT account_id, day, pg_backend_pid() % 16, n FROM UNNEST(",
+    );
+    let mut columns = statement.separated(", ");
+    columns.push_bind(counts.iter().map(|c| c.0).collect::<Vec<_>>());
+    columns.push_unseparated("::uuid[]");
+    columns.push_bind(counts.iter().map(|c| c.1).collect::<Vec<_>>());
+    columns.push_bind(counts.iter().map(|c| c.2).collect::<Vec<_>>());
+    statement.push(
+        ") AS c (account_id, day, n) \
+         ON CONFLICT (account_id, day, shard) DO UPDATE SET n = token_day_counts.n + excluded.n \
+         RETURNING 1), new_audit AS (INSERT INTO audit_events \
+         (at, account_id, actor, action, target, outcome, remote_addr, request_id, node) SELECT * FROM UNNEST(",
+    );
+    let mut columns = statement.separated(", ");
+    columns.push_bind(audits().map(|a| a.at.datetime()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.account_id).collect::<Vec<_>>());
+    columns.push_unseparated("::uuid[]");
+    columns.push_bind(audits().map(|a| a.actor.as_str()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.action.as_str()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.target.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.outcome.as_str()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.remote_addr.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.request_id.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(audits().map(|a| a.node.as_deref()).collect::<Vec<_>>());
+    statement.push(") RETURNING 1)");
 }
 
 /// See `open`: in milliseconds, as PostgreSQL reads the setting.

@@ -18,7 +18,7 @@ use sqlx::{Decode, Encode, QueryBuilder, Sqlite, SqlitePool, Type};
 
 use super::audit::push_audit_insert;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
-use super::tokens::push_token_insert;
+use super::tokens::{day_counts, push_token_insert};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs};
 use super::{AuditEvent, Backend, DynStore, OpenError, OutboxRecord, StoreResult, TokenRecord, Ts};
 
@@ -62,7 +62,8 @@ impl SqlBackend for SqliteStore {
 
     /// The whole batch as one multi-statement script (`BEGIN IMMEDIATE; …; COMMIT`), so that it costs one
     /// trip to SQLite's connection thread and one fsync. On failure the open transaction is rolled back.
-    /// `outbox` (webhook deliveries and their jobs) joins the same script, hence the same commit.
+    /// `outbox` (webhook deliveries and their jobs) joins the same script, hence the same commit, and so
+    /// does the batch's one upsert of `token_day_counts` (cheaper than a trigger's upsert per token).
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],
@@ -74,6 +75,17 @@ impl SqlBackend for SqliteStore {
             script.push("; ");
             push_audit_insert(&mut script, chunk.iter().map(|(_, audit)| audit));
             script.push("; ");
+        }
+        let counts = day_counts(batch);
+        if !counts.is_empty() {
+            script.push("INSERT INTO token_day_counts (account_id, day, shard, n) ");
+            script.push_values(&counts, |mut row, (account, day, n)| {
+                row.push_bind(*account)
+                    .push_bind(*day)
+                    .push_unseparated(", 0")
+                    .push_bind(*n);
+            });
+            script.push(" ON CONFLICT (account_id, day, shard) DO UPDATE SET n = n + excluded.n; ");
         }
         for chunk in outbox.chunks(INSERT_CHUNK) {
             push_outbox_insert(&mut script, chunk);

@@ -146,6 +146,26 @@ pub(crate) fn push_token_insert<'a, DB>(
     });
 }
 
+/// The batch's tokens per account and UTC day, sorted by account and day: what the batch writers add
+/// to `token_day_counts` in the batch's own commit (one row change per account and day, not per token;
+/// deletions are counted out by a trigger). Sorted, so that concurrent batches lock count rows in
+/// one order.
+pub(crate) fn day_counts(batch: &[(TokenRecord, AuditEvent)]) -> Vec<(Uuid, i64, i64)> {
+    let mut counts: Vec<(Uuid, i64, i64)> = Vec::new();
+    for (token, _) in batch {
+        let day = super::day_of(token.created_at);
+        match counts
+            .iter_mut()
+            .find(|(account, d, _)| *account == token.account_id && *d == day)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((token.account_id, day, 1)),
+        }
+    }
+    counts.sort_unstable();
+    counts
+}
+
 macro_rules! impl_token_store {
     ($store:ty) => {
         const _: () = {
