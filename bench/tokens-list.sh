@@ -43,6 +43,9 @@ INSERT INTO tokens (id, account_id, created_at, expiry_month, expiry_year, cardh
 SELECT randomblob(16), X'$account', $NOW_US - i * ($SPAN_US / $COUNT), 1 + i % 12, 2031, 'Bench Holder',
     '42424242', '424242XXXXXX4242', '4242', 16, 'VISA', 'active', randomblob(32), randomblob(80), NULL, NULL, NULL
 FROM s;
+-- The server's batch writer keeps these counts; a seed written behind its back adds its own.
+INSERT INTO token_day_counts (account_id, day, shard, n)
+SELECT account_id, created_at / 86400000000, 0, COUNT(*) FROM tokens GROUP BY 1, 2;
 SQL
 }
 
@@ -57,6 +60,9 @@ SELECT gen_random_uuid(), '$account', to_timestamp(($NOW_US - i * ($SPAN_US / $C
     1 + i % 12, 2031, 'Bench Holder', '42424242', '424242XXXXXX4242', '4242', 16, 'VISA', 'active',
     sha256(i::text::bytea), sha256(i::text::bytea) || sha256(i::text::bytea), NULL, NULL, NULL
 FROM generate_series(1, $COUNT) AS i;
+-- The server's batch writer keeps these counts; a seed written behind its back adds its own.
+INSERT INTO token_day_counts (account_id, day, shard, n)
+SELECT account_id, floor(extract(epoch FROM created_at) / 86400)::BIGINT, 0, COUNT(*) FROM tokens GROUP BY 1, 2;
 VACUUM ANALYZE;
 SQL
 }
