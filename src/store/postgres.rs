@@ -98,20 +98,60 @@ fn push_token_batch<'a>(
     columns.push_unseparated("::uuid[]");
     columns.push_bind(tokens().map(|t| t.account_id).collect::<Vec<_>>());
     columns.push_unseparated("::uuid[]");
-    columns.push_bind(tokens().map(|t| t.created_at.datetime()).collect::<Vec<_>>());
+    columns.push_bind(
+        tokens()
+            .map(|t| t.created_at.datetime())
+            .collect::<Vec<_>>(),
+    );
     columns.push_bind(tokens().map(|t| t.expiry_month).collect::<Vec<_>>());
     columns.push_bind(tokens().map(|t| t.expiry_year).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.cardholder_name.as_deref()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.issuer_identification_number.as_str()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.masked_account_number.as_str()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.account_number_last_four.as_str()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.account_number_length).collect::<Vec<_>>());
+    columns.push_bind(
+        tokens()
+            .map(|t| t.cardholder_name.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.issuer_identification_number.as_str())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.masked_account_number.as_str())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.account_number_last_four.as_str())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.account_number_length)
+            .collect::<Vec<_>>(),
+    );
     columns.push_bind(tokens().map(|t| t.scheme.as_str()).collect::<Vec<_>>());
     columns.push_bind(tokens().map(|t| t.status.as_str()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.fingerprint.as_slice()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.sealed_card.as_slice()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.business_key.as_deref()).collect::<Vec<_>>());
-    columns.push_bind(tokens().map(|t| t.import_provider.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(
+        tokens()
+            .map(|t| t.fingerprint.as_slice())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.sealed_card.as_slice())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.business_key.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        tokens()
+            .map(|t| t.import_provider.as_deref())
+            .collect::<Vec<_>>(),
+    );
     columns.push_bind(
         tokens()
             .map(|t| t.expires_at.map(|at| at.datetime()))
@@ -140,8 +180,16 @@ fn push_token_batch<'a>(
     columns.push_bind(audits().map(|a| a.action.as_str()).collect::<Vec<_>>());
     columns.push_bind(audits().map(|a| a.target.as_deref()).collect::<Vec<_>>());
     columns.push_bind(audits().map(|a| a.outcome.as_str()).collect::<Vec<_>>());
-    columns.push_bind(audits().map(|a| a.remote_addr.as_deref()).collect::<Vec<_>>());
-    columns.push_bind(audits().map(|a| a.request_id.as_deref()).collect::<Vec<_>>());
+    columns.push_bind(
+        audits()
+            .map(|a| a.remote_addr.as_deref())
+            .collect::<Vec<_>>(),
+    );
+    columns.push_bind(
+        audits()
+            .map(|a| a.request_id.as_deref())
+            .collect::<Vec<_>>(),
+    );
     columns.push_bind(audits().map(|a| a.node.as_deref()).collect::<Vec<_>>());
     statement.push(") RETURNING 1)");
 }
