@@ -141,6 +141,62 @@ macro_rules! impl_payment_store {
             /// One step, on a connection inside a transaction; false (and nothing written, as long as
             /// the caller rolls back a refund that moved on) if the payment or its refund moved on.
             async fn write_change(conn: &mut Conn, c: &PaymentChange, retire_job: Option<&$crate::store::Fence>) -> Result<bool, sqlx::Error> {
+                if !update_payment(&mut *conn, c).await? {
+                    return Ok(false);
+                }
+                write_change_rows(&mut *conn, c, retire_job).await
+            }
+
+            /// The rows of the plain steps of a batch (no refund in them) whose payment rows were
+            /// updated, written together after those updates: each kind in multi-row statements.
+            #[derive(Default)]
+            struct StepRows<'a> {
+                transactions: Vec<&'a TransactionRecord>,
+                jobs: Vec<&'a NewJob>,
+                retired: Vec<&'a $crate::store::Fence>,
+                outbox: Vec<OutboxRecord>,
+            }
+
+            impl<'a> StepRows<'a> {
+                fn add(&mut self, c: &'a PaymentChange, retire_job: Option<&'a $crate::store::Fence>) {
+                    self.transactions.extend(c.transaction.iter());
+                    self.jobs.extend(c.job.iter());
+                    self.retired.extend(retire_job);
+                    self.outbox.extend(c.outbox.iter().cloned());
+                }
+
+                async fn write(&self, conn: &mut Conn) -> Result<(), sqlx::Error> {
+                    $crate::store::payment_records::write_transactions::<Db>(&mut *conn, &self.transactions).await?;
+                    let now = Ts::now();
+                    for chunk in self.jobs.chunks(INSERT_CHUNK) {
+                        let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                        push_job_insert(&mut insert, chunk.iter().map(|job| (*job, now)));
+                        insert.build().execute(&mut *conn).await?;
+                    }
+                    // Each job only while queued, or still held under the claim that retires it.
+                    for chunk in self.retired.chunks(INSERT_CHUNK) {
+                        let mut delete = sqlx::QueryBuilder::<Db>::new("DELETE FROM jobs WHERE ");
+                        for (i, fence) in chunk.iter().enumerate() {
+                            if i > 0 {
+                                delete.push(" OR ");
+                            }
+                            delete
+                                .push("(id = ")
+                                .push_bind(fence.job)
+                                .push(" AND (status = 'queued' OR (status = 'running' AND lease_owner = ")
+                                .push_bind(fence.owner.as_str())
+                                .push(" AND lease_generation = ")
+                                .push_bind(fence.generation)
+                                .push(")))");
+                        }
+                        delete.build().execute(&mut *conn).await?;
+                    }
+                    write_outbox::<Db>(&mut *conn, &self.outbox).await
+                }
+            }
+
+            /// The payment row of a step, moved only from the version it was read at: false if it moved on.
+            async fn update_payment(conn: &mut Conn, c: &PaymentChange) -> Result<bool, sqlx::Error> {
                 let p = &c.payment;
                 let updated = sqlx::query(
                     "UPDATE payments SET version = $3, updated_at = $4, status = $5, amount_authorized = $6, \
@@ -165,9 +221,12 @@ macro_rules! impl_payment_store {
                 .bind(&c.network_transaction_id)
                 .execute(&mut *conn)
                 .await?;
-                if updated.rows_affected() != 1 {
-                    return Ok(false);
-                }
+                Ok(updated.rows_affected() == 1)
+            }
+
+            /// The rows of a step whose payment row was updated: the refund it finishes (false if that
+            /// moved on: the caller rolls back), its transaction, new refund, job, retired job, webhooks.
+            async fn write_change_rows(conn: &mut Conn, c: &PaymentChange, retire_job: Option<&$crate::store::Fence>) -> Result<bool, sqlx::Error> {
                 if let Some(r) = &c.finished_refund {
                     let done = sqlx::query(
                         "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
@@ -241,13 +300,22 @@ macro_rules! impl_payment_store {
                     }
                 }
                 write_inserts(&mut *tx, &rows, &jobs, &outbox, &audits, &mut deltas).await?;
+                // The plain steps' payment rows are updated one by one, in order (each against the
+                // version it was read at); their other rows follow together.
+                let mut step_rows = StepRows::default();
                 for write in writes {
                     let made = match write {
                         PaymentWrite::Insert { .. } => true,
                         PaymentWrite::Change { change, retire_job } => {
                             // A refund that moved on must undo its payment's update: only that rare
                             // step pays for a savepoint.
-                            let made = if change.finished_refund.is_some() {
+                            let made = if change.finished_refund.is_none() && change.new_refund.is_none() {
+                                let made = update_payment(&mut *tx, change).await?;
+                                if made {
+                                    step_rows.add(change, retire_job.as_ref());
+                                }
+                                made
+                            } else if change.finished_refund.is_some() {
                                 let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                                 let made = write_change(&mut *savepoint, change, retire_job.as_ref()).await?;
                                 if made {
@@ -266,6 +334,7 @@ macro_rules! impl_payment_store {
                     };
                     done.push(made);
                 }
+                step_rows.write(&mut *tx).await?;
                 write_deltas(&mut *tx, &deltas).await?;
                 tx.commit().await?;
                 Ok(done)
