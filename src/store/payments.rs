@@ -224,6 +224,46 @@ macro_rules! impl_payment_store {
                 Ok(updated.rows_affected() == 1)
             }
 
+            /// The payment rows of many steps, each of a different payment, in multi-row statements,
+            /// each moved only from the version it was read at: the ids of those that were.
+            async fn update_payments(conn: &mut Conn, steps: &[&PaymentChange]) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+                let mut updated = std::collections::HashSet::with_capacity(steps.len());
+                for chunk in steps.chunks(INSERT_CHUNK) {
+                    let mut update = sqlx::QueryBuilder::<Db>::new(
+                        "UPDATE payments SET version = v.column3, updated_at = v.column4, status = v.column5, \
+                         amount_authorized = v.column6, amount_captured = v.column7, amount_voided = v.column8, \
+                         amount_refunded = v.column9, amount_refund_reserved = v.column10, \
+                         capture_requested = v.column11, processor_reference = v.column12, \
+                         failure_details = v.column13, \
+                         network_transaction_id = COALESCE(v.column14, network_transaction_id) FROM (",
+                    );
+                    update.push_values(chunk, |mut row, c| {
+                        let p = &c.payment;
+                        row.push_bind(p.id)
+                            .push_bind(c.expected_version)
+                            .push_bind(p.version)
+                            .push_bind(p.updated_at)
+                            .push_bind(p.status.as_str())
+                            .push_bind(p.amount_authorized)
+                            .push_bind(p.amount_captured)
+                            .push_bind(p.amount_voided)
+                            .push_bind(p.amount_refunded)
+                            .push_bind(p.amount_refund_reserved)
+                            .push_bind(p.capture_requested)
+                            .push_bind(p.processor_reference.as_deref())
+                            .push_bind(p.failure_details.as_deref())
+                            .push_bind(c.network_transaction_id.as_deref());
+                    });
+                    update.push(
+                        ") AS v WHERE payments.id = v.column1 AND payments.version = v.column2 \
+                         RETURNING payments.id",
+                    );
+                    let ids: Vec<(Uuid,)> = update.build_query_as().fetch_all(&mut *conn).await?;
+                    updated.extend(ids.into_iter().map(|(id,)| id));
+                }
+                Ok(updated)
+            }
+
             /// The rows of a step whose payment row was updated: the refund it finishes (false if that
             /// moved on: the caller rolls back), its transaction, new refund, job, retired job, webhooks.
             async fn write_change_rows(conn: &mut Conn, c: &PaymentChange, retire_job: Option<&$crate::store::Fence>) -> Result<bool, sqlx::Error> {
@@ -303,6 +343,25 @@ macro_rules! impl_payment_store {
                 // The plain steps' payment rows are updated one by one, in order (each against the
                 // version it was read at); their other rows follow together.
                 let mut step_rows = StepRows::default();
+                // The plain steps of payments no other step of the batch touches: their payment rows
+                // in one statement (the others, in order, one by one).
+                let mut steps_of = std::collections::HashMap::<Uuid, usize>::new();
+                for write in writes {
+                    if let PaymentWrite::Change { change, .. } = write {
+                        *steps_of.entry(change.payment.id).or_default() += 1;
+                    }
+                }
+                let alone = |c: &PaymentChange| {
+                    c.finished_refund.is_none() && c.new_refund.is_none() && steps_of.get(&c.payment.id) == Some(&1)
+                };
+                let together: Vec<&PaymentChange> = writes
+                    .iter()
+                    .filter_map(|write| match write {
+                        PaymentWrite::Change { change, .. } if alone(change) => Some(change),
+                        _ => None,
+                    })
+                    .collect();
+                let updated = update_payments(&mut *tx, &together).await?;
                 for write in writes {
                     let made = match write {
                         PaymentWrite::Insert { .. } => true,
@@ -310,7 +369,11 @@ macro_rules! impl_payment_store {
                             // A refund that moved on must undo its payment's update: only that rare
                             // step pays for a savepoint.
                             let made = if change.finished_refund.is_none() && change.new_refund.is_none() {
-                                let made = update_payment(&mut *tx, change).await?;
+                                let made = if alone(change) {
+                                    updated.contains(&change.payment.id)
+                                } else {
+                                    update_payment(&mut *tx, change).await?
+                                };
                                 if made {
                                     step_rows.add(change, retire_job.as_ref());
                                 }
