@@ -286,20 +286,38 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
-    let mut insert = QueryBuilder::<DB>::new(format!(
-        "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) "
-    ));
-    insert.push_values([t], |mut row, t| {
-        row.push_bind(t.id)
-            .push_bind(t.payment_id)
-            .push_bind(t.created_at)
-            .push_bind(t.kind.as_str())
-            .push_bind(t.status.as_str())
-            .push_bind(t.amount)
-            .push_bind(t.processor_reference.as_deref())
-            .push_bind(t.message.as_deref())
-            .push_bind(t.processor.as_deref());
-    });
-    DB::execute_built(conn, &mut insert).await?;
+    write_transactions::<DB>(conn, &[t]).await
+}
+
+/// Inserts transaction rows in multi-row statements (a group commit's steps share them).
+pub(crate) async fn write_transactions<DB>(
+    conn: &mut DB::Connection,
+    rows: &[&TransactionRecord],
+) -> Result<(), sqlx::Error>
+where
+    DB: SqlDb,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Ts: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    for chunk in rows.chunks(super::backend::INSERT_CHUNK) {
+        let mut insert = QueryBuilder::<DB>::new(format!(
+            "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) "
+        ));
+        insert.push_values(chunk, |mut row, t| {
+            row.push_bind(t.id)
+                .push_bind(t.payment_id)
+                .push_bind(t.created_at)
+                .push_bind(t.kind.as_str())
+                .push_bind(t.status.as_str())
+                .push_bind(t.amount)
+                .push_bind(t.processor_reference.as_deref())
+                .push_bind(t.message.as_deref())
+                .push_bind(t.processor.as_deref());
+        });
+        DB::execute_built(conn, &mut insert).await?;
+    }
     Ok(())
 }

@@ -141,6 +141,62 @@ macro_rules! impl_payment_store {
             /// One step, on a connection inside a transaction; false (and nothing written, as long as
             /// the caller rolls back a refund that moved on) if the payment or its refund moved on.
             async fn write_change(conn: &mut Conn, c: &PaymentChange, retire_job: Option<&$crate::store::Fence>) -> Result<bool, sqlx::Error> {
+                if !update_payment(&mut *conn, c).await? {
+                    return Ok(false);
+                }
+                write_change_rows(&mut *conn, c, retire_job).await
+            }
+
+            /// The rows of the plain steps of a batch (no refund in them) whose payment rows were
+            /// updated, written together after those updates: each kind in multi-row statements.
+            #[derive(Default)]
+            struct StepRows<'a> {
+                transactions: Vec<&'a TransactionRecord>,
+                jobs: Vec<&'a NewJob>,
+                retired: Vec<&'a $crate::store::Fence>,
+                outbox: Vec<OutboxRecord>,
+            }
+
+            impl<'a> StepRows<'a> {
+                fn add(&mut self, c: &'a PaymentChange, retire_job: Option<&'a $crate::store::Fence>) {
+                    self.transactions.extend(c.transaction.iter());
+                    self.jobs.extend(c.job.iter());
+                    self.retired.extend(retire_job);
+                    self.outbox.extend(c.outbox.iter().cloned());
+                }
+
+                async fn write(&self, conn: &mut Conn) -> Result<(), sqlx::Error> {
+                    $crate::store::payment_records::write_transactions::<Db>(&mut *conn, &self.transactions).await?;
+                    let now = Ts::now();
+                    for chunk in self.jobs.chunks(INSERT_CHUNK) {
+                        let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                        push_job_insert(&mut insert, chunk.iter().map(|job| (*job, now)));
+                        insert.build().execute(&mut *conn).await?;
+                    }
+                    // Each job only while queued, or still held under the claim that retires it.
+                    for chunk in self.retired.chunks(INSERT_CHUNK) {
+                        let mut delete = sqlx::QueryBuilder::<Db>::new("DELETE FROM jobs WHERE ");
+                        for (i, fence) in chunk.iter().enumerate() {
+                            if i > 0 {
+                                delete.push(" OR ");
+                            }
+                            delete
+                                .push("(id = ")
+                                .push_bind(fence.job)
+                                .push(" AND (status = 'queued' OR (status = 'running' AND lease_owner = ")
+                                .push_bind(fence.owner.as_str())
+                                .push(" AND lease_generation = ")
+                                .push_bind(fence.generation)
+                                .push(")))");
+                        }
+                        delete.build().execute(&mut *conn).await?;
+                    }
+                    write_outbox::<Db>(&mut *conn, &self.outbox).await
+                }
+            }
+
+            /// The payment row of a step, moved only from the version it was read at: false if it moved on.
+            async fn update_payment(conn: &mut Conn, c: &PaymentChange) -> Result<bool, sqlx::Error> {
                 let p = &c.payment;
                 let updated = sqlx::query(
                     "UPDATE payments SET version = $3, updated_at = $4, status = $5, amount_authorized = $6, \
@@ -165,9 +221,52 @@ macro_rules! impl_payment_store {
                 .bind(&c.network_transaction_id)
                 .execute(&mut *conn)
                 .await?;
-                if updated.rows_affected() != 1 {
-                    return Ok(false);
+                Ok(updated.rows_affected() == 1)
+            }
+
+            /// The payment rows of many steps, each of a different payment, in multi-row statements,
+            /// each moved only from the version it was read at: the ids of those that were.
+            async fn update_payments(conn: &mut Conn, steps: &[&PaymentChange]) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+                let mut updated = std::collections::HashSet::with_capacity(steps.len());
+                for chunk in steps.chunks(INSERT_CHUNK) {
+                    let mut update = sqlx::QueryBuilder::<Db>::new(
+                        "UPDATE payments SET version = v.column3, updated_at = v.column4, status = v.column5, \
+                         amount_authorized = v.column6, amount_captured = v.column7, amount_voided = v.column8, \
+                         amount_refunded = v.column9, amount_refund_reserved = v.column10, \
+                         capture_requested = v.column11, processor_reference = v.column12, \
+                         failure_details = v.column13, \
+                         network_transaction_id = COALESCE(v.column14, network_transaction_id) FROM (",
+                    );
+                    update.push_values(chunk, |mut row, c| {
+                        let p = &c.payment;
+                        row.push_bind(p.id)
+                            .push_bind(c.expected_version)
+                            .push_bind(p.version)
+                            .push_bind(p.updated_at)
+                            .push_bind(p.status.as_str())
+                            .push_bind(p.amount_authorized)
+                            .push_bind(p.amount_captured)
+                            .push_bind(p.amount_voided)
+                            .push_bind(p.amount_refunded)
+                            .push_bind(p.amount_refund_reserved)
+                            .push_bind(p.capture_requested)
+                            .push_bind(p.processor_reference.as_deref())
+                            .push_bind(p.failure_details.as_deref())
+                            .push_bind(c.network_transaction_id.as_deref());
+                    });
+                    update.push(
+                        ") AS v WHERE payments.id = v.column1 AND payments.version = v.column2 \
+                         RETURNING payments.id",
+                    );
+                    let ids: Vec<(Uuid,)> = update.build_query_as().fetch_all(&mut *conn).await?;
+                    updated.extend(ids.into_iter().map(|(id,)| id));
                 }
+                Ok(updated)
+            }
+
+            /// The rows of a step whose payment row was updated: the refund it finishes (false if that
+            /// moved on: the caller rolls back), its transaction, new refund, job, retired job, webhooks.
+            async fn write_change_rows(conn: &mut Conn, c: &PaymentChange, retire_job: Option<&$crate::store::Fence>) -> Result<bool, sqlx::Error> {
                 if let Some(r) = &c.finished_refund {
                     let done = sqlx::query(
                         "UPDATE refunds SET status = $2, updated_at = $3, failure_details = $4 \
@@ -241,13 +340,45 @@ macro_rules! impl_payment_store {
                     }
                 }
                 write_inserts(&mut *tx, &rows, &jobs, &outbox, &audits, &mut deltas).await?;
+                // The plain steps' payment rows are updated one by one, in order (each against the
+                // version it was read at); their other rows follow together.
+                let mut step_rows = StepRows::default();
+                // The plain steps of payments no other step of the batch touches: their payment rows
+                // in one statement (the others, in order, one by one).
+                let mut steps_of = std::collections::HashMap::<Uuid, usize>::new();
+                for write in writes {
+                    if let PaymentWrite::Change { change, .. } = write {
+                        *steps_of.entry(change.payment.id).or_default() += 1;
+                    }
+                }
+                let alone = |c: &PaymentChange| {
+                    c.finished_refund.is_none() && c.new_refund.is_none() && steps_of.get(&c.payment.id) == Some(&1)
+                };
+                let together: Vec<&PaymentChange> = writes
+                    .iter()
+                    .filter_map(|write| match write {
+                        PaymentWrite::Change { change, .. } if alone(change) => Some(change),
+                        _ => None,
+                    })
+                    .collect();
+                let updated = update_payments(&mut *tx, &together).await?;
                 for write in writes {
                     let made = match write {
                         PaymentWrite::Insert { .. } => true,
                         PaymentWrite::Change { change, retire_job } => {
                             // A refund that moved on must undo its payment's update: only that rare
                             // step pays for a savepoint.
-                            let made = if change.finished_refund.is_some() {
+                            let made = if change.finished_refund.is_none() && change.new_refund.is_none() {
+                                let made = if alone(change) {
+                                    updated.contains(&change.payment.id)
+                                } else {
+                                    update_payment(&mut *tx, change).await?
+                                };
+                                if made {
+                                    step_rows.add(change, retire_job.as_ref());
+                                }
+                                made
+                            } else if change.finished_refund.is_some() {
                                 let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                                 let made = write_change(&mut *savepoint, change, retire_job.as_ref()).await?;
                                 if made {
@@ -266,6 +397,7 @@ macro_rules! impl_payment_store {
                     };
                     done.push(made);
                 }
+                step_rows.write(&mut *tx).await?;
                 write_deltas(&mut *tx, &deltas).await?;
                 tx.commit().await?;
                 Ok(done)

@@ -20,6 +20,7 @@ on_both_backends!(
     payments_are_listed_newest_first_within_a_window,
     a_batch_of_writes_commits_together_and_a_stale_change_in_it_writes_nothing,
     a_batch_with_a_bad_write_is_refused_whole,
+    steps_of_many_payments_in_one_batch_each_apply_only_at_their_version,
 );
 
 const DAY: u64 = 86_400;
@@ -532,6 +533,144 @@ async fn a_batch_with_a_bad_write_is_refused_whole(backend: Backend) {
     assert_eq!(
         store.payment_day_counts(&filter(a.id)).await.unwrap(),
         [(day_of(t0()), 1)]
+    );
+    store.close().await;
+}
+
+/// The steps of a batch that each touch a payment no other step touches are written together: each
+/// still moves only from the version it read, with every field, its transaction, its job and the job it
+/// retires, while a stale one among them writes nothing.
+async fn steps_of_many_payments_in_one_batch_each_apply_only_at_their_version(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    let claim = |job: uuid::Uuid| strongroom::store::Fence {
+        job,
+        owner: "node-a".into(),
+        generation: 1,
+    };
+    let mut stored = Vec::new();
+    for _ in 0..3 {
+        let p = payment(a.id, t0(), "processing", "EUR");
+        let recovery = strongroom::store::NewJob {
+            lease: Some(strongroom::store::JobLease {
+                owner: "node-a".into(),
+                until: at(t0(), 60),
+            }),
+            ..job("payment.authorize", at(t0(), 0))
+        };
+        store
+            .insert_payment(&p, Some(&recovery), &[])
+            .await
+            .unwrap();
+        stored.push((p, recovery));
+    }
+    let step = |p: &PaymentRecord, status: &str, n: i64| {
+        let mut c = change(p, status);
+        c.payment.amount_authorized = 1000 + n;
+        c.payment.amount_captured = 500 + n;
+        c.payment.capture_requested = Some(500 + n);
+        c.payment.processor_reference = Some(format!("ref-{n}"));
+        c.payment.failure_details = (status == "failed").then(|| format!("[{n}]"));
+        c.network_transaction_id = Some(format!("ntid-{n}"));
+        c.transaction = Some(TransactionRecord {
+            id: Uuid::new_v4(),
+            payment_id: p.id,
+            created_at: at(t0(), 2),
+            kind: "authorization".into(),
+            status: "succeeded".into(),
+            amount: 1000 + n,
+            processor_reference: Some(format!("ref-{n}")),
+            message: None,
+            processor: Some("sandbox".into()),
+        });
+        c.job = Some(job("payment.settle", at(t0(), 3600)));
+        c
+    };
+    let captured = step(&stored[0].0, "captured", 0);
+    let failed = step(&stored[1].0, "failed", 1);
+    let mut stale = step(&stored[2].0, "captured", 2);
+    stale.expected_version += 1;
+    let writes = [
+        PaymentWrite::Change {
+            change: captured.clone(),
+            retire_job: Some(claim(stored[0].1.id)),
+        },
+        PaymentWrite::Change {
+            change: stale.clone(),
+            retire_job: Some(claim(stored[2].1.id)),
+        },
+        PaymentWrite::Change {
+            change: failed.clone(),
+            retire_job: Some(claim(stored[1].1.id)),
+        },
+    ];
+    assert_eq!(
+        store.write_payments(&writes).await.unwrap(),
+        [true, false, true]
+    );
+    for (made, n) in [(&captured, 0), (&failed, 1)] {
+        let id = made.payment.id;
+        same(
+            &store.get_payment(a.id, id).await.unwrap().unwrap(),
+            &made.payment,
+        );
+        assert_eq!(
+            store.get_network_transaction_id(id).await.unwrap(),
+            Some(format!("ntid-{n}"))
+        );
+        let transactions = store.list_transactions(id).await.unwrap();
+        assert_eq!(transactions.len(), 1);
+        assert_eq!(transactions[0].id, made.transaction.as_ref().unwrap().id);
+        assert_eq!(transactions[0].amount, 1000 + n);
+        let settle = made.job.as_ref().unwrap().id;
+        assert!(store.get_job(settle).await.unwrap().is_some());
+        assert!(store
+            .get_job(stored[n as usize].1.id)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // The stale step wrote nothing: not its payment row, transaction, job, nor the job it would retire.
+    same(
+        &store
+            .get_payment(a.id, stored[2].0.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        &stored[2].0,
+    );
+    assert!(store
+        .list_transactions(stored[2].0.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_job(stale.job.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_job(stored[2].1.id).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get_network_transaction_id(stored[2].0.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let d = day_of(t0());
+    for (status, n) in [("captured", 1), ("failed", 1), ("processing", 1)] {
+        let counted = PaymentFilter {
+            statuses: vec![status.into()],
+            ..filter(a.id)
+        };
+        assert_eq!(
+            store.payment_day_counts(&counted).await.unwrap(),
+            [(d, n)],
+            "{status}"
+        );
+    }
+    assert_eq!(
+        store.payment_day_counts(&filter(a.id)).await.unwrap(),
+        [(d, 3)]
     );
     store.close().await;
 }
