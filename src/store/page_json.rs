@@ -5,8 +5,7 @@
 
 use crate::model::card::Scheme;
 
-/// The columns of a payment that its public object shows, for the page's subquery; `frac` is the
-/// sub-second part of `created_at` in microseconds on SQLite (which keeps the instant as an integer).
+/// The columns of a payment that its public object shows (of its 27), for the page's subquery.
 pub(crate) const PAYMENT_PAGE_COLUMNS: &str = "id, created_at, use_case, status, currency_code, reference, \
      amount_requested, amount_authorized, amount_captured, amount_voided, amount_refunded, source, \
      flow_matrix_rule, failure_details, initial_payment_id, recurring_frequency, recurring_expiry, metadata";
