@@ -222,3 +222,42 @@ mod tests {
         assert_eq!(Pagination::new(PageParams::default(), 0).total_pages, 0);
     }
 }
+
+/// A page whose `data` the database built as one JSON array (`store::page_json`), answered as
+/// `{data, pagination}` without decoding it again.
+#[derive(Debug)]
+pub struct JsonPage {
+    data: String,
+    pagination: Pagination,
+}
+
+impl JsonPage {
+    /// `data` is the text of a JSON array.
+    pub fn new(data: String, params: PageParams, total_items: u64) -> Self {
+        Self {
+            data,
+            pagination: Pagination::new(params, total_items),
+        }
+    }
+}
+
+impl axum::response::IntoResponse for JsonPage {
+    fn into_response(self) -> axum::response::Response {
+        // Four integers: serialising them cannot fail.
+        let pagination = serde_json::to_string(&self.pagination).unwrap_or_default();
+        let mut body = String::with_capacity(self.data.len() + pagination.len() + 24);
+        body.push_str("{\"data\":");
+        body.push_str(&self.data);
+        body.push_str(",\"pagination\":");
+        body.push_str(&pagination);
+        body.push('}');
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
+    }
+}

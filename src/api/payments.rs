@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, OptionalJsonBody, PathId, QueryMap};
-use super::pagination::{date_range, PageParams, Paginated, Pagination};
+use super::pagination::{date_range, JsonPage, PageParams, Paginated, Pagination};
 use super::tokens::actor;
 use super::AppState;
 use crate::domain::payments::input::{
@@ -327,7 +327,7 @@ pub async fn list_payments(
     State(state): State<AppState>,
     principal: Principal,
     QueryMap(query): QueryMap,
-) -> ApiResult<Json<Paginated<Payment>>> {
+) -> ApiResult<JsonPage> {
     let mut errors = Vec::new();
     let page = PageParams::from_query(&query, &mut errors);
     let (from, until) = date_range(&query, &mut errors);
@@ -366,7 +366,7 @@ pub async fn list_payments(
         .payments
         .list(&filter, i64::from(page.limit), page.offset())
         .await?;
-    Ok(Json(Paginated::new(rows, page, total)))
+    Ok(JsonPage::new(rows, page, total))
 }
 
 fn comma_list(

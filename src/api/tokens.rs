@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, PathId, QueryMap};
-use super::pagination::{date_range, PageParams, Paginated, Pagination};
+use super::pagination::{date_range, JsonPage, PageParams, Pagination};
 use super::AppState;
 use crate::domain::objects;
 use crate::domain::tokens::{validate_card, NumberForm, Origin};
@@ -97,7 +97,7 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
     QueryMap(query): QueryMap,
-) -> ApiResult<Json<Paginated<Token>>> {
+) -> ApiResult<JsonPage> {
     let mut errors = Vec::new();
     let page = PageParams::from_query(&query, &mut errors);
     let (from, until) = date_range(&query, &mut errors);
@@ -119,7 +119,7 @@ pub async fn list_tokens(
     }
     // Every token is `not_available`: a filter without it matches none, one with it matches all.
     if network_token_statuses.is_some_and(|s| !s.contains(&NetworkTokenStatus::NotAvailable)) {
-        return Ok(Json(Paginated::new(Vec::new(), page, 0)));
+        return Ok(JsonPage::new("[]".to_owned(), page, 0));
     }
     let q = TokenQuery {
         account_id: principal.account_id,
@@ -129,12 +129,8 @@ pub async fn list_tokens(
         limit: i64::from(page.limit),
         offset: page.offset(),
     };
-    let (rows, total) = state.tokens.list(&q).await?;
-    let data = rows
-        .into_iter()
-        .map(|t| objects::token(t, state.public_url()))
-        .collect::<Result<_, _>>()?;
-    Ok(Json(Paginated::new(data, page, total)))
+    let (rows, total) = state.tokens.list(&q, state.public_url()).await?;
+    Ok(JsonPage::new(rows, page, total))
 }
 
 /// `network_token_status`, a comma list of the spec's values; `None` when not given.

@@ -38,6 +38,12 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     const SHARD: &'static str;
 
     fn pool(&self) -> &sqlx::Pool<Self::DB>;
+    /// The statement that answers the payments `rows` selects (`page_json::PAYMENT_PAGE_COLUMNS`,
+    /// newest first) as one JSON array of their public objects (`store::page_json`).
+    fn payment_page_sql(rows: &str) -> String;
+    /// The same for tokens (`page_json::TOKEN_PAGE_COLUMNS`) in `order` (`ASC` or `DESC`), the
+    /// card-art links starting with the text bound to `$url`.
+    fn token_page_sql(rows: &str, url: usize, order: &str) -> String;
     async fn close_pools(&self);
     /// Inserts tokens with their audit events and `outbox` in one commit; the hot path of tokenisation,
     /// so each backend writes it the fastest way it has. An empty `outbox` must cost nothing.

@@ -10,6 +10,7 @@ mod idempotency;
 pub mod imports;
 mod jobs;
 mod keys;
+mod page_json;
 mod payment_records;
 mod payments;
 #[cfg_attr(not(feature = "postgres"), path = "postgres_missing.rs")]

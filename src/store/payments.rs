@@ -44,6 +44,17 @@ pub trait PaymentStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Vec<PaymentRecord>>;
+    /// The rows `list_payments_between` answers, as one JSON array (text) of their public objects
+    /// (`model::payment::Payment`), built by the database: a page costs one value to read, not a row
+    /// of many columns per payment.
+    async fn payment_page_json(
+        &self,
+        filter: &PaymentFilter,
+        lower: Option<Ts>,
+        upper: Option<Ts>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<String>;
     async fn get_refund(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<RefundRecord>>;
     async fn list_refunds(&self, payment_id: Uuid) -> StoreResult<Vec<RefundRecord>>;
     async fn list_transactions(&self, payment_id: Uuid) -> StoreResult<Vec<TransactionRecord>>;
@@ -57,6 +68,7 @@ macro_rules! impl_payment_store {
             use $crate::store::audit::write_audits;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
             use $crate::store::jobs::{push_job_insert, write_job};
+            use $crate::store::page_json::PAYMENT_PAGE_COLUMNS;
             use $crate::store::payment_records::{
                 count_add, payment_filter, push_payment_insert, total_add, DayDeltas, PAYMENT_COLUMNS,
                 REFUND_COLUMNS, TRANSACTION_COLUMNS,
@@ -497,6 +509,38 @@ macro_rules! impl_payment_store {
                         query = query.bind(c);
                     }
                     Ok(query.bind(limit).bind(offset).fetch_all(self.pool()).await?)
+                }
+
+                async fn payment_page_json(
+                    &self,
+                    f: &PaymentFilter,
+                    lower: Option<Ts>,
+                    upper: Option<Ts>,
+                    limit: i64,
+                    offset: i64,
+                ) -> StoreResult<String> {
+                    let window = PaymentFilter { from: lower, until: upper, ..f.clone() };
+                    let (filter, next) = payment_filter(&window, "created_at", 2);
+                    let rows = format!(
+                        "SELECT {PAYMENT_PAGE_COLUMNS} FROM payments{filter} ORDER BY created_at DESC, id DESC \
+                         LIMIT ${next} OFFSET ${}",
+                        next + 1
+                    );
+                    let sql = <$store as SqlBackend>::payment_page_sql(&rows);
+                    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(f.account_id);
+                    if let Some(lower) = lower {
+                        query = query.bind(lower);
+                    }
+                    if let Some(upper) = upper {
+                        query = query.bind(upper);
+                    }
+                    for s in &f.statuses {
+                        query = query.bind(s);
+                    }
+                    for c in &f.currencies {
+                        query = query.bind(c);
+                    }
+                    Ok(query.bind(limit).bind(offset).fetch_one(self.pool()).await?)
                 }
 
                 async fn get_refund(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<RefundRecord>> {

@@ -36,6 +36,14 @@ impl SqlBackend for PgStore {
         &self.pool
     }
 
+    fn payment_page_sql(rows: &str) -> String {
+        super::page_json::postgres::payment_page(rows)
+    }
+
+    fn token_page_sql(rows: &str, url: usize, order: &str) -> String {
+        super::page_json::postgres::token_page(rows, url, order)
+    }
+
     async fn backup_into(&self, _path: &std::path::Path) -> StoreResult<()> {
         Err(super::StoreError::Other(
             "PostgreSQL is backed up with its own tools (pg_dump, or base backups with WAL archiving); see the README".into(),

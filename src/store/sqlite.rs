@@ -42,6 +42,14 @@ impl SqlBackend for SqliteStore {
         &self.pool
     }
 
+    fn payment_page_sql(rows: &str) -> String {
+        super::page_json::sqlite::payment_page(rows)
+    }
+
+    fn token_page_sql(rows: &str, url: usize, _order: &str) -> String {
+        super::page_json::sqlite::token_page(rows, url)
+    }
+
     /// `VACUUM INTO` reads one snapshot (a read transaction), so writers go on while it copies and the
     /// copy holds exactly what was committed when it began.
     async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()> {

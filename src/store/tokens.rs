@@ -63,6 +63,9 @@ pub trait TokenStore {
     ) -> StoreResult<()>;
     async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
     async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenRecord>>;
+    /// The tokens `list_tokens` answers, as one JSON array (text) of their public objects
+    /// (`model::token::Token`, card-art links starting with `public_url`), built by the database.
+    async fn token_page_json(&self, query: &TokenQuery, public_url: &str) -> StoreResult<String>;
     async fn count_tokens(&self, query: &TokenQuery) -> StoreResult<u64>;
     /// The account's tokens per UTC day within the query's `from`/`until` taken as whole days (the
     /// days that hold them), in the query's order, from counts kept with every insert and delete.
@@ -171,6 +174,7 @@ macro_rules! impl_token_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
+            use $crate::store::page_json::TOKEN_PAGE_COLUMNS;
             use $crate::store::tokens::{token_filter, TOKEN_COLUMNS};
             use $crate::store::{day_of, AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
 
@@ -203,6 +207,25 @@ macro_rules! impl_token_store {
                         query = query.bind(until);
                     }
                     Ok(query.bind(q.limit).bind(q.offset).fetch_all(self.pool()).await?)
+                }
+
+                async fn token_page_json(&self, q: &TokenQuery, public_url: &str) -> StoreResult<String> {
+                    let (filter, next) = token_filter(q);
+                    let order = if q.oldest_first { "ASC" } else { "DESC" };
+                    let rows = format!(
+                        "SELECT {TOKEN_PAGE_COLUMNS} FROM tokens{filter} ORDER BY created_at {order}, id {order} \
+                         LIMIT ${next} OFFSET ${}",
+                        next + 1
+                    );
+                    let sql = <$store as SqlBackend>::token_page_sql(&rows, next + 2, order);
+                    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(q.account_id);
+                    if let Some(from) = q.from {
+                        query = query.bind(from);
+                    }
+                    if let Some(until) = q.until {
+                        query = query.bind(until);
+                    }
+                    Ok(query.bind(q.limit).bind(q.offset).bind(public_url).fetch_one(self.pool()).await?)
                 }
 
                 async fn count_tokens(&self, q: &TokenQuery) -> StoreResult<u64> {

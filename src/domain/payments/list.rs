@@ -2,21 +2,21 @@
 //! the database reads only those days, however deep the page.
 
 use super::{PaymentError, Payments};
-use crate::model::payment::Payment;
 use crate::store::{start_of_day, PaymentFilter};
 
 impl Payments {
-    /// One page of matching payments, newest first, and the total.
+    /// One page of matching payments, newest first, as one JSON array of their public objects built by
+    /// the database (nothing per row is decoded here), and the exact total.
     pub async fn list(
         &self,
         filter: &PaymentFilter,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<Payment>, u64), PaymentError> {
+    ) -> Result<(String, u64), PaymentError> {
         let days = self.store.payment_day_counts(filter).await?;
         let total: i64 = days.iter().map(|(_, n)| n).sum();
         if offset >= total {
-            return Ok((Vec::new(), total as u64));
+            return Ok(("[]".to_owned(), total as u64));
         }
         let (mut skipped, mut start, mut end) = (0i64, None, None);
         let mut seen = 0i64;
@@ -33,14 +33,10 @@ impl Payments {
         }
         let upper = start.map(|d| start_of_day(d + 1));
         let lower = end.map(start_of_day).or(filter.from);
-        let rows = self
+        let page = self
             .store
-            .list_payments_between(filter, lower, upper, limit, skipped)
+            .payment_page_json(filter, lower, upper, limit, skipped)
             .await?;
-        let payments = rows
-            .into_iter()
-            .map(Payment::try_from)
-            .collect::<Result<_, _>>()?;
-        Ok((payments, total as u64))
+        Ok((page, total as u64))
     }
 }

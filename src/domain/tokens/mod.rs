@@ -178,13 +178,19 @@ impl Tokens {
         Ok(token.filter(|t| !has_expired(t, Ts::now())))
     }
 
-    pub async fn list(&self, query: &TokenQuery) -> Result<(Vec<TokenRecord>, u64), TokenError> {
+    /// A page of the account's tokens as one JSON array of their public objects (card-art links
+    /// starting with `public_url`), built by the database, and the exact total.
+    pub async fn list(
+        &self,
+        query: &TokenQuery,
+        public_url: &str,
+    ) -> Result<(String, u64), TokenError> {
         let whole_days = [query.from, query.until]
             .iter()
             .flatten()
             .all(|at| start_of_day(day_of(*at)) == *at);
         if !whole_days {
-            let rows = self.store.list_tokens(query).await?;
+            let rows = self.store.token_page_json(query, public_url).await?;
             let total = self.store.count_tokens(query).await?;
             return Ok((rows, total));
         }
@@ -193,7 +199,7 @@ impl Tokens {
         let days = self.store.token_day_counts(query).await?;
         let total: i64 = days.iter().map(|(_, n)| n).sum();
         if query.offset >= total {
-            return Ok((Vec::new(), total as u64));
+            return Ok(("[]".to_owned(), total as u64));
         }
         let (first, skipped, last) = page_days(&days, query.offset, query.limit);
         let (near, far) = (Some(first), last);
@@ -214,7 +220,7 @@ impl Tokens {
                 ..*query
             }
         };
-        let rows = self.store.list_tokens(&window).await?;
+        let rows = self.store.token_page_json(&window, public_url).await?;
         Ok((rows, total as u64))
     }
 

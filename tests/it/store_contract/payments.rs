@@ -21,6 +21,7 @@ on_both_backends!(
     a_batch_of_writes_commits_together_and_a_stale_change_in_it_writes_nothing,
     a_batch_with_a_bad_write_is_refused_whole,
     steps_of_many_payments_in_one_batch_each_apply_only_at_their_version,
+    a_page_built_by_the_database_is_the_page_the_rust_mapping_builds,
 );
 
 const DAY: u64 = 86_400;
@@ -672,5 +673,100 @@ async fn steps_of_many_payments_in_one_batch_each_apply_only_at_their_version(ba
         store.payment_day_counts(&filter(a.id)).await.unwrap(),
         [(d, 3)]
     );
+    store.close().await;
+}
+
+/// `payment_page_json` (the database builds the objects) against `list_payments_between` mapped by
+/// `Payment::try_from` (what `GET /payments/{id}` answers), on rows that cover every optional field
+/// present and absent, zero and non-zero amounts, an old source without `cardholder_name`, and
+/// instants with no fraction, whole milliseconds and microseconds.
+async fn a_page_built_by_the_database_is_the_page_the_rust_mapping_builds(backend: Backend) {
+    use strongroom::model::payment::Payment;
+    use strongroom::store::Ts;
+
+    let (_db, store, a) = store_with_account(backend).await;
+    let base = t0().micros();
+    let mut rows = Vec::new();
+    for (i, frac) in [0i64, 123_000, 123_456, 1, 999_999, 500_000]
+        .iter()
+        .enumerate()
+    {
+        let created = Ts::from_micros(base + i as i64 * 3_600_000_000 + frac).unwrap();
+        let mut p = payment(a.id, created, "captured", "EUR");
+        p.use_case = ["ONE_OFF", "RECURRING", "SUBSEQUENT_RECURRING"][i % 3].into();
+        p.amount_requested = 1_000 + i as i64;
+        p.amount_authorized = if i % 2 == 0 { 1_000 } else { 0 };
+        p.amount_captured = if i % 3 == 0 { 900 } else { 0 };
+        p.amount_voided = if i == 4 { 1_004 } else { 0 };
+        p.amount_refunded = if i == 3 { 250 } else { 0 };
+        p.reference = format!("Order \"{i}\" é \\ <tab>\t");
+        p.source = if i == 1 {
+            "{\"type\":\"card\",\"expiry_month\":4,\"expiry_year\":2031,\"pan_type\":\"FPAN\"}"
+                .into()
+        } else {
+            format!(
+                "{{\"type\":\"card\",\"cardholder_name\":{},\"expiry_month\":4,\"expiry_year\":2031,\
+                 \"masked_account_number\":\"424242XXXXXX4242\",\"pan_type\":\"FPAN\",\
+                 \"issuer\":{{\"identification_number\":\"42424242\",\"scheme\":\"VISA\"}}}}",
+                if i == 2 { "null".to_owned() } else { format!("\"Holder {i}\"") }
+            )
+        };
+        p.metadata = (i % 2 == 1).then(|| format!("{{\"order\":\"{i}\",\"empty\":\"\"}}"));
+        p.failure_details = (i == 5).then(|| {
+            "[{\"classifier\":\"DECLINED\",\"message\":\"The issuer declined\",\"source\":\"processor\"}]".into()
+        });
+        p.initial_payment_id = (i == 2).then(Uuid::new_v4);
+        p.recurring_frequency = (i == 1).then_some(30);
+        p.recurring_expiry = (i == 1).then(|| "2031-12-31".to_owned());
+        rows.push(p);
+    }
+    store.insert_payments(&rows, None).await.unwrap();
+
+    for (limit, offset) in [(10, 0), (2, 1), (10, 6)] {
+        let listed = store
+            .list_payments_between(&filter(a.id), None, None, limit, offset)
+            .await
+            .unwrap();
+        let by_rust: Vec<Payment> = listed
+            .into_iter()
+            .map(|p| Payment::try_from(p).unwrap())
+            .collect();
+        let by_rust = serde_json::to_value(&by_rust).unwrap();
+        let by_db = store
+            .payment_page_json(&filter(a.id), None, None, limit, offset)
+            .await
+            .unwrap();
+        let by_db: serde_json::Value = serde_json::from_str(&by_db).unwrap();
+        assert_eq!(by_db, by_rust, "limit {limit} offset {offset}");
+    }
+    let by_db: serde_json::Value = serde_json::from_str(
+        &store
+            .payment_page_json(&filter(a.id), None, None, 10, 0)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    // Not vacuous: every optional member shows up somewhere and is left out somewhere.
+    let objects = by_db.as_array().unwrap();
+    assert_eq!(objects.len(), 6);
+    for key in [
+        "metadata",
+        "failure_details",
+        "initial_payment_id",
+        "recurring_frequency",
+        "recurring_expiry",
+    ] {
+        assert!(
+            objects.iter().any(|o| o.get(key).is_some()),
+            "{key} somewhere"
+        );
+        assert!(
+            objects.iter().any(|o| o.get(key).is_none()),
+            "{key} left out somewhere"
+        );
+    }
+    assert!(objects
+        .iter()
+        .any(|o| o["source"]["cardholder_name"].is_null()));
     store.close().await;
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction,
     only_expired_tokens_are_listed_as_expired,
     touching_a_token_writes_its_audit_and_outbox_only_if_it_exists,
+    a_page_built_by_the_database_is_the_page_the_rust_mapping_builds,
 );
 
 fn query(account_id: Uuid) -> TokenQuery {
@@ -308,5 +309,60 @@ async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend:
     );
     let read = store.get_token(a.id, t.0.id).await.unwrap().unwrap();
     assert_eq!(token_columns(&read), token_columns(&t.0));
+    store.close().await;
+}
+
+/// `token_page_json` (the database builds the objects) against `list_tokens` mapped by
+/// `objects::token` (what `GET /tokens/{id}` answers), in both orders, on tokens with and without
+/// every optional field, a scheme the model does not know, and instants with and without fractions.
+async fn a_page_built_by_the_database_is_the_page_the_rust_mapping_builds(backend: Backend) {
+    use strongroom::domain::objects;
+    use strongroom::store::Ts;
+
+    let (_db, store, a) = store_with_account(backend).await;
+    let base = t0().micros();
+    let url = "https://vault.example.com:8443";
+    let mut rows = Vec::new();
+    for (i, frac) in [0i64, 120_000, 123_456, 7].iter().enumerate() {
+        let mut t = token(
+            a.id,
+            Ts::from_micros(base + i as i64 * 60_000_000 + frac).unwrap(),
+        );
+        t.scheme = ["VISA", "American Express", "visa", "UnionPay"][i].into();
+        t.cardholder_name = (i != 1).then(|| format!("Holder \"{i}\" ü"));
+        t.business_key = (i == 2).then(|| "pm_123".to_owned());
+        t.import_provider = (i == 2).then(|| "stripe".to_owned());
+        t.expires_at = (i == 3).then(|| Ts::from_micros(base + 86_400_000_000 + 5_000).unwrap());
+        rows.push(with_audit(t));
+    }
+    store.insert_tokens(&rows, &[]).await.unwrap();
+
+    for oldest_first in [false, true] {
+        for (limit, offset) in [(10, 0), (2, 1), (10, 4)] {
+            let q = TokenQuery {
+                oldest_first,
+                limit,
+                offset,
+                ..query(a.id)
+            };
+            let by_rust: Vec<_> = store
+                .list_tokens(&q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| objects::token(t, url).unwrap())
+                .collect();
+            let by_rust = serde_json::to_value(&by_rust).unwrap();
+            let by_db: serde_json::Value =
+                serde_json::from_str(&store.token_page_json(&q, url).await.unwrap()).unwrap();
+            assert_eq!(
+                by_db, by_rust,
+                "oldest first {oldest_first}, limit {limit}, offset {offset}"
+            );
+            if offset == 0 {
+                assert_eq!(by_db.as_array().unwrap().len(), 4);
+            }
+        }
+    }
     store.close().await;
 }
