@@ -25,7 +25,7 @@ bench_setup
 # lib.sh builds into ./target; honour CARGO_TARGET_DIR like cargo does.
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --quiet --example webhook_receiver
-BIN="$TARGET/release/strongroom"
+# BIN comes from bench_setup: this build, or STRONGROOM_BENCH_BIN for an A/B against another build.
 RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
 RECEIVER_PID=""
 
