@@ -47,8 +47,8 @@ pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
 pub use webhook_records::{
-    DeliveryOutcomes, DeliveryStatus, EarlierPending, FinishedDelivery, OutboxRecord, RetriedDelivery,
-    WebhookDelivery, WebhookRecord,
+    DeliveryOutcomes, DeliveryStatus, EarlierPending, FinishedDelivery, OutboxRecord,
+    RetriedDelivery, WebhookDelivery, WebhookRecord,
 };
 pub use webhooks::WebhookStore;
 

@@ -167,7 +167,11 @@ where
         return;
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let created_at = rows.iter().map(|r| r.created_at).min().unwrap_or(first.created_at);
+    let created_at = rows
+        .iter()
+        .map(|r| r.created_at)
+        .min()
+        .unwrap_or(first.created_at);
     query.push(
         "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
          attempts, lease_owner, lease_expires_at, lease_generation) VALUES (",

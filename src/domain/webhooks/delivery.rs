@@ -172,7 +172,8 @@ impl Deliverer {
         // Chains: the rows of one (webhook, object), in seq order, sent one after the other; chains go
         // to their destination with at most `destination_concurrency` in flight (the breakers count
         // sends of every run on this node).
-        let mut chains: Vec<(Option<String>, Arc<WebhookRecord>, Vec<WebhookDelivery>)> = Vec::new();
+        let mut chains: Vec<(Option<String>, Arc<WebhookRecord>, Vec<WebhookDelivery>)> =
+            Vec::new();
         let mut chain_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
         for d in rows {
             let Some(Some(webhook)) = webhooks.get(&d.webhook_id) else {
@@ -188,8 +189,10 @@ impl Deliverer {
                 }
             }
         }
-        let mut by_destination: HashMap<Option<String>, Vec<(Arc<WebhookRecord>, Vec<WebhookDelivery>)>> =
-            HashMap::new();
+        let mut by_destination: HashMap<
+            Option<String>,
+            Vec<(Arc<WebhookRecord>, Vec<WebhookDelivery>)>,
+        > = HashMap::new();
         for (destination, webhook, chain) in chains {
             by_destination
                 .entry(destination)
@@ -197,14 +200,16 @@ impl Deliverer {
                 .push((webhook, chain));
         }
         let held_back = &held_back;
-        let sends = by_destination.into_iter().map(|(destination, chains)| async move {
-            let destination = destination.as_deref();
-            stream::iter(chains)
-                .map(|(webhook, chain)| self.send_chain(destination, webhook, chain, held_back))
-                .buffer_unordered(self.settings.destination_concurrency.max(1))
-                .collect::<Vec<Vec<Outcome>>>()
-                .await
-        });
+        let sends = by_destination
+            .into_iter()
+            .map(|(destination, chains)| async move {
+                let destination = destination.as_deref();
+                stream::iter(chains)
+                    .map(|(webhook, chain)| self.send_chain(destination, webhook, chain, held_back))
+                    .buffer_unordered(self.settings.destination_concurrency.max(1))
+                    .collect::<Vec<Vec<Outcome>>>()
+                    .await
+            });
         for sent in join_all(sends).await {
             outcomes.extend(sent.into_iter().flatten());
         }
@@ -226,7 +231,10 @@ impl Deliverer {
                     Ts::from_micros(earlier.next_attempt_at.micros().max(Ts::now().micros()))
                         .unwrap_or_else(Ts::now)
                         .plus(WAIT_STEP),
-                    format!("waits for the earlier event {} of its object", earlier.event_id),
+                    format!(
+                        "waits for the earlier event {} of its object",
+                        earlier.event_id
+                    ),
                 )
             })
         });
@@ -238,8 +246,14 @@ impl Deliverer {
             }
             let outcome = self.send_one(destination, &webhook, d).await;
             wait_until = match &outcome {
-                Outcome::Retried { next, .. } => Some((next.plus(WAIT_STEP), "an earlier event of its object failed".into())),
-                Outcome::Postponed(_, at) => Some((at.plus(WAIT_STEP), "an earlier event of its object waits".into())),
+                Outcome::Retried { next, .. } => Some((
+                    next.plus(WAIT_STEP),
+                    "an earlier event of its object failed".into(),
+                )),
+                Outcome::Postponed(_, at) => Some((
+                    at.plus(WAIT_STEP),
+                    "an earlier event of its object waits".into(),
+                )),
                 Outcome::Failed { .. } => None,
                 Outcome::Delivered(_) | Outcome::Cancelled(_) => None,
             };
@@ -292,7 +306,11 @@ impl Deliverer {
         if left.is_zero() {
             tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,
                 error = %reason, "webhook delivery failed for good: its deadline passed");
-            return Outcome::Failed { d, attempts, reason };
+            return Outcome::Failed {
+                d,
+                attempts,
+                reason,
+            };
         }
         let delay = retry_delay(self.settings.retry_base, attempts).min(left);
         tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,

@@ -143,7 +143,9 @@ async fn assert_written(store: &strongroom::store::DynStore, event: &OutboxRecor
         ),
         ("pending", 0, event.created_at, None, None)
     );
-    let job = job_of(store, event).await.expect("a queued job delivers the row");
+    let job = job_of(store, event)
+        .await
+        .expect("a queued job delivers the row");
     // Written alone, the row keeps its own job; written with others, one job of the commit names them
     // all (`delivery_ids`).
     let payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap();
@@ -153,7 +155,10 @@ async fn assert_written(store: &strongroom::store::DynStore, event: &OutboxRecor
             (event.job.id, event.job.payload.as_str())
         );
     } else {
-        assert!(payload["delivery_ids"].as_array().unwrap().len() > 1, "{payload}");
+        assert!(
+            payload["delivery_ids"].as_array().unwrap().len() > 1,
+            "{payload}"
+        );
     }
     assert_eq!(
         (
@@ -554,7 +559,10 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
     let later = outbox(&hook, batch[0].0.id, at(t0(), 2));
     store.insert_tokens(&batch, &events).await.unwrap();
     store
-        .insert_tokens(&[with_audit(token(a.id, at(t0(), 5)))], std::slice::from_ref(&later))
+        .insert_tokens(
+            &[with_audit(token(a.id, at(t0(), 5)))],
+            std::slice::from_ref(&later),
+        )
         .await
         .unwrap();
     events.push(later.clone());
@@ -609,7 +617,14 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
     let rows = store.get_webhook_deliveries(&ids).await.unwrap();
     let got: Vec<_> = rows
         .iter()
-        .map(|d| (d.status.as_str(), d.attempts, d.next_attempt_at, d.finished_at))
+        .map(|d| {
+            (
+                d.status.as_str(),
+                d.attempts,
+                d.next_attempt_at,
+                d.finished_at,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -620,11 +635,24 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
             ("pending", 0, at(t0(), 2), None),
         ]
     );
-    assert_eq!(rows[1].last_error.as_deref(), Some("the receiver answered 500"));
-    assert_eq!(store.get_job(job.id).await.unwrap().unwrap().status, JobStatus::Done);
-    assert_eq!(store.get_job(retry.id).await.unwrap().unwrap().status, JobStatus::Queued);
+    assert_eq!(
+        rows[1].last_error.as_deref(),
+        Some("the receiver answered 500")
+    );
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().unwrap().status,
+        JobStatus::Done
+    );
+    assert_eq!(
+        store.get_job(retry.id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
     // The first row delivered, nothing holds the later one back any more.
-    assert!(store.earlier_pending_deliveries(&ids).await.unwrap().is_empty());
+    assert!(store
+        .earlier_pending_deliveries(&ids)
+        .await
+        .unwrap()
+        .is_empty());
 
     // The claim ended with that record: a second one under it writes nothing.
     let again = DeliveryOutcomes {
@@ -639,7 +667,11 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
         .record_delivery_outcomes(&job.fence(), &again, at(now, 1))
         .await
         .unwrap());
-    let d = store.get_webhook_delivery(events[1].id).await.unwrap().unwrap();
+    let d = store
+        .get_webhook_delivery(events[1].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
     assert!(store.get_job(again.jobs[0].id).await.unwrap().is_none());
     store.close().await;
