@@ -3,7 +3,10 @@
 #  1. the latency a subscribed webhook adds to the API call that causes an event: POST /cde-import from
 #     wrk without a webhook, then with one subscribed to token.created (delivery is asynchronous, so the
 #     difference should be the outbox rows written in the same commit, and nothing for the sending);
-#     The same with no job workers running isolates the cost of the outbox rows from that of sending;
+#     the subscribed run has the workers delivering to a local receiver while wrk runs (the events it
+#     received during each run are printed), and "vs none" is its req/s as a share of the same
+#     connections without a webhook. The same with no job workers running isolates the cost of the
+#     outbox rows from that of sending;
 #  2. delivery throughput to a local receiver (examples/webhook_receiver.rs, which checks every
 #     signature): events are queued while the server runs without workers, then a server with
 #     $WORKERS workers starts and the time until the receiver has them all is measured.
@@ -25,7 +28,7 @@ bench_setup
 # lib.sh builds into ./target; honour CARGO_TARGET_DIR like cargo does.
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --quiet --example webhook_receiver
-BIN="$TARGET/release/strongroom"
+# BIN comes from bench_setup: this build, or STRONGROOM_BENCH_BIN for an A/B against another build.
 RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
 RECEIVER_PID=""
 
@@ -74,10 +77,12 @@ restart_server() {
     start_server "$1"
 }
 
-row() { printf '%-9s %5s  %-37s %10s %9s %9s %8s\n' "$@"; }
+row() { printf '%-9s %5s  %-39s %10s %9s %9s %8s %9s\n' "$@"; }
+# share RPS BASE: RPS as a percentage of BASE (the same connections without a webhook).
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
 printf '\n'
-row backend conns "POST /cde-import" "req/s" "p50 ms" "p99 ms" errors
-LATENCY_ROWS=()
+row backend conns "POST /cde-import" "req/s" "p50 ms" "p99 ms" errors "vs none"
+DURING_ROWS=()
 DELIVERY_ROWS=()
 for backend in $BACKENDS; do
     dir="$WORK/$backend"
@@ -90,9 +95,11 @@ for backend in $BACKENDS; do
     ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
 
     # One connection shows the latency a request pays; more show throughput.
+    declare -A NONE=()
     for conns in 1 $CONNECTIONS; do
         read -r rps p50 p99 err _ < <(cde_import "$conns" "$DURATION")
-        row "$backend" "$conns" "no webhook" "$rps" "$p50" "$p99" "$err"
+        NONE[$conns]=$rps
+        row "$backend" "$conns" "no webhook" "$rps" "$p50" "$p99" "$err" "100%"
     done
 
     start_receiver 127.0.0.1:0 "$dir/receiver.log"
@@ -103,10 +110,15 @@ for backend in $BACKENDS; do
     start_receiver "$addr" "$dir/receiver.log" "$SIGNING_KEY"
     sleep 2.5 # the subscription cache window
 
+    # Delivery runs concurrently with the load: the receiver's count is sampled around each wrk run,
+    # and the events it got during the run are printed beside the requests made.
     requests=$(received)
     for conns in 1 $CONNECTIONS; do
+        got_before=$(received)
         read -r rps p50 p99 err made < <(cde_import "$conns" "$DURATION")
-        row "$backend" "$conns" "webhook subscribed, delivering" "$rps" "$p50" "$p99" "$err"
+        got=$(( $(received) - got_before ))
+        row "$backend" "$conns" "webhook subscribed, delivering" "$rps" "$p50" "$p99" "$err" "$(share "$rps" "${NONE[$conns]}")"
+        DURING_ROWS+=("$(printf '%-9s %5s %12s %14s' "$backend" "$conns" "$made" "$got")")
         requests=$((requests + made))
     done
     # Let the deliveries of that run finish before measuring pure delivery.
@@ -118,7 +130,8 @@ for backend in $BACKENDS; do
         queued=0
         for conns in 1 "${CONNECTIONS##* }"; do
             read -r rps p50 p99 err made < <(cde_import "$conns" "$QUEUE_FOR")
-            [ "$workers" = "${WORKERS%% *}" ] && row "$backend" "$conns" "webhook subscribed, no workers (outbox)" "$rps" "$p50" "$p99" "$err"
+            [ "$workers" = "${WORKERS%% *}" ] && row "$backend" "$conns" "webhook subscribed, no workers (outbox)" "$rps" "$p50" "$p99" "$err" \
+                "$([ -n "${NONE[$conns]:-}" ] && share "$rps" "${NONE[$conns]}" || echo -)"
             queued=$((queued + made))
         done
         stop_server
@@ -138,6 +151,10 @@ for backend in $BACKENDS; do
     unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL
     drop_backend
 done
+
+printf '\n%-9s %5s %12s %14s\n' backend conns "tokens made" "delivered meanwhile"
+for line in "${DURING_ROWS[@]}"; do echo "$line"; done
+echo "(during the 'delivering' runs: requests wrk made, and events the receiver got while wrk ran)"
 
 printf '\n%-9s %8s %15s %9s %10s %9s\n' backend workers sent/queued seconds "events/s" "bad sigs"
 for line in "${DELIVERY_ROWS[@]}"; do echo "$line"; done

@@ -44,6 +44,9 @@ pub enum Ran {
     /// One step of a long job is done and its position saved: the job goes back to the queue, due at
     /// once, without counting as an attempt, so that the worker is free for whatever waited meanwhile.
     Continue,
+    /// The job is done, and the handler already marked it so in its own last write, fenced on this run's
+    /// claim (one commit for the outcome and the job's end).
+    Finished,
 }
 
 #[async_trait]
@@ -169,6 +172,7 @@ impl Worker {
                 Step::Completed(id),
                 self.store.complete_job(&fence, now).await?,
             ),
+            Ok(Ran::Finished) => (Step::Completed(id), true),
             Ok(Ran::Continue) => (
                 Step::Continued(id),
                 self.store.continue_job(&fence, now).await?,
@@ -192,7 +196,7 @@ impl Worker {
             ),
         };
         span.in_scope(|| match &result {
-            Ok(Ran::Done) => tracing::debug!(recorded, "job finished"),
+            Ok(Ran::Done | Ran::Finished) => tracing::debug!(recorded, "job finished"),
             Ok(Ran::Continue) => tracing::debug!(recorded, "job step finished"),
             // The handler chose its own schedule and logs what deserves a warning.
             Err(err @ JobError::RetryAfter(..)) => {

@@ -311,6 +311,7 @@ where
     for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
 {
     if rows != 1 {
         return Ok(false);

@@ -47,7 +47,10 @@ pub use sessions::{OriginRecord, SessionRecord, SessionStore};
 pub use tokens::{TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
-pub use webhook_records::{DeliveryStatus, OutboxRecord, WebhookDelivery, WebhookRecord};
+pub use webhook_records::{
+    DeliveryOutcomes, DeliveryStatus, EarlierPending, FinishedDelivery, OutboxRecord,
+    RetriedDelivery, WebhookDelivery, WebhookRecord,
+};
 pub use webhooks::WebhookStore;
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -133,6 +133,7 @@ where
     for<'q> Ts: Encode<'q, DB> + Type<DB>,
     for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
 {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut insert = QueryBuilder::<DB>::new("");
@@ -145,7 +146,10 @@ where
     Ok(())
 }
 
-/// Appends `INSERT INTO jobs (…) VALUES (…), …` for the delivery jobs of `rows` to `query`.
+/// Appends `INSERT INTO jobs (…) VALUES (…)` for the delivery job of `rows` to `query`: one job for
+/// them all (a lone row keeps its own), whose payload lists their ids (`{"delivery_ids": […]}`), so that
+/// a batch of changes adds one job row rather than one per event, and one run of the job sends them all
+/// and records their outcomes in one commit. What is not delivered then gets a job of its own.
 pub(crate) fn push_outbox_jobs<'a, DB>(query: &mut QueryBuilder<'a, DB>, rows: &'a [OutboxRecord])
 where
     DB: Database,
@@ -153,6 +157,76 @@ where
     Ts: Encode<'a, DB> + Type<DB>,
     i32: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
 {
-    push_job_insert(query, rows.iter().map(|r| (&r.job, r.created_at)));
+    let Some(first) = rows.first() else {
+        return;
+    };
+    if rows.len() == 1 {
+        push_job_insert(query, [(&first.job, first.created_at)]);
+        return;
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let created_at = rows
+        .iter()
+        .map(|r| r.created_at)
+        .min()
+        .unwrap_or(first.created_at);
+    query.push(
+        "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
+         attempts, lease_owner, lease_expires_at, lease_generation) VALUES (",
+    );
+    let mut values = query.separated(", ");
+    values
+        .push_bind(Uuid::new_v4())
+        .push_bind(first.job.kind.as_str())
+        .push_bind(serde_json::json!({ "delivery_ids": ids }).to_string())
+        .push_bind(first.job.max_attempts)
+        .push_bind(created_at)
+        .push_bind(created_at)
+        .push_bind(created_at)
+        .push(SqlText(super::JobStatus::Queued.as_str()))
+        .push("0")
+        .push("NULL")
+        .push("NULL")
+        .push("0");
+    query.push(")");
+}
+
+/// A still-pending delivery queued before `of_id` for the same webhook and object.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EarlierPending {
+    pub of_id: Uuid,
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub next_attempt_at: Ts,
+}
+
+/// A failed attempt of a delivery: its attempts so far, when to try again and why it failed.
+#[derive(Clone, Debug)]
+pub struct RetriedDelivery {
+    pub id: Uuid,
+    pub attempts: i32,
+    pub next_attempt_at: Ts,
+    pub error: String,
+}
+
+/// A delivery ended for good without a 200: `failed` (its deadline passed) or `cancelled`.
+#[derive(Clone, Debug)]
+pub struct FinishedDelivery {
+    pub id: Uuid,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub error: Option<String>,
+}
+
+/// What one run of a delivery job did, recorded in one commit together with the job's end.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryOutcomes {
+    /// Answered 200: `delivered`, with one more attempt.
+    pub delivered: Vec<Uuid>,
+    pub retried: Vec<RetriedDelivery>,
+    pub finished: Vec<FinishedDelivery>,
+    /// The jobs that send again, each at its time, what was neither delivered nor finished.
+    pub jobs: Vec<NewJob>,
 }

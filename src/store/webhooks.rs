@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{AuditEvent, StoreResult, Ts, WebhookDelivery, WebhookRecord};
+use super::{
+    AuditEvent, DeliveryOutcomes, EarlierPending, Fence, StoreResult, Ts, WebhookDelivery,
+    WebhookRecord,
+};
 
 #[async_trait]
 pub trait WebhookStore {
@@ -41,6 +44,19 @@ pub trait WebhookStore {
         error: Option<&str>,
         at: Ts,
     ) -> StoreResult<bool>;
+    /// The deliveries of `ids` that exist, in `seq` order.
+    async fn get_webhook_deliveries(&self, ids: &[Uuid]) -> StoreResult<Vec<WebhookDelivery>>;
+    /// For each delivery of `ids`, every still-pending delivery of the same webhook and object queued
+    /// before it (one lookup for a whole batch instead of `pending_delivery_before` per row).
+    async fn earlier_pending_deliveries(&self, ids: &[Uuid]) -> StoreResult<Vec<EarlierPending>>;
+    /// Records what a run of a delivery job did and ends the job (`done`), in one transaction fenced on
+    /// its claim; false, writing nothing, if the claim was lost. Each delivery changes only while pending.
+    async fn record_delivery_outcomes(
+        &self,
+        fence: &Fence,
+        outcomes: &DeliveryOutcomes,
+        now: Ts,
+    ) -> StoreResult<bool>;
     /// A webhook's deliveries, newest first.
     async fn list_webhook_deliveries(
         &self,
@@ -56,9 +72,13 @@ macro_rules! impl_webhook_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::audit::write_audit;
-            use $crate::store::backend::{SqlBackend, SqlText};
+            use $crate::store::backend::{SqlBackend, SqlText, INSERT_CHUNK};
+            use $crate::store::jobs::{push_job_insert, Fence, FENCE_GUARD};
             use $crate::store::webhook_records::{DeliveryStatus, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
-            use $crate::store::{AuditEvent, StoreResult, Ts, WebhookDelivery, WebhookRecord, WebhookStore};
+            use $crate::store::{
+                AuditEvent, DeliveryOutcomes, EarlierPending, JobStatus, StoreResult, Ts, WebhookDelivery,
+                WebhookRecord, WebhookStore,
+            };
 
             type Db = <$store as SqlBackend>::DB;
 
@@ -184,6 +204,118 @@ macro_rules! impl_webhook_store {
                     .execute(self.pool())
                     .await?;
                     Ok(done.rows_affected() == 1)
+                }
+
+                async fn get_webhook_deliveries(&self, ids: &[Uuid]) -> StoreResult<Vec<WebhookDelivery>> {
+                    let mut found = Vec::with_capacity(ids.len());
+                    for chunk in ids.chunks(INSERT_CHUNK) {
+                        let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+                            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id IN ("
+                        ));
+                        let mut list = query.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        query.push(")");
+                        found.extend(query.build_query_as::<WebhookDelivery>().fetch_all(self.pool()).await?);
+                    }
+                    found.sort_by_key(|d| d.seq);
+                    Ok(found)
+                }
+
+                async fn earlier_pending_deliveries(&self, ids: &[Uuid]) -> StoreResult<Vec<EarlierPending>> {
+                    let mut found = Vec::new();
+                    for chunk in ids.chunks(INSERT_CHUNK) {
+                        // The status is written into the text: `webhook_deliveries_pending` is matched by its literal.
+                        let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+                            "SELECT d.id AS of_id, e.seq, e.event_id, e.next_attempt_at FROM webhook_deliveries d \
+                             JOIN webhook_deliveries e ON e.webhook_id = d.webhook_id AND e.object_id = d.object_id \
+                             AND e.seq < d.seq AND e.status = {pending} WHERE d.id IN (",
+                            pending = SqlText(DeliveryStatus::Pending.as_str()),
+                        ));
+                        let mut list = query.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        query.push(")");
+                        found.extend(query.build_query_as::<EarlierPending>().fetch_all(self.pool()).await?);
+                    }
+                    Ok(found)
+                }
+
+                async fn record_delivery_outcomes(
+                    &self,
+                    fence: &Fence,
+                    outcomes: &DeliveryOutcomes,
+                    now: Ts,
+                ) -> StoreResult<bool> {
+                    let mut tx = self.pool().begin().await?;
+                    // First, so that it locks the job's row until the commit: no claim takes it over between.
+                    let sql = format!(
+                        "UPDATE jobs SET status = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
+                         WHERE {FENCE_GUARD}"
+                    );
+                    let ended = sqlx::query(&sql)
+                        .bind(fence.job)
+                        .bind(fence.owner.as_str())
+                        .bind(fence.generation)
+                        .bind(now)
+                        .bind(JobStatus::Done.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    if ended.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    let pending = SqlText(DeliveryStatus::Pending.as_str());
+                    for chunk in outcomes.delivered.chunks(INSERT_CHUNK) {
+                        let mut query = sqlx::QueryBuilder::<Db>::new(format!(
+                            "UPDATE webhook_deliveries SET status = {delivered}, attempts = attempts + 1, finished_at = ",
+                            delivered = SqlText(DeliveryStatus::Delivered.as_str()),
+                        ));
+                        query.push_bind(now);
+                        query.push(format!(" WHERE status = {pending} AND id IN ("));
+                        let mut list = query.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        query.push(")");
+                        query.build().execute(&mut *tx).await?;
+                    }
+                    for r in &outcomes.retried {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 \
+                             WHERE id = $1 AND status = $5",
+                        )
+                        .bind(r.id)
+                        .bind(r.attempts)
+                        .bind(r.next_attempt_at)
+                        .bind(r.error.as_str())
+                        .bind(DeliveryStatus::Pending.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for f in &outcomes.finished {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET status = $2, attempts = $3, \
+                             last_error = COALESCE($4, last_error), finished_at = $5 \
+                             WHERE id = $1 AND status = $6",
+                        )
+                        .bind(f.id)
+                        .bind(f.status.as_str())
+                        .bind(f.attempts)
+                        .bind(f.error.as_deref())
+                        .bind(now)
+                        .bind(DeliveryStatus::Pending.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    for chunk in outcomes.jobs.chunks(INSERT_CHUNK) {
+                        let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                        push_job_insert(&mut insert, chunk.iter().map(|job| (job, now)));
+                        insert.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
                 }
 
                 async fn list_webhook_deliveries(&self, webhook_id: Uuid, limit: i64) -> StoreResult<Vec<WebhookDelivery>> {

@@ -303,7 +303,7 @@ impl Run<'_> {
             .await?
             .into_iter()
             .collect();
-        let mut outcomes: Vec<ImportOutcome> = known
+        let outcomes: Vec<ImportOutcome> = known
             .iter()
             .map(|pm| ImportOutcome {
                 payment_method: pm.clone(),
@@ -316,18 +316,38 @@ impl Run<'_> {
             .filter(|c| !known.contains(&c.payment_method))
             .map(|card| self.forward(card))
             .collect();
-        let mut forwarded =
-            stream::iter(forwards).buffer_unordered(self.imports.settings.concurrency);
-        let mut recorded_at = std::time::Instant::now();
-        while let Some(outcome) = forwarded.next().await {
-            outcomes.push(outcome?);
-            if outcomes.len() >= RECORD_EVERY || recorded_at.elapsed() >= RECORD_INTERVAL {
-                // The position moves only with the batch's last record: a resumed job recounts nothing
-                // (counted cards are skipped) and forwards only what was not recorded.
-                self.record(&std::mem::take(&mut outcomes), None).await?;
-                recorded_at = std::time::Instant::now();
+        let concurrency = self.imports.settings.concurrency;
+        // Forwarding goes on while outcomes are recorded: a record is one transaction of several round
+        // trips (on PostgreSQL), and awaited in line it held every forward back until it committed.
+        let (sent, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let forwarding = async move {
+            let mut forwarded = stream::iter(forwards).buffer_unordered(concurrency);
+            while let Some(outcome) = forwarded.next().await {
+                // The recorder stopped (a fatal outcome): the forwards still in flight are dropped.
+                if sent.send(outcome).is_err() {
+                    break;
+                }
             }
-        }
+        };
+        let recording = async move {
+            let mut outcomes = outcomes;
+            let mut recorded_at = std::time::Instant::now();
+            while let Some(outcome) = received.recv().await {
+                outcomes.push(outcome?);
+                while let Ok(more) = received.try_recv() {
+                    outcomes.push(more?);
+                }
+                if outcomes.len() >= RECORD_EVERY || recorded_at.elapsed() >= RECORD_INTERVAL {
+                    // The position moves only with the batch's last record: a resumed job recounts
+                    // nothing (counted cards are skipped) and forwards only what was not recorded.
+                    self.record(&std::mem::take(&mut outcomes), None).await?;
+                    recorded_at = std::time::Instant::now();
+                }
+            }
+            Ok::<_, Stop>(outcomes)
+        };
+        let ((), recorded) = futures_util::future::join(forwarding, recording).await;
+        let outcomes = recorded?;
         if outcomes.is_empty() && position.is_none() {
             return Ok(());
         }

@@ -4,20 +4,27 @@
 //! recorded as failed. A row waits while an earlier row of the same webhook and object is pending, so
 //! that deliveries per object follow the order of its changes, whichever worker or node runs them.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
-use super::breaker::{Breakers, Refusal};
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
+
+use super::breaker::{Breakers, Refusal, Slot};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
 use crate::connectors::webhook::{destination_of, SendFailure, WebhookSender};
 use crate::jobs::{JobError, JobHandler, Ran};
-use crate::store::{DeliveryStatus, DynStore, Job, NewJob, Ts, WebhookDelivery, WebhookRecord};
+use crate::store::{
+    DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery, Job, NewJob,
+    RetriedDelivery, Ts, WebhookDelivery, WebhookRecord,
+};
 use crate::vault::Vault;
 
 pub const DELIVERY_JOB: &str = "webhook.deliver";
@@ -27,10 +34,39 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 const WAIT_STEP: Duration = Duration::from_millis(50);
 /// How long a row waits before looking again when its destination already has its share of sends.
 const BUSY_STEP: Duration = Duration::from_millis(100);
+/// How often a run waiting for a send slot of a busy destination looks again, within `BUSY_STEP`.
+const SLOT_POLL: Duration = Duration::from_millis(2);
 
-#[derive(Serialize, Deserialize)]
+/// What became of one row in a run.
+enum Outcome {
+    Delivered(WebhookDelivery),
+    /// A failed attempt, tried again at `next`.
+    Retried {
+        d: WebhookDelivery,
+        attempts: i32,
+        next: Ts,
+        reason: String,
+    },
+    /// Not tried now (its destination busy or paused, or an earlier event of its object pending).
+    Postponed(WebhookDelivery, Ts),
+    /// Failed for good: its deadline passed.
+    Failed {
+        d: WebhookDelivery,
+        attempts: i32,
+        reason: String,
+    },
+    /// Its webhook was removed.
+    Cancelled(WebhookDelivery),
+}
+
+/// A delivery job's payload: one outbox row (`delivery_id`: a lone event, or one sent again) or the
+/// rows written in one commit (`delivery_ids`, see `store::webhook_records::push_outbox_jobs`).
+#[derive(Deserialize)]
 struct Payload {
-    delivery_id: Uuid,
+    #[serde(default)]
+    delivery_id: Option<Uuid>,
+    #[serde(default)]
+    delivery_ids: Vec<Uuid>,
 }
 
 /// The job that delivers outbox row `delivery_id`. The deadline, not the job's attempts, ends retries.
@@ -86,74 +122,172 @@ impl Deliverer {
         })
     }
 
-    async fn deliver(&self, job: &Job) -> Result<(), JobError> {
+    /// Sends the job's pending deliveries and records every outcome, with the job's end, in one commit:
+    /// a batch of events costs the database one read of its rows and one write, whatever its size. What
+    /// was not delivered (a failed attempt, a busy or paused destination, an earlier event of the same
+    /// object still pending) gets a job of its own at its time.
+    async fn deliver(&self, job: &Job) -> Result<Ran, JobError> {
         let payload: Payload = serde_json::from_str(&job.payload)
             .map_err(|e| JobError::Fatal(format!("bad payload: {e}")))?;
-        let Some(d) = self.store.get_webhook_delivery(payload.delivery_id).await? else {
-            return Ok(());
-        };
-        if d.status != DeliveryStatus::Pending.as_str() {
-            return Ok(());
-        }
-        let webhook = match self.store.get_webhook(d.webhook_id).await? {
-            Some(w) if w.removed_at.is_none() => w,
-            _ => {
-                let error = Some("the webhook was removed");
-                let attempts = d.attempts;
-                let now = Ts::now();
-                self.store
-                    .finish_webhook_delivery(
-                        d.id,
-                        DeliveryStatus::Cancelled.as_str(),
-                        attempts,
-                        error,
-                        now,
-                    )
-                    .await?;
-                return Ok(());
-            }
-        };
-        if let Some(earlier) = self
+        let ids: Vec<Uuid> = payload
+            .delivery_id
+            .into_iter()
+            .chain(payload.delivery_ids)
+            .collect();
+        let rows: Vec<WebhookDelivery> = self
             .store
-            .pending_delivery_before(d.webhook_id, d.object_id, d.seq)
+            .get_webhook_deliveries(&ids)
             .await?
-        {
-            let due = earlier.next_attempt_at.micros() - Ts::now().micros();
-            let wait = Duration::from_micros(u64::try_from(due).unwrap_or(0)) + WAIT_STEP;
-            return Err(JobError::RetryAfter(
-                wait,
-                format!(
-                    "waits for the earlier event {} of its object",
-                    earlier.event_id
-                ),
-            ));
+            .into_iter()
+            .filter(|d| d.status == DeliveryStatus::Pending.as_str())
+            .collect();
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut webhooks: HashMap<Uuid, Option<Arc<WebhookRecord>>> = HashMap::new();
+        for d in &rows {
+            if !webhooks.contains_key(&d.webhook_id) {
+                let webhook = self.store.get_webhook(d.webhook_id).await?;
+                let live = webhook.filter(|w| w.removed_at.is_none()).map(Arc::new);
+                webhooks.insert(d.webhook_id, live);
+            }
         }
+        // Earlier pending rows of the same object that this run does not send hold its chain back.
+        let in_run: HashSet<i64> = rows.iter().map(|d| d.seq).collect();
+        let live: Vec<Uuid> = rows
+            .iter()
+            .filter(|d| webhooks.get(&d.webhook_id).is_some_and(Option::is_some))
+            .map(|d| d.id)
+            .collect();
+        let mut held_back: HashMap<Uuid, EarlierPending> = HashMap::new();
+        if !live.is_empty() {
+            for e in self.store.earlier_pending_deliveries(&live).await? {
+                if in_run.contains(&e.seq) {
+                    continue;
+                }
+                let earliest = held_back.entry(e.of_id).or_insert_with(|| e.clone());
+                if e.seq < earliest.seq {
+                    *earliest = e;
+                }
+            }
+        }
+        // Chains: the rows of one (webhook, object), in seq order, sent one after the other; chains go
+        // to their destination with at most `destination_concurrency` in flight (the breakers count
+        // sends of every run on this node).
+        let mut chains: Vec<(Option<String>, Arc<WebhookRecord>, Vec<WebhookDelivery>)> =
+            Vec::new();
+        let mut chain_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
+        for d in rows {
+            let Some(Some(webhook)) = webhooks.get(&d.webhook_id) else {
+                outcomes.push(Outcome::Cancelled(d));
+                continue;
+            };
+            let key = (d.webhook_id, d.object_id);
+            match chain_of.get(&key) {
+                Some(&at) => chains[at].2.push(d),
+                None => {
+                    chain_of.insert(key, chains.len());
+                    chains.push((destination_of(&webhook.url), webhook.clone(), vec![d]));
+                }
+            }
+        }
+        let mut by_destination: HashMap<
+            Option<String>,
+            Vec<(Arc<WebhookRecord>, Vec<WebhookDelivery>)>,
+        > = HashMap::new();
+        for (destination, webhook, chain) in chains {
+            by_destination
+                .entry(destination)
+                .or_default()
+                .push((webhook, chain));
+        }
+        let held_back = &held_back;
+        let sends = by_destination
+            .into_iter()
+            .map(|(destination, chains)| async move {
+                let destination = destination.as_deref();
+                stream::iter(chains)
+                    .map(|(webhook, chain)| self.send_chain(destination, webhook, chain, held_back))
+                    .buffer_unordered(self.settings.destination_concurrency.max(1))
+                    .collect::<Vec<Vec<Outcome>>>()
+                    .await
+            });
+        for sent in join_all(sends).await {
+            outcomes.extend(sent.into_iter().flatten());
+        }
+        self.record(job, outcomes).await
+    }
+
+    /// Sends a chain's rows in order; once one is not delivered, the rest wait until after its next try.
+    async fn send_chain(
+        &self,
+        destination: Option<&str>,
+        webhook: Arc<WebhookRecord>,
+        chain: Vec<WebhookDelivery>,
+        held_back: &HashMap<Uuid, EarlierPending>,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(chain.len());
+        let mut wait_until: Option<(Ts, String)> = chain.first().and_then(|d| {
+            held_back.get(&d.id).map(|earlier| {
+                (
+                    Ts::from_micros(earlier.next_attempt_at.micros().max(Ts::now().micros()))
+                        .unwrap_or_else(Ts::now)
+                        .plus(WAIT_STEP),
+                    format!(
+                        "waits for the earlier event {} of its object",
+                        earlier.event_id
+                    ),
+                )
+            })
+        });
+        for d in chain {
+            if let Some((at, why)) = &wait_until {
+                tracing::debug!(delivery = %d.id, reason = %why, "webhook delivery postponed");
+                outcomes.push(Outcome::Postponed(d, *at));
+                continue;
+            }
+            let outcome = self.send_one(destination, &webhook, d).await;
+            wait_until = match &outcome {
+                Outcome::Retried { next, .. } => Some((
+                    next.plus(WAIT_STEP),
+                    "an earlier event of its object failed".into(),
+                )),
+                Outcome::Postponed(_, at) => Some((
+                    at.plus(WAIT_STEP),
+                    "an earlier event of its object waits".into(),
+                )),
+                Outcome::Failed { .. } => None,
+                Outcome::Delivered(_) | Outcome::Cancelled(_) => None,
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// One attempt of one row, under its destination's breaker.
+    async fn send_one(
+        &self,
+        destination: Option<&str>,
+        webhook: &WebhookRecord,
+        d: WebhookDelivery,
+    ) -> Outcome {
         // A URL that does not parse has no destination to share: its send fails on its own.
-        let destination = destination_of(&webhook.url);
-        let slot = match destination
-            .as_deref()
-            .map(|dest| self.breakers.acquire(dest))
-        {
+        let slot = match destination {
             None => None,
-            Some(Ok(slot)) => Some(slot),
-            // Postponed without counting an attempt: the receiver was not tried.
-            Some(Err(Refusal::Busy)) => {
-                let jitter = rand::thread_rng().gen_range(0..50);
-                return Err(JobError::RetryAfter(
-                    BUSY_STEP + Duration::from_millis(jitter),
-                    "its destination already has its share of deliveries in flight".to_owned(),
-                ));
-            }
-            Some(Err(Refusal::Open { wait, timeouts })) => {
-                return Err(JobError::RetryAfter(
-                    wait,
-                    format!("its destination timed out {timeouts} times in a row; paused"),
-                ));
-            }
+            Some(dest) => match self.slot(dest).await {
+                Ok(slot) => Some(slot),
+                // Postponed without counting an attempt: the receiver was not tried.
+                Err(Refusal::Busy) => {
+                    let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..50));
+                    return Outcome::Postponed(d, Ts::now().plus(BUSY_STEP + jitter));
+                }
+                Err(Refusal::Open { wait, timeouts }) => {
+                    tracing::debug!(delivery = %d.id, timeouts, "its destination keeps timing out; paused");
+                    return Outcome::Postponed(d, Ts::now().plus(wait));
+                }
+            },
         };
         let attempts = d.attempts.saturating_add(1);
-        let outcome = self.send(&webhook, &d).await;
-        if let (Some(slot), Some(dest)) = (slot, destination.as_deref()) {
+        let outcome = self.send(webhook, &d).await;
+        if let (Some(slot), Some(dest)) = (slot, destination) {
             let timed_out = outcome.as_ref().err().is_some_and(|f| f.timed_out);
             if self.breakers.settle(slot, timed_out) {
                 tracing::warn!(webhook = %webhook.id, destination = %dest,
@@ -163,22 +297,7 @@ impl Deliverer {
         }
         let now = Ts::now();
         let reason = match outcome.map_err(|f| f.reason) {
-            Ok(()) => {
-                self.store
-                    .finish_webhook_delivery(
-                        d.id,
-                        DeliveryStatus::Delivered.as_str(),
-                        attempts,
-                        None,
-                        now,
-                    )
-                    .await?;
-                let m = crate::metrics::metrics();
-                m.webhook_delivery("delivered");
-                let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
-                m.webhook_lag.observe(lag);
-                return Ok(());
-            }
+            Ok(()) => return Outcome::Delivered(d),
             Err(reason) => reason,
         };
         let deadline = d.created_at.plus(self.settings.deadline);
@@ -187,26 +306,100 @@ impl Deliverer {
         if left.is_zero() {
             tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,
                 error = %reason, "webhook delivery failed for good: its deadline passed");
-            self.store
-                .finish_webhook_delivery(
-                    d.id,
-                    DeliveryStatus::Failed.as_str(),
-                    attempts,
-                    Some(&reason),
-                    now,
-                )
-                .await?;
-            crate::metrics::metrics().webhook_delivery("failed");
-            return Err(JobError::Fatal(reason));
+            return Outcome::Failed {
+                d,
+                attempts,
+                reason,
+            };
         }
         let delay = retry_delay(self.settings.retry_base, attempts).min(left);
         tracing::warn!(delivery = %d.id, webhook = %webhook.id, event = %d.event_id, attempts,
             error = %reason, retry_in_ms = delay.as_millis() as u64, "webhook delivery failed; it will be retried");
-        self.store
-            .record_delivery_attempt(d.id, attempts, now.plus(delay), &reason)
-            .await?;
-        crate::metrics::metrics().webhook_delivery("retried");
-        Err(JobError::RetryAfter(delay, reason))
+        Outcome::Retried {
+            d,
+            attempts,
+            next: now.plus(delay),
+            reason,
+        }
+    }
+
+    /// A send slot for `destination`; while it is busy with sends of other runs, looks again for up to
+    /// `BUSY_STEP` before giving up (so that two runs for one receiver take turns rather than postpone).
+    async fn slot(&self, destination: &str) -> Result<Slot, Refusal> {
+        let waited = std::time::Instant::now();
+        loop {
+            match self.breakers.acquire(destination) {
+                Err(Refusal::Busy) if waited.elapsed() < BUSY_STEP => {
+                    tokio::time::sleep(SLOT_POLL).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Records the run's outcomes and the job's end in one commit, then counts them in the metrics.
+    async fn record(&self, job: &Job, outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
+        let mut record = DeliveryOutcomes::default();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => record.delivered.push(d.id),
+                Outcome::Retried {
+                    d,
+                    attempts,
+                    next,
+                    reason,
+                } => {
+                    record.retried.push(RetriedDelivery {
+                        id: d.id,
+                        attempts: *attempts,
+                        next_attempt_at: *next,
+                        error: reason.clone(),
+                    });
+                    record.jobs.push(self::job(d.id, *next));
+                }
+                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
+                Outcome::Failed {
+                    d,
+                    attempts,
+                    reason,
+                } => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Failed,
+                    attempts: *attempts,
+                    error: Some(reason.clone()),
+                }),
+                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Cancelled,
+                    attempts: d.attempts,
+                    error: Some("the webhook was removed".to_owned()),
+                }),
+            }
+        }
+        let now = Ts::now();
+        if !self
+            .store
+            .record_delivery_outcomes(&job.fence(), &record, now)
+            .await?
+        {
+            return Err(JobError::Retry(
+                "the job's lease was lost before its outcomes were recorded".to_owned(),
+            ));
+        }
+        let m = crate::metrics::metrics();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => {
+                    m.webhook_delivery("delivered");
+                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
+                    m.webhook_lag.observe(lag);
+                }
+                Outcome::Retried { .. } => m.webhook_delivery("retried"),
+                Outcome::Failed { .. } => m.webhook_delivery("failed"),
+                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
+            }
+        }
+        Ok(Ran::Finished)
     }
 
     /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
@@ -231,7 +424,7 @@ impl JobHandler for Deliverer {
     }
 
     async fn run(&self, job: &Job) -> Result<Ran, JobError> {
-        self.deliver(job).await.map(|()| Ran::Done)
+        self.deliver(job).await
     }
 }
 

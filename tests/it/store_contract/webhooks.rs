@@ -20,6 +20,7 @@ on_both_backends!(
     deletions_and_payments_write_their_outbox_only_when_they_happen,
     deliveries_are_retried_in_order_and_finished_once,
     deliveries_that_ended_are_purged_and_pending_ones_kept,
+    a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_claim,
 );
 
 #[allow(clippy::type_complexity)]
@@ -142,11 +143,26 @@ async fn assert_written(store: &strongroom::store::DynStore, event: &OutboxRecor
         ),
         ("pending", 0, event.created_at, None, None)
     );
-    let job = store.get_job(event.job.id).await.unwrap().unwrap();
+    let job = job_of(store, event)
+        .await
+        .expect("a queued job delivers the row");
+    // Written alone, the row keeps its own job; written with others, one job of the commit names them
+    // all (`delivery_ids`).
+    let payload: serde_json::Value = serde_json::from_str(&job.payload).unwrap();
+    if payload.get("delivery_id").is_some() {
+        assert_eq!(
+            (job.id, job.payload.as_str()),
+            (event.job.id, event.job.payload.as_str())
+        );
+    } else {
+        assert!(
+            payload["delivery_ids"].as_array().unwrap().len() > 1,
+            "{payload}"
+        );
+    }
     assert_eq!(
         (
             job.kind.as_str(),
-            job.payload.as_str(),
             job.status,
             job.attempts,
             job.max_attempts,
@@ -156,7 +172,6 @@ async fn assert_written(store: &strongroom::store::DynStore, event: &OutboxRecor
         ),
         (
             event.job.kind.as_str(),
-            event.job.payload.as_str(),
             strongroom::store::JobStatus::Queued,
             0,
             event.job.max_attempts,
@@ -167,6 +182,20 @@ async fn assert_written(store: &strongroom::store::DynStore, event: &OutboxRecor
     );
 }
 
+/// The unfinished job whose payload names `event`'s delivery, if any.
+async fn job_of(
+    store: &strongroom::store::DynStore,
+    event: &OutboxRecord,
+) -> Option<strongroom::store::Job> {
+    let id = event.id.to_string();
+    store
+        .list_unfinished_jobs(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|job| job.payload.contains(&id))
+}
+
 async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxRecord) {
     assert!(store
         .get_webhook_delivery(event.id)
@@ -174,6 +203,7 @@ async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxR
         .unwrap()
         .is_none());
     assert!(store.get_job(event.job.id).await.unwrap().is_none());
+    assert!(job_of(store, event).await.is_none());
 }
 
 async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
@@ -503,5 +533,146 @@ async fn a_webhook_is_removed_with_its_audit_row_once(backend: Backend) {
         trail(&store, a.id).await,
         [(Action::WebhookRemove, Some(hook.id.to_string()))]
     );
+    store.close().await;
+}
+
+async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_claim(
+    backend: Backend,
+) {
+    use strongroom::store::{
+        DeliveryOutcomes, DeliveryStatus, FinishedDelivery, JobStatus, RetriedDelivery,
+    };
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..3)
+        .map(|i| with_audit(token(a.id, at(t0(), i))))
+        .collect();
+    let mut events: Vec<_> = batch
+        .iter()
+        .map(|(t, _)| outbox(&hook, t.id, at(t0(), 1)))
+        .collect();
+    // A later event of the first token, written on its own: the first row holds it back.
+    let later = outbox(&hook, batch[0].0.id, at(t0(), 2));
+    store.insert_tokens(&batch, &events).await.unwrap();
+    store
+        .insert_tokens(
+            &[with_audit(token(a.id, at(t0(), 5)))],
+            std::slice::from_ref(&later),
+        )
+        .await
+        .unwrap();
+    events.push(later.clone());
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let rows = store.get_webhook_deliveries(&ids).await.unwrap();
+    assert_eq!(rows.iter().map(|d| d.id).collect::<Vec<_>>(), ids);
+    let earlier = store.earlier_pending_deliveries(&ids).await.unwrap();
+    assert_eq!(
+        earlier
+            .iter()
+            .map(|e| (e.of_id, e.event_id))
+            .collect::<Vec<_>>(),
+        [(later.id, events[0].event_id)]
+    );
+
+    // The one job of the three rows written together.
+    let now = at(t0(), 10);
+    let job = store
+        .claim_next_job(&["webhook.deliver"], "w1", now, at(now, 30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(job.payload.contains("delivery_ids"), "{}", job.payload);
+    let retry = strongroom::store::NewJob {
+        id: Uuid::new_v4(),
+        kind: "webhook.deliver".into(),
+        payload: format!("{{\"delivery_id\":\"{}\"}}", events[1].id),
+        max_attempts: 1,
+        run_at: at(now, 5),
+        lease: None,
+    };
+    let outcomes = DeliveryOutcomes {
+        delivered: vec![events[0].id],
+        retried: vec![RetriedDelivery {
+            id: events[1].id,
+            attempts: 1,
+            next_attempt_at: at(now, 5),
+            error: "the receiver answered 500".into(),
+        }],
+        finished: vec![FinishedDelivery {
+            id: events[2].id,
+            status: DeliveryStatus::Cancelled,
+            attempts: 0,
+            error: Some("the webhook was removed".into()),
+        }],
+        jobs: vec![retry.clone()],
+    };
+    assert!(store
+        .record_delivery_outcomes(&job.fence(), &outcomes, now)
+        .await
+        .unwrap());
+    let rows = store.get_webhook_deliveries(&ids).await.unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|d| {
+            (
+                d.status.as_str(),
+                d.attempts,
+                d.next_attempt_at,
+                d.finished_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("delivered", 1, at(t0(), 1), Some(now)),
+            ("pending", 1, at(now, 5), None),
+            ("cancelled", 0, at(t0(), 1), Some(now)),
+            ("pending", 0, at(t0(), 2), None),
+        ]
+    );
+    assert_eq!(
+        rows[1].last_error.as_deref(),
+        Some("the receiver answered 500")
+    );
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().unwrap().status,
+        JobStatus::Done
+    );
+    assert_eq!(
+        store.get_job(retry.id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    // The first row delivered, nothing holds the later one back any more.
+    assert!(store
+        .earlier_pending_deliveries(&ids)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The claim ended with that record: a second one under it writes nothing.
+    let again = DeliveryOutcomes {
+        delivered: vec![events[1].id],
+        jobs: vec![strongroom::store::NewJob {
+            id: Uuid::new_v4(),
+            ..retry.clone()
+        }],
+        ..DeliveryOutcomes::default()
+    };
+    assert!(!store
+        .record_delivery_outcomes(&job.fence(), &again, at(now, 1))
+        .await
+        .unwrap());
+    let d = store
+        .get_webhook_delivery(events[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
+    assert!(store.get_job(again.jobs[0].id).await.unwrap().is_none());
     store.close().await;
 }
