@@ -226,12 +226,26 @@ pub(crate) fn claim_sql(kinds: usize, claim_lock: &str) -> String {
     )
 }
 
+/// Whether a job of `kinds` is due: a read that takes no lock. On SQLite an `UPDATE` takes the one
+/// write lock even when it matches nothing, so an idle worker's poll would queue behind (and hold up)
+/// the token and payment writers; SQLite workers look with this first and claim only when it says yes.
+pub(crate) fn due_sql(kinds: usize) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = {running} AND lease_expires_at < $1 \
+                        AND kind IN ({kinds})) \
+             OR EXISTS (SELECT 1 FROM jobs WHERE status = {queued} AND run_at <= $1 AND kind IN ({kinds}))",
+        kinds = placeholders(2, kinds),
+        running = SqlText(JobStatus::Running.as_str()),
+        queued = SqlText(JobStatus::Queued.as_str()),
+    )
+}
+
 macro_rules! impl_job_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
-            use $crate::store::jobs::{claim_sql, write_job, Fence, FENCE_GUARD, JOB_COLUMNS};
+            use $crate::store::jobs::{claim_sql, due_sql, write_job, Fence, FENCE_GUARD, JOB_COLUMNS};
             use $crate::store::{Job, JobStatus, JobStore, NewJob, StoreResult, Ts};
 
             type Db = <$store as SqlBackend>::DB;
@@ -246,6 +260,16 @@ macro_rules! impl_job_store {
                 async fn claim_next_job(&self, kinds: &[&str], owner: &str, now: Ts, lease_until: Ts) -> StoreResult<Option<Job>> {
                     if kinds.is_empty() {
                         return Ok(None);
+                    }
+                    if <Self as SqlBackend>::BACKEND == $crate::store::Backend::Sqlite {
+                        let sql = due_sql(kinds.len());
+                        let mut due = sqlx::query_scalar::<_, bool>(&sql).bind(now);
+                        for kind in kinds {
+                            due = due.bind(*kind);
+                        }
+                        if !due.fetch_one(self.pool()).await? {
+                            return Ok(None);
+                        }
                     }
                     let sql = claim_sql(kinds.len(), <Self as SqlBackend>::CLAIM_LOCK);
                     let mut query = sqlx::query_as(&sql).bind(owner).bind(lease_until).bind(now);

@@ -136,6 +136,23 @@ pub async fn open(
         // copies it into the database file and syncs it while its callers wait): the background
         // checkpointer below does it instead.
         .pragma("wal_autocheckpoint", "0");
+    // A large WAL left by a process that ended without its last connection closing (a kill, a crash,
+    // a bulk load) is read back into the WAL index by the first connection that opens the file, which
+    // can take longer than the pool's acquire timeout. One connection outside the pool does that (and
+    // copies what it can into the database file) first, with no time limit: a start that takes as long
+    // as the recovery needs, instead of one that fails with "pool timed out".
+    {
+        use sqlx::{ConnectOptions, Connection};
+        let mut first = options
+            .connect()
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut first)
+            .await
+            .map_err(|e| OpenError::Connect(e.to_string()))?;
+        let _ = first.close().await;
+    }
     // No ping before each use: an embedded connection cannot have been dropped by a server, and the
     // ping is a round trip to the connection's worker thread on every query.
     let pool = SqlitePoolOptions::new()
