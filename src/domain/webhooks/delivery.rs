@@ -4,6 +4,7 @@
 //! recorded as failed. A row waits while an earlier row of the same webhook and object is pending, so
 //! that deliveries per object follow the order of its changes, whichever worker or node runs them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,9 @@ const WAIT_STEP: Duration = Duration::from_millis(50);
 const BUSY_STEP: Duration = Duration::from_millis(100);
 /// How often a run waiting for a send slot of a busy destination looks again, within `BUSY_STEP`.
 const SLOT_POLL: Duration = Duration::from_millis(2);
+
+/// The rows of one (webhook, object) in a run, in order, with their webhook.
+type Chain = (Arc<WebhookRecord>, Vec<WebhookDelivery>);
 
 /// What became of one row in a run.
 enum Outcome {
@@ -144,10 +148,9 @@ impl Deliverer {
         let mut outcomes = Vec::with_capacity(rows.len());
         let mut webhooks: HashMap<Uuid, Option<Arc<WebhookRecord>>> = HashMap::new();
         for d in &rows {
-            if !webhooks.contains_key(&d.webhook_id) {
+            if let Entry::Vacant(slot) = webhooks.entry(d.webhook_id) {
                 let webhook = self.store.get_webhook(d.webhook_id).await?;
-                let live = webhook.filter(|w| w.removed_at.is_none()).map(Arc::new);
-                webhooks.insert(d.webhook_id, live);
+                slot.insert(webhook.filter(|w| w.removed_at.is_none()).map(Arc::new));
             }
         }
         // Earlier pending rows of the same object that this run does not send hold its chain back.
@@ -172,8 +175,7 @@ impl Deliverer {
         // Chains: the rows of one (webhook, object), in seq order, sent one after the other; chains go
         // to their destination with at most `destination_concurrency` in flight (the breakers count
         // sends of every run on this node).
-        let mut chains: Vec<(Option<String>, Arc<WebhookRecord>, Vec<WebhookDelivery>)> =
-            Vec::new();
+        let mut chains: Vec<(Option<String>, Chain)> = Vec::new();
         let mut chain_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
         for d in rows {
             let Some(Some(webhook)) = webhooks.get(&d.webhook_id) else {
@@ -182,22 +184,16 @@ impl Deliverer {
             };
             let key = (d.webhook_id, d.object_id);
             match chain_of.get(&key) {
-                Some(&at) => chains[at].2.push(d),
+                Some(&at) => chains[at].1 .1.push(d),
                 None => {
                     chain_of.insert(key, chains.len());
-                    chains.push((destination_of(&webhook.url), webhook.clone(), vec![d]));
+                    chains.push((destination_of(&webhook.url), (webhook.clone(), vec![d])));
                 }
             }
         }
-        let mut by_destination: HashMap<
-            Option<String>,
-            Vec<(Arc<WebhookRecord>, Vec<WebhookDelivery>)>,
-        > = HashMap::new();
-        for (destination, webhook, chain) in chains {
-            by_destination
-                .entry(destination)
-                .or_default()
-                .push((webhook, chain));
+        let mut by_destination: HashMap<Option<String>, Vec<Chain>> = HashMap::new();
+        for (destination, chain) in chains {
+            by_destination.entry(destination).or_default().push(chain);
         }
         let held_back = &held_back;
         let sends = by_destination
