@@ -7,7 +7,7 @@ use std::future::Future;
 use sqlx::migrate::Migrator;
 use sqlx::{Database, QueryBuilder};
 
-use super::{AuditEvent, Backend, OutboxRecord, StoreResult, TokenRecord};
+use super::{AuditEvent, Backend, OutboxRecord, PaymentWrite, StoreResult, TokenRecord};
 
 /// Rows per multi-row INSERT: well under both backends' limits on bound parameters.
 pub(crate) const INSERT_CHUNK: usize = 200;
@@ -52,6 +52,14 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
         batch: &[(TokenRecord, AuditEvent)],
         outbox: &[OutboxRecord],
     ) -> StoreResult<()>;
+    /// Writes a group commit of payment writes in fewer trips than the shared path (a statement per kind
+    /// of row), where the backend has a way and the batch allows it; `None`: the shared path writes it.
+    async fn write_payment_batch(
+        &self,
+        _writes: &[PaymentWrite],
+    ) -> Option<StoreResult<Vec<bool>>> {
+        None
+    }
     /// A consistent copy of the database into the new file `path` (see `Store::backup_into`).
     async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()>;
 }

@@ -174,6 +174,33 @@ pub(crate) fn push_job_insert<'a, DB>(
     });
 }
 
+/// Appends one `DELETE FROM jobs` of the jobs `fences` retire, each only while it is queued or still
+/// held under its fence's claim (a worker that took it over keeps it).
+pub(crate) fn push_jobs_retire<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    fences: impl IntoIterator<Item = &'a Fence>,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    query.push("DELETE FROM jobs WHERE ");
+    for (i, fence) in fences.into_iter().enumerate() {
+        if i > 0 {
+            query.push(" OR ");
+        }
+        query
+            .push("(id = ")
+            .push_bind(fence.job)
+            .push(" AND (status = 'queued' OR (status = 'running' AND lease_owner = ")
+            .push_bind(fence.owner.as_str())
+            .push(" AND lease_generation = ")
+            .push_bind(fence.generation)
+            .push(")))");
+    }
+}
+
 /// Inserts one job, on a connection or inside the caller's transaction.
 pub(crate) async fn write_job<DB>(
     conn: &mut DB::Connection,

@@ -143,6 +143,48 @@ impl DayDeltas {
     }
 }
 
+impl DayDeltas {
+    /// Appends the counts and totals that moved as one multi-row upsert each, every statement followed
+    /// by `; `, in the shard `shard` (an SQL expression): for a backend that sends a batch as one script.
+    pub fn push_upserts<'a, DB>(&'a self, query: &mut QueryBuilder<'a, DB>, shard: &str)
+    where
+        DB: Database,
+        Uuid: Encode<'a, DB> + Type<DB>,
+        i64: Encode<'a, DB> + Type<DB>,
+        &'a str: Encode<'a, DB> + Type<DB>,
+    {
+        let counts: Vec<_> = self.counts.iter().filter(|(_, n)| **n != 0).collect();
+        for chunk in counts.chunks(super::backend::INSERT_CHUNK) {
+            query.push("INSERT INTO payment_day_counts (account_id, day, status, currency_code, shard, n) ");
+            query.push_values(chunk, |mut row, ((account, day, status, currency), n)| {
+                row.push_bind(*account)
+                    .push_bind(*day)
+                    .push_bind(status.as_str())
+                    .push_bind(currency.as_str())
+                    .push(shard)
+                    .push_bind(**n);
+            });
+            query.push(
+                " ON CONFLICT (account_id, status, currency_code, day, shard) \
+                 DO UPDATE SET n = payment_day_counts.n + excluded.n; ",
+            );
+        }
+        let totals: Vec<_> = self.totals.iter().filter(|(_, n)| **n != 0).collect();
+        for chunk in totals.chunks(super::backend::INSERT_CHUNK) {
+            query.push("INSERT INTO payment_day_totals (account_id, day, shard, n) ");
+            query.push_values(chunk, |mut row, ((account, day), n)| {
+                row.push_bind(*account)
+                    .push_bind(*day)
+                    .push(shard)
+                    .push_bind(**n);
+            });
+            query.push(
+                " ON CONFLICT (account_id, day, shard) DO UPDATE SET n = payment_day_totals.n + excluded.n; ",
+            );
+        }
+    }
+}
+
 /// Which payments of an account to list: created in `[from, until)`, with any of `statuses` and
 /// `currencies` (empty: any).
 #[derive(Clone, Debug, Default)]
@@ -195,7 +237,7 @@ pub(crate) fn total_add(shard: &str) -> String {
 /// Appends `INSERT INTO payments (…) VALUES (…), …` for `rows` to `query`.
 pub(crate) fn push_payment_insert<'a, DB>(
     query: &mut QueryBuilder<'a, DB>,
-    rows: &'a [PaymentRecord],
+    rows: impl IntoIterator<Item = &'a PaymentRecord>,
 ) where
     DB: Database,
     Uuid: Encode<'a, DB> + Type<DB>,
@@ -303,21 +345,83 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     for chunk in rows.chunks(super::backend::INSERT_CHUNK) {
-        let mut insert = QueryBuilder::<DB>::new(format!(
-            "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) "
-        ));
-        insert.push_values(chunk, |mut row, t| {
-            row.push_bind(t.id)
-                .push_bind(t.payment_id)
-                .push_bind(t.created_at)
-                .push_bind(t.kind.as_str())
-                .push_bind(t.status.as_str())
-                .push_bind(t.amount)
-                .push_bind(t.processor_reference.as_deref())
-                .push_bind(t.message.as_deref())
-                .push_bind(t.processor.as_deref());
-        });
+        let mut insert = QueryBuilder::<DB>::new("");
+        push_transaction_insert(&mut insert, chunk.iter().copied());
         DB::execute_built(conn, &mut insert).await?;
     }
     Ok(())
+}
+
+/// Appends `INSERT INTO payment_transactions (…) VALUES (…), …` for `rows` to `query`.
+pub(crate) fn push_transaction_insert<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    rows: impl IntoIterator<Item = &'a TransactionRecord>,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+{
+    query.push(format!(
+        "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) "
+    ));
+    query.push_values(rows, |mut row, t| {
+        row.push_bind(t.id)
+            .push_bind(t.payment_id)
+            .push_bind(t.created_at)
+            .push_bind(t.kind.as_str())
+            .push_bind(t.status.as_str())
+            .push_bind(t.amount)
+            .push_bind(t.processor_reference.as_deref())
+            .push_bind(t.message.as_deref())
+            .push_bind(t.processor.as_deref());
+    });
+}
+
+/// Appends one `UPDATE payments … FROM (VALUES …) … RETURNING payments.id` for the steps `steps` (each of
+/// a different payment) to `query`: each payment row moves only from the version its step read, and
+/// the ids returned are those that did.
+pub(crate) fn push_payments_update<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    steps: impl IntoIterator<Item = &'a PaymentChange>,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+{
+    query.push(
+        "UPDATE payments SET version = v.column3, updated_at = v.column4, status = v.column5, \
+         amount_authorized = v.column6, amount_captured = v.column7, amount_voided = v.column8, \
+         amount_refunded = v.column9, amount_refund_reserved = v.column10, \
+         capture_requested = v.column11, processor_reference = v.column12, \
+         failure_details = v.column13, \
+         network_transaction_id = COALESCE(v.column14, network_transaction_id) FROM (",
+    );
+    query.push_values(steps, |mut row, c| {
+        let p = &c.payment;
+        row.push_bind(p.id)
+            .push_bind(c.expected_version)
+            .push_bind(p.version)
+            .push_bind(p.updated_at)
+            .push_bind(p.status.as_str())
+            .push_bind(p.amount_authorized)
+            .push_bind(p.amount_captured)
+            .push_bind(p.amount_voided)
+            .push_bind(p.amount_refunded)
+            .push_bind(p.amount_refund_reserved)
+            .push_bind(p.capture_requested)
+            .push_bind(p.processor_reference.as_deref())
+            .push_bind(p.failure_details.as_deref())
+            .push_bind(c.network_transaction_id.as_deref());
+    });
+    query.push(
+        ") AS v WHERE payments.id = v.column1 AND payments.version = v.column2 \
+         RETURNING payments.id",
+    );
 }

@@ -67,10 +67,10 @@ macro_rules! impl_payment_store {
             use $crate::model::payment::RefundStatus;
             use $crate::store::audit::write_audits;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
-            use $crate::store::jobs::{push_job_insert, write_job};
+            use $crate::store::jobs::{push_job_insert, push_jobs_retire, write_job};
             use $crate::store::page_json::PAYMENT_PAGE_COLUMNS;
             use $crate::store::payment_records::{
-                count_add, payment_filter, push_payment_insert, total_add, DayDeltas, PAYMENT_COLUMNS,
+                count_add, payment_filter, push_payment_insert, push_payments_update, total_add, DayDeltas, PAYMENT_COLUMNS,
                 REFUND_COLUMNS, TRANSACTION_COLUMNS,
             };
             use $crate::store::webhook_records::write_outbox;
@@ -187,20 +187,8 @@ macro_rules! impl_payment_store {
                     }
                     // Each job only while queued, or still held under the claim that retires it.
                     for chunk in self.retired.chunks(INSERT_CHUNK) {
-                        let mut delete = sqlx::QueryBuilder::<Db>::new("DELETE FROM jobs WHERE ");
-                        for (i, fence) in chunk.iter().enumerate() {
-                            if i > 0 {
-                                delete.push(" OR ");
-                            }
-                            delete
-                                .push("(id = ")
-                                .push_bind(fence.job)
-                                .push(" AND (status = 'queued' OR (status = 'running' AND lease_owner = ")
-                                .push_bind(fence.owner.as_str())
-                                .push(" AND lease_generation = ")
-                                .push_bind(fence.generation)
-                                .push(")))");
-                        }
+                        let mut delete = sqlx::QueryBuilder::<Db>::new("");
+                        push_jobs_retire(&mut delete, chunk.iter().copied());
                         delete.build().execute(&mut *conn).await?;
                     }
                     write_outbox::<Db>(&mut *conn, &self.outbox).await
@@ -241,35 +229,8 @@ macro_rules! impl_payment_store {
             async fn update_payments(conn: &mut Conn, steps: &[&PaymentChange]) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
                 let mut updated = std::collections::HashSet::with_capacity(steps.len());
                 for chunk in steps.chunks(INSERT_CHUNK) {
-                    let mut update = sqlx::QueryBuilder::<Db>::new(
-                        "UPDATE payments SET version = v.column3, updated_at = v.column4, status = v.column5, \
-                         amount_authorized = v.column6, amount_captured = v.column7, amount_voided = v.column8, \
-                         amount_refunded = v.column9, amount_refund_reserved = v.column10, \
-                         capture_requested = v.column11, processor_reference = v.column12, \
-                         failure_details = v.column13, \
-                         network_transaction_id = COALESCE(v.column14, network_transaction_id) FROM (",
-                    );
-                    update.push_values(chunk, |mut row, c| {
-                        let p = &c.payment;
-                        row.push_bind(p.id)
-                            .push_bind(c.expected_version)
-                            .push_bind(p.version)
-                            .push_bind(p.updated_at)
-                            .push_bind(p.status.as_str())
-                            .push_bind(p.amount_authorized)
-                            .push_bind(p.amount_captured)
-                            .push_bind(p.amount_voided)
-                            .push_bind(p.amount_refunded)
-                            .push_bind(p.amount_refund_reserved)
-                            .push_bind(p.capture_requested)
-                            .push_bind(p.processor_reference.as_deref())
-                            .push_bind(p.failure_details.as_deref())
-                            .push_bind(c.network_transaction_id.as_deref());
-                    });
-                    update.push(
-                        ") AS v WHERE payments.id = v.column1 AND payments.version = v.column2 \
-                         RETURNING payments.id",
-                    );
+                    let mut update = sqlx::QueryBuilder::<Db>::new("");
+                    push_payments_update(&mut update, chunk.iter().copied());
                     let ids: Vec<(Uuid,)> = update.build_query_as().fetch_all(&mut *conn).await?;
                     updated.extend(ids.into_iter().map(|(id,)| id));
                 }
@@ -438,6 +399,9 @@ macro_rules! impl_payment_store {
                 }
 
                 async fn write_payments(&self, writes: &[PaymentWrite]) -> StoreResult<Vec<bool>> {
+                    if let Some(done) = <$store as SqlBackend>::write_payment_batch(self, writes).await {
+                        return done;
+                    }
                     write_batch(self, writes).await
                 }
 

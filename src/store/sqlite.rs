@@ -2,6 +2,7 @@
 //! survives a kill -9 or a power cut. Its `SqlBackend` writes token batches as one script on a
 //! connection of their own; `Ts` is stored as INTEGER microseconds.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,12 +16,20 @@ use sqlx::sqlite::{
     SqliteQueryResult, SqliteSynchronous,
 };
 use sqlx::{Decode, Encode, QueryBuilder, Sqlite, SqlitePool, Type};
+use uuid::Uuid;
 
 use super::audit::push_audit_insert;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
+use super::jobs::{push_job_insert, push_jobs_retire};
+use super::payment_records::{
+    push_payment_insert, push_payments_update, push_transaction_insert, DayDeltas,
+};
 use super::tokens::{day_counts, push_token_insert};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs};
-use super::{AuditEvent, Backend, DynStore, OpenError, OutboxRecord, StoreResult, TokenRecord, Ts};
+use super::{
+    AuditEvent, Backend, DynStore, Fence, OpenError, OutboxRecord, PaymentChange, PaymentWrite,
+    StoreResult, TokenRecord, Ts,
+};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -48,6 +57,24 @@ impl SqlBackend for SqliteStore {
 
     fn token_page_sql(rows: &str, url: usize, _order: &str) -> String {
         super::page_json::sqlite::token_page(rows, url)
+    }
+
+    /// A batch of payment writes whose steps are all plain (no refund in them, one per payment), on the
+    /// token writer's connection, as at most two scripts: `BEGIN IMMEDIATE`, the new payments with their
+    /// rows, and the steps' guarded `UPDATE … RETURNING`; then, for the steps that went through, their
+    /// rows, the day counts and `COMMIT`. Two trips to SQLite's connection thread and one fsync, where the
+    /// shared path makes a trip per statement; a batch of new payments alone takes one trip.
+    async fn write_payment_batch(&self, writes: &[PaymentWrite]) -> Option<StoreResult<Vec<bool>>> {
+        let steps = plain_steps(writes)?;
+        let mut conn = match self.batch_writer.acquire().await {
+            Ok(conn) => conn,
+            Err(err) => return Some(Err(err.into())),
+        };
+        let written = write_payment_script(&mut conn, writes, &steps).await;
+        if written.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            conn.close_on_drop();
+        }
+        Some(written.map_err(Into::into))
     }
 
     /// `VACUUM INTO` reads one snapshot (a read transaction), so writers go on while it copies and the
@@ -95,12 +122,7 @@ impl SqlBackend for SqliteStore {
             });
             script.push(" ON CONFLICT (account_id, day, shard) DO UPDATE SET n = n + excluded.n; ");
         }
-        for chunk in outbox.chunks(INSERT_CHUNK) {
-            push_outbox_insert(&mut script, chunk);
-            script.push("; ");
-            push_outbox_jobs(&mut script, chunk);
-            script.push("; ");
-        }
+        push_outbox(&mut script, outbox);
         script.push("COMMIT;");
         let mut conn = self.batch_writer.acquire().await?;
         match script.build().execute(&mut *conn).await {
@@ -112,6 +134,140 @@ impl SqlBackend for SqliteStore {
                 Err(err.into())
             }
         }
+    }
+}
+
+/// The steps of a batch of payment writes, with the job each retires, if every one is plain: no refund
+/// in it and no other step of its payment in the batch (so that one guarded multi-row `UPDATE` tells
+/// which went through). `None` otherwise.
+fn plain_steps(writes: &[PaymentWrite]) -> Option<Vec<(&PaymentChange, Option<&Fence>)>> {
+    let mut seen = HashSet::new();
+    let mut steps = Vec::new();
+    for write in writes {
+        if let PaymentWrite::Change { change, retire_job } = write {
+            let plain = change.finished_refund.is_none() && change.new_refund.is_none();
+            if !plain || !seen.insert(change.payment.id) {
+                return None;
+            }
+            steps.push((change, retire_job.as_ref()));
+        }
+    }
+    Some(steps)
+}
+
+/// `SqliteStore::write_payment_batch`'s scripts; the caller rolls back on an error.
+async fn write_payment_script(
+    conn: &mut SqliteConnection,
+    writes: &[PaymentWrite],
+    steps: &[(&PaymentChange, Option<&Fence>)],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let now = Ts::now();
+    let mut deltas = DayDeltas::default();
+    let (mut payments, mut jobs, mut outbox, mut audits) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for write in writes {
+        if let PaymentWrite::Insert {
+            payment,
+            job,
+            outbox: rows,
+            audit,
+        } = write
+        {
+            deltas.insert(payment);
+            payments.push(payment);
+            jobs.extend(job.iter().map(|job| (job, now)));
+            outbox.extend(rows.iter().cloned());
+            audits.extend(audit.iter());
+        }
+    }
+    let mut script = QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; ");
+    for chunk in payments.chunks(INSERT_CHUNK) {
+        push_payment_insert(&mut script, chunk.iter().copied());
+        script.push("; ");
+    }
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        push_job_insert(&mut script, chunk.iter().copied());
+        script.push("; ");
+    }
+    push_outbox(&mut script, &outbox);
+    for chunk in audits.chunks(INSERT_CHUNK) {
+        push_audit_insert(&mut script, chunk.iter().copied());
+        script.push("; ");
+    }
+    if steps.is_empty() {
+        deltas.push_upserts(&mut script, <SqliteStore as SqlBackend>::SHARD);
+        script.push("COMMIT;");
+        script.build().execute(&mut *conn).await?;
+        return Ok(vec![true; writes.len()]);
+    }
+    for chunk in steps.chunks(INSERT_CHUNK) {
+        push_payments_update(&mut script, chunk.iter().map(|(change, _)| *change));
+        script.push("; ");
+    }
+    let updated: HashSet<Uuid> = script
+        .build_query_as::<(Uuid,)>()
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect();
+    drop(script);
+    let applied: Vec<_> = steps
+        .iter()
+        .filter(|(change, _)| updated.contains(&change.payment.id))
+        .collect();
+    let transactions: Vec<_> = applied
+        .iter()
+        .filter_map(|(c, _)| c.transaction.as_ref())
+        .collect();
+    let jobs: Vec<_> = applied
+        .iter()
+        .filter_map(|(c, _)| c.job.as_ref().map(|job| (job, now)))
+        .collect();
+    let retired: Vec<_> = applied.iter().filter_map(|(_, fence)| *fence).collect();
+    let outbox: Vec<OutboxRecord> = applied
+        .iter()
+        .flat_map(|(c, _)| c.outbox.iter().cloned())
+        .collect();
+    for (change, _) in &applied {
+        if change.previous_status != change.payment.status {
+            deltas.count(&change.payment, &change.previous_status, -1);
+            deltas.count(&change.payment, &change.payment.status, 1);
+        }
+    }
+    let mut script = QueryBuilder::<Sqlite>::new("");
+    for chunk in transactions.chunks(INSERT_CHUNK) {
+        push_transaction_insert(&mut script, chunk.iter().copied());
+        script.push("; ");
+    }
+    for chunk in jobs.chunks(INSERT_CHUNK) {
+        push_job_insert(&mut script, chunk.iter().copied());
+        script.push("; ");
+    }
+    for chunk in retired.chunks(INSERT_CHUNK) {
+        push_jobs_retire(&mut script, chunk.iter().copied());
+        script.push("; ");
+    }
+    push_outbox(&mut script, &outbox);
+    deltas.push_upserts(&mut script, <SqliteStore as SqlBackend>::SHARD);
+    script.push("COMMIT;");
+    script.build().execute(&mut *conn).await?;
+    Ok(writes
+        .iter()
+        .map(|write| match write {
+            PaymentWrite::Insert { .. } => true,
+            PaymentWrite::Change { change, .. } => updated.contains(&change.payment.id),
+        })
+        .collect())
+}
+
+/// Appends the webhook rows `outbox` and their delivery jobs to a script.
+fn push_outbox<'a>(script: &mut QueryBuilder<'a, Sqlite>, outbox: &'a [OutboxRecord]) {
+    for chunk in outbox.chunks(INSERT_CHUNK) {
+        push_outbox_insert(script, chunk);
+        script.push("; ");
+        push_outbox_jobs(script, chunk);
+        script.push("; ");
     }
 }
 
