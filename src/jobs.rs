@@ -73,7 +73,7 @@ pub async fn enqueue(
     payload: &impl Serialize,
     max_attempts: i32,
 ) -> Result<Uuid, EnqueueError> {
-    let id = Uuid::new_v4();
+    let id = NewJob::new_id();
     let payload = serde_json::to_string(payload)?;
     store
         .enqueue_job(&NewJob {

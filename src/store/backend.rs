@@ -38,6 +38,13 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     const SHARD: &'static str;
 
     fn pool(&self) -> &sqlx::Pool<Self::DB>;
+    /// Where the frequent small write transactions go (job claims and their ends, webhook delivery
+    /// outcomes, payment batches). Where the database takes one writer at a time, that is the one
+    /// connection the token and payment batches use, so that writers queue for it in turn instead of
+    /// meeting in the database's busy handler, which sleeps a millisecond and more between tries.
+    fn writer(&self) -> &sqlx::Pool<Self::DB> {
+        self.pool()
+    }
     /// The statement that answers the payments `rows` selects (`page_json::PAYMENT_PAGE_COLUMNS`,
     /// newest first) as one JSON array of their public objects (`store::page_json`).
     fn payment_page_sql(rows: &str) -> String;

@@ -297,7 +297,7 @@ macro_rules! impl_payment_store {
 
             /// A batch of writes in one transaction: answers, per write, whether it was made.
             async fn write_batch(store: &$store, writes: &[PaymentWrite]) -> StoreResult<Vec<bool>> {
-                let mut tx = store.pool().begin().await?;
+                let mut tx = store.writer().begin().await?;
                 let mut deltas = DayDeltas::default();
                 let mut done = Vec::with_capacity(writes.len());
                 let mut rows = Vec::new();
@@ -390,7 +390,7 @@ macro_rules! impl_payment_store {
                 }
 
                 async fn insert_payments(&self, rows: &[PaymentRecord], audit: Option<&AuditEvent>) -> StoreResult<()> {
-                    let mut tx = self.pool().begin().await?;
+                    let mut tx = self.writer().begin().await?;
                     let mut deltas = DayDeltas::default();
                     write_inserts(&mut *tx, rows, &[], &[], audit.map(std::slice::from_ref).unwrap_or(&[]), &mut deltas).await?;
                     write_deltas(&mut *tx, &deltas).await?;

@@ -33,8 +33,9 @@ use super::{
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection for the token writer: SQLite takes one writer at a time anyway, and a connection of
-    /// its own keeps its page and statement caches warm between batches.
+    /// One connection for the token and payment batches and the other frequent writes (`writer`): SQLite
+    /// takes one writer at a time anyway, and a connection of their own keeps its page and statement
+    /// caches warm between batches.
     batch_writer: SqlitePool,
 }
 
@@ -49,6 +50,10 @@ impl SqlBackend for SqliteStore {
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.batch_writer
     }
 
     fn payment_page_sql(rows: &str) -> String {

@@ -178,7 +178,7 @@ where
     );
     let mut values = query.separated(", ");
     values
-        .push_bind(Uuid::new_v4())
+        .push_bind(NewJob::new_id())
         .push_bind(first.job.kind.as_str())
         .push_bind(serde_json::json!({ "delivery_ids": ids }).to_string())
         .push_bind(first.job.max_attempts)

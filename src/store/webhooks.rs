@@ -177,7 +177,7 @@ macro_rules! impl_webhook_store {
                     .bind(next_attempt_at)
                     .bind(error)
                     .bind(DeliveryStatus::Pending.as_str())
-                    .execute(self.pool())
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected() == 1)
                 }
@@ -201,7 +201,7 @@ macro_rules! impl_webhook_store {
                     .bind(error)
                     .bind(at)
                     .bind(DeliveryStatus::Pending.as_str())
-                    .execute(self.pool())
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected() == 1)
                 }
@@ -249,7 +249,7 @@ macro_rules! impl_webhook_store {
                     outcomes: &DeliveryOutcomes,
                     now: Ts,
                 ) -> StoreResult<bool> {
-                    let mut tx = self.pool().begin().await?;
+                    let mut tx = self.writer().begin().await?;
                     // First, so that it locks the job's row until the commit: no claim takes it over between.
                     let sql = format!(
                         "UPDATE jobs SET status = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
@@ -331,7 +331,7 @@ macro_rules! impl_webhook_store {
                         "DELETE FROM webhook_deliveries WHERE finished_at IS NOT NULL AND finished_at < $1",
                     )
                     .bind(before)
-                    .execute(self.pool())
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected())
                 }

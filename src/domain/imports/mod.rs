@@ -269,7 +269,7 @@ impl Imports {
             finished_at: None,
         };
         let job = NewJob {
-            id: Uuid::new_v4(),
+            id: NewJob::new_id(),
             kind: IMPORT_JOB.to_owned(),
             payload: serde_json::json!({ "import_id": id }).to_string(),
             max_attempts: IMPORT_JOB_ATTEMPTS,

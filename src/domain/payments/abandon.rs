@@ -37,7 +37,7 @@ pub(super) fn abandon_job(account_id: Uuid, payment_id: Uuid, processor: &str) -
         processor: processor.to_owned(),
     };
     NewJob {
-        id: Uuid::new_v4(),
+        id: NewJob::new_id(),
         kind: ABANDON_JOB.to_owned(),
         payload: serde_json::to_string(&payload).unwrap_or_default(),
         max_attempts: ATTEMPTS,

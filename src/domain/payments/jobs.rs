@@ -35,7 +35,7 @@ const JOB_ATTEMPTS: i32 = 10;
 
 pub(super) fn new_job(kind: &str, payload: &JobPayload, run_at: Ts) -> NewJob {
     NewJob {
-        id: Uuid::new_v4(),
+        id: NewJob::new_id(),
         kind: kind.to_owned(),
         payload: serde_json::to_string(payload).unwrap_or_default(),
         max_attempts: JOB_ATTEMPTS,

@@ -76,7 +76,7 @@ struct Payload {
 /// The job that delivers outbox row `delivery_id`. The deadline, not the job's attempts, ends retries.
 pub(super) fn job(delivery_id: Uuid, at: Ts) -> NewJob {
     NewJob {
-        id: Uuid::new_v4(),
+        id: NewJob::new_id(),
         kind: DELIVERY_JOB.to_owned(),
         payload: serde_json::json!({ "delivery_id": delivery_id }).to_string(),
         max_attempts: i32::MAX,
