@@ -112,6 +112,16 @@ pub trait JobStore {
         now: Ts,
         lease_until: Ts,
     ) -> StoreResult<Option<Job>>;
+    /// Leases up to `limit` more queued, due jobs of `kind` to `owner` at once (oldest first): a run
+    /// that can do several jobs' work together (webhook deliveries) takes them with its own.
+    async fn claim_due_jobs(
+        &self,
+        kind: &str,
+        owner: &str,
+        now: Ts,
+        lease_until: Ts,
+        limit: i64,
+    ) -> StoreResult<Vec<Job>>;
     /// Extends a lease still held under `fence`; false if it was lost.
     async fn renew_job_lease(&self, fence: &Fence, lease_until: Ts, now: Ts) -> StoreResult<bool>;
     /// Marks done a job still held under `fence`; false (writing nothing) if the lease was lost.
@@ -283,6 +293,7 @@ macro_rules! impl_job_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
+            use $crate::store::backend::SqlText;
             use $crate::store::jobs::{claim_sql, due_sql, write_job, Fence, FENCE_GUARD, JOB_COLUMNS};
             use $crate::store::{Job, JobStatus, JobStore, NewJob, StoreResult, Ts};
 
@@ -315,6 +326,35 @@ macro_rules! impl_job_store {
                         query = query.bind(*kind);
                     }
                     Ok(query.fetch_optional(self.writer()).await?)
+                }
+
+                async fn claim_due_jobs(&self, kind: &str, owner: &str, now: Ts, lease_until: Ts, limit: i64) -> StoreResult<Vec<Job>> {
+                    if <Self as SqlBackend>::BACKEND == $crate::store::Backend::Sqlite {
+                        let sql = due_sql(1);
+                        let due = sqlx::query_scalar::<_, bool>(&sql).bind(now).bind(kind);
+                        if !due.fetch_one(self.pool()).await? {
+                            return Ok(Vec::new());
+                        }
+                    }
+                    let sql = format!(
+                        "UPDATE jobs SET status = {running}, lease_owner = $1, lease_expires_at = $2, \
+                         attempts = attempts + 1, lease_generation = lease_generation + 1, updated_at = $3 \
+                         WHERE id IN (SELECT id FROM jobs WHERE status = {queued} AND run_at <= $3 AND kind = $4 \
+                                      ORDER BY run_at, id LIMIT $5 {lock}) \
+                           AND status = {queued} \
+                         RETURNING {JOB_COLUMNS}",
+                        running = SqlText(JobStatus::Running.as_str()),
+                        queued = SqlText(JobStatus::Queued.as_str()),
+                        lock = <Self as SqlBackend>::CLAIM_LOCK,
+                    );
+                    Ok(sqlx::query_as(&sql)
+                        .bind(owner)
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(kind)
+                        .bind(limit)
+                        .fetch_all(self.writer())
+                        .await?)
                 }
 
                 async fn renew_job_lease(&self, fence: &Fence, lease_until: Ts, now: Ts) -> StoreResult<bool> {

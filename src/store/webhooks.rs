@@ -49,11 +49,12 @@ pub trait WebhookStore {
     /// For each delivery of `ids`, every still-pending delivery of the same webhook and object queued
     /// before it (one lookup for a whole batch instead of `pending_delivery_before` per row).
     async fn earlier_pending_deliveries(&self, ids: &[Uuid]) -> StoreResult<Vec<EarlierPending>>;
-    /// Records what a run of a delivery job did and ends the job (`done`), in one transaction fenced on
-    /// its claim; false, writing nothing, if the claim was lost. Each delivery changes only while pending.
+    /// Records what a run of delivery jobs did and ends the jobs (`done`), in one transaction fenced on
+    /// their claims; false, writing nothing, if any claim was lost. Each delivery changes only while
+    /// pending.
     async fn record_delivery_outcomes(
         &self,
-        fence: &Fence,
+        fences: &[Fence],
         outcomes: &DeliveryOutcomes,
         now: Ts,
     ) -> StoreResult<bool>;
@@ -73,7 +74,7 @@ macro_rules! impl_webhook_store {
             use uuid::Uuid;
             use $crate::store::audit::write_audit;
             use $crate::store::backend::{SqlBackend, SqlText, INSERT_CHUNK};
-            use $crate::store::jobs::{push_job_insert, Fence, FENCE_GUARD};
+            use $crate::store::jobs::{push_job_insert, Fence};
             use $crate::store::webhook_records::{DeliveryStatus, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
             use $crate::store::{
                 AuditEvent, DeliveryOutcomes, EarlierPending, JobStatus, StoreResult, Ts, WebhookDelivery,
@@ -245,26 +246,34 @@ macro_rules! impl_webhook_store {
 
                 async fn record_delivery_outcomes(
                     &self,
-                    fence: &Fence,
+                    fences: &[Fence],
                     outcomes: &DeliveryOutcomes,
                     now: Ts,
                 ) -> StoreResult<bool> {
                     let mut tx = self.writer().begin().await?;
-                    // First, so that it locks the job's row until the commit: no claim takes it over between.
-                    let sql = format!(
-                        "UPDATE jobs SET status = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
-                         WHERE {FENCE_GUARD}"
-                    );
-                    let ended = sqlx::query(&sql)
-                        .bind(fence.job)
-                        .bind(fence.owner.as_str())
-                        .bind(fence.generation)
-                        .bind(now)
-                        .bind(JobStatus::Done.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                    if ended.rows_affected() != 1 {
-                        return Ok(false);
+                    // First, so that it locks the jobs' rows until the commit: no claim takes one over between.
+                    for chunk in fences.chunks(INSERT_CHUNK) {
+                        let mut end = sqlx::QueryBuilder::<Db>::new(format!(
+                            "UPDATE jobs SET status = {done}, lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+                            done = SqlText(JobStatus::Done.as_str()),
+                        ));
+                        end.push_bind(now).push(" WHERE status = 'running' AND (");
+                        for (i, fence) in chunk.iter().enumerate() {
+                            if i > 0 {
+                                end.push(" OR ");
+                            }
+                            end.push("(id = ")
+                                .push_bind(fence.job)
+                                .push(" AND lease_owner = ")
+                                .push_bind(fence.owner.as_str())
+                                .push(" AND lease_generation = ")
+                                .push_bind(fence.generation)
+                                .push(")");
+                        }
+                        end.push(")");
+                        if end.build().execute(&mut *tx).await?.rows_affected() != chunk.len() as u64 {
+                            return Ok(false);
+                        }
                     }
                     let pending = SqlText(DeliveryStatus::Pending.as_str());
                     for chunk in outcomes.delivered.chunks(INSERT_CHUNK) {

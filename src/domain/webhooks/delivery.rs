@@ -37,6 +37,8 @@ const WAIT_STEP: Duration = Duration::from_millis(50);
 const BUSY_STEP: Duration = Duration::from_millis(100);
 /// How often a run waiting for a send slot of a busy destination looks again, within `BUSY_STEP`.
 const SLOT_POLL: Duration = Duration::from_millis(2);
+/// How many more due delivery jobs a run takes in with its own.
+const ABSORB: i64 = 63;
 
 /// The rows of one (webhook, object) in a run, in order, with their webhook.
 type Chain = (Arc<WebhookRecord>, Vec<WebhookDelivery>);
@@ -133,11 +135,26 @@ impl Deliverer {
     async fn deliver(&self, job: &Job) -> Result<Ran, JobError> {
         let payload: Payload = serde_json::from_str(&job.payload)
             .map_err(|e| JobError::Fatal(format!("bad payload: {e}")))?;
-        let ids: Vec<Uuid> = payload
+        let mut ids: Vec<Uuid> = payload
             .delivery_id
             .into_iter()
             .chain(payload.delivery_ids)
             .collect();
+        // The other due delivery jobs join this run: their rows go out with its own and every outcome
+        // is recorded in the one commit, so that a backlog of small jobs (one per token batch) costs a
+        // claim and an end per run rather than per job.
+        let mut jobs = vec![job.clone()];
+        for more in self.absorb(job).await {
+            match serde_json::from_str::<Payload>(&more.payload) {
+                Ok(p) => ids.extend(p.delivery_id.into_iter().chain(p.delivery_ids)),
+                // Ended with the run: a payload this server cannot read never will be.
+                Err(err) => {
+                    tracing::error!(job = %more.id, error = %err, "a webhook delivery job with a bad payload is dropped")
+                }
+            }
+            jobs.push(more);
+        }
+        let _renewer = AbortOnDrop(self.keep_leased(&jobs[1..]));
         let rows: Vec<WebhookDelivery> = self
             .store
             .get_webhook_deliveries(&ids)
@@ -209,7 +226,46 @@ impl Deliverer {
         for sent in join_all(sends).await {
             outcomes.extend(sent.into_iter().flatten());
         }
-        self.record(job, outcomes).await
+        self.record(&jobs, outcomes).await
+    }
+
+    /// Leases more due delivery jobs to this run's owner, until the run's own lease ends.
+    async fn absorb(&self, job: &Job) -> Vec<Job> {
+        let (Some(owner), Some(until)) = (job.lease_owner.as_deref(), job.lease_expires_at) else {
+            return Vec::new();
+        };
+        match self
+            .store
+            .claim_due_jobs(DELIVERY_JOB, owner, Ts::now(), until, ABSORB)
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not take more due webhook deliveries into a run");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Renews the leases of the jobs a run took in (the worker renews its own job's) every third of
+    /// the lease, so that a long run keeps them all.
+    fn keep_leased(&self, jobs: &[Job]) -> Option<tokio::task::JoinHandle<()>> {
+        let now = Ts::now();
+        let until = jobs.first()?.lease_expires_at?;
+        let lease = Duration::from_micros(u64::try_from(until.micros() - now.micros()).ok()?);
+        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
+        let store = self.store.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let now = Ts::now();
+                for fence in &fences {
+                    if let Err(err) = store.renew_job_lease(fence, now.plus(lease), now).await {
+                        tracing::warn!(job = %fence.job, error = %err, "could not renew a webhook delivery job's lease");
+                    }
+                }
+            }
+        }))
     }
 
     /// Sends a chain's rows in order; once one is not delivered, the rest wait until after its next try.
@@ -333,8 +389,8 @@ impl Deliverer {
         }
     }
 
-    /// Records the run's outcomes and the job's end in one commit, then counts them in the metrics.
-    async fn record(&self, job: &Job, outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
+    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
+    async fn record(&self, jobs: &[Job], outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
         let mut record = DeliveryOutcomes::default();
         for outcome in &outcomes {
             match outcome {
@@ -373,13 +429,14 @@ impl Deliverer {
             }
         }
         let now = Ts::now();
+        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
         if !self
             .store
-            .record_delivery_outcomes(&job.fence(), &record, now)
+            .record_delivery_outcomes(&fences, &record, now)
             .await?
         {
             return Err(JobError::Retry(
-                "the job's lease was lost before its outcomes were recorded".to_owned(),
+                "a lease of the run was lost before its outcomes were recorded".to_owned(),
             ));
         }
         let m = crate::metrics::metrics();
@@ -410,6 +467,17 @@ impl Deliverer {
             .await
             .map_err(|e| SendFailure::from(format!("the signing key did not open: {e}")))?;
         self.sender.post(&webhook.url, &key, &d.body).await
+    }
+}
+
+/// Aborts the lease renewer of a run's extra jobs however the run ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -611,7 +611,7 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
         jobs: vec![retry.clone()],
     };
     assert!(store
-        .record_delivery_outcomes(&job.fence(), &outcomes, now)
+        .record_delivery_outcomes(&[job.fence()], &outcomes, now)
         .await
         .unwrap());
     let rows = store.get_webhook_deliveries(&ids).await.unwrap();
@@ -664,7 +664,7 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
         ..DeliveryOutcomes::default()
     };
     assert!(!store
-        .record_delivery_outcomes(&job.fence(), &again, at(now, 1))
+        .record_delivery_outcomes(&[job.fence()], &again, at(now, 1))
         .await
         .unwrap());
     let d = store
