@@ -117,6 +117,27 @@ pub enum PaymentWrite {
     },
 }
 
+/// The steps of a batch of payment writes, with the job each retires, if every one is plain: no refund
+/// in it and no other step of its payment in the batch (so that one guarded multi-row `UPDATE` tells
+/// which went through). `None` otherwise: the shared path writes the batch. The rule of both backends'
+/// `SqlBackend::write_payment_batch`.
+pub(crate) fn plain_steps(
+    writes: &[PaymentWrite],
+) -> Option<Vec<(&PaymentChange, Option<&super::Fence>)>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut steps = Vec::new();
+    for write in writes {
+        if let PaymentWrite::Change { change, retire_job } = write {
+            let plain = change.finished_refund.is_none() && change.new_refund.is_none();
+            if !plain || !seen.insert(change.payment.id) {
+                return None;
+            }
+            steps.push((change, retire_job.as_ref()));
+        }
+    }
+    Some(steps)
+}
+
 /// Net changes to the per-day counts of one transaction, added up so that each count row is written
 /// once per commit however many payments of its account and day the commit holds.
 #[derive(Default)]

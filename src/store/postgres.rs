@@ -1,6 +1,8 @@
 //! PostgreSQL, for several stateless nodes on one database: its `SqlBackend` (job claiming with
-//! `FOR UPDATE SKIP LOCKED`, the one-statement token batch) and the encoding of `Ts` as TIMESTAMPTZ.
+//! `FOR UPDATE SKIP LOCKED`, the one-statement token and payment batches) and the encoding of `Ts` as
+//! TIMESTAMPTZ.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +16,16 @@ use sqlx::postgres::{
     PgValueRef,
 };
 use sqlx::{Decode, Encode, PgPool, Postgres, QueryBuilder, Type};
+use uuid::Uuid;
 
-use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
+use super::backend::{impl_sql_store, SqlBackend, SqlDb, SqlText, INSERT_CHUNK};
+use super::payment_records::{plain_steps, PAYMENT_COLUMNS, TRANSACTION_COLUMNS};
 use super::tokens::{day_counts, TOKEN_COLUMNS};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs, write_outbox};
-use super::{AuditEvent, Backend, DynStore, OpenError, OutboxRecord, StoreResult, TokenRecord, Ts};
+use super::{
+    day_of, AuditEvent, Backend, DeliveryStatus, DynStore, Fence, JobStatus, NewJob, OpenError,
+    OutboxRecord, PaymentChange, PaymentRecord, PaymentWrite, StoreResult, TokenRecord, Ts,
+};
 
 pub struct PgStore {
     pool: PgPool,
@@ -42,6 +49,36 @@ impl SqlBackend for PgStore {
 
     fn token_page_sql(rows: &str, url: usize, order: &str) -> String {
         super::page_json::postgres::token_page(rows, url, order)
+    }
+
+    /// A batch of payment writes whose steps are all plain (no refund in them, one per payment: see
+    /// `plain_steps`) as one statement of one text whatever its size (`push_payment_batch`): the new
+    /// payments with their rows, the steps' guarded `UPDATE … RETURNING`, the applied steps' rows, and
+    /// the day counts, in one round trip and one commit (a single statement is its own transaction),
+    /// prepared and planned once per connection. The shared path costs a trip per statement, each of
+    /// a text that varies with the number of rows.
+    async fn write_payment_batch(&self, writes: &[PaymentWrite]) -> Option<StoreResult<Vec<bool>>> {
+        let steps = plain_steps(writes)?;
+        if writes.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        let mut statement = QueryBuilder::<Postgres>::new("");
+        push_payment_batch(&mut statement, writes, &steps, Ts::now());
+        let updated: HashSet<Uuid> = match statement
+            .build_query_as::<(Uuid,)>()
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(rows) => rows.into_iter().map(|(id,)| id).collect(),
+            Err(err) => return Some(Err(err.into())),
+        };
+        Some(Ok(writes
+            .iter()
+            .map(|write| match write {
+                PaymentWrite::Insert { .. } => true,
+                PaymentWrite::Change { change, .. } => updated.contains(&change.payment.id),
+            })
+            .collect()))
     }
 
     async fn backup_into(&self, _path: &std::path::Path) -> StoreResult<()> {
@@ -200,6 +237,388 @@ fn push_token_batch<'a>(
     );
     columns.push_bind(audits().map(|a| a.node.as_deref()).collect::<Vec<_>>());
     statement.push(") RETURNING 1)");
+}
+
+/// Columns bound as arrays (`$n::type[]`, comma-separated), for an `UNNEST(…)`: one parameter each
+/// whatever the number of rows, so the text and the count of parameters stay the same.
+struct Arrays<'q, 'a> {
+    query: &'q mut QueryBuilder<'a, Postgres>,
+    first: bool,
+}
+
+impl<'q, 'a> Arrays<'q, 'a> {
+    fn new(query: &'q mut QueryBuilder<'a, Postgres>) -> Self {
+        Self { query, first: true }
+    }
+
+    fn push<T>(&mut self, values: Vec<T>, ty: &str) -> &mut Self
+    where
+        Vec<T>: 'a + Encode<'a, Postgres> + Type<Postgres>,
+    {
+        if !self.first {
+            self.query.push(", ");
+        }
+        self.first = false;
+        self.query.push_bind(values).push(format!("::{ty}[]"));
+        self
+    }
+}
+
+/// Appends the one statement of `PgStore::write_payment_batch`: it answers the ids of the payments
+/// whose step (`steps`, each of a different payment, none of a payment the batch inserts) went through.
+///
+/// Every row a step writes carries its payment's id (`step`), and is written only if that id is among
+/// those the guarded `UPDATE` returned (`updated`); the rows of new payments carry none and are always
+/// written. All CTEs read one snapshot, which is enough because a batch neither steps a payment it
+/// inserts nor retires a job it inserts; rows changed meanwhile by other sessions are re-checked by
+/// the `UPDATE` and the `DELETE` as they lock them, as in the shared path. The webhook rows keep the
+/// shared path's order (the new payments' first) and its delivery jobs (one per up to `INSERT_CHUNK`
+/// rows of each group, a lone row keeping its own); the day counts are added up per row, zero sums
+/// skipped, in key order, in the session's shard.
+fn push_payment_batch<'a>(
+    statement: &mut QueryBuilder<'a, Postgres>,
+    writes: &'a [PaymentWrite],
+    steps: &[(&'a PaymentChange, Option<&'a Fence>)],
+    now: Ts,
+) {
+    let mut payments = Vec::new();
+    let mut audits = Vec::new();
+    // (step, job)
+    let mut jobs: Vec<(Option<Uuid>, &NewJob)> = Vec::new();
+    // (group: 0 the new payments', 1 the steps'; step, row)
+    let mut outbox: Vec<(i32, Option<Uuid>, &OutboxRecord)> = Vec::new();
+    // (step, payment, status, n): a change of the count of the payment's account, day and currency in
+    // that status.
+    let mut counts: Vec<(Option<Uuid>, &PaymentRecord, &str, i64)> = Vec::new();
+    for write in writes {
+        if let PaymentWrite::Insert {
+            payment: p,
+            job,
+            outbox: rows,
+            audit,
+        } = write
+        {
+            payments.push(p);
+            jobs.extend(job.iter().map(|job| (None, job)));
+            outbox.extend(rows.iter().map(|row| (0, None, row)));
+            audits.extend(audit.iter());
+            counts.push((None, p, &p.status, 1));
+        }
+    }
+    let mut transactions = Vec::new();
+    let mut retired = Vec::new();
+    for (c, fence) in steps {
+        let (p, step) = (&c.payment, Some(c.payment.id));
+        transactions.extend(c.transaction.iter().map(|t| (p.id, t)));
+        jobs.extend(c.job.iter().map(|job| (step, job)));
+        retired.extend(fence.map(|fence| (p.id, fence)));
+        outbox.extend(c.outbox.iter().map(|row| (1, step, row)));
+        if c.previous_status != p.status {
+            counts.push((step, p, &c.previous_status, -1));
+            counts.push((step, p, &p.status, 1));
+        }
+    }
+
+    statement.push(format!(
+        "WITH new_payments AS (INSERT INTO payments ({PAYMENT_COLUMNS}) SELECT * FROM UNNEST("
+    ));
+    let ps = || payments.iter().copied();
+    Arrays::new(statement)
+        .push(ps().map(|p| p.id).collect(), "uuid")
+        .push(ps().map(|p| p.account_id).collect(), "uuid")
+        .push(ps().map(|p| p.version).collect(), "int8")
+        .push(
+            ps().map(|p| p.created_at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(
+            ps().map(|p| p.updated_at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(ps().map(|p| p.use_case.as_str()).collect(), "text")
+        .push(ps().map(|p| p.status.as_str()).collect(), "text")
+        .push(ps().map(|p| p.currency_code.as_str()).collect(), "text")
+        .push(ps().map(|p| p.reference.as_str()).collect(), "text")
+        .push(ps().map(|p| p.capture_mode.as_str()).collect(), "text")
+        .push(ps().map(|p| p.amount_requested).collect(), "int8")
+        .push(ps().map(|p| p.amount_authorized).collect(), "int8")
+        .push(ps().map(|p| p.amount_captured).collect(), "int8")
+        .push(ps().map(|p| p.amount_voided).collect(), "int8")
+        .push(ps().map(|p| p.amount_refunded).collect(), "int8")
+        .push(ps().map(|p| p.amount_refund_reserved).collect(), "int8")
+        .push(ps().map(|p| p.capture_requested).collect(), "int8")
+        .push(ps().map(|p| p.token_id).collect(), "uuid")
+        .push(ps().map(|p| p.source.as_str()).collect(), "text")
+        .push(ps().map(|p| p.flow_matrix_rule.as_str()).collect(), "text")
+        .push(ps().map(|p| p.processor.as_str()).collect(), "text")
+        .push(
+            ps().map(|p| p.processor_reference.as_deref()).collect(),
+            "text",
+        )
+        .push(ps().map(|p| p.failure_details.as_deref()).collect(), "text")
+        .push(ps().map(|p| p.initial_payment_id).collect(), "uuid")
+        .push(ps().map(|p| p.recurring_frequency).collect(), "int4")
+        .push(
+            ps().map(|p| p.recurring_expiry.as_deref()).collect(),
+            "text",
+        )
+        .push(ps().map(|p| p.metadata.as_deref()).collect(), "text");
+
+    // Each payment row moves only from the version its step read.
+    statement.push(
+        ")), updated AS (UPDATE payments SET version = s.version, updated_at = s.updated_at, \
+         status = s.status, amount_authorized = s.amount_authorized, \
+         amount_captured = s.amount_captured, amount_voided = s.amount_voided, \
+         amount_refunded = s.amount_refunded, amount_refund_reserved = s.amount_refund_reserved, \
+         capture_requested = s.capture_requested, processor_reference = s.processor_reference, \
+         failure_details = s.failure_details, \
+         network_transaction_id = COALESCE(s.network_transaction_id, payments.network_transaction_id) \
+         FROM UNNEST(",
+    );
+    let cs = || steps.iter().map(|(c, _)| *c);
+    Arrays::new(statement)
+        .push(cs().map(|c| c.payment.id).collect(), "uuid")
+        .push(cs().map(|c| c.expected_version).collect(), "int8")
+        .push(cs().map(|c| c.payment.version).collect(), "int8")
+        .push(
+            cs().map(|c| c.payment.updated_at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(cs().map(|c| c.payment.status.as_str()).collect(), "text")
+        .push(cs().map(|c| c.payment.amount_authorized).collect(), "int8")
+        .push(cs().map(|c| c.payment.amount_captured).collect(), "int8")
+        .push(cs().map(|c| c.payment.amount_voided).collect(), "int8")
+        .push(cs().map(|c| c.payment.amount_refunded).collect(), "int8")
+        .push(
+            cs().map(|c| c.payment.amount_refund_reserved).collect(),
+            "int8",
+        )
+        .push(cs().map(|c| c.payment.capture_requested).collect(), "int8")
+        .push(
+            cs().map(|c| c.payment.processor_reference.as_deref())
+                .collect(),
+            "text",
+        )
+        .push(
+            cs().map(|c| c.payment.failure_details.as_deref()).collect(),
+            "text",
+        )
+        .push(
+            cs().map(|c| c.network_transaction_id.as_deref()).collect(),
+            "text",
+        );
+    statement.push(
+        ") AS s (id, expected_version, version, updated_at, status, amount_authorized, \
+         amount_captured, amount_voided, amount_refunded, amount_refund_reserved, capture_requested, \
+         processor_reference, failure_details, network_transaction_id) \
+         WHERE payments.id = s.id AND payments.version = s.expected_version RETURNING payments.id)",
+    );
+
+    statement.push(format!(
+        ", new_transactions AS (INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) \
+         SELECT t.id, t.payment_id, t.created_at, t.kind, t.status, t.amount, t.processor_reference, \
+         t.message, t.processor FROM UNNEST("
+    ));
+    let ts = || transactions.iter().map(|(_, t)| *t);
+    Arrays::new(statement)
+        .push(transactions.iter().map(|(step, _)| *step).collect(), "uuid")
+        .push(ts().map(|t| t.id).collect(), "uuid")
+        .push(ts().map(|t| t.payment_id).collect(), "uuid")
+        .push(
+            ts().map(|t| t.created_at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(ts().map(|t| t.kind.as_str()).collect(), "text")
+        .push(ts().map(|t| t.status.as_str()).collect(), "text")
+        .push(ts().map(|t| t.amount).collect(), "int8")
+        .push(
+            ts().map(|t| t.processor_reference.as_deref()).collect(),
+            "text",
+        )
+        .push(ts().map(|t| t.message.as_deref()).collect(), "text")
+        .push(ts().map(|t| t.processor.as_deref()).collect(), "text");
+    statement.push(
+        ") AS t (step, id, payment_id, created_at, kind, status, amount, processor_reference, message, \
+         processor) WHERE t.step IN (SELECT id FROM updated))",
+    );
+
+    // As `push_job_insert` writes them: a job written leased is its writer's first claim of it.
+    statement.push(format!(
+        ", new_jobs AS (INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, \
+         updated_at, status, attempts, lease_owner, lease_expires_at, lease_generation) \
+         SELECT j.id, j.kind, j.payload, j.max_attempts, j.run_at, j.created_at, j.created_at, \
+         CASE WHEN j.lease_owner IS NULL THEN {queued} ELSE {running} END, 0, j.lease_owner, \
+         j.lease_until, CASE WHEN j.lease_owner IS NULL THEN 0 ELSE 1 END FROM UNNEST(",
+        queued = SqlText(JobStatus::Queued.as_str()),
+        running = SqlText(JobStatus::Running.as_str()),
+    ));
+    let js = || jobs.iter().map(|(_, job)| *job);
+    Arrays::new(statement)
+        .push(jobs.iter().map(|(step, _)| *step).collect(), "uuid")
+        .push(js().map(|j| j.id).collect(), "uuid")
+        .push(js().map(|j| j.kind.as_str()).collect(), "text")
+        .push(js().map(|j| j.payload.as_str()).collect(), "text")
+        .push(js().map(|j| j.max_attempts).collect(), "int4")
+        .push(js().map(|j| j.run_at.datetime()).collect(), "timestamptz")
+        .push(js().map(|_| now.datetime()).collect(), "timestamptz")
+        .push(
+            js().map(|j| j.lease.as_ref().map(|l| l.owner.as_str()))
+                .collect(),
+            "text",
+        )
+        .push(
+            js().map(|j| j.lease.as_ref().map(|l| l.until.datetime()))
+                .collect(),
+            "timestamptz",
+        );
+    statement.push(
+        ") AS j (step, id, kind, payload, max_attempts, run_at, created_at, lease_owner, lease_until) \
+         WHERE j.step IS NULL OR j.step IN (SELECT id FROM updated))",
+    );
+
+    // As `push_jobs_retire`: each job only while queued, or still held under the retiring claim.
+    statement.push(", retired AS (DELETE FROM jobs USING UNNEST(");
+    let fs = || retired.iter().map(|(_, fence)| *fence);
+    Arrays::new(statement)
+        .push(retired.iter().map(|(step, _)| *step).collect(), "uuid")
+        .push(fs().map(|f| f.job).collect(), "uuid")
+        .push(fs().map(|f| f.owner.as_str()).collect(), "text")
+        .push(fs().map(|f| f.generation).collect(), "int8");
+    statement.push(format!(
+        ") AS r (step, job, owner, generation) WHERE jobs.id = r.job \
+         AND r.step IN (SELECT id FROM updated) AND (jobs.status = {queued} \
+         OR (jobs.status = {running} AND jobs.lease_owner = r.owner \
+         AND jobs.lease_generation = r.generation)) RETURNING 1)",
+        queued = SqlText(JobStatus::Queued.as_str()),
+        running = SqlText(JobStatus::Running.as_str()),
+    ));
+
+    statement.push(
+        ", new_audit AS (INSERT INTO audit_events \
+         (at, account_id, actor, action, target, outcome, remote_addr, request_id, node) \
+         SELECT * FROM UNNEST(",
+    );
+    let au = || audits.iter().copied();
+    Arrays::new(statement)
+        .push(au().map(|a| a.at.datetime()).collect(), "timestamptz")
+        .push(au().map(|a| a.account_id).collect(), "uuid")
+        .push(au().map(|a| a.actor.as_str()).collect(), "text")
+        .push(au().map(|a| a.action.as_str()).collect(), "text")
+        .push(au().map(|a| a.target.as_deref()).collect(), "text")
+        .push(au().map(|a| a.outcome.as_str()).collect(), "text")
+        .push(au().map(|a| a.remote_addr.as_deref()).collect(), "text")
+        .push(au().map(|a| a.request_id.as_deref()).collect(), "text")
+        .push(au().map(|a| a.node.as_deref()).collect(), "text");
+    statement.push("))");
+
+    // The webhook rows written, numbered within their group (`rn`), in the order given.
+    statement.push(", outbox AS (SELECT o.*, row_number() OVER (PARTITION BY o.grp ORDER BY o.ord) AS rn FROM UNNEST(");
+    let os = || outbox.iter().map(|(_, _, row)| *row);
+    Arrays::new(statement)
+        .push(outbox.iter().map(|(group, _, _)| *group).collect(), "int4")
+        .push(outbox.iter().map(|(_, step, _)| *step).collect(), "uuid")
+        .push(os().map(|o| o.id).collect(), "uuid")
+        .push(os().map(|o| o.event_id).collect(), "uuid")
+        .push(os().map(|o| o.webhook_id).collect(), "uuid")
+        .push(os().map(|o| o.account_id).collect(), "uuid")
+        .push(os().map(|o| o.object_id).collect(), "uuid")
+        .push(os().map(|o| o.event_type.as_str()).collect(), "text")
+        .push(os().map(|o| o.body.as_str()).collect(), "text")
+        .push(
+            os().map(|o| o.created_at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(os().map(|o| o.job.id).collect(), "uuid")
+        .push(os().map(|o| o.job.kind.as_str()).collect(), "text")
+        .push(os().map(|o| o.job.payload.as_str()).collect(), "text")
+        .push(os().map(|o| o.job.max_attempts).collect(), "int4")
+        .push(
+            os().map(|o| o.job.run_at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(
+            os().map(|o| o.job.lease.as_ref().map(|l| l.owner.as_str()))
+                .collect(),
+            "text",
+        )
+        .push(
+            os().map(|o| o.job.lease.as_ref().map(|l| l.until.datetime()))
+                .collect(),
+            "timestamptz",
+        )
+        // The id of the job of a group's chunk, should this row be the first of several in it.
+        .push(os().map(|_| Uuid::new_v4()).collect(), "uuid");
+    statement.push(format!(
+        ") WITH ORDINALITY AS o (grp, step, id, event_id, webhook_id, account_id, object_id, event_type, \
+         body, created_at, job_id, job_kind, job_payload, job_max_attempts, job_run_at, job_lease_owner, \
+         job_lease_until, chunk_job_id, ord) \
+         WHERE o.step IS NULL OR o.step IN (SELECT id FROM updated)), \
+         new_deliveries AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, \
+         object_id, event_type, body, created_at, next_attempt_at, status, attempts) \
+         SELECT id, event_id, webhook_id, account_id, object_id, event_type, body, created_at, created_at, \
+         {pending}, 0 FROM outbox ORDER BY grp, ord), \
+         delivery_chunks AS (SELECT grp, MIN(rn) AS first, COUNT(*) AS n, MIN(created_at) AS at, \
+         '{{\"delivery_ids\":[' || string_agg('\"' || id::text || '\"', ',' ORDER BY rn) || ']}}' AS payload \
+         FROM outbox GROUP BY grp, (rn - 1) / {INSERT_CHUNK}), \
+         new_delivery_jobs AS (INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, \
+         updated_at, status, attempts, lease_owner, lease_expires_at, lease_generation) \
+         SELECT CASE WHEN c.n = 1 THEN f.job_id ELSE f.chunk_job_id END, f.job_kind, \
+         CASE WHEN c.n = 1 THEN f.job_payload ELSE c.payload END, f.job_max_attempts, \
+         CASE WHEN c.n = 1 THEN f.job_run_at ELSE c.at END, c.at, c.at, \
+         CASE WHEN c.n = 1 AND f.job_lease_owner IS NOT NULL THEN {running} ELSE {queued} END, 0, \
+         CASE WHEN c.n = 1 THEN f.job_lease_owner END, CASE WHEN c.n = 1 THEN f.job_lease_until END, \
+         CASE WHEN c.n = 1 AND f.job_lease_owner IS NOT NULL THEN 1 ELSE 0 END \
+         FROM delivery_chunks AS c JOIN outbox AS f ON f.grp = c.grp AND f.rn = c.first)",
+        pending = SqlText(DeliveryStatus::Pending.as_str()),
+        queued = SqlText(JobStatus::Queued.as_str()),
+        running = SqlText(JobStatus::Running.as_str()),
+    ));
+
+    // Each count row once (PostgreSQL affects a row at most once per statement), in key order; the
+    // counts after the retired jobs and before the totals, as the shared path takes their locks.
+    // PostgreSQL runs the CTEs the main query does not read in no documented order (in fact the last
+    // written first), so each waits for the one before it: a one-time filter that reads it whole.
+    statement.push(
+        ", new_counts AS (INSERT INTO payment_day_counts (account_id, day, status, currency_code, shard, n) \
+         SELECT d.account_id, d.day, d.status, d.currency_code, pg_backend_pid() % 16, \
+         CAST(SUM(d.n) AS BIGINT) FROM UNNEST(",
+    );
+    Arrays::new(statement)
+        .push(counts.iter().map(|c| c.0).collect(), "uuid")
+        .push(counts.iter().map(|c| c.1.account_id).collect(), "uuid")
+        .push(
+            counts.iter().map(|c| day_of(c.1.created_at)).collect(),
+            "int8",
+        )
+        .push(counts.iter().map(|c| c.2).collect(), "text")
+        .push(
+            counts.iter().map(|c| c.1.currency_code.as_str()).collect(),
+            "text",
+        )
+        .push(counts.iter().map(|c| c.3).collect(), "int8");
+    statement.push(
+        ") AS d (step, account_id, day, status, currency_code, n) \
+         WHERE (d.step IS NULL OR d.step IN (SELECT id FROM updated)) \
+         AND (SELECT COUNT(*) FROM retired) >= 0 \
+         GROUP BY d.account_id, d.day, d.status, d.currency_code HAVING SUM(d.n) <> 0 \
+         ORDER BY d.account_id, d.day, d.status COLLATE \"C\", d.currency_code COLLATE \"C\" \
+         ON CONFLICT (account_id, status, currency_code, day, shard) \
+         DO UPDATE SET n = payment_day_counts.n + excluded.n RETURNING 1), \
+         new_totals AS (INSERT INTO payment_day_totals (account_id, day, shard, n) \
+         SELECT account_id, day, pg_backend_pid() % 16, COUNT(*) FROM UNNEST(",
+    );
+    Arrays::new(statement)
+        .push(payments.iter().map(|p| p.account_id).collect(), "uuid")
+        .push(
+            payments.iter().map(|p| day_of(p.created_at)).collect(),
+            "int8",
+        );
+    statement.push(
+        ") AS t (account_id, day) WHERE (SELECT COUNT(*) FROM new_counts) >= 0 \
+         GROUP BY account_id, day ORDER BY account_id, day \
+         ON CONFLICT (account_id, day, shard) DO UPDATE SET n = payment_day_totals.n + excluded.n) \
+         SELECT id FROM updated",
+    );
 }
 
 /// See `open`: in milliseconds, as PostgreSQL reads the setting.

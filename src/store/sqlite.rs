@@ -22,7 +22,7 @@ use super::audit::push_audit_insert;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
 use super::jobs::{push_job_insert, push_jobs_retire};
 use super::payment_records::{
-    push_payment_insert, push_payments_update, push_transaction_insert, DayDeltas,
+    plain_steps, push_payment_insert, push_payments_update, push_transaction_insert, DayDeltas,
 };
 use super::tokens::{day_counts, push_token_insert};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs};
@@ -140,24 +140,6 @@ impl SqlBackend for SqliteStore {
             }
         }
     }
-}
-
-/// The steps of a batch of payment writes, with the job each retires, if every one is plain: no refund
-/// in it and no other step of its payment in the batch (so that one guarded multi-row `UPDATE` tells
-/// which went through). `None` otherwise.
-fn plain_steps(writes: &[PaymentWrite]) -> Option<Vec<(&PaymentChange, Option<&Fence>)>> {
-    let mut seen = HashSet::new();
-    let mut steps = Vec::new();
-    for write in writes {
-        if let PaymentWrite::Change { change, retire_job } = write {
-            let plain = change.finished_refund.is_none() && change.new_refund.is_none();
-            if !plain || !seen.insert(change.payment.id) {
-                return None;
-            }
-            steps.push((change, retire_job.as_ref()));
-        }
-    }
-    Some(steps)
 }
 
 /// `SqliteStore::write_payment_batch`'s scripts; the caller rolls back on an error.

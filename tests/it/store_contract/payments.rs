@@ -7,7 +7,9 @@ use strongroom::store::{
 };
 use uuid::Uuid;
 
-use super::{account, at, job, payment, same, store_with_account, t0, trail};
+use super::{
+    account, at, audited, job, noted, outbox, payment, same, store_with_account, t0, trail, webhook,
+};
 use crate::support::on_both_backends;
 use crate::support::Backend;
 
@@ -21,6 +23,7 @@ on_both_backends!(
     a_batch_of_writes_commits_together_and_a_stale_change_in_it_writes_nothing,
     a_batch_with_a_bad_write_is_refused_whole,
     steps_of_many_payments_in_one_batch_each_apply_only_at_their_version,
+    new_payments_and_plain_steps_in_one_batch_write_only_what_went_through,
     a_page_built_by_the_database_is_the_page_the_rust_mapping_builds,
 );
 
@@ -673,6 +676,238 @@ async fn steps_of_many_payments_in_one_batch_each_apply_only_at_their_version(ba
         store.payment_day_counts(&filter(a.id)).await.unwrap(),
         [(d, 3)]
     );
+    store.close().await;
+}
+
+/// A batch such as the payment writer hands over under load: new payments (one with a leased recovery
+/// job, a webhook row and an audit row, one of another day, status and currency) and plain steps of
+/// other payments (one moving its status with webhook rows, one stale, one keeping its status), each
+/// step with a transaction, a follow-up job and a job it retires. Everything of the new payments and of
+/// the steps that went through is written, nothing of the stale one, and the day counts are exact.
+async fn new_payments_and_plain_steps_in_one_batch_write_only_what_went_through(backend: Backend) {
+    use strongroom::store::{Fence, JobLease, JobStatus, NewJob};
+
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &noted(Action::WebhookAdd))
+        .await
+        .unwrap();
+    let leased = |owner: &str| NewJob {
+        lease: Some(JobLease {
+            owner: owner.into(),
+            until: at(t0(), 60),
+        }),
+        ..job("payment.authorize", at(t0(), 0))
+    };
+    let claim = |job: &NewJob| Fence {
+        job: job.id,
+        owner: "node-a".into(),
+        generation: 1,
+    };
+    let mut stored = Vec::new();
+    for _ in 0..3 {
+        let p = payment(a.id, t0(), "processing", "EUR");
+        let recovery = leased("node-a");
+        store
+            .insert_payment(&p, Some(&recovery), &[])
+            .await
+            .unwrap();
+        stored.push((p, recovery));
+    }
+    let step = |p: &PaymentRecord, status: &str, n: i64| {
+        let mut c = change(p, status);
+        c.payment.amount_authorized = 1000 + n;
+        c.payment.amount_captured = 1000 + n;
+        c.payment.processor_reference = Some(format!("ref-{n}"));
+        c.network_transaction_id = Some(format!("ntid-{n}"));
+        c.transaction = Some(TransactionRecord {
+            id: Uuid::new_v4(),
+            payment_id: p.id,
+            created_at: at(t0(), 2),
+            kind: "authorization".into(),
+            status: "succeeded".into(),
+            amount: 1000 + n,
+            processor_reference: Some(format!("ref-{n}")),
+            message: None,
+            processor: Some("sandbox".into()),
+        });
+        c.job = Some(job("payment.settle", at(t0(), 3600)));
+        c
+    };
+    let mut captured = step(&stored[0].0, "captured", 0);
+    captured.outbox = vec![
+        outbox(&hook, stored[0].0.id, at(t0(), 3)),
+        outbox(&hook, stored[0].0.id, at(t0(), 2)),
+    ];
+    let mut stale = step(&stored[1].0, "failed", 1);
+    stale.expected_version += 1;
+    stale.outbox = vec![outbox(&hook, stored[1].0.id, at(t0(), 2))];
+    let kept = step(&stored[2].0, "processing", 2);
+    let fresh = payment(a.id, at(t0(), 10), "processing", "EUR");
+    let fresh_recovery = leased("node-b");
+    let fresh_outbox = outbox(&hook, fresh.id, at(t0(), 10));
+    let read_card = audited(a.id, Action::TokenReadCard, fresh.token_id);
+    let other_day = payment(a.id, at(t0(), DAY), "captured", "USD");
+    let writes = [
+        PaymentWrite::Insert {
+            payment: fresh.clone(),
+            job: Some(fresh_recovery.clone()),
+            outbox: vec![fresh_outbox.clone()],
+            audit: Some(read_card),
+        },
+        PaymentWrite::Change {
+            change: captured.clone(),
+            retire_job: Some(claim(&stored[0].1)),
+        },
+        PaymentWrite::Change {
+            change: stale.clone(),
+            retire_job: Some(claim(&stored[1].1)),
+        },
+        PaymentWrite::Insert {
+            payment: other_day.clone(),
+            job: None,
+            outbox: Vec::new(),
+            audit: None,
+        },
+        PaymentWrite::Change {
+            change: kept.clone(),
+            retire_job: Some(claim(&stored[2].1)),
+        },
+    ];
+    assert_eq!(
+        store.write_payments(&writes).await.unwrap(),
+        [true, true, false, true, true]
+    );
+
+    // The payment rows: new ones as given, applied steps moved, the stale one untouched.
+    for p in [
+        &fresh,
+        &other_day,
+        &captured.payment,
+        &kept.payment,
+        &stored[1].0,
+    ] {
+        same(&store.get_payment(a.id, p.id).await.unwrap().unwrap(), p);
+    }
+    // The applied steps' transactions, follow-up jobs and retired jobs; none of the stale step's.
+    for made in [&captured, &kept] {
+        let id = made.payment.id;
+        let transactions = store.list_transactions(id).await.unwrap();
+        assert_eq!(transactions.len(), 1);
+        same(&transactions[0], made.transaction.as_ref().unwrap());
+        let settle = store
+            .get_job(made.job.as_ref().unwrap().id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(settle.status, JobStatus::Queued);
+        assert_eq!((settle.lease_owner, settle.lease_generation), (None, 0));
+    }
+    assert!(store.get_job(stored[0].1.id).await.unwrap().is_none());
+    assert!(store.get_job(stored[2].1.id).await.unwrap().is_none());
+    assert!(store
+        .list_transactions(stored[1].0.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_job(stale.job.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_job(stored[1].1.id).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .get_network_transaction_id(stored[1].0.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_network_transaction_id(kept.payment.id)
+            .await
+            .unwrap(),
+        Some("ntid-2".into())
+    );
+    // The new payment's recovery job, written leased: its writer's first claim.
+    let recovery = store.get_job(fresh_recovery.id).await.unwrap().unwrap();
+    assert_eq!(recovery.status, JobStatus::Running);
+    assert_eq!(recovery.lease_owner.as_deref(), Some("node-b"));
+    assert_eq!(recovery.lease_expires_at, Some(at(t0(), 60)));
+    assert_eq!((recovery.lease_generation, recovery.attempts), (1, 0));
+    assert_eq!(
+        trail(&store, a.id).await,
+        [(Action::TokenReadCard, Some(fresh.token_id.to_string()))]
+    );
+
+    // Webhook rows: the new payment's (first), then the applied step's in their order; not the
+    // stale step's. A lone row keeps its own job; the step's two share one listing them.
+    let delivery = |id: Uuid| {
+        let store = store.clone();
+        async move { store.get_webhook_delivery(id).await.unwrap() }
+    };
+    assert!(delivery(stale.outbox[0].id).await.is_none());
+    let first = delivery(fresh_outbox.id).await.unwrap();
+    let second = delivery(captured.outbox[0].id).await.unwrap();
+    let third = delivery(captured.outbox[1].id).await.unwrap();
+    assert!(first.seq < second.seq && second.seq < third.seq);
+    assert_eq!((third.status.as_str(), third.attempts), ("pending", 0));
+    assert_eq!(third.next_attempt_at, captured.outbox[1].created_at);
+    let own = store.get_job(fresh_outbox.job.id).await.unwrap().unwrap();
+    assert_eq!(own.payload, fresh_outbox.job.payload);
+    for row in captured.outbox.iter().chain(&stale.outbox) {
+        assert!(store.get_job(row.job.id).await.unwrap().is_none());
+    }
+    let deliveries: Vec<_> = store
+        .list_unfinished_jobs(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == "webhook.deliver" && j.id != own.id)
+        .collect();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let shared = &deliveries[0];
+    assert_eq!(
+        shared.payload,
+        serde_json::json!({ "delivery_ids": [captured.outbox[0].id, captured.outbox[1].id] })
+            .to_string()
+    );
+    assert_eq!(shared.status, JobStatus::Queued);
+    assert_eq!(
+        (shared.run_at, shared.created_at),
+        (at(t0(), 2), at(t0(), 2))
+    );
+    assert_eq!(shared.max_attempts, captured.outbox[0].job.max_attempts);
+
+    // Day counts: three stored and one new in processing, one of them captured since; one new
+    // captured (in USD) the next day; the stale step's failure not counted.
+    let d = day_of(t0());
+    let counted = |statuses: &[&str], currencies: &[&str]| PaymentFilter {
+        statuses: statuses.iter().map(|s| s.to_string()).collect(),
+        currencies: currencies.iter().map(|c| c.to_string()).collect(),
+        ..filter(a.id)
+    };
+    for (f, expected) in [
+        (counted(&["processing"], &[]), vec![(d, 3)]),
+        (counted(&["captured"], &[]), vec![(d + 1, 1), (d, 1)]),
+        (counted(&["failed"], &[]), vec![]),
+        (counted(&[], &["USD"]), vec![(d + 1, 1)]),
+        (counted(&[], &["EUR"]), vec![(d, 4)]),
+        (filter(a.id), vec![(d + 1, 1), (d, 4)]),
+    ] {
+        assert_eq!(
+            store.payment_day_counts(&f).await.unwrap(),
+            expected,
+            "{f:?}"
+        );
+    }
+    let listed = store
+        .list_payments_between(&filter(a.id), None, None, 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 5);
     store.close().await;
 }
 
