@@ -319,54 +319,71 @@ fn push_payment_batch<'a>(
         }
     }
 
-    statement.push(format!(
-        "WITH new_payments AS (INSERT INTO payments ({PAYMENT_COLUMNS}) SELECT * FROM UNNEST("
-    ));
-    let ps = || payments.iter().copied();
-    Arrays::new(statement)
-        .push(ps().map(|p| p.id).collect(), "uuid")
-        .push(ps().map(|p| p.account_id).collect(), "uuid")
-        .push(ps().map(|p| p.version).collect(), "int8")
-        .push(
-            ps().map(|p| p.created_at.datetime()).collect(),
-            "timestamptz",
-        )
-        .push(
-            ps().map(|p| p.updated_at.datetime()).collect(),
-            "timestamptz",
-        )
-        .push(ps().map(|p| p.use_case.as_str()).collect(), "text")
-        .push(ps().map(|p| p.status.as_str()).collect(), "text")
-        .push(ps().map(|p| p.currency_code.as_str()).collect(), "text")
-        .push(ps().map(|p| p.reference.as_str()).collect(), "text")
-        .push(ps().map(|p| p.capture_mode.as_str()).collect(), "text")
-        .push(ps().map(|p| p.amount_requested).collect(), "int8")
-        .push(ps().map(|p| p.amount_authorized).collect(), "int8")
-        .push(ps().map(|p| p.amount_captured).collect(), "int8")
-        .push(ps().map(|p| p.amount_voided).collect(), "int8")
-        .push(ps().map(|p| p.amount_refunded).collect(), "int8")
-        .push(ps().map(|p| p.amount_refund_reserved).collect(), "int8")
-        .push(ps().map(|p| p.capture_requested).collect(), "int8")
-        .push(ps().map(|p| p.token_id).collect(), "uuid")
-        .push(ps().map(|p| p.source.as_str()).collect(), "text")
-        .push(ps().map(|p| p.flow_matrix_rule.as_str()).collect(), "text")
-        .push(ps().map(|p| p.processor.as_str()).collect(), "text")
-        .push(
-            ps().map(|p| p.processor_reference.as_deref()).collect(),
-            "text",
-        )
-        .push(ps().map(|p| p.failure_details.as_deref()).collect(), "text")
-        .push(ps().map(|p| p.initial_payment_id).collect(), "uuid")
-        .push(ps().map(|p| p.recurring_frequency).collect(), "int4")
-        .push(
-            ps().map(|p| p.recurring_expiry.as_deref()).collect(),
-            "text",
-        )
-        .push(ps().map(|p| p.metadata.as_deref()).collect(), "text");
+    // Only the CTEs that have rows to write are in the text (a handful of shapes, each prepared once
+    // per connection): an empty one still costs its plan nodes' start and end on every execution.
+    let mut with = With::default();
+    // Whether a step's row goes in: its step went through (none did where the batch has no step).
+    let applied = |column: &str| {
+        if steps.is_empty() {
+            "FALSE".to_owned()
+        } else {
+            format!("{column} IN (SELECT id FROM updated)")
+        }
+    };
+    if !payments.is_empty() {
+        with.next(statement, "new_payments");
+        statement.push(format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) SELECT * FROM UNNEST("
+        ));
+        let ps = || payments.iter().copied();
+        Arrays::new(statement)
+            .push(ps().map(|p| p.id).collect(), "uuid")
+            .push(ps().map(|p| p.account_id).collect(), "uuid")
+            .push(ps().map(|p| p.version).collect(), "int8")
+            .push(
+                ps().map(|p| p.created_at.datetime()).collect(),
+                "timestamptz",
+            )
+            .push(
+                ps().map(|p| p.updated_at.datetime()).collect(),
+                "timestamptz",
+            )
+            .push(ps().map(|p| p.use_case.as_str()).collect(), "text")
+            .push(ps().map(|p| p.status.as_str()).collect(), "text")
+            .push(ps().map(|p| p.currency_code.as_str()).collect(), "text")
+            .push(ps().map(|p| p.reference.as_str()).collect(), "text")
+            .push(ps().map(|p| p.capture_mode.as_str()).collect(), "text")
+            .push(ps().map(|p| p.amount_requested).collect(), "int8")
+            .push(ps().map(|p| p.amount_authorized).collect(), "int8")
+            .push(ps().map(|p| p.amount_captured).collect(), "int8")
+            .push(ps().map(|p| p.amount_voided).collect(), "int8")
+            .push(ps().map(|p| p.amount_refunded).collect(), "int8")
+            .push(ps().map(|p| p.amount_refund_reserved).collect(), "int8")
+            .push(ps().map(|p| p.capture_requested).collect(), "int8")
+            .push(ps().map(|p| p.token_id).collect(), "uuid")
+            .push(ps().map(|p| p.source.as_str()).collect(), "text")
+            .push(ps().map(|p| p.flow_matrix_rule.as_str()).collect(), "text")
+            .push(ps().map(|p| p.processor.as_str()).collect(), "text")
+            .push(
+                ps().map(|p| p.processor_reference.as_deref()).collect(),
+                "text",
+            )
+            .push(ps().map(|p| p.failure_details.as_deref()).collect(), "text")
+            .push(ps().map(|p| p.initial_payment_id).collect(), "uuid")
+            .push(ps().map(|p| p.recurring_frequency).collect(), "int4")
+            .push(
+                ps().map(|p| p.recurring_expiry.as_deref()).collect(),
+                "text",
+            )
+            .push(ps().map(|p| p.metadata.as_deref()).collect(), "text");
+        statement.push("))");
+    }
 
     // Each payment row moves only from the version its step read.
-    statement.push(
-        ")), updated AS (UPDATE payments SET version = s.version, updated_at = s.updated_at, \
+    if !steps.is_empty() {
+        with.next(statement, "updated");
+        statement.push(
+        "UPDATE payments SET version = s.version, updated_at = s.updated_at, \
          status = s.status, amount_authorized = s.amount_authorized, \
          amount_captured = s.amount_captured, amount_voided = s.amount_voided, \
          amount_refunded = s.amount_refunded, amount_refund_reserved = s.amount_refund_reserved, \
@@ -375,184 +392,202 @@ fn push_payment_batch<'a>(
          network_transaction_id = COALESCE(s.network_transaction_id, payments.network_transaction_id) \
          FROM UNNEST(",
     );
-    let cs = || steps.iter().map(|(c, _)| *c);
-    Arrays::new(statement)
-        .push(cs().map(|c| c.payment.id).collect(), "uuid")
-        .push(cs().map(|c| c.expected_version).collect(), "int8")
-        .push(cs().map(|c| c.payment.version).collect(), "int8")
-        .push(
-            cs().map(|c| c.payment.updated_at.datetime()).collect(),
-            "timestamptz",
-        )
-        .push(cs().map(|c| c.payment.status.as_str()).collect(), "text")
-        .push(cs().map(|c| c.payment.amount_authorized).collect(), "int8")
-        .push(cs().map(|c| c.payment.amount_captured).collect(), "int8")
-        .push(cs().map(|c| c.payment.amount_voided).collect(), "int8")
-        .push(cs().map(|c| c.payment.amount_refunded).collect(), "int8")
-        .push(
-            cs().map(|c| c.payment.amount_refund_reserved).collect(),
-            "int8",
-        )
-        .push(cs().map(|c| c.payment.capture_requested).collect(), "int8")
-        .push(
-            cs().map(|c| c.payment.processor_reference.as_deref())
-                .collect(),
-            "text",
-        )
-        .push(
-            cs().map(|c| c.payment.failure_details.as_deref()).collect(),
-            "text",
-        )
-        .push(
-            cs().map(|c| c.network_transaction_id.as_deref()).collect(),
-            "text",
-        );
-    statement.push(
+        let cs = || steps.iter().map(|(c, _)| *c);
+        Arrays::new(statement)
+            .push(cs().map(|c| c.payment.id).collect(), "uuid")
+            .push(cs().map(|c| c.expected_version).collect(), "int8")
+            .push(cs().map(|c| c.payment.version).collect(), "int8")
+            .push(
+                cs().map(|c| c.payment.updated_at.datetime()).collect(),
+                "timestamptz",
+            )
+            .push(cs().map(|c| c.payment.status.as_str()).collect(), "text")
+            .push(cs().map(|c| c.payment.amount_authorized).collect(), "int8")
+            .push(cs().map(|c| c.payment.amount_captured).collect(), "int8")
+            .push(cs().map(|c| c.payment.amount_voided).collect(), "int8")
+            .push(cs().map(|c| c.payment.amount_refunded).collect(), "int8")
+            .push(
+                cs().map(|c| c.payment.amount_refund_reserved).collect(),
+                "int8",
+            )
+            .push(cs().map(|c| c.payment.capture_requested).collect(), "int8")
+            .push(
+                cs().map(|c| c.payment.processor_reference.as_deref())
+                    .collect(),
+                "text",
+            )
+            .push(
+                cs().map(|c| c.payment.failure_details.as_deref()).collect(),
+                "text",
+            )
+            .push(
+                cs().map(|c| c.network_transaction_id.as_deref()).collect(),
+                "text",
+            );
+        statement.push(
         ") AS s (id, expected_version, version, updated_at, status, amount_authorized, \
          amount_captured, amount_voided, amount_refunded, amount_refund_reserved, capture_requested, \
          processor_reference, failure_details, network_transaction_id) \
          WHERE payments.id = s.id AND payments.version = s.expected_version RETURNING payments.id)",
     );
+    }
 
-    statement.push(format!(
-        ", new_transactions AS (INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) \
+    if !transactions.is_empty() {
+        with.next(statement, "new_transactions");
+        statement.push(format!(
+        "INSERT INTO payment_transactions ({TRANSACTION_COLUMNS}) \
          SELECT t.id, t.payment_id, t.created_at, t.kind, t.status, t.amount, t.processor_reference, \
          t.message, t.processor FROM UNNEST("
     ));
-    let ts = || transactions.iter().map(|(_, t)| *t);
-    Arrays::new(statement)
-        .push(transactions.iter().map(|(step, _)| *step).collect(), "uuid")
-        .push(ts().map(|t| t.id).collect(), "uuid")
-        .push(ts().map(|t| t.payment_id).collect(), "uuid")
-        .push(
-            ts().map(|t| t.created_at.datetime()).collect(),
-            "timestamptz",
-        )
-        .push(ts().map(|t| t.kind.as_str()).collect(), "text")
-        .push(ts().map(|t| t.status.as_str()).collect(), "text")
-        .push(ts().map(|t| t.amount).collect(), "int8")
-        .push(
-            ts().map(|t| t.processor_reference.as_deref()).collect(),
-            "text",
-        )
-        .push(ts().map(|t| t.message.as_deref()).collect(), "text")
-        .push(ts().map(|t| t.processor.as_deref()).collect(), "text");
-    statement.push(
+        let ts = || transactions.iter().map(|(_, t)| *t);
+        Arrays::new(statement)
+            .push(transactions.iter().map(|(step, _)| *step).collect(), "uuid")
+            .push(ts().map(|t| t.id).collect(), "uuid")
+            .push(ts().map(|t| t.payment_id).collect(), "uuid")
+            .push(
+                ts().map(|t| t.created_at.datetime()).collect(),
+                "timestamptz",
+            )
+            .push(ts().map(|t| t.kind.as_str()).collect(), "text")
+            .push(ts().map(|t| t.status.as_str()).collect(), "text")
+            .push(ts().map(|t| t.amount).collect(), "int8")
+            .push(
+                ts().map(|t| t.processor_reference.as_deref()).collect(),
+                "text",
+            )
+            .push(ts().map(|t| t.message.as_deref()).collect(), "text")
+            .push(ts().map(|t| t.processor.as_deref()).collect(), "text");
+        statement.push(
         ") AS t (step, id, payment_id, created_at, kind, status, amount, processor_reference, message, \
          processor) WHERE t.step IN (SELECT id FROM updated))",
     );
+    }
 
     // As `push_job_insert` writes them: a job written leased is its writer's first claim of it.
-    statement.push(format!(
-        ", new_jobs AS (INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, \
+    if !jobs.is_empty() {
+        with.next(statement, "new_jobs");
+        statement.push(format!(
+            "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, \
          updated_at, status, attempts, lease_owner, lease_expires_at, lease_generation) \
          SELECT j.id, j.kind, j.payload, j.max_attempts, j.run_at, j.created_at, j.created_at, \
          CASE WHEN j.lease_owner IS NULL THEN {queued} ELSE {running} END, 0, j.lease_owner, \
          j.lease_until, CASE WHEN j.lease_owner IS NULL THEN 0 ELSE 1 END FROM UNNEST(",
-        queued = SqlText(JobStatus::Queued.as_str()),
-        running = SqlText(JobStatus::Running.as_str()),
-    ));
-    let js = || jobs.iter().map(|(_, job)| *job);
-    Arrays::new(statement)
-        .push(jobs.iter().map(|(step, _)| *step).collect(), "uuid")
-        .push(js().map(|j| j.id).collect(), "uuid")
-        .push(js().map(|j| j.kind.as_str()).collect(), "text")
-        .push(js().map(|j| j.payload.as_str()).collect(), "text")
-        .push(js().map(|j| j.max_attempts).collect(), "int4")
-        .push(js().map(|j| j.run_at.datetime()).collect(), "timestamptz")
-        .push(js().map(|_| now.datetime()).collect(), "timestamptz")
-        .push(
-            js().map(|j| j.lease.as_ref().map(|l| l.owner.as_str()))
-                .collect(),
-            "text",
-        )
-        .push(
-            js().map(|j| j.lease.as_ref().map(|l| l.until.datetime()))
-                .collect(),
-            "timestamptz",
-        );
-    statement.push(
+            queued = SqlText(JobStatus::Queued.as_str()),
+            running = SqlText(JobStatus::Running.as_str()),
+        ));
+        let js = || jobs.iter().map(|(_, job)| *job);
+        Arrays::new(statement)
+            .push(jobs.iter().map(|(step, _)| *step).collect(), "uuid")
+            .push(js().map(|j| j.id).collect(), "uuid")
+            .push(js().map(|j| j.kind.as_str()).collect(), "text")
+            .push(js().map(|j| j.payload.as_str()).collect(), "text")
+            .push(js().map(|j| j.max_attempts).collect(), "int4")
+            .push(js().map(|j| j.run_at.datetime()).collect(), "timestamptz")
+            .push(js().map(|_| now.datetime()).collect(), "timestamptz")
+            .push(
+                js().map(|j| j.lease.as_ref().map(|l| l.owner.as_str()))
+                    .collect(),
+                "text",
+            )
+            .push(
+                js().map(|j| j.lease.as_ref().map(|l| l.until.datetime()))
+                    .collect(),
+                "timestamptz",
+            );
+        statement.push(format!(
         ") AS j (step, id, kind, payload, max_attempts, run_at, created_at, lease_owner, lease_until) \
-         WHERE j.step IS NULL OR j.step IN (SELECT id FROM updated))",
-    );
+         WHERE j.step IS NULL OR {})",
+        applied("j.step")
+    ));
+    }
 
     // As `push_jobs_retire`: each job only while queued, or still held under the retiring claim.
-    statement.push(", retired AS (DELETE FROM jobs USING UNNEST(");
-    let fs = || retired.iter().map(|(_, fence)| *fence);
-    Arrays::new(statement)
-        .push(retired.iter().map(|(step, _)| *step).collect(), "uuid")
-        .push(fs().map(|f| f.job).collect(), "uuid")
-        .push(fs().map(|f| f.owner.as_str()).collect(), "text")
-        .push(fs().map(|f| f.generation).collect(), "int8");
-    statement.push(format!(
-        ") AS r (step, job, owner, generation) WHERE jobs.id = r.job \
+    if !retired.is_empty() {
+        with.next(statement, "retired");
+        statement.push("DELETE FROM jobs USING UNNEST(");
+        let fs = || retired.iter().map(|(_, fence)| *fence);
+        Arrays::new(statement)
+            .push(retired.iter().map(|(step, _)| *step).collect(), "uuid")
+            .push(fs().map(|f| f.job).collect(), "uuid")
+            .push(fs().map(|f| f.owner.as_str()).collect(), "text")
+            .push(fs().map(|f| f.generation).collect(), "int8");
+        statement.push(format!(
+            ") AS r (step, job, owner, generation) WHERE jobs.id = r.job \
          AND r.step IN (SELECT id FROM updated) AND (jobs.status = {queued} \
          OR (jobs.status = {running} AND jobs.lease_owner = r.owner \
          AND jobs.lease_generation = r.generation)) RETURNING 1)",
-        queued = SqlText(JobStatus::Queued.as_str()),
-        running = SqlText(JobStatus::Running.as_str()),
-    ));
+            queued = SqlText(JobStatus::Queued.as_str()),
+            running = SqlText(JobStatus::Running.as_str()),
+        ));
+    }
 
-    statement.push(
-        ", new_audit AS (INSERT INTO audit_events \
+    if !audits.is_empty() {
+        with.next(statement, "new_audit");
+        statement.push(
+            "INSERT INTO audit_events \
          (at, account_id, actor, action, target, outcome, remote_addr, request_id, node) \
          SELECT * FROM UNNEST(",
-    );
-    let au = || audits.iter().copied();
-    Arrays::new(statement)
-        .push(au().map(|a| a.at.datetime()).collect(), "timestamptz")
-        .push(au().map(|a| a.account_id).collect(), "uuid")
-        .push(au().map(|a| a.actor.as_str()).collect(), "text")
-        .push(au().map(|a| a.action.as_str()).collect(), "text")
-        .push(au().map(|a| a.target.as_deref()).collect(), "text")
-        .push(au().map(|a| a.outcome.as_str()).collect(), "text")
-        .push(au().map(|a| a.remote_addr.as_deref()).collect(), "text")
-        .push(au().map(|a| a.request_id.as_deref()).collect(), "text")
-        .push(au().map(|a| a.node.as_deref()).collect(), "text");
-    statement.push("))");
+        );
+        let au = || audits.iter().copied();
+        Arrays::new(statement)
+            .push(au().map(|a| a.at.datetime()).collect(), "timestamptz")
+            .push(au().map(|a| a.account_id).collect(), "uuid")
+            .push(au().map(|a| a.actor.as_str()).collect(), "text")
+            .push(au().map(|a| a.action.as_str()).collect(), "text")
+            .push(au().map(|a| a.target.as_deref()).collect(), "text")
+            .push(au().map(|a| a.outcome.as_str()).collect(), "text")
+            .push(au().map(|a| a.remote_addr.as_deref()).collect(), "text")
+            .push(au().map(|a| a.request_id.as_deref()).collect(), "text")
+            .push(au().map(|a| a.node.as_deref()).collect(), "text");
+        statement.push("))");
+    }
 
     // The webhook rows written, numbered within their group (`rn`), in the order given.
-    statement.push(", outbox AS (SELECT o.*, row_number() OVER (PARTITION BY o.grp ORDER BY o.ord) AS rn FROM UNNEST(");
-    let os = || outbox.iter().map(|(_, _, row)| *row);
-    Arrays::new(statement)
-        .push(outbox.iter().map(|(group, _, _)| *group).collect(), "int4")
-        .push(outbox.iter().map(|(_, step, _)| *step).collect(), "uuid")
-        .push(os().map(|o| o.id).collect(), "uuid")
-        .push(os().map(|o| o.event_id).collect(), "uuid")
-        .push(os().map(|o| o.webhook_id).collect(), "uuid")
-        .push(os().map(|o| o.account_id).collect(), "uuid")
-        .push(os().map(|o| o.object_id).collect(), "uuid")
-        .push(os().map(|o| o.event_type.as_str()).collect(), "text")
-        .push(os().map(|o| o.body.as_str()).collect(), "text")
-        .push(
-            os().map(|o| o.created_at.datetime()).collect(),
-            "timestamptz",
-        )
-        .push(os().map(|o| o.job.id).collect(), "uuid")
-        .push(os().map(|o| o.job.kind.as_str()).collect(), "text")
-        .push(os().map(|o| o.job.payload.as_str()).collect(), "text")
-        .push(os().map(|o| o.job.max_attempts).collect(), "int4")
-        .push(
-            os().map(|o| o.job.run_at.datetime()).collect(),
-            "timestamptz",
-        )
-        .push(
-            os().map(|o| o.job.lease.as_ref().map(|l| l.owner.as_str()))
-                .collect(),
-            "text",
-        )
-        .push(
-            os().map(|o| o.job.lease.as_ref().map(|l| l.until.datetime()))
-                .collect(),
-            "timestamptz",
-        )
-        // The id of the job of a group's chunk, should this row be the first of several in it.
-        .push(os().map(|_| Uuid::new_v4()).collect(), "uuid");
-    statement.push(format!(
+    if !outbox.is_empty() {
+        with.next(statement, "outbox");
+        statement.push(
+            "SELECT o.*, row_number() OVER (PARTITION BY o.grp ORDER BY o.ord) AS rn FROM UNNEST(",
+        );
+        let os = || outbox.iter().map(|(_, _, row)| *row);
+        Arrays::new(statement)
+            .push(outbox.iter().map(|(group, _, _)| *group).collect(), "int4")
+            .push(outbox.iter().map(|(_, step, _)| *step).collect(), "uuid")
+            .push(os().map(|o| o.id).collect(), "uuid")
+            .push(os().map(|o| o.event_id).collect(), "uuid")
+            .push(os().map(|o| o.webhook_id).collect(), "uuid")
+            .push(os().map(|o| o.account_id).collect(), "uuid")
+            .push(os().map(|o| o.object_id).collect(), "uuid")
+            .push(os().map(|o| o.event_type.as_str()).collect(), "text")
+            .push(os().map(|o| o.body.as_str()).collect(), "text")
+            .push(
+                os().map(|o| o.created_at.datetime()).collect(),
+                "timestamptz",
+            )
+            .push(os().map(|o| o.job.id).collect(), "uuid")
+            .push(os().map(|o| o.job.kind.as_str()).collect(), "text")
+            .push(os().map(|o| o.job.payload.as_str()).collect(), "text")
+            .push(os().map(|o| o.job.max_attempts).collect(), "int4")
+            .push(
+                os().map(|o| o.job.run_at.datetime()).collect(),
+                "timestamptz",
+            )
+            .push(
+                os().map(|o| o.job.lease.as_ref().map(|l| l.owner.as_str()))
+                    .collect(),
+                "text",
+            )
+            .push(
+                os().map(|o| o.job.lease.as_ref().map(|l| l.until.datetime()))
+                    .collect(),
+                "timestamptz",
+            )
+            // The id of the job of a group's chunk, should this row be the first of several in it.
+            .push(os().map(|_| Uuid::new_v4()).collect(), "uuid");
+        statement.push(format!(
         ") WITH ORDINALITY AS o (grp, step, id, event_id, webhook_id, account_id, object_id, event_type, \
          body, created_at, job_id, job_kind, job_payload, job_max_attempts, job_run_at, job_lease_owner, \
          job_lease_until, chunk_job_id, ord) \
-         WHERE o.step IS NULL OR o.step IN (SELECT id FROM updated)), \
+         WHERE o.step IS NULL OR {applied_o}), \
          new_deliveries AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, \
          object_id, event_type, body, created_at, next_attempt_at, status, attempts) \
          SELECT id, event_id, webhook_id, account_id, object_id, event_type, body, created_at, created_at, \
@@ -572,53 +607,88 @@ fn push_payment_batch<'a>(
         pending = SqlText(DeliveryStatus::Pending.as_str()),
         queued = SqlText(JobStatus::Queued.as_str()),
         running = SqlText(JobStatus::Running.as_str()),
+        applied_o = applied("o.step"),
     ));
+    }
 
     // Each count row once (PostgreSQL affects a row at most once per statement), in key order; the
     // counts after the retired jobs and before the totals, as the shared path takes their locks.
     // PostgreSQL runs the CTEs the main query does not read in no documented order (in fact the last
     // written first), so each waits for the one before it: a one-time filter that reads it whole.
-    statement.push(
-        ", new_counts AS (INSERT INTO payment_day_counts (account_id, day, status, currency_code, shard, n) \
+    if !counts.is_empty() {
+        with.next(statement, "new_counts");
+        statement.push(
+            "INSERT INTO payment_day_counts (account_id, day, status, currency_code, shard, n) \
          SELECT d.account_id, d.day, d.status, d.currency_code, pg_backend_pid() % 16, \
          CAST(SUM(d.n) AS BIGINT) FROM UNNEST(",
-    );
-    Arrays::new(statement)
-        .push(counts.iter().map(|c| c.0).collect(), "uuid")
-        .push(counts.iter().map(|c| c.1.account_id).collect(), "uuid")
-        .push(
-            counts.iter().map(|c| day_of(c.1.created_at)).collect(),
-            "int8",
-        )
-        .push(counts.iter().map(|c| c.2).collect(), "text")
-        .push(
-            counts.iter().map(|c| c.1.currency_code.as_str()).collect(),
-            "text",
-        )
-        .push(counts.iter().map(|c| c.3).collect(), "int8");
-    statement.push(
-        ") AS d (step, account_id, day, status, currency_code, n) \
-         WHERE (d.step IS NULL OR d.step IN (SELECT id FROM updated)) \
-         AND (SELECT COUNT(*) FROM retired) >= 0 \
+        );
+        Arrays::new(statement)
+            .push(counts.iter().map(|c| c.0).collect(), "uuid")
+            .push(counts.iter().map(|c| c.1.account_id).collect(), "uuid")
+            .push(
+                counts.iter().map(|c| day_of(c.1.created_at)).collect(),
+                "int8",
+            )
+            .push(counts.iter().map(|c| c.2).collect(), "text")
+            .push(
+                counts.iter().map(|c| c.1.currency_code.as_str()).collect(),
+                "text",
+            )
+            .push(counts.iter().map(|c| c.3).collect(), "int8");
+        statement.push(format!(
+            ") AS d (step, account_id, day, status, currency_code, n) \
+         WHERE (d.step IS NULL OR {}) {} \
          GROUP BY d.account_id, d.day, d.status, d.currency_code HAVING SUM(d.n) <> 0 \
          ORDER BY d.account_id, d.day, d.status COLLATE \"C\", d.currency_code COLLATE \"C\" \
          ON CONFLICT (account_id, status, currency_code, day, shard) \
-         DO UPDATE SET n = payment_day_counts.n + excluded.n RETURNING 1), \
-         new_totals AS (INSERT INTO payment_day_totals (account_id, day, shard, n) \
+         DO UPDATE SET n = payment_day_counts.n + excluded.n RETURNING 1)",
+            applied("d.step"),
+            if retired.is_empty() {
+                ""
+            } else {
+                "AND (SELECT COUNT(*) FROM retired) >= 0"
+            },
+        ));
+    }
+    if !payments.is_empty() {
+        with.next(statement, "new_totals");
+        statement.push(
+            "INSERT INTO payment_day_totals (account_id, day, shard, n) \
          SELECT account_id, day, pg_backend_pid() % 16, COUNT(*) FROM UNNEST(",
-    );
-    Arrays::new(statement)
-        .push(payments.iter().map(|p| p.account_id).collect(), "uuid")
-        .push(
-            payments.iter().map(|p| day_of(p.created_at)).collect(),
-            "int8",
         );
-    statement.push(
-        ") AS t (account_id, day) WHERE (SELECT COUNT(*) FROM new_counts) >= 0 \
+        Arrays::new(statement)
+            .push(payments.iter().map(|p| p.account_id).collect(), "uuid")
+            .push(
+                payments.iter().map(|p| day_of(p.created_at)).collect(),
+                "int8",
+            );
+        // Every new payment counts in its status: `new_counts` is there.
+        statement.push(
+            ") AS t (account_id, day) WHERE (SELECT COUNT(*) FROM new_counts) >= 0 \
          GROUP BY account_id, day ORDER BY account_id, day \
-         ON CONFLICT (account_id, day, shard) DO UPDATE SET n = payment_day_totals.n + excluded.n) \
-         SELECT id FROM updated",
-    );
+         ON CONFLICT (account_id, day, shard) DO UPDATE SET n = payment_day_totals.n + excluded.n)",
+        );
+    }
+    statement.push(if steps.is_empty() {
+        " SELECT NULL::uuid WHERE FALSE"
+    } else {
+        " SELECT id FROM updated"
+    });
+}
+
+/// The `WITH a AS (…), b AS (…)` list of a statement built a CTE at a time.
+#[derive(Default)]
+struct With {
+    started: bool,
+}
+
+impl With {
+    /// Opens the CTE `name`: the caller writes its body and its closing parenthesis.
+    fn next(&mut self, statement: &mut QueryBuilder<'_, Postgres>, name: &str) {
+        statement.push(if self.started { ", " } else { "WITH " });
+        statement.push(format_args!("{name} AS (").to_string());
+        self.started = true;
+    }
 }
 
 /// See `open`: in milliseconds, as PostgreSQL reads the setting.
