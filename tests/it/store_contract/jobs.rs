@@ -15,6 +15,7 @@ on_both_backends!(
     an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out,
     every_claim_is_a_new_generation_and_an_older_one_is_fenced_out_even_for_its_owner,
     jobs_that_ended_are_purged_and_others_kept,
+    due_jobs_of_a_kind_are_claimed_together_and_ended_together_only_under_every_claim,
 );
 
 async fn a_job_is_enqueued_queued_and_read_back_exactly(backend: Backend) {
@@ -419,5 +420,102 @@ async fn every_claim_is_a_new_generation_and_an_older_one_is_fenced_out_even_for
         store.get_job(j.id).await.unwrap().unwrap().status,
         JobStatus::Done
     );
+    store.close().await;
+}
+
+/// A webhook delivery run takes the other due jobs of its kind in with its own (`claim_due_jobs`) and
+/// ends them all with its outcomes in one commit, fenced on every claim.
+async fn due_jobs_of_a_kind_are_claimed_together_and_ended_together_only_under_every_claim(
+    backend: Backend,
+) {
+    use strongroom::store::DeliveryOutcomes;
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let now = at(t0(), 100);
+    let due: Vec<_> = (0..4).map(|i| job("a", at(t0(), 10 + i))).collect();
+    let other_kind = job("b", at(t0(), 5));
+    let not_due = job("a", at(t0(), 200));
+    for j in due.iter().chain([&other_kind, &not_due]) {
+        store.enqueue_job(j).await.unwrap();
+    }
+    // One already running under another claim is not taken.
+    let running = store
+        .claim_next_job(&["a"], "w0", now, at(now, 30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.id, due[0].id);
+
+    let taken = store
+        .claim_due_jobs("a", "w1", now, at(now, 30), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [due[1].id, due[2].id],
+        "the oldest due, at most the limit"
+    );
+    for j in &taken {
+        assert_eq!(
+            (
+                j.status,
+                j.lease_owner.as_deref(),
+                j.lease_expires_at,
+                j.lease_generation,
+                j.attempts
+            ),
+            (JobStatus::Running, Some("w1"), Some(at(now, 30)), 1, 1)
+        );
+    }
+    let rest = store
+        .claim_due_jobs("a", "w1", now, at(now, 30), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|j| j.id).collect::<Vec<_>>(), [due[3].id]);
+    assert!(store
+        .claim_due_jobs("a", "w1", now, at(now, 30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // One stale fence among them: nothing ends.
+    let mut fences: Vec<_> = taken.iter().chain(&rest).map(|j| j.fence()).collect();
+    let mut stale = running.fence();
+    stale.generation += 1;
+    let with_stale: Vec<_> = fences.iter().cloned().chain([stale]).collect();
+    let nothing = DeliveryOutcomes::default();
+    assert!(!store
+        .record_delivery_outcomes(&with_stale, &nothing, now)
+        .await
+        .unwrap());
+    for j in taken.iter().chain(&rest).chain([&running]) {
+        assert_eq!(
+            store.get_job(j.id).await.unwrap().unwrap().status,
+            JobStatus::Running
+        );
+    }
+    // Under every claim they all end, in one commit.
+    fences.push(running.fence());
+    assert!(store
+        .record_delivery_outcomes(&fences, &nothing, now)
+        .await
+        .unwrap());
+    for j in taken.iter().chain(&rest).chain([&running]) {
+        let ended = store.get_job(j.id).await.unwrap().unwrap();
+        assert_eq!((ended.status, ended.lease_owner), (JobStatus::Done, None));
+    }
+    assert_eq!(
+        store.get_job(other_kind.id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    assert_eq!(
+        store.get_job(not_due.id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    // Ended: a second record under the same claims writes nothing.
+    assert!(!store
+        .record_delivery_outcomes(&fences, &nothing, now)
+        .await
+        .unwrap());
     store.close().await;
 }

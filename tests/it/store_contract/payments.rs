@@ -642,24 +642,7 @@ async fn steps_of_many_payments_in_one_batch_each_apply_only_at_their_version(ba
             .unwrap(),
         &stored[2].0,
     );
-    assert!(store
-        .list_transactions(stored[2].0.id)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store
-        .get_job(stale.job.as_ref().unwrap().id)
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store.get_job(stored[2].1.id).await.unwrap().is_some());
-    assert_eq!(
-        store
-            .get_network_transaction_id(stored[2].0.id)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_stale_step_wrote_nothing(&store, &stored[2], &stale).await;
     let d = day_of(t0());
     for (status, n) in [("captured", 1), ("failed", 1), ("processing", 1)] {
         let counted = PaymentFilter {
@@ -806,24 +789,7 @@ async fn new_payments_and_plain_steps_in_one_batch_write_only_what_went_through(
     }
     assert!(store.get_job(stored[0].1.id).await.unwrap().is_none());
     assert!(store.get_job(stored[2].1.id).await.unwrap().is_none());
-    assert!(store
-        .list_transactions(stored[1].0.id)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store
-        .get_job(stale.job.as_ref().unwrap().id)
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store.get_job(stored[1].1.id).await.unwrap().is_some());
-    assert_eq!(
-        store
-            .get_network_transaction_id(stored[1].0.id)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_stale_step_wrote_nothing(&store, &stored[1], &stale).await;
     assert_eq!(
         store
             .get_network_transaction_id(kept.payment.id)
@@ -1004,4 +970,28 @@ async fn a_page_built_by_the_database_is_the_page_the_rust_mapping_builds(backen
         .iter()
         .any(|o| o["source"]["cardholder_name"].is_null()));
     store.close().await;
+}
+
+/// A stale step of the payment `stored` (with its recovery job) wrote nothing: no transaction, no
+/// follow-up job, no network transaction id, and the recovery job it would have retired is still there.
+async fn assert_stale_step_wrote_nothing(
+    store: &strongroom::store::DynStore,
+    stored: &(PaymentRecord, strongroom::store::NewJob),
+    stale: &PaymentChange,
+) {
+    assert!(store
+        .list_transactions(stored.0.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_job(stale.job.as_ref().unwrap().id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_job(stored.1.id).await.unwrap().is_some());
+    assert_eq!(
+        store.get_network_transaction_id(stored.0.id).await.unwrap(),
+        None
+    );
 }
