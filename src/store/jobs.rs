@@ -292,12 +292,25 @@ macro_rules! impl_job_store {
     ($store:ty) => {
         const _: () = {
             use uuid::Uuid;
-            use $crate::store::backend::SqlBackend;
-            use $crate::store::backend::SqlText;
+            use $crate::store::backend::{SqlBackend, SqlText};
             use $crate::store::jobs::{claim_sql, due_sql, write_job, Fence, FENCE_GUARD, JOB_COLUMNS};
             use $crate::store::{Job, JobStatus, JobStore, NewJob, StoreResult, Ts};
 
             type Db = <$store as SqlBackend>::DB;
+
+            /// Whether a claim of `kinds` may find a job: on SQLite a lock-free look first (see `due_sql`),
+            /// elsewhere always (the claim itself is cheap there).
+            async fn may_be_due(store: &$store, kinds: &[&str], now: Ts) -> StoreResult<bool> {
+                if <$store as SqlBackend>::BACKEND != $crate::store::Backend::Sqlite {
+                    return Ok(true);
+                }
+                let sql = due_sql(kinds.len());
+                let mut due = sqlx::query_scalar::<_, bool>(&sql).bind(now);
+                for kind in kinds {
+                    due = due.bind(*kind);
+                }
+                Ok(due.fetch_one(store.pool()).await?)
+            }
 
             #[async_trait::async_trait]
             impl JobStore for $store {
@@ -310,15 +323,8 @@ macro_rules! impl_job_store {
                     if kinds.is_empty() {
                         return Ok(None);
                     }
-                    if <Self as SqlBackend>::BACKEND == $crate::store::Backend::Sqlite {
-                        let sql = due_sql(kinds.len());
-                        let mut due = sqlx::query_scalar::<_, bool>(&sql).bind(now);
-                        for kind in kinds {
-                            due = due.bind(*kind);
-                        }
-                        if !due.fetch_one(self.pool()).await? {
-                            return Ok(None);
-                        }
+                    if !may_be_due(self, kinds, now).await? {
+                        return Ok(None);
                     }
                     let sql = claim_sql(kinds.len(), <Self as SqlBackend>::CLAIM_LOCK);
                     let mut query = sqlx::query_as(&sql).bind(owner).bind(lease_until).bind(now);
@@ -329,12 +335,8 @@ macro_rules! impl_job_store {
                 }
 
                 async fn claim_due_jobs(&self, kind: &str, owner: &str, now: Ts, lease_until: Ts, limit: i64) -> StoreResult<Vec<Job>> {
-                    if <Self as SqlBackend>::BACKEND == $crate::store::Backend::Sqlite {
-                        let sql = due_sql(1);
-                        let due = sqlx::query_scalar::<_, bool>(&sql).bind(now).bind(kind);
-                        if !due.fetch_one(self.pool()).await? {
-                            return Ok(Vec::new());
-                        }
+                    if !may_be_due(self, &[kind], now).await? {
+                        return Ok(Vec::new());
                     }
                     let sql = format!(
                         "UPDATE jobs SET status = {running}, lease_owner = $1, lease_expires_at = $2, \

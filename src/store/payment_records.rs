@@ -164,6 +164,21 @@ impl DayDeltas {
     }
 }
 
+/// The answer to each write of a batch whose steps' guarded `UPDATE` returned `updated`: every insert
+/// was made, and a step only if its payment is among those updated.
+pub(crate) fn batch_answers(
+    writes: &[PaymentWrite],
+    updated: &std::collections::HashSet<Uuid>,
+) -> Vec<bool> {
+    writes
+        .iter()
+        .map(|write| match write {
+            PaymentWrite::Insert { .. } => true,
+            PaymentWrite::Change { change, .. } => updated.contains(&change.payment.id),
+        })
+        .collect()
+}
+
 impl DayDeltas {
     /// Appends the counts and totals that moved as one multi-row upsert each, every statement followed
     /// by `; `, in the shard `shard` (an SQL expression): for a backend that sends a batch as one script.

@@ -19,7 +19,7 @@ use sqlx::{Decode, Encode, PgPool, Postgres, QueryBuilder, Type};
 use uuid::Uuid;
 
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, SqlText, INSERT_CHUNK};
-use super::payment_records::{plain_steps, PAYMENT_COLUMNS, TRANSACTION_COLUMNS};
+use super::payment_records::{batch_answers, plain_steps, PAYMENT_COLUMNS, TRANSACTION_COLUMNS};
 use super::tokens::{day_counts, TOKEN_COLUMNS};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs, write_outbox};
 use super::{
@@ -52,7 +52,7 @@ impl SqlBackend for PgStore {
     }
 
     /// A batch of payment writes whose steps are all plain (no refund in them, one per payment: see
-    /// `plain_steps`) as one statement of one text whatever its size (`push_payment_batch`): the new
+    /// `plain_steps`) as one statement whose text does not grow with its size (`push_payment_batch`): the new
     /// payments with their rows, the steps' guarded `UPDATE … RETURNING`, the applied steps' rows, and
     /// the day counts, in one round trip and one commit (a single statement is its own transaction),
     /// prepared and planned once per connection. The shared path costs a trip per statement, each of
@@ -72,13 +72,7 @@ impl SqlBackend for PgStore {
             Ok(rows) => rows.into_iter().map(|(id,)| id).collect(),
             Err(err) => return Some(Err(err.into())),
         };
-        Some(Ok(writes
-            .iter()
-            .map(|write| match write {
-                PaymentWrite::Insert { .. } => true,
-                PaymentWrite::Change { change, .. } => updated.contains(&change.payment.id),
-            })
-            .collect()))
+        Some(Ok(batch_answers(writes, &updated)))
     }
 
     async fn backup_into(&self, _path: &std::path::Path) -> StoreResult<()> {

@@ -22,7 +22,8 @@ use super::audit::push_audit_insert;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, INSERT_CHUNK};
 use super::jobs::{push_job_insert, push_jobs_retire};
 use super::payment_records::{
-    plain_steps, push_payment_insert, push_payments_update, push_transaction_insert, DayDeltas,
+    batch_answers, plain_steps, push_payment_insert, push_payments_update, push_transaction_insert,
+    DayDeltas,
 };
 use super::tokens::{day_counts, push_token_insert};
 use super::webhook_records::{push_outbox_insert, push_outbox_jobs};
@@ -239,13 +240,7 @@ async fn write_payment_script(
     deltas.push_upserts(&mut script, <SqliteStore as SqlBackend>::SHARD);
     script.push("COMMIT;");
     script.build().execute(&mut *conn).await?;
-    Ok(writes
-        .iter()
-        .map(|write| match write {
-            PaymentWrite::Insert { .. } => true,
-            PaymentWrite::Change { change, .. } => updated.contains(&change.payment.id),
-        })
-        .collect())
+    Ok(batch_answers(writes, &updated))
 }
 
 /// Appends the webhook rows `outbox` and their delivery jobs to a script.
