@@ -151,6 +151,9 @@ pub trait ImportStore {
         provider: &str,
         key: &str,
     ) -> StoreResult<Option<TokenRecord>>;
+    /// Brings the planner's statistics of the tables an import fills up to date, where the database plans
+    /// from such statistics (`SqlBackend::refresh_statistics`).
+    async fn refresh_import_statistics(&self) -> StoreResult<()>;
 }
 
 /// The statuses an import may end as `status` from: `finished` ends only a running import; `aborted`
@@ -452,7 +455,13 @@ macro_rules! impl_import_store {
                             list.push_bind(pm.as_str());
                         }
                         query.push(")");
-                        found.extend(query.build_query_scalar::<String>().fetch_all(self.pool()).await?);
+                        found.extend(
+                            query
+                                .build_query_scalar::<String>()
+                                .persistent(!<$store as SqlBackend>::PLAN_EACH_CALL)
+                                .fetch_all(self.pool())
+                                .await?,
+                        );
                     }
                     Ok(found)
                 }
@@ -471,7 +480,13 @@ macro_rules! impl_import_store {
                             list.push_bind(key.as_str());
                         }
                         query.push(")");
-                        found.extend(query.build_query_scalar::<String>().fetch_all(self.pool()).await?);
+                        found.extend(
+                            query
+                                .build_query_scalar::<String>()
+                                .persistent(!<$store as SqlBackend>::PLAN_EACH_CALL)
+                                .fetch_all(self.pool())
+                                .await?,
+                        );
                     }
                     Ok(found)
                 }
@@ -487,6 +502,10 @@ macro_rules! impl_import_store {
                         .bind(key)
                         .fetch_optional(self.pool())
                         .await?)
+                }
+
+                async fn refresh_import_statistics(&self) -> StoreResult<()> {
+                    Ok(SqlBackend::refresh_statistics(self, &["tokens", "token_import_items"]).await?)
                 }
             }
         };

@@ -38,6 +38,7 @@ impl SqlBackend for PgStore {
     const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
     // A shard per database session (pool connection), as the token counts' triggers do.
     const SHARD: &'static str = "pg_backend_pid() % 16";
+    const PLAN_EACH_CALL: bool = true;
 
     fn pool(&self) -> &PgPool {
         &self.pool
@@ -83,6 +84,13 @@ impl SqlBackend for PgStore {
 
     async fn close_pools(&self) {
         self.pool.close().await;
+    }
+
+    /// `SKIP_LOCKED`: a table another session is analyzing right now is left to it.
+    async fn refresh_statistics(&self, tables: &[&str]) -> Result<(), sqlx::Error> {
+        let sql = format!("ANALYZE (SKIP_LOCKED) {}", tables.join(", "));
+        sqlx::query(&sql).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The whole batch is one statement of one text whatever its size: the columns go as arrays

@@ -48,6 +48,7 @@ impl SqlBackend for SqliteStore {
     const CLAIM_LOCK: &'static str = "";
     // One writer at a time: one shard.
     const SHARD: &'static str = "0";
+    const PLAN_EACH_CALL: bool = false;
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -99,6 +100,12 @@ impl SqlBackend for SqliteStore {
     async fn close_pools(&self) {
         self.batch_writer.close().await;
         self.pool.close().await;
+    }
+
+    /// Nothing to do: with no `sqlite_stat1` table, SQLite's planner goes by the schema alone and takes
+    /// the index these lookups are written for, however large the tables grow.
+    async fn refresh_statistics(&self, _tables: &[&str]) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 
     /// The whole batch as one multi-statement script (`BEGIN IMMEDIATE; …; COMMIT`), so that it costs one
