@@ -423,6 +423,11 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
                 tracing::warn!(error = %err, "could not purge token sessions");
             }
         }
+        match state.store.refresh_stale_statistics().await {
+            Ok(tables) if tables.is_empty() => {}
+            Ok(tables) => tracing::debug!(?tables, "planner statistics refreshed"),
+            Err(err) => tracing::warn!(error = %err, "could not refresh the planner statistics"),
+        }
         // Ephemeral tokens are already 404 once expired; the sweep destroys their card data soon after.
         match state.tokens.sweep_expired(Ts::now()).await {
             Ok(0) => {}

@@ -59,10 +59,9 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// card-art links starting with the text bound to `$url`.
     fn token_page_sql(rows: &str, url: usize, order: &str) -> String;
     async fn close_pools(&self);
-    /// Has the database gather fresh planner statistics for `tables` (names written in the code, never
-    /// input), where its planner uses them: after a bulk load that outran the statistics, a lookup
-    /// planned for a nearly empty table scans the whole of an account instead of probing the index.
-    async fn refresh_statistics(&self, tables: &[&str]) -> Result<(), sqlx::Error>;
+    /// Has the database gather fresh planner statistics for the tables that changed much since it last
+    /// did, where its planner goes by them; answers the tables it refreshed (see `Store`).
+    async fn refresh_stale_statistics(&self) -> Result<Vec<String>, sqlx::Error>;
     /// Inserts tokens with their audit events and `outbox` in one commit; the hot path of tokenisation,
     /// so each backend writes it the fastest way it has. An empty `outbox` must cost nothing.
     async fn insert_token_batch(
@@ -185,6 +184,10 @@ macro_rules! impl_sql_store {
 
                 async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()> {
                     <Self as SqlBackend>::backup_into(self, path).await
+                }
+
+                async fn refresh_stale_statistics(&self) -> StoreResult<Vec<String>> {
+                    Ok(<Self as SqlBackend>::refresh_stale_statistics(self).await?)
                 }
             }
         };

@@ -151,9 +151,6 @@ pub trait ImportStore {
         provider: &str,
         key: &str,
     ) -> StoreResult<Option<TokenRecord>>;
-    /// Brings the planner's statistics of the tables an import fills up to date, where the database plans
-    /// from such statistics (`SqlBackend::refresh_statistics`).
-    async fn refresh_import_statistics(&self) -> StoreResult<()>;
 }
 
 /// The statuses an import may end as `status` from: `finished` ends only a running import; `aborted`
@@ -502,10 +499,6 @@ macro_rules! impl_import_store {
                         .bind(key)
                         .fetch_optional(self.pool())
                         .await?)
-                }
-
-                async fn refresh_import_statistics(&self) -> StoreResult<()> {
-                    Ok(SqlBackend::refresh_statistics(self, &["tokens", "token_import_items"]).await?)
                 }
             }
         };

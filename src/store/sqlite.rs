@@ -103,9 +103,9 @@ impl SqlBackend for SqliteStore {
     }
 
     /// Nothing to do: with no `sqlite_stat1` table, SQLite's planner goes by the schema alone and takes
-    /// the index these lookups are written for, however large the tables grow.
-    async fn refresh_statistics(&self, _tables: &[&str]) -> Result<(), sqlx::Error> {
-        Ok(())
+    /// the indexes the statements are written for, however large the tables grow.
+    async fn refresh_stale_statistics(&self) -> Result<Vec<String>, sqlx::Error> {
+        Ok(Vec::new())
     }
 
     /// The whole batch as one multi-statement script (`BEGIN IMMEDIATE; …; COMMIT`), so that it costs one

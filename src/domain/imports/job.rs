@@ -8,7 +8,6 @@
 //! existing token for a payment method it has seen, a card forwarded twice never becomes two tokens.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -57,24 +56,6 @@ struct Position {
 struct Card {
     payment_method: String,
     customer: String,
-}
-
-/// The import's own lookups (which of a batch's cards are counted or in the vault already) are planned
-/// from statistics of the tables it fills; an import that grows them from nothing outruns those (and
-/// the autovacuum daemon, when there is one). So they are refreshed when the cards recorded pass 1,000,
-/// then 4,000, 16,000, … : a few times per import, each a sample of the tables, never per batch.
-fn statistics_due(before: u64, after: u64) -> bool {
-    let mut mark = 1_000u64;
-    while mark <= after {
-        if before < mark {
-            return true;
-        }
-        match mark.checked_mul(4) {
-            Some(next) => mark = next,
-            None => break,
-        }
-    }
-    false
 }
 
 /// Why the run stopped before the end.
@@ -152,9 +133,6 @@ impl JobHandler for ImportJob {
             ingest_key: &ingest_key,
             fence: &fence,
             step_ends: std::time::Instant::now() + settings.step,
-            recorded: AtomicU64::new(
-                u64::try_from(import.successes.saturating_add(import.failures)).unwrap_or(0),
-            ),
         };
         let failure = match run.drive().await {
             Ok(()) | Err(Stop::Ended) => return Ok(Ran::Done),
@@ -190,8 +168,6 @@ struct Run<'a> {
     fence: &'a Fence,
     /// When this step should give its worker back, at the next batch recorded with its position.
     step_ends: std::time::Instant,
-    /// Cards the import has recorded, this step's included (see `statistics_due`).
-    recorded: AtomicU64,
 }
 
 impl Run<'_> {
@@ -396,14 +372,6 @@ impl Run<'_> {
             for outcome in outcomes {
                 m.import_card(outcome.failure.is_none());
             }
-            let n = outcomes.len() as u64;
-            let before = self.recorded.fetch_add(n, Ordering::Relaxed);
-            if statistics_due(before, before + n) {
-                // Only the speed of the lookups depends on it: a failure is noted, and the import goes on.
-                if let Err(err) = self.imports.store.refresh_import_statistics().await {
-                    tracing::warn!(import = %self.import.id, error = %err, "could not refresh the planner statistics");
-                }
-            }
             Ok(())
         } else {
             Err(Stop::Ended)
@@ -596,22 +564,5 @@ mod tests {
             (reason.as_str(), context["http_status"].as_u64()),
             ("destination_error", Some(401))
         );
-    }
-
-    #[test]
-    fn statistics_are_refreshed_at_each_fourfold_mark_once() {
-        assert!(!statistics_due(0, 999));
-        assert!(statistics_due(990, 1_000));
-        assert!(!statistics_due(1_000, 3_999));
-        assert!(statistics_due(3_990, 4_010));
-        // A resumed step starts from the import's count: the marks passed before are not repeated.
-        assert!(!statistics_due(20_000, 20_100));
-        assert!(statistics_due(63_950, 64_050));
-        let marks = (0..1_100_000u64)
-            .step_by(50)
-            .filter(|n| statistics_due(*n, n + 50))
-            .count();
-        assert_eq!(marks, 6, "1k, 4k, 16k, 64k, 256k and 1,024k");
-        assert!(!statistics_due(u64::MAX - 1, u64::MAX));
     }
 }
