@@ -173,8 +173,8 @@ pub trait Store:
     /// Writes a consistent copy of the whole database to the new file `path` while it serves (SQLite:
     /// `VACUUM INTO`); a backend that is backed up with its own tools answers `Unsupported`.
     async fn backup_into(&self, path: &std::path::Path) -> StoreResult<()>;
-    /// Refreshes the planner statistics of tables that grew or changed by about a fifth since they were
-    /// last gathered, answering which (housekeeping calls it every few seconds). PostgreSQL keeps a
+    /// Refreshes the planner statistics of tables that changed by more rows than they held when those
+    /// were last gathered, answering which (housekeeping calls it every few seconds). PostgreSQL keeps a
     /// prepared statement's generic plan until the statistics of its tables change; where autovacuum
     /// is off or has not come round yet (its first minute on a new database), a plan made while a table
     /// was nearly empty stays: the payment batches' UPDATE went on scanning the whole payments table

@@ -87,14 +87,16 @@ impl SqlBackend for PgStore {
     }
 
     /// The tables of this schema with more rows inserted, updated or deleted since their last `ANALYZE`
-    /// (ours or autovacuum's) than 500 plus a fifth of their rows: autovacuum's own rule is a tenth plus
-    /// 50, so where it runs this rarely finds anything left to do. `SKIP_LOCKED`: a table another session
+    /// (ours or autovacuum's) than 500 plus the rows they had then: a growing table is analyzed each time
+    /// it doubles, a few times in its life, and only a plan made on an empty table is at stake (a table
+    /// analyzed at some size keeps its index probes as it grows). Autovacuum's own rule is 50 plus a
+    /// tenth, so where it runs this finds nothing left to do. `SKIP_LOCKED`: a table another session
     /// (another node, autovacuum) is analyzing right now is left to it.
     async fn refresh_stale_statistics(&self) -> Result<Vec<String>, sqlx::Error> {
         let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT relname::text FROM pg_stat_user_tables \
-             WHERE schemaname = current_schema() AND n_mod_since_analyze > 500 + n_live_tup / 5 \
-             ORDER BY relname",
+            "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.schemaname = current_schema() \
+             AND s.n_mod_since_analyze > 500 + GREATEST(c.reltuples, 0) ORDER BY s.relname",
         )
         .fetch_all(&self.pool)
         .await?;
