@@ -182,6 +182,19 @@ macro_rules! impl_import_store {
 
             type Db = <$store as SqlBackend>::DB;
 
+            /// Runs a lookup of which of a list of keys exist, planned on each call where the database would
+            /// otherwise keep a generic plan (`SqlBackend::PLAN_EACH_CALL`).
+            async fn fetch_keys(
+                pool: &sqlx::Pool<Db>,
+                query: &mut sqlx::QueryBuilder<'_, Db>,
+            ) -> Result<Vec<String>, sqlx::Error> {
+                query
+                    .build_query_scalar::<String>()
+                    .persistent(!<$store as SqlBackend>::PLAN_EACH_CALL)
+                    .fetch_all(pool)
+                    .await
+            }
+
             /// Checks and locks `fence`'s job first in `tx` (see `HOLD_FENCE_SQL`); no fence, no check.
             async fn hold_fence(
                 tx: &mut <Db as sqlx::Database>::Connection,
@@ -452,13 +465,7 @@ macro_rules! impl_import_store {
                             list.push_bind(pm.as_str());
                         }
                         query.push(")");
-                        found.extend(
-                            query
-                                .build_query_scalar::<String>()
-                                .persistent(!<$store as SqlBackend>::PLAN_EACH_CALL)
-                                .fetch_all(self.pool())
-                                .await?,
-                        );
+                        found.extend(fetch_keys(self.pool(), &mut query).await?);
                     }
                     Ok(found)
                 }
@@ -477,13 +484,7 @@ macro_rules! impl_import_store {
                             list.push_bind(key.as_str());
                         }
                         query.push(")");
-                        found.extend(
-                            query
-                                .build_query_scalar::<String>()
-                                .persistent(!<$store as SqlBackend>::PLAN_EACH_CALL)
-                                .fetch_all(self.pool())
-                                .await?,
-                        );
+                        found.extend(fetch_keys(self.pool(), &mut query).await?);
                     }
                     Ok(found)
                 }
