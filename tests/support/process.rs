@@ -142,14 +142,21 @@ impl ServerProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The default account's key, which the first start on a fresh database prints on stdout.
+    /// The default account's key, which the first start on a fresh database prints on stdout just after
+    /// it logs that it serves (so a loaded machine may show the log line first: the key is waited for).
     pub fn default_api_key(&self) -> String {
-        std::fs::read_to_string(&self.stdout)
-            .unwrap()
-            .split_whitespace()
-            .find(|w| w.starts_with("sr_"))
-            .unwrap()
-            .to_owned()
+        let started = Instant::now();
+        loop {
+            let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            if let Some(key) = out.split_whitespace().find(|w| w.starts_with("sr_")) {
+                return key.to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no API key on stdout:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A client for this process, calling with `key`.
