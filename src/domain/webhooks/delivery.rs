@@ -170,7 +170,7 @@ impl Deliverer {
                 slot.insert(webhook.filter(|w| w.removed_at.is_none()).map(Arc::new));
             }
         }
-        // Earlier pending rows of the same object that this run does not send hold its chain back.
+        // Earlier pending rows of the same object that this run does not send hold back its rows after them.
         let in_run: HashSet<i64> = rows.iter().map(|d| d.seq).collect();
         let live: Vec<Uuid> = rows
             .iter()
@@ -277,20 +277,23 @@ impl Deliverer {
         held_back: &HashMap<Uuid, EarlierPending>,
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(chain.len());
-        let mut wait_until: Option<(Ts, String)> = chain.first().and_then(|d| {
-            held_back.get(&d.id).map(|earlier| {
-                (
-                    Ts::from_micros(earlier.next_attempt_at.micros().max(Ts::now().micros()))
-                        .unwrap_or_else(Ts::now)
-                        .plus(WAIT_STEP),
-                    format!(
-                        "waits for the earlier event {} of its object",
-                        earlier.event_id
-                    ),
-                )
-            })
-        });
+        let mut wait_until: Option<(Ts, String)> = None;
         for d in chain {
+            // Not only the chain's first row: a row of the object may lie between two of this run's
+            // (queued after the first, and taken by another run), and the rows after it wait for it.
+            if wait_until.is_none() {
+                wait_until = held_back.get(&d.id).map(|earlier| {
+                    (
+                        Ts::from_micros(earlier.next_attempt_at.micros().max(Ts::now().micros()))
+                            .unwrap_or_else(Ts::now)
+                            .plus(WAIT_STEP),
+                        format!(
+                            "waits for the earlier event {} of its object",
+                            earlier.event_id
+                        ),
+                    )
+                });
+            }
             if let Some((at, why)) = &wait_until {
                 tracing::debug!(delivery = %d.id, reason = %why, "webhook delivery postponed");
                 outcomes.push(Outcome::Postponed(d, *at));
