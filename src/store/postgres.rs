@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, SqlText, INSERT_CHUNK};
 use super::payment_records::{batch_answers, plain_steps, PAYMENT_COLUMNS, TRANSACTION_COLUMNS};
 use super::tokens::{day_counts, TOKEN_COLUMNS};
-use super::webhook_records::{push_outbox_insert, push_outbox_jobs, write_outbox};
+use super::webhook_records::delivery_jobs;
 use super::{
     day_of, AuditEvent, Backend, DeliveryStatus, DynStore, Fence, JobStatus, NewJob, OpenError,
     OutboxRecord, PaymentChange, PaymentRecord, PaymentWrite, StoreResult, TokenRecord, Ts,
@@ -114,37 +114,62 @@ impl SqlBackend for PgStore {
 
     /// The whole batch is one statement of one text whatever its size: the columns go as arrays
     /// (`UNNEST`), so that each connection prepares and plans it once, and the tokens, their day counts
-    /// (one upsert per account and day, in the session's shard) and their audit events are written by
-    /// one round trip, atomically. A small outbox joins it as two more CTEs; a larger one makes it a
-    /// transaction.
+    /// (one upsert per account and day, in the session's shard), their audit events and their webhook
+    /// rows with the rows' delivery jobs are written by one round trip, atomically.
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],
         outbox: &[OutboxRecord],
     ) -> StoreResult<()> {
         let counts = day_counts(batch);
+        let jobs = delivery_jobs(outbox);
         let mut statement = sqlx::QueryBuilder::<Postgres>::new("");
         push_token_batch(&mut statement, batch, &counts);
-        if outbox.is_empty() {
-            statement.push(" SELECT 1");
-            statement.build().execute(&self.pool).await?;
-            return Ok(());
-        }
-        if outbox.len() <= INSERT_CHUNK {
-            statement.push(", new_deliveries AS (");
-            push_outbox_insert(&mut statement, outbox);
-            statement.push(" RETURNING 1) ");
-            push_outbox_jobs(&mut statement, outbox);
-            statement.build().execute(&self.pool).await?;
-            return Ok(());
+        let mut with = With { started: true };
+        if !outbox.is_empty() {
+            push_token_outbox(&mut statement, &mut with, outbox);
+            let jobs: Vec<_> = jobs.iter().map(|(job, at)| (None, job, *at)).collect();
+            push_jobs_cte(&mut statement, &mut with, "new_delivery_jobs", &jobs, None);
         }
         statement.push(" SELECT 1");
-        let mut tx = self.pool.begin().await?;
-        statement.build().execute(&mut *tx).await?;
-        write_outbox::<Postgres>(&mut tx, outbox).await?;
-        tx.commit().await?;
+        statement.build().execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Appends the CTE `new_deliveries`, writing the webhook rows of a token batch from arrays. Plain
+/// inserts, without the ordering and grouping of a payment batch's (`push_payment_batch`): a token
+/// batch reports each token once, so no two of its rows are about one object, and its delivery jobs
+/// are made beforehand (`delivery_jobs`). The sorts and joins cost more to start than the rows they
+/// wrote: a batch of 2–3 tokens with them took 0.43 ms in the database against 0.18 ms without rows.
+fn push_token_outbox<'a>(
+    statement: &mut QueryBuilder<'a, Postgres>,
+    with: &mut With,
+    outbox: &'a [OutboxRecord],
+) {
+    with.next(statement, "new_deliveries");
+    statement.push(format!(
+        "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, event_type, \
+         body, created_at, next_attempt_at, status, attempts) \
+         SELECT d.*, d.created_at, {pending}, 0 FROM UNNEST(",
+        pending = SqlText(DeliveryStatus::Pending.as_str()),
+    ));
+    let os = || outbox.iter();
+    Arrays::new(statement)
+        .push(os().map(|o| o.id).collect(), "uuid")
+        .push(os().map(|o| o.event_id).collect(), "uuid")
+        .push(os().map(|o| o.webhook_id).collect(), "uuid")
+        .push(os().map(|o| o.account_id).collect(), "uuid")
+        .push(os().map(|o| o.object_id).collect(), "uuid")
+        .push(os().map(|o| o.event_type.as_str()).collect(), "text")
+        .push(os().map(|o| o.body.as_str()).collect(), "text")
+        .push(
+            os().map(|o| o.created_at.datetime()).collect(),
+            "timestamptz",
+        );
+    statement.push(
+        ") AS d (id, event_id, webhook_id, account_id, object_id, event_type, body, created_at))",
+    );
 }
 
 /// Appends `WITH new_tokens AS (…), new_counts AS (…), new_audit AS (…)` writing `batch` and `counts`
@@ -258,6 +283,57 @@ fn push_token_batch<'a>(
     );
     columns.push_bind(audits().map(|a| a.node.as_deref()).collect::<Vec<_>>());
     statement.push(") RETURNING 1)");
+}
+
+/// Appends the CTE `name` inserting `jobs` (step, job, created at) from arrays, as `push_job_insert`
+/// writes them: a job written leased is its writer's first claim of it. With `applied` (a condition on
+/// `j.step`), the jobs of a step are written only if it holds; jobs without a step always are.
+fn push_jobs_cte<'a>(
+    statement: &mut QueryBuilder<'a, Postgres>,
+    with: &mut With,
+    name: &str,
+    jobs: &[(Option<Uuid>, &'a NewJob, Ts)],
+    applied: Option<&str>,
+) {
+    with.next(statement, name);
+    statement.push(format!(
+        "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, \
+         updated_at, status, attempts, lease_owner, lease_expires_at, lease_generation) \
+         SELECT j.id, j.kind, j.payload, j.max_attempts, j.run_at, j.created_at, j.created_at, \
+         CASE WHEN j.lease_owner IS NULL THEN {queued} ELSE {running} END, 0, j.lease_owner, \
+         j.lease_until, CASE WHEN j.lease_owner IS NULL THEN 0 ELSE 1 END FROM UNNEST(",
+        queued = SqlText(JobStatus::Queued.as_str()),
+        running = SqlText(JobStatus::Running.as_str()),
+    ));
+    let js = || jobs.iter().map(|(_, job, _)| *job);
+    Arrays::new(statement)
+        .push(jobs.iter().map(|(step, _, _)| *step).collect(), "uuid")
+        .push(js().map(|j| j.id).collect(), "uuid")
+        .push(js().map(|j| j.kind.as_str()).collect(), "text")
+        .push(js().map(|j| j.payload.as_str()).collect(), "text")
+        .push(js().map(|j| j.max_attempts).collect(), "int4")
+        .push(js().map(|j| j.run_at.datetime()).collect(), "timestamptz")
+        .push(
+            jobs.iter().map(|(_, _, at)| at.datetime()).collect(),
+            "timestamptz",
+        )
+        .push(
+            js().map(|j| j.lease.as_ref().map(|l| l.owner.as_str()))
+                .collect(),
+            "text",
+        )
+        .push(
+            js().map(|j| j.lease.as_ref().map(|l| l.until.datetime()))
+                .collect(),
+            "timestamptz",
+        );
+    statement.push(
+        ") AS j (step, id, kind, payload, max_attempts, run_at, created_at, lease_owner, lease_until)",
+    );
+    if let Some(applied) = applied {
+        statement.push(format!(" WHERE j.step IS NULL OR {applied}"));
+    }
+    statement.push(")");
 }
 
 /// Columns bound as arrays (`$n::type[]`, comma-separated), for an `UNNEST(…)`: one parameter each
@@ -484,42 +560,15 @@ fn push_payment_batch<'a>(
     );
     }
 
-    // As `push_job_insert` writes them: a job written leased is its writer's first claim of it.
     if !jobs.is_empty() {
-        with.next(statement, "new_jobs");
-        statement.push(format!(
-            "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, \
-         updated_at, status, attempts, lease_owner, lease_expires_at, lease_generation) \
-         SELECT j.id, j.kind, j.payload, j.max_attempts, j.run_at, j.created_at, j.created_at, \
-         CASE WHEN j.lease_owner IS NULL THEN {queued} ELSE {running} END, 0, j.lease_owner, \
-         j.lease_until, CASE WHEN j.lease_owner IS NULL THEN 0 ELSE 1 END FROM UNNEST(",
-            queued = SqlText(JobStatus::Queued.as_str()),
-            running = SqlText(JobStatus::Running.as_str()),
-        ));
-        let js = || jobs.iter().map(|(_, job)| *job);
-        Arrays::new(statement)
-            .push(jobs.iter().map(|(step, _)| *step).collect(), "uuid")
-            .push(js().map(|j| j.id).collect(), "uuid")
-            .push(js().map(|j| j.kind.as_str()).collect(), "text")
-            .push(js().map(|j| j.payload.as_str()).collect(), "text")
-            .push(js().map(|j| j.max_attempts).collect(), "int4")
-            .push(js().map(|j| j.run_at.datetime()).collect(), "timestamptz")
-            .push(js().map(|_| now.datetime()).collect(), "timestamptz")
-            .push(
-                js().map(|j| j.lease.as_ref().map(|l| l.owner.as_str()))
-                    .collect(),
-                "text",
-            )
-            .push(
-                js().map(|j| j.lease.as_ref().map(|l| l.until.datetime()))
-                    .collect(),
-                "timestamptz",
-            );
-        statement.push(format!(
-        ") AS j (step, id, kind, payload, max_attempts, run_at, created_at, lease_owner, lease_until) \
-         WHERE j.step IS NULL OR {})",
-        applied("j.step")
-    ));
+        let jobs: Vec<_> = jobs.iter().map(|(step, job)| (*step, *job, now)).collect();
+        push_jobs_cte(
+            statement,
+            &mut with,
+            "new_jobs",
+            &jobs,
+            Some(&applied("j.step")),
+        );
     }
 
     // As `push_jobs_retire`: each job only while queued, or still held under the retiring claim.

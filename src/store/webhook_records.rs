@@ -166,23 +166,18 @@ where
         push_job_insert(query, [(&first.job, first.created_at)]);
         return;
     }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let created_at = rows
-        .iter()
-        .map(|r| r.created_at)
-        .min()
-        .unwrap_or(first.created_at);
+    let (job, created_at) = shared_delivery_job(rows);
     query.push(
         "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
          attempts, lease_owner, lease_expires_at, lease_generation) VALUES (",
     );
     let mut values = query.separated(", ");
     values
-        .push_bind(NewJob::new_id())
-        .push_bind(first.job.kind.as_str())
-        .push_bind(serde_json::json!({ "delivery_ids": ids }).to_string())
-        .push_bind(first.job.max_attempts)
-        .push_bind(created_at)
+        .push_bind(job.id)
+        .push_bind(job.kind)
+        .push_bind(job.payload)
+        .push_bind(job.max_attempts)
+        .push_bind(job.run_at)
         .push_bind(created_at)
         .push_bind(created_at)
         .push(SqlText(super::JobStatus::Queued.as_str()))
@@ -191,6 +186,40 @@ where
         .push("NULL")
         .push("0");
     query.push(")");
+}
+
+/// The one delivery job of several outbox rows (not leased), with when it was created: the first
+/// row's kind and attempts, the earliest time, and the rows' ids as its payload.
+fn shared_delivery_job(rows: &[OutboxRecord]) -> (NewJob, Ts) {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let created_at = rows
+        .iter()
+        .map(|r| r.created_at)
+        .min()
+        .unwrap_or_else(Ts::now);
+    let (kind, max_attempts) = rows.first().map_or((String::new(), 1), |r| {
+        (r.job.kind.clone(), r.job.max_attempts)
+    });
+    let job = NewJob {
+        id: NewJob::new_id(),
+        kind,
+        payload: serde_json::json!({ "delivery_ids": ids }).to_string(),
+        max_attempts,
+        run_at: created_at,
+        lease: None,
+    };
+    (job, created_at)
+}
+
+/// The delivery jobs of `rows` as `write_outbox` writes them, with when each was created: one per
+/// `INSERT_CHUNK` rows, a lone row keeping its own.
+pub(crate) fn delivery_jobs(rows: &[OutboxRecord]) -> Vec<(NewJob, Ts)> {
+    rows.chunks(INSERT_CHUNK)
+        .map(|chunk| match chunk {
+            [row] => (row.job.clone(), row.created_at),
+            _ => shared_delivery_job(chunk),
+        })
+        .collect()
 }
 
 /// A still-pending delivery queued before `of_id` for the same webhook and object.

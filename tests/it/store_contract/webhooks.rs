@@ -213,7 +213,7 @@ async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
         .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
         .await
         .unwrap();
-    // One statement on PostgreSQL (a small batch), then several in a transaction (a large one).
+    // A lone row keeps its own job; 250 rows make one job per `INSERT_CHUNK` rows.
     for size in [1, 250] {
         let batch: Vec<_> = (0..size)
             .map(|i| with_audit(token(a.id, at(t0(), i))))
