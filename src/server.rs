@@ -359,6 +359,10 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
         }
     }
     background.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
+    background.push(tokio::spawn(refresh_statistics(
+        state.store.clone(),
+        shutdown.clone(),
+    )));
     let pools = state.config.pool_sizes();
     let metrics_at = metrics_addr
         .map(|a| a.to_string())
@@ -381,6 +385,23 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
         default_api_key,
         metrics_addr,
     })
+}
+
+/// Every few seconds, the planner statistics of the tables that changed enough since they were last
+/// analyzed (see `Store::refresh_stale_statistics`). A task of its own: an `ANALYZE` of a big table
+/// takes as long as it takes, and must not hold back the sweeps of `housekeeping`.
+async fn refresh_statistics(store: DynStore, shutdown: CancellationToken) {
+    loop {
+        match store.refresh_stale_statistics().await {
+            Ok(tables) if tables.is_empty() => {}
+            Ok(tables) => tracing::debug!(?tables, "planner statistics refreshed"),
+            Err(err) => tracing::warn!(error = %err, "could not refresh the planner statistics"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// How long ended jobs stay in the table, for inspection.
@@ -422,11 +443,6 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
             {
                 tracing::warn!(error = %err, "could not purge token sessions");
             }
-        }
-        match state.store.refresh_stale_statistics().await {
-            Ok(tables) if tables.is_empty() => {}
-            Ok(tables) => tracing::debug!(?tables, "planner statistics refreshed"),
-            Err(err) => tracing::warn!(error = %err, "could not refresh the planner statistics"),
         }
         // Ephemeral tokens are already 404 once expired; the sweep destroys their card data soon after.
         match state.tokens.sweep_expired(Ts::now()).await {

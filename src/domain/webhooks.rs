@@ -334,7 +334,10 @@ impl Webhooks {
         Ok(hooks
             .into_iter()
             .map(|webhook_id| {
-                let id = Uuid::new_v4();
+                // A delivery's id never leaves the server (receivers see the event's id): time-ordered
+                // (UUIDv7), so that its unique index grows at its end, as the jobs' does, instead of
+                // taking a random page of it per row in every commit.
+                let id = Uuid::now_v7();
                 OutboxRecord {
                     id,
                     event_id: body.id,
