@@ -338,16 +338,21 @@ macro_rules! impl_job_store {
                     if !may_be_due(self, &[kind], now).await? {
                         return Ok(Vec::new());
                     }
+                    // No second `status = 'queued'` outside the sub-select: the rows it returns are
+                    // queued and locked (PostgreSQL re-checks a row changed meanwhile before locking it;
+                    // SQLite runs the statement under its one write lock), and on PostgreSQL that
+                    // condition let the planner look the ids up in `jobs_ready` (see `IDS_OF`).
                     let sql = format!(
                         "UPDATE jobs SET status = {running}, lease_owner = $1, lease_expires_at = $2, \
                          attempts = attempts + 1, lease_generation = lease_generation + 1, updated_at = $3 \
-                         WHERE id IN (SELECT id FROM jobs WHERE status = {queued} AND run_at <= $3 AND kind = $4 \
-                                      ORDER BY run_at, id LIMIT $5 {lock}) \
-                           AND status = {queued} \
+                         WHERE id {open}SELECT id FROM jobs WHERE status = {queued} AND run_at <= $3 AND kind = $4 \
+                                      ORDER BY run_at, id LIMIT $5 {lock}{close} \
                          RETURNING {JOB_COLUMNS}",
                         running = SqlText(JobStatus::Running.as_str()),
                         queued = SqlText(JobStatus::Queued.as_str()),
                         lock = <Self as SqlBackend>::CLAIM_LOCK,
+                        open = <Self as SqlBackend>::IDS_OF.0,
+                        close = <Self as SqlBackend>::IDS_OF.1,
                     );
                     Ok(sqlx::query_as(&sql)
                         .bind(owner)

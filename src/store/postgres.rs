@@ -36,6 +36,7 @@ impl SqlBackend for PgStore {
     const BACKEND: Backend = Backend::Postgres;
     const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
     const CLAIM_LOCK: &'static str = "FOR UPDATE SKIP LOCKED";
+    const IDS_OF: (&'static str, &'static str) = ("= ANY(ARRAY(", "))");
     // A shard per database session (pool connection), as the token counts' triggers do.
     const SHARD: &'static str = "pg_backend_pid() % 16";
     const PLAN_EACH_CALL: bool = true;

@@ -46,6 +46,7 @@ impl SqlBackend for SqliteStore {
     const MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
     // SQLite takes one writer at a time: the claim's guarded UPDATE is enough.
     const CLAIM_LOCK: &'static str = "";
+    const IDS_OF: (&'static str, &'static str) = ("IN (", ")");
     // One writer at a time: one shard.
     const SHARD: &'static str = "0";
     const PLAN_EACH_CALL: bool = false;
