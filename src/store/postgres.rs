@@ -155,19 +155,7 @@ fn push_token_outbox<'a>(
          SELECT d.*, d.created_at, {pending}, 0 FROM UNNEST(",
         pending = SqlText(DeliveryStatus::Pending.as_str()),
     ));
-    let os = || outbox.iter();
-    Arrays::new(statement)
-        .push(os().map(|o| o.id).collect(), "uuid")
-        .push(os().map(|o| o.event_id).collect(), "uuid")
-        .push(os().map(|o| o.webhook_id).collect(), "uuid")
-        .push(os().map(|o| o.account_id).collect(), "uuid")
-        .push(os().map(|o| o.object_id).collect(), "uuid")
-        .push(os().map(|o| o.event_type.as_str()).collect(), "text")
-        .push(os().map(|o| o.body.as_str()).collect(), "text")
-        .push(
-            os().map(|o| o.created_at.datetime()).collect(),
-            "timestamptz",
-        );
+    Arrays::new(statement).deliveries(|| outbox.iter());
     statement.push(
         ") AS d (id, event_id, webhook_id, account_id, object_id, event_type, body, created_at))",
     );
@@ -359,6 +347,25 @@ impl<'q, 'a> Arrays<'q, 'a> {
         self.first = false;
         self.query.push_bind(values).push(format!("::{ty}[]"));
         self
+    }
+
+    /// The columns of webhook rows that `webhook_deliveries` takes from the change (`id, event_id,
+    /// webhook_id, account_id, object_id, event_type, body, created_at`), in that order.
+    fn deliveries<I>(&mut self, rows: impl Fn() -> I) -> &mut Self
+    where
+        I: Iterator<Item = &'a OutboxRecord>,
+    {
+        self.push(rows().map(|o| o.id).collect(), "uuid")
+            .push(rows().map(|o| o.event_id).collect(), "uuid")
+            .push(rows().map(|o| o.webhook_id).collect(), "uuid")
+            .push(rows().map(|o| o.account_id).collect(), "uuid")
+            .push(rows().map(|o| o.object_id).collect(), "uuid")
+            .push(rows().map(|o| o.event_type.as_str()).collect(), "text")
+            .push(rows().map(|o| o.body.as_str()).collect(), "text")
+            .push(
+                rows().map(|o| o.created_at.datetime()).collect(),
+                "timestamptz",
+            )
     }
 }
 
@@ -623,17 +630,7 @@ fn push_payment_batch<'a>(
         Arrays::new(statement)
             .push(outbox.iter().map(|(group, _, _)| *group).collect(), "int4")
             .push(outbox.iter().map(|(_, step, _)| *step).collect(), "uuid")
-            .push(os().map(|o| o.id).collect(), "uuid")
-            .push(os().map(|o| o.event_id).collect(), "uuid")
-            .push(os().map(|o| o.webhook_id).collect(), "uuid")
-            .push(os().map(|o| o.account_id).collect(), "uuid")
-            .push(os().map(|o| o.object_id).collect(), "uuid")
-            .push(os().map(|o| o.event_type.as_str()).collect(), "text")
-            .push(os().map(|o| o.body.as_str()).collect(), "text")
-            .push(
-                os().map(|o| o.created_at.datetime()).collect(),
-                "timestamptz",
-            )
+            .deliveries(os)
             .push(os().map(|o| o.job.id).collect(), "uuid")
             .push(os().map(|o| o.job.kind.as_str()).collect(), "text")
             .push(os().map(|o| o.job.payload.as_str()).collect(), "text")
