@@ -166,7 +166,7 @@ where
         push_job_insert(query, [(&first.job, first.created_at)]);
         return;
     }
-    let (job, created_at) = shared_delivery_job(rows);
+    let (job, created_at) = shared_delivery_job(first, rows);
     query.push(
         "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at, status, \
          attempts, lease_owner, lease_expires_at, lease_generation) VALUES (",
@@ -188,23 +188,20 @@ where
     query.push(")");
 }
 
-/// The one delivery job of several outbox rows (not leased), with when it was created: the first
-/// row's kind and attempts, the earliest time, and the rows' ids as its payload.
-fn shared_delivery_job(rows: &[OutboxRecord]) -> (NewJob, Ts) {
+/// The one delivery job of several outbox rows (not leased), with when it was created: the kind and
+/// attempts of the first row's job, the earliest time, and the rows' ids as its payload.
+fn shared_delivery_job(first: &OutboxRecord, rows: &[OutboxRecord]) -> (NewJob, Ts) {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let created_at = rows
         .iter()
         .map(|r| r.created_at)
         .min()
-        .unwrap_or_else(Ts::now);
-    let (kind, max_attempts) = rows.first().map_or((String::new(), 1), |r| {
-        (r.job.kind.clone(), r.job.max_attempts)
-    });
+        .unwrap_or(first.created_at);
     let job = NewJob {
         id: NewJob::new_id(),
-        kind,
+        kind: first.job.kind.clone(),
         payload: serde_json::json!({ "delivery_ids": ids }).to_string(),
-        max_attempts,
+        max_attempts: first.job.max_attempts,
         run_at: created_at,
         lease: None,
     };
@@ -215,9 +212,10 @@ fn shared_delivery_job(rows: &[OutboxRecord]) -> (NewJob, Ts) {
 /// `INSERT_CHUNK` rows, a lone row keeping its own.
 pub(crate) fn delivery_jobs(rows: &[OutboxRecord]) -> Vec<(NewJob, Ts)> {
     rows.chunks(INSERT_CHUNK)
-        .map(|chunk| match chunk {
-            [row] => (row.job.clone(), row.created_at),
-            _ => shared_delivery_job(chunk),
+        .filter_map(|chunk| match chunk {
+            [row] => Some((row.job.clone(), row.created_at)),
+            [first, ..] => Some(shared_delivery_job(first, chunk)),
+            [] => None,
         })
         .collect()
 }
