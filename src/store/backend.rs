@@ -60,12 +60,13 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     fn writer(&self) -> &sqlx::Pool<Self::DB> {
         self.pool()
     }
-    /// The statement that answers the payments `rows` selects (`page_json::PAYMENT_PAGE_COLUMNS`,
-    /// newest first) as one JSON array of their public objects (`store::page_json`).
-    fn payment_page_sql(rows: &str) -> String;
-    /// The same for tokens (`page_json::TOKEN_PAGE_COLUMNS`) in `order` (`ASC` or `DESC`), the
-    /// card-art links starting with the text bound to `$url`.
-    fn token_page_sql(rows: &str, url: usize, order: &str) -> String;
+    /// The statement that answers a page of payments, newest first, as one JSON array of their public
+    /// objects (`store::page_json`): `from` is `payments` with its `WHERE` clause, `$next` the page's
+    /// size and `$next + 1` the rows skipped.
+    fn payment_page_sql(from: &str, next: usize) -> String;
+    /// The same for tokens in `order` (`ASC` or `DESC`), the card-art links starting with the text
+    /// bound to `$next + 2`.
+    fn token_page_sql(from: &str, order: &str, next: usize) -> String;
     async fn close_pools(&self);
     /// Has the database gather fresh planner statistics for the tables that changed much since it last
     /// did, where its planner goes by them; answers the tables it refreshed (see `Store`).

@@ -237,6 +237,30 @@ pub fn day_of(at: Ts) -> i64 {
     at.micros().div_euclid(86_400_000_000)
 }
 
+/// The statement that answers the per-day counts `grouped` selects (`day` and its count `n`, one row a
+/// day) as one text, `day n` pairs joined by commas in `order` of day (`parse_day_counts`): one value to
+/// read where a row a day cost a trip through the driver each (a year of days is 365).
+pub(crate) fn day_counts_sql(grouped: &str, order: &str) -> String {
+    format!("SELECT COALESCE(string_agg(day || ' ' || n, ',' ORDER BY day {order}), '') FROM ({grouped}) AS d")
+}
+
+/// The `(day, count)` pairs of a `day_counts_sql` text.
+pub(crate) fn parse_day_counts(text: &str) -> Result<Vec<(i64, i64)>, super::StoreError> {
+    let number = |s: Option<&str>| s.and_then(|s| s.parse::<i64>().ok());
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|pair| {
+            let mut parts = pair.split(' ');
+            match (number(parts.next()), number(parts.next()), parts.next()) {
+                (Some(day), Some(n), None) => Ok((day, n)),
+                _ => Err(super::StoreError::Corrupt(format!("day count {pair:?}"))),
+            }
+        })
+        .collect()
+}
+
 /// The first instant of a UTC day.
 pub fn start_of_day(day: i64) -> Ts {
     Ts::from_micros(day.saturating_mul(86_400_000_000)).unwrap_or_else(Ts::now)
@@ -460,4 +484,21 @@ pub(crate) fn push_payments_update<'a, DB>(
         ") AS v WHERE payments.id = v.column1 AND payments.version = v.column2 \
          RETURNING payments.id",
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_day_counts;
+
+    #[test]
+    fn day_counts_read_back_from_their_text() {
+        assert_eq!(parse_day_counts("").unwrap(), vec![]);
+        assert_eq!(
+            parse_day_counts("20600 3,20598 1200,-1 7").unwrap(),
+            vec![(20600, 3), (20598, 1200), (-1, 7)]
+        );
+        for bad in ["20600", "20600 x", "20600 3 4", "20600 3,,1 2", ","] {
+            assert!(parse_day_counts(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -68,9 +68,8 @@ macro_rules! impl_payment_store {
             use $crate::store::audit::write_audits;
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
             use $crate::store::jobs::{push_job_insert, push_jobs_retire, write_job};
-            use $crate::store::page_json::PAYMENT_PAGE_COLUMNS;
             use $crate::store::payment_records::{
-                count_add, payment_filter, push_payment_insert, push_payments_update, total_add, DayDeltas, PAYMENT_COLUMNS,
+                count_add, day_counts_sql, parse_day_counts, payment_filter, push_payment_insert, push_payments_update, total_add, DayDeltas, PAYMENT_COLUMNS,
                 REFUND_COLUMNS, TRANSACTION_COLUMNS,
             };
             use $crate::store::webhook_records::write_outbox;
@@ -417,18 +416,16 @@ macro_rules! impl_payment_store {
 
                 async fn payment_day_counts(&self, f: &PaymentFilter) -> StoreResult<Vec<(i64, i64)>> {
                     let (filter, _) = payment_filter(f, "day", 2);
-                    let sql = if f.statuses.is_empty() && f.currencies.is_empty() {
-                        format!(
-                            "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_totals{filter} \
-                             GROUP BY day HAVING SUM(n) > 0 ORDER BY day DESC"
-                        )
+                    let table = if f.statuses.is_empty() && f.currencies.is_empty() {
+                        "payment_day_totals"
                     } else {
-                        format!(
-                            "SELECT day, CAST(SUM(n) AS BIGINT) FROM payment_day_counts{filter} \
-                             GROUP BY day HAVING SUM(n) > 0 ORDER BY day DESC"
-                        )
+                        "payment_day_counts"
                     };
-                    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(f.account_id);
+                    let sql = day_counts_sql(
+                        &format!("SELECT day, SUM(n) AS n FROM {table}{filter} GROUP BY day HAVING SUM(n) > 0"),
+                        "DESC",
+                    );
+                    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(f.account_id);
                     if let Some(from) = f.from {
                         query = query.bind(day_of(from));
                     }
@@ -441,7 +438,7 @@ macro_rules! impl_payment_store {
                     for c in &f.currencies {
                         query = query.bind(c);
                     }
-                    Ok(query.fetch_all(self.pool()).await?)
+                    parse_day_counts(&query.fetch_one(self.pool()).await?)
                 }
 
                 async fn list_payments_between(
@@ -485,12 +482,7 @@ macro_rules! impl_payment_store {
                 ) -> StoreResult<String> {
                     let window = PaymentFilter { from: lower, until: upper, ..f.clone() };
                     let (filter, next) = payment_filter(&window, "created_at", 2);
-                    let rows = format!(
-                        "SELECT {PAYMENT_PAGE_COLUMNS} FROM payments{filter} ORDER BY created_at DESC, id DESC \
-                         LIMIT ${next} OFFSET ${}",
-                        next + 1
-                    );
-                    let sql = <$store as SqlBackend>::payment_page_sql(&rows);
+                    let sql = <$store as SqlBackend>::payment_page_sql(&format!("payments{filter}"), next);
                     let mut query = sqlx::query_scalar::<_, String>(&sql).bind(f.account_id);
                     if let Some(lower) = lower {
                         query = query.bind(lower);

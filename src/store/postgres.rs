@@ -45,12 +45,12 @@ impl SqlBackend for PgStore {
         &self.pool
     }
 
-    fn payment_page_sql(rows: &str) -> String {
-        super::page_json::postgres::payment_page(rows)
+    fn payment_page_sql(from: &str, next: usize) -> String {
+        super::page_json::postgres::payment_page(from, next)
     }
 
-    fn token_page_sql(rows: &str, url: usize, order: &str) -> String {
-        super::page_json::postgres::token_page(rows, url, order)
+    fn token_page_sql(from: &str, order: &str, next: usize) -> String {
+        super::page_json::postgres::token_page(from, order, next)
     }
 
     /// A batch of payment writes whose steps are all plain (no refund in them, one per payment: see

@@ -59,12 +59,12 @@ impl SqlBackend for SqliteStore {
         &self.batch_writer
     }
 
-    fn payment_page_sql(rows: &str) -> String {
-        super::page_json::sqlite::payment_page(rows)
+    fn payment_page_sql(from: &str, next: usize) -> String {
+        super::page_json::sqlite::payment_page(from, next)
     }
 
-    fn token_page_sql(rows: &str, url: usize, _order: &str) -> String {
-        super::page_json::sqlite::token_page(rows, url)
+    fn token_page_sql(from: &str, order: &str, next: usize) -> String {
+        super::page_json::sqlite::token_page(from, order, next)
     }
 
     /// A batch of payment writes whose steps are all plain (no refund in them, one per payment), on the

@@ -174,9 +174,9 @@ macro_rules! impl_token_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
-            use $crate::store::page_json::TOKEN_PAGE_COLUMNS;
             use $crate::store::tokens::{token_filter, TOKEN_COLUMNS};
             use $crate::store::{day_of, AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
+            use $crate::store::payment_records::{day_counts_sql, parse_day_counts};
 
             type Db = <$store as SqlBackend>::DB;
 
@@ -212,12 +212,7 @@ macro_rules! impl_token_store {
                 async fn token_page_json(&self, q: &TokenQuery, public_url: &str) -> StoreResult<String> {
                     let (filter, next) = token_filter(q);
                     let order = if q.oldest_first { "ASC" } else { "DESC" };
-                    let rows = format!(
-                        "SELECT {TOKEN_PAGE_COLUMNS} FROM tokens{filter} ORDER BY created_at {order}, id {order} \
-                         LIMIT ${next} OFFSET ${}",
-                        next + 1
-                    );
-                    let sql = <$store as SqlBackend>::token_page_sql(&rows, next + 2, order);
+                    let sql = <$store as SqlBackend>::token_page_sql(&format!("tokens{filter}"), order, next);
                     let mut query = sqlx::query_scalar::<_, String>(&sql).bind(q.account_id);
                     if let Some(from) = q.from {
                         query = query.bind(from);
@@ -242,7 +237,7 @@ macro_rules! impl_token_store {
                 }
 
                 async fn token_day_counts(&self, q: &TokenQuery) -> StoreResult<Vec<(i64, i64)>> {
-                    let mut sql = String::from("SELECT day, CAST(SUM(n) AS BIGINT) FROM token_day_counts WHERE account_id = $1");
+                    let mut sql = String::from("SELECT day, SUM(n) AS n FROM token_day_counts WHERE account_id = $1");
                     let mut next = 2;
                     if q.from.is_some() {
                         sql.push_str(&format!(" AND day >= ${next}"));
@@ -252,15 +247,16 @@ macro_rules! impl_token_store {
                         sql.push_str(&format!(" AND day < ${next}"));
                     }
                     let order = if q.oldest_first { "ASC" } else { "DESC" };
-                    sql.push_str(&format!(" GROUP BY day HAVING SUM(n) > 0 ORDER BY day {order}"));
-                    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql).bind(q.account_id);
+                    sql.push_str(" GROUP BY day HAVING SUM(n) > 0");
+                    let sql = day_counts_sql(&sql, order);
+                    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(q.account_id);
                     if let Some(from) = q.from {
                         query = query.bind(day_of(from));
                     }
                     if let Some(until) = q.until {
                         query = query.bind(day_of(until));
                     }
-                    Ok(query.fetch_all(self.pool()).await?)
+                    parse_day_counts(&query.fetch_one(self.pool()).await?)
                 }
 
                 async fn delete_token(
