@@ -3,7 +3,8 @@
 //! convert and serialise again. Each object is written by string concatenation (`Object`), not by the
 //! backends' JSON functions: building a JSON value per row and rendering it again cost twice as much as
 //! the rest of the query. Both backends must give what `domain::objects` gives for the same row (the
-//! store contract suite compares the two).
+//! store contract suite compares the two). The API uses these pages on SQLite; on PostgreSQL it maps
+//! the rows in Rust, which measured faster there (`domain::payments::list`, `domain::tokens`).
 
 use crate::model::card::Scheme;
 
@@ -80,6 +81,11 @@ impl Object {
         self
     }
 
+    /// The text column `col` as the string member of its name, left out when it is NULL.
+    fn optional_text(self, d: &Dialect, col: &str) -> Self {
+        self.optional(&format!("{col} IS NOT NULL"), col, &(d.quote)(col))
+    }
+
     fn sql(mut self) -> String {
         self.parts.push("'}'".to_owned());
         format!("concat({})", self.parts.join(", "))
@@ -131,65 +137,53 @@ fn payment_object(d: &Dialect) -> String {
             "recurring_frequency",
             "recurring_frequency",
         )
-        .optional(
-            "recurring_expiry IS NOT NULL",
-            "recurring_expiry",
-            &(d.quote)("recurring_expiry"),
-        )
+        .optional_text(d, "recurring_expiry")
         .sql()
 }
 
 /// `url` is the SQL text that starts the card-art links.
 fn token_object(d: &Dialect, url: &str) -> String {
-    let optional_string =
-        |o: Object, col: &str| o.optional(&format!("{col} IS NOT NULL"), col, &(d.quote)(col));
-    let o = Object::new()
+    let scheme = format!(
+        "CASE WHEN scheme IN ({}) THEN {} ELSE '\"Unknown\"' END",
+        known_schemes(),
+        (d.quote)("scheme")
+    );
+    Object::new()
         .plain_string("id", "id_text")
         .plain_string("created_at", &(d.timestamp)("created_at"))
         .member("expiry_month", "expiry_month")
-        .member("expiry_year", "expiry_year");
-    optional_string(
-        optional_string(
-            optional_string(o, "cardholder_name")
-                .member(
-                    "issuer_identification_number",
-                    &(d.quote)("issuer_identification_number"),
-                )
-                .member("masked_account_number", &(d.quote)("masked_account_number"))
-                .member(
-                    "account_number_last_four",
-                    &(d.quote)("account_number_last_four"),
-                )
-                .member("account_number_length", "account_number_length")
-                .member(
-                    "scheme",
-                    &format!(
-                        "CASE WHEN scheme IN ({}) THEN {} ELSE '\"Unknown\"' END",
-                        known_schemes(),
-                        (d.quote)("scheme")
-                    ),
-                )
-                .member("status", &(d.quote)("status"))
-                .member("network_token_status", "'\"not_available\"'")
-                .member(
-                    "card_art_url",
-                    &(d.quote)(&format!("{url} || '/tokens/card-art/' || id_text")),
-                )
-                .member("identity_and_verification", "'\"none\"'"),
-            "business_key",
-        ),
-        "import_provider",
-    )
-    .optional(
-        "expires_at IS NOT NULL",
-        "expires_at",
-        &format!("'\"' || {} || '\"'", (d.timestamp)("expires_at")),
-    )
-    .sql()
+        .member("expiry_year", "expiry_year")
+        .optional_text(d, "cardholder_name")
+        .member(
+            "issuer_identification_number",
+            &(d.quote)("issuer_identification_number"),
+        )
+        .member("masked_account_number", &(d.quote)("masked_account_number"))
+        .member(
+            "account_number_last_four",
+            &(d.quote)("account_number_last_four"),
+        )
+        .member("account_number_length", "account_number_length")
+        .member("scheme", &scheme)
+        .member("status", &(d.quote)("status"))
+        .member("network_token_status", "'\"not_available\"'")
+        .member(
+            "card_art_url",
+            &(d.quote)(&format!("{url} || '/tokens/card-art/' || id_text")),
+        )
+        .member("identity_and_verification", "'\"none\"'")
+        .optional_text(d, "business_key")
+        .optional_text(d, "import_provider")
+        .optional(
+            "expires_at IS NOT NULL",
+            "expires_at",
+            &format!("'\"' || {} || '\"'", (d.timestamp)("expires_at")),
+        )
+        .sql()
 }
 
-/// The statement that answers one JSON array (text) of the `objects` of the rows of `table` (with its
-/// `WHERE` clause, `filter`) in `order` (`ASC` or `DESC`) of `created_at, id`, `$next` rows after
+/// The statement that answers one JSON array (text) of the `objects` of the rows of `from` (a table
+/// with its `WHERE` clause) in `order` (`ASC` or `DESC`) of `created_at, id`: `$next` rows after
 /// skipping `$next + 1`. The page's subquery gives each row's id as text once (`id_text`), for the
 /// members that show it.
 fn page(d: &Dialect, objects: &str, columns: &str, from: &str, order: &str, next: usize) -> String {
