@@ -30,7 +30,10 @@ struct Dialect {
     /// An instant column as RFC 3339 in UTC with `Z`, its fraction as `chrono`'s `AutoSi` writes it
     /// (none, 3 or 6 digits), as `model::Timestamp` serialises.
     timestamp: fn(&str) -> String,
-    /// Stored JSON text to embed as it is when it is JSON (SQL NULL otherwise, or an error).
+    /// Whether a stored JSON text column is shown: it is not NULL (and, where the backend can say so
+    /// without an error, it parses).
+    shows_json: fn(&str) -> String,
+    /// A stored JSON text column that is shown, embedded as it is.
     stored_json: fn(&str) -> String,
     /// A payment's stored `source`, with `cardholder_name` added as `null` to an object without it.
     source: &'static str,
@@ -88,6 +91,16 @@ impl Object {
         self.optional(&format!("{col} IS NOT NULL"), col, &(d.quote)(col))
     }
 
+    /// The stored JSON column `col` as the member of its name, left out unless the backend shows it.
+    fn optional_json(self, d: &Dialect, col: &str) -> Self {
+        self.optional(&(d.shows_json)(col), col, &(d.stored_json)(col))
+    }
+
+    /// `plain_string` left out unless `keep` holds; never the first.
+    fn optional_plain_string(self, keep: &str, key: &str, text: &str) -> Self {
+        self.optional(keep, key, &format!("'\"' || {text} || '\"'"))
+    }
+
     fn sql(mut self) -> String {
         self.parts.push("'}'".to_owned());
         format!("concat({})", self.parts.join(", "))
@@ -111,8 +124,6 @@ fn payment_object(d: &Dialect) -> String {
         .optional("amount_voided > 0", "voided", "amount_voided")
         .optional("amount_refunded > 0", "refunded", "amount_refunded")
         .sql();
-    let metadata = (d.stored_json)("metadata");
-    let failure_details = (d.stored_json)("failure_details");
     Object::new()
         .plain_string("id", "id_text")
         .member("amount", &amount)
@@ -123,16 +134,12 @@ fn payment_object(d: &Dialect) -> String {
         .member("status", &(d.quote)("status"))
         .member("use_case", &(d.quote)("use_case"))
         .member("source", d.source)
-        .optional(&format!("{metadata} IS NOT NULL"), "metadata", &metadata)
-        .optional(
-            &format!("{failure_details} IS NOT NULL"),
-            "failure_details",
-            &failure_details,
-        )
-        .optional(
+        .optional_json(d, "metadata")
+        .optional_json(d, "failure_details")
+        .optional_plain_string(
             "initial_payment_id IS NOT NULL",
             "initial_payment_id",
-            &format!("'\"' || {} || '\"'", (d.uuid)("initial_payment_id")),
+            &(d.uuid)("initial_payment_id"),
         )
         .optional(
             "recurring_frequency IS NOT NULL",
@@ -176,10 +183,10 @@ fn token_object(d: &Dialect, url: &str) -> String {
         .member("identity_and_verification", "'\"none\"'")
         .optional_text(d, "business_key")
         .optional_text(d, "import_provider")
-        .optional(
+        .optional_plain_string(
             "expires_at IS NOT NULL",
             "expires_at",
-            &format!("'\"' || {} || '\"'", (d.timestamp)("expires_at")),
+            &(d.timestamp)("expires_at"),
         )
         .sql()
 }
@@ -252,16 +259,13 @@ pub(crate) mod sqlite {
         )
     }
 
-    /// Text that does not parse shows as SQL NULL (then left out), as the Rust mapping leaves it out.
-    fn stored_json(col: &str) -> String {
-        format!("(CASE WHEN json_valid({col}) THEN {col} END)")
-    }
-
     const DIALECT: Dialect = Dialect {
         quote: |e| format!("json_quote({e})"),
         uuid,
         timestamp,
-        stored_json,
+        // Text that does not parse is left out, as the Rust mapping leaves it out.
+        shows_json: |col| format!("json_valid({col})"),
+        stored_json: |col| col.to_owned(),
         text_param: |n| format!("${n}"),
         keeps_subquery_order: true,
         source: "CASE WHEN NOT json_valid(source) THEN '{}' \
@@ -291,17 +295,14 @@ pub(crate) mod postgres {
         )
     }
 
-    /// `json` keeps the text as it was written once it has checked it (text that does not parse is an
-    /// error, as the `jsonb` this replaced made it).
-    fn stored_json(col: &str) -> String {
-        format!("{col}::json::text")
-    }
-
     const DIALECT: Dialect = Dialect {
         quote: |e| format!("to_json({e})::text"),
         uuid: |col| format!("{col}::text"),
         timestamp,
-        stored_json,
+        shows_json: |col| format!("{col} IS NOT NULL"),
+        // `json` keeps the text as it was written once it has checked it (text that does not parse is
+        // an error, as the `jsonb` this replaced made it).
+        stored_json: |col| format!("{col}::json::text"),
         text_param: |n| format!("${n}::text"),
         keeps_subquery_order: false,
         source: "CASE WHEN json_typeof(source::json) = 'object' AND source::json -> 'cardholder_name' IS NULL \
