@@ -294,7 +294,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .http
         .rate_limit
         .map(|per_second| Arc::new(RateLimiter::new(per_second, config.http.rate_limit_burst)));
-    Ok(AppState {
+    Ok(AppState::new(crate::api::Services {
         store,
         rate_limit,
         config: Arc::new(config),
@@ -305,7 +305,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         webhooks,
         forward,
         sessions,
-    })
+    }))
 }
 
 /// Starts the server on `listener` with `config`: migrations, first-start bootstrap, the API and
