@@ -353,15 +353,16 @@ const CHECKPOINTS: Checkpoints = Checkpoints {
 /// every frame copied, which never happens under a steady stream of commits: the file grew by every page
 /// every commit wrote for as long as the stream lasted (a gigabyte in seven seconds of tokenization,
 /// each append a new block of the file system). So a round that finds the WAL at `restart_at_frames`
-/// or more takes the writer's connection (`writer`, which the frequent writes queue for) and runs a
-/// second PASSIVE checkpoint on it: with no write in progress it copies the few frames committed since
-/// the first and syncs, and the next write transaction starts the WAL over, unless a reader still
-/// reads an older snapshot from it (then a later round tries again). Should that keep failing until the
+/// or more runs a second PASSIVE checkpoint, then takes the writer's connection (`writer`, which the
+/// frequent writes queue for) and runs a third on it: with no write in progress it copies the few
+/// frames committed since the second and syncs (the writers waited 1–7 ms for it, measured while
+/// tokenizing at 16 connections), and the next write transaction starts the WAL over, unless a reader
+/// still reads an older snapshot from it (then a later round tries again). Should that keep failing until the
 /// WAL holds four times `restart_at_frames`, a RESTART checkpoint forces it: it holds the writer lock
 /// and waits up to `restart_wait` (its connection's busy timeout) for the readers to leave. (A RESTART
 /// on every round, tried first, took tokenization's p99 at 16 connections from 4–5 ms to 8–18 ms: its
-/// busy handler sleeps 1, 2, 5… ms at a time while it holds the writer lock.) The first checkpoint
-/// runs on a connection of its own, with that short busy timeout.
+/// busy handler sleeps 1, 2, 5… ms at a time while it holds the writer lock.) The other checkpoints
+/// run on a connection of their own, with that short busy timeout.
 async fn checkpoint(
     pool: SqlitePool,
     writer: SqlitePool,
@@ -394,6 +395,9 @@ async fn checkpoint(
                     .execute(&mut *conn)
                     .await?;
             } else if frames >= plan.restart_at_frames {
+                // Once more on this connection first: it copies what was committed during the first
+                // copy (tens of frames instead of thousands), so that the writer waits for less.
+                sqlx::query(passive).execute(&mut *conn).await?;
                 let mut writer = writer.acquire().await?;
                 sqlx::query(passive).execute(&mut *writer).await?;
             }
