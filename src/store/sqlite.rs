@@ -357,12 +357,12 @@ const CHECKPOINTS: Checkpoints = Checkpoints {
 /// frequent writes queue for) and runs a third on it: with no write in progress it copies the few
 /// frames committed since the second and syncs (the writers waited 1–7 ms for it, measured while
 /// tokenizing at 16 connections), and the next write transaction starts the WAL over, unless a reader
-/// still reads an older snapshot from it (then a later round tries again). Should that keep failing until the
-/// WAL holds four times `restart_at_frames`, a RESTART checkpoint forces it: it holds the writer lock
-/// and waits up to `restart_wait` (its connection's busy timeout) for the readers to leave. (A RESTART
-/// on every round, tried first, took tokenization's p99 at 16 connections from 4–5 ms to 8–18 ms: its
-/// busy handler sleeps 1, 2, 5… ms at a time while it holds the writer lock.) The other checkpoints
-/// run on a connection of their own, with that short busy timeout.
+/// still reads an older snapshot from it (then a later round tries again). Should that keep failing
+/// until the WAL holds four times `restart_at_frames`, a RESTART checkpoint forces it: it holds the
+/// writer lock and waits up to `restart_wait` (its connection's busy timeout) for the readers to leave.
+/// (A RESTART on every round, tried first, took tokenization's p99 at 16 connections from 4–5 ms to
+/// 8–18 ms: its busy handler sleeps 1, 2, 5… ms at a time while it holds the writer lock.) The other
+/// checkpoints run on a connection of their own, with that short busy timeout.
 async fn checkpoint(
     pool: SqlitePool,
     writer: SqlitePool,
