@@ -404,7 +404,8 @@ async fn checkpoint(
             Ok::<_, sqlx::Error>(())
         };
         if let Err(err) = round.await {
-            if pool.is_closed() {
+            // `close_pools` closes the writer's pool first: a round that wanted it then is shutdown.
+            if pool.is_closed() || writer.is_closed() {
                 return;
             }
             conn = None;
