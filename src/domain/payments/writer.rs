@@ -18,8 +18,7 @@ pub struct PaymentWriter {
 }
 
 impl PaymentWriter {
-    /// SQLite takes one writer at a time, so one batch commits while the next gathers; PostgreSQL
-    /// commits several batches at once on several connections.
+    /// One batch commits while the next gathers (see `group_commit`).
     pub fn spawn(store: DynStore) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         spawn_batches(store, rx, MAX_BATCH, |store, pending| async move {

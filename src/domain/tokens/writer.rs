@@ -23,9 +23,9 @@ pub struct TokenWriter {
 const MAX_BATCH: usize = 200;
 
 impl TokenWriter {
-    /// On PostgreSQL several batches commit at once on several connections. SQLite keeps one batch at
-    /// a time: with a second one gathering while the first commits (measured), batches halved in size
-    /// and tokenization at 16 connections fell from about 6,500 to 3,700 a second.
+    /// One batch commits while the next gathers, on both backends (see `group_commit`). On SQLite a
+    /// second batch gathering while the first commits halved the batches and took tokenization at 16
+    /// connections from about 6,500 to 3,700 a second.
     pub fn spawn(store: DynStore) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         spawn_batches(store, rx, MAX_BATCH, |store, pending| async move {
