@@ -383,6 +383,12 @@ impl Imports {
 
     /// Turns a card forwarded for `import` into a token with `business_key` (the payment method). A card
     /// already imported for the account under that key is not imported again: its token is returned.
+    ///
+    /// The token is written without looking for an earlier one first: the import job forwards only
+    /// payment methods the account has no token for (`existing_business_keys`), so a card seen before
+    /// comes only from a forward that was repeated, and the unique business key turns that insert
+    /// away (`Constraint`), after which the earlier token is the answer. On PostgreSQL the lookup first
+    /// was one more statement for every card, about a fifth of the database's CPU per imported card.
     pub async fn ingest(
         &self,
         import: &ImportRecord,
@@ -390,9 +396,6 @@ impl Imports {
         mut body: Value,
     ) -> Result<TokenRecord, IngestError> {
         let account_id = import.account_id;
-        if let Some(existing) = self.existing(account_id, business_key).await? {
-            return Ok(existing);
-        }
         // Stripe leaves the placeholder empty when it holds no name or security code for the card.
         if let Some(object) = body.as_object_mut() {
             for optional in ["security_code", "cardholder_name"] {
@@ -401,8 +404,17 @@ impl Imports {
                 }
             }
         }
-        let valid = validate_card(&body, chrono::Utc::now(), NumberForm::Forwarded)
-            .map_err(IngestError::Invalid)?;
+        let valid = match validate_card(&body, chrono::Utc::now(), NumberForm::Forwarded) {
+            Ok(valid) => valid,
+            // A card imported before answers with its token even if it would not pass today (it
+            // expired since, say).
+            Err(invalid) => {
+                return match self.existing(account_id, business_key).await? {
+                    Some(existing) => Ok(existing),
+                    None => Err(IngestError::Invalid(invalid)),
+                }
+            }
+        };
         let origin = Origin {
             business_key: Some(business_key.to_owned()),
             import_provider: Some(import.provider.clone()),

@@ -20,6 +20,7 @@ use crate::support::{
 
 on_both_backends!(
     an_import_brings_every_stored_card_into_the_vault_once,
+    a_card_posted_twice_at_once_becomes_one_token_that_both_answers_name,
     an_import_killed_mid_way_resumes_and_counts_every_card_once,
     the_end_of_an_import_is_notified_with_the_import_as_it_ended,
     an_import_runs_in_short_steps_each_resuming_where_the_last_stopped,
@@ -104,6 +105,49 @@ async fn an_import_brings_every_stored_card_into_the_vault_once(backend: Backend
     let listed = app.list_imports("limit=1").await;
     assert_eq!(listed.body["data"][0]["id"], again["id"], "newest first");
     assert_eq!(listed.body["pagination"]["total_items"], 2);
+}
+
+/// Stripe may deliver a forward again while the first delivery is still under way: the ingest endpoint
+/// writes the token without looking for an earlier one, so the two posts race into the token writer
+/// (often into one batch), and the unique business key must leave one token that both answers name.
+async fn a_card_posted_twice_at_once_becomes_one_token_that_both_answers_name(backend: Backend) {
+    let stripe = FakeStripe::start(FakeStripeConfig::default())
+        .await
+        .unwrap();
+    let (_, pms) = stripe.add_customer(visa_cards(1, 40));
+    let twice: Vec<&String> = pms.iter().step_by(4).collect();
+    for pm in &twice {
+        stripe.post_twice(pm);
+    }
+    let app = spawn_app_for_stripe(backend, &stripe).await;
+
+    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ended = app.wait_for_import_end(&id).await;
+    assert_eq!(
+        (&ended["status"], &ended["successes"], &ended["failures"]),
+        (&json!("finished"), &json!(40), &json!(0))
+    );
+    let tokens = app.all_tokens().await;
+    assert_eq!(tokens.len(), 40);
+    for pm in twice {
+        assert_eq!(stripe.destination_posts_for(pm), 2, "{pm}");
+        let answers: Vec<serde_json::Value> = stripe
+            .double_post_answers_for(pm)
+            .iter()
+            .map(|body| serde_json::from_str(body).unwrap())
+            .collect();
+        assert_eq!(answers.len(), 2, "{pm}");
+        let token = tokens
+            .iter()
+            .find(|t| t["business_key"] == pm.as_str())
+            .unwrap();
+        for answer in &answers {
+            assert_eq!(answer["id"], token["id"], "{pm}: {answer}");
+        }
+    }
 }
 
 /// With a step of no time at all, every batch of cards ends a run of the job: the job is queued again

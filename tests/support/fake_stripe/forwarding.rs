@@ -65,17 +65,36 @@ pub(super) async fn forward(shared: &Arc<Shared>, headers: &HeaderMap, body: &By
     let sent = Value::Object(sent).to_string();
     let redacted = Value::Object(redacted).to_string();
 
-    let mut request = shared.http.post(form.url.clone());
-    let mut has_content_type = false;
-    for (name, value) in &form.headers {
-        has_content_type |= name.eq_ignore_ascii_case("content-type");
-        request = request.header(name.as_str(), value.as_str());
-    }
-    if !has_content_type {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
+    let request = || {
+        let mut request = shared.http.post(form.url.clone());
+        let mut has_content_type = false;
+        for (name, value) in &form.headers {
+            has_content_type |= name.eq_ignore_ascii_case("content-type");
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if !has_content_type {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        request.body(sent.clone())
+    };
     let started = Instant::now();
-    let answer = request.body(sent).send().await;
+    let twice = shared.data().posted_twice.contains(&form.payment_method);
+    let answer = if twice {
+        // Both at once; the first one's answer is kept for the test, the second's is the object's.
+        let (first, second) = tokio::join!(request().send(), request().send());
+        let first = match first {
+            Ok(first) => first.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        count_post(shared, &form.payment_method);
+        shared
+            .data()
+            .double_post_answers
+            .insert(form.payment_method.clone(), vec![first]);
+        second
+    } else {
+        request().send().await
+    };
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
@@ -99,6 +118,15 @@ pub(super) async fn forward(shared: &Arc<Shared>, headers: &HeaderMap, body: &By
     let Ok(answer_body) = answer.text().await else {
         return reply(502, upstream_connection_error());
     };
+    if twice {
+        if let Some(bodies) = shared
+            .data()
+            .double_post_answers
+            .get_mut(&form.payment_method)
+        {
+            bodies.push(answer_body.clone());
+        }
+    }
     let duration = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     let request_headers: Vec<Value> = form

@@ -123,6 +123,10 @@ struct Data {
     idempotent: HashMap<String, Value>,
     in_flight: HashSet<String>,
     destination_posts: HashMap<String, u32>,
+    /// Payment methods whose card is posted to the destination twice at once (a repeated delivery).
+    posted_twice: HashSet<String>,
+    /// The destination's answer bodies to those double posts.
+    double_post_answers: HashMap<String, Vec<String>>,
     stats: FakeStats,
     bucket: Option<Bucket>,
     next_serial: u32,
@@ -297,6 +301,22 @@ impl FakeStripe {
 
     pub fn stats(&self) -> FakeStats {
         self.shared.data().stats
+    }
+
+    /// From now on the card of `pm` is posted to the destination twice at once, as a delivery that is
+    /// repeated while the first is still under way; the forwarding object shows the second answer.
+    pub fn post_twice(&self, pm: &str) {
+        self.shared.data().posted_twice.insert(pm.to_owned());
+    }
+
+    /// The destination's answer bodies to the double posts of `pm` (see `post_twice`).
+    pub fn double_post_answers_for(&self, pm: &str) -> Vec<String> {
+        self.shared
+            .data()
+            .double_post_answers
+            .get(pm)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How many times the card of `pm` was posted to a destination that answered (or timed out
