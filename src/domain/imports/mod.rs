@@ -3,6 +3,7 @@
 //! card into a token. The moves between statuses are `ImportStatus`'s; the job lives in `job.rs`.
 
 pub mod job;
+mod reads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +101,7 @@ pub struct Imports {
     pub(crate) settings: ImportSettings,
     pub(crate) http: reqwest::Client,
     webhooks: Arc<Webhooks>,
+    reads: reads::ImportReads,
 }
 
 /// How many times an end is tried again when the counters moved between reading and ending.
@@ -113,6 +115,7 @@ impl Imports {
         webhooks: Arc<Webhooks>,
     ) -> reqwest::Result<Self> {
         Ok(Self {
+            reads: reads::ImportReads::spawn(store.clone()),
             store,
             tokens,
             settings,
@@ -371,7 +374,7 @@ impl Imports {
         let Some((id, secret)) = parse_ingest_key(presented) else {
             return Ok(None);
         };
-        let Some(import) = self.store.get_import(id).await? else {
+        let Some(import) = self.reads.get(id).await? else {
             return Ok(None);
         };
         let matches = import

@@ -117,8 +117,22 @@ async fn a_second_import_while_one_runs_is_rejected_and_abort_ends_it(backend: B
         assert!(started.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The key Stripe was given works while the import runs, and not a moment after it ended: each
+    // forward reads the import after it arrived (forwards in flight share those reads).
+    let ingest_key = stripe.last_forward_key().unwrap();
+    let direct = app
+        .with_key(&ingest_key)
+        .ingest("pm_direct", &card_body)
+        .await;
+    assert_eq!(direct.status, StatusCode::OK, "{}", direct.body);
+    assert_eq!(direct.body["business_key"], "pm_direct");
     let aborted = app.abort_import(&id).await;
     assert_eq!(aborted.status, StatusCode::OK);
+    let after = app
+        .with_key(&ingest_key)
+        .ingest("pm_after", &card_body)
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     assert_eq!(aborted.body["status"], "aborted");
     assert!(aborted.body["finished_at"].is_string());
     let again = app.abort_import(&id).await;

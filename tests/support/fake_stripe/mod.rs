@@ -123,6 +123,8 @@ struct Data {
     idempotent: HashMap<String, Value>,
     in_flight: HashSet<String>,
     destination_posts: HashMap<String, u32>,
+    /// The `X-API-Key` header of the last forward posted (the destination's own key).
+    last_forward_key: Option<String>,
     /// Payment methods whose card is posted to the destination twice at once (a repeated delivery).
     posted_twice: HashSet<String>,
     /// The destination's answer bodies to those double posts.
@@ -301,6 +303,11 @@ impl FakeStripe {
 
     pub fn stats(&self) -> FakeStats {
         self.shared.data().stats
+    }
+
+    /// The `X-API-Key` the last forward sent its destination (for Strongroom: the import's ingest key).
+    pub fn last_forward_key(&self) -> Option<String> {
+        self.shared.data().last_forward_key.clone()
     }
 
     /// From now on the card of `pm` is posted to the destination twice at once, as a delivery that is
