@@ -234,11 +234,7 @@ async fn with_an_hsm_cards_tokenize_and_pay_through_rotation_retirement_and_rest
     let first = token_id(&api.new_token(&card("4242424242424242")).await);
     api.pay("one-off", &payment(&first.to_string(), 1200, "automatic"))
         .await;
-    let import = api.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended = api.wait_for_import_end(&import).await;
+    let (_, ended) = api.stripe_import_to_its_end(STRIPE_KEY).await;
     assert_eq!(
         (&ended["status"], &ended["successes"], &ended["failures"]),
         (

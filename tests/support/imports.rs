@@ -99,6 +99,16 @@ impl ApiClient {
         .await
     }
 
+    /// Starts a Stripe import with `stripe_key` and waits for its end: its id and the import as it ended.
+    pub async fn stripe_import_to_its_end(&self, stripe_key: &str) -> (String, Value) {
+        let id = self.start_stripe_import(stripe_key).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ended = self.wait_for_import_end(&id).await;
+        (id, ended)
+    }
+
     /// Polls the import until it ends; checks `attemts = successes + failures` on every look.
     pub async fn wait_for_import_end(&self, id: impl Display) -> Value {
         let started = Instant::now();

@@ -47,11 +47,7 @@ async fn each_failure_kind_is_recorded_with_its_reason_and_context(backend: Back
     stripe.fail_next(Route::PaymentMethods, 429, 2);
     let app = spawn_app_for_stripe(backend, &stripe).await;
 
-    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended = app.wait_for_import_end(&id).await;
+    let (id, ended) = app.stripe_import_to_its_end(STRIPE_KEY).await;
     assert_eq!(ended["status"], "finished");
     assert_eq!(
         (&ended["attemts"], &ended["successes"], &ended["failures"]),
@@ -141,11 +137,7 @@ async fn forwarding_not_enabled_aborts_the_import(backend: Backend) {
     stripe.add_customer(visa_cards(1, 5));
     let app = spawn_app_for_stripe(backend, &stripe).await;
 
-    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended = app.wait_for_import_end(&id).await;
+    let (id, ended) = app.stripe_import_to_its_end(STRIPE_KEY).await;
     assert_eq!(ended["status"], "aborted");
     let found = app.all_import_failures(&id).await;
     assert_eq!(found.len(), 1, "{found:?}");
@@ -173,11 +165,8 @@ async fn failures_paginate(backend: Backend) {
         stripe.delete_at_forward(pm);
     }
     let app = spawn_app_for_stripe(backend, &stripe).await;
-    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(app.wait_for_import_end(&id).await["failures"], 3);
+    let (id, ended) = app.stripe_import_to_its_end(STRIPE_KEY).await;
+    assert_eq!(ended["failures"], 3);
 
     let page = app.import_failures(&id, "limit=1&page=2").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -220,11 +209,7 @@ async fn try_again_answers_are_retried_and_never_counted_as_failures(backend: Ba
     stripe.fail_forward_of(&pms[2], 409, 3);
     let app = spawn_app_for_stripe(backend, &stripe).await;
 
-    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended = app.wait_for_import_end(&id).await;
+    let (id, ended) = app.stripe_import_to_its_end(STRIPE_KEY).await;
     assert_eq!(ended["status"], "finished", "{ended}");
     assert_eq!(
         (&ended["attemts"], &ended["successes"], &ended["failures"]),

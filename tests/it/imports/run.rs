@@ -121,11 +121,7 @@ async fn a_card_posted_twice_at_once_becomes_one_token_that_both_answers_name(ba
     }
     let app = spawn_app_for_stripe(backend, &stripe).await;
 
-    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended = app.wait_for_import_end(&id).await;
+    let (_, ended) = app.stripe_import_to_its_end(STRIPE_KEY).await;
     assert_eq!(
         (&ended["status"], &ended["successes"], &ended["failures"]),
         (&json!("finished"), &json!(40), &json!(0))
@@ -338,11 +334,7 @@ async fn the_end_of_an_import_is_notified_with_the_import_as_it_ended(backend: B
     .await;
     let (_, key) = app.add_webhook(&receiver.url(), "import.*").await;
 
-    let id = app.start_stripe_import(STRIPE_KEY).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended = app.wait_for_import_end(&id).await;
+    let (_, ended) = app.stripe_import_to_its_end(STRIPE_KEY).await;
     assert_eq!(
         (&ended["status"], &ended["successes"], &ended["failures"]),
         (&json!("finished"), &json!(2), &json!(1))
