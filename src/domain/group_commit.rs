@@ -6,7 +6,7 @@
 //! measured against one on two cores with the database beside the server: one batch at a time made
 //! batches three to four times larger and every statement's fixed cost (parsing the arrays, starting
 //! the executor, the commit's WAL flush) rarer. Tokenization at 64 connections went from 12.5–13.0k to
-//! 15.4–16.2k a second and CPU per token from 110–123 to 73–80 µs, and payments at 16 connections from
+//! 15.4–16.2k a second and CPU per token from 110–123 to 73–81 µs, and payments at 16 connections from
 //! 1,400–1,540 to 1,760–2,200 a second (two interleaved rounds each).
 
 use std::future::Future;
