@@ -1,6 +1,7 @@
-//! The loop both group-commit writers (tokens, payments) run: it gathers what callers queued into a
-//! batch of at most `max_batch` and commits it, one batch at a time on either backend: what arrives
-//! while a batch commits waits for it and joins the next one.
+//! The loop both group-commit writers (tokens, payments) run, and the ingest endpoint's shared import
+//! reads: it gathers what callers queued into a batch of at most `max_batch` and hands it on (a writer
+//! commits it), one batch at a time on either backend: what arrives while a batch commits waits for it
+//! and joins the next one.
 //!
 //! PostgreSQL could commit several batches at once on several connections, and did (four) until it was
 //! measured against one on two cores with the database beside the server: one batch at a time made

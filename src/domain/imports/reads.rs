@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::domain::group_commit::spawn_batches;
 use crate::store::{DynStore, ImportRecord, StoreError, StoreResult};
 
 type Answer = oneshot::Sender<StoreResult<Option<ImportRecord>>>;
@@ -24,27 +25,25 @@ pub(crate) struct ImportReads {
 }
 
 impl ImportReads {
+    /// One round at a time, through the loop the group-commit writers run (`spawn_batches`).
     pub(crate) fn spawn(store: DynStore) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Uuid, Answer)>(ROUND);
-        tokio::spawn(async move {
-            let mut waiting = Vec::with_capacity(ROUND);
-            while rx.recv_many(&mut waiting, ROUND).await > 0 {
-                let mut by_import: HashMap<Uuid, Vec<Answer>> = HashMap::new();
-                for (id, answer) in waiting.drain(..) {
-                    by_import.entry(id).or_default().push(answer);
-                }
-                // Imports of several accounts are read side by side.
-                join_all(by_import.into_iter().map(|(id, answers)| {
-                    let store = store.clone();
-                    async move {
-                        let read = store.get_import(id).await;
-                        for answer in answers {
-                            let _ = answer.send(read.clone());
-                        }
-                    }
-                }))
-                .await;
+        let (tx, rx) = mpsc::channel::<(Uuid, Answer)>(ROUND);
+        spawn_batches(store, rx, ROUND, |store, waiting| async move {
+            let mut by_import: HashMap<Uuid, Vec<Answer>> = HashMap::new();
+            for (id, answer) in waiting {
+                by_import.entry(id).or_default().push(answer);
             }
+            // Imports of several accounts are read side by side.
+            join_all(by_import.into_iter().map(|(id, answers)| {
+                let store = store.clone();
+                async move {
+                    let read = store.get_import(id).await;
+                    for answer in answers {
+                        let _ = answer.send(read.clone());
+                    }
+                }
+            }))
+            .await;
         });
         Self { tx }
     }
