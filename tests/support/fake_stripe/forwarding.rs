@@ -92,11 +92,14 @@ pub(super) async fn forward(shared: &Arc<Shared>, headers: &HeaderMap, body: &By
     let answer = if twice {
         // Both at once; the first one's answer is kept for the test, the second's is the object's.
         let (first, second) = tokio::join!(request().send(), request().send());
+        // Counted as a single post is: answered, or failed after connecting.
+        if first.as_ref().map_or_else(|e| !e.is_connect(), |_| true) {
+            count_post(shared, &form.payment_method);
+        }
         let first = match first {
             Ok(first) => first.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        count_post(shared, &form.payment_method);
         shared
             .data()
             .double_post_answers
