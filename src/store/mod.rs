@@ -38,13 +38,13 @@ pub use imports::{ImportFailure, ImportOutcome, ImportRecord, ImportStore};
 pub use jobs::{Fence, Job, JobLease, JobStatus, JobStore, NewJob};
 pub use keys::{ApiKeyRecord, KeyStore, KeyWithAccount};
 pub use payment_records::{
-    day_of, start_of_day, PaymentChange, PaymentFilter, PaymentRecord, PaymentWrite, RefundRecord,
-    TransactionRecord,
+    day_of, start_of_day, PaymentChange, PaymentFilter, PaymentListing, PaymentRecord,
+    PaymentWrite, RefundRecord, TransactionRecord,
 };
 pub use payments::PaymentStore;
 pub use processors::{ProcessorRecord, ProcessorStore};
 pub use sessions::{OriginRecord, SessionRecord, SessionStore};
-pub use tokens::{TokenQuery, TokenRecord, TokenStore};
+pub use tokens::{TokenListing, TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
 pub use webhook_records::{

@@ -8,18 +8,9 @@
 //! uses these pages on SQLite; on PostgreSQL it maps the rows in Rust, which measured faster there
 //! (`domain::payments::list`, `domain::tokens`).
 
+use super::payment_records::PAYMENT_LISTING_COLUMNS;
+use super::tokens::TOKEN_LISTING_COLUMNS;
 use crate::model::card::Scheme;
-
-/// The columns of a payment that its public object shows (of its 27), for the page's subquery (which
-/// adds the id's text as `id_text`).
-const PAYMENT_PAGE_COLUMNS: &str = "id, created_at, use_case, status, currency_code, reference, \
-     amount_requested, amount_authorized, amount_captured, amount_voided, amount_refunded, source, \
-     flow_matrix_rule, failure_details, initial_payment_id, recurring_frequency, recurring_expiry, metadata";
-
-/// The columns of a token that its public object shows.
-const TOKEN_PAGE_COLUMNS: &str = "id, created_at, expiry_month, expiry_year, cardholder_name, \
-     issuer_identification_number, masked_account_number, account_number_last_four, account_number_length, \
-     scheme, status, business_key, import_provider, expires_at";
 
 /// How a backend writes the values of an object as JSON text.
 struct Dialect {
@@ -216,7 +207,7 @@ fn payment_page(d: &Dialect, from: &str, next: usize) -> String {
     page(
         d,
         &payment_object(d),
-        PAYMENT_PAGE_COLUMNS,
+        PAYMENT_LISTING_COLUMNS,
         from,
         "DESC",
         next,
@@ -230,7 +221,7 @@ fn token_page(d: &Dialect, from: &str, order: &str, next: usize) -> String {
     page(
         d,
         &token_object(d, &url),
-        TOKEN_PAGE_COLUMNS,
+        TOKEN_LISTING_COLUMNS,
         from,
         order,
         next,

@@ -44,6 +44,90 @@ pub struct PaymentRecord {
     pub metadata: Option<String>,
 }
 
+/// What a payment's public object shows, as a listing reads it: 18 of the 27 columns of a
+/// `PaymentRecord` (`PAYMENT_LISTING_COLUMNS`, in that order), decoded by position. A page of 500 decodes
+/// these and not the other nine, and looks no column up by its name.
+#[derive(Clone, Debug)]
+pub struct PaymentListing {
+    pub id: Uuid,
+    pub created_at: Ts,
+    pub use_case: String,
+    pub status: String,
+    pub currency_code: String,
+    pub reference: String,
+    pub amount_requested: i64,
+    pub amount_authorized: i64,
+    pub amount_captured: i64,
+    pub amount_voided: i64,
+    pub amount_refunded: i64,
+    pub source: String,
+    pub flow_matrix_rule: String,
+    pub failure_details: Option<String>,
+    pub initial_payment_id: Option<Uuid>,
+    pub recurring_frequency: Option<i32>,
+    pub recurring_expiry: Option<String>,
+    pub metadata: Option<String>,
+}
+
+impl From<PaymentRecord> for PaymentListing {
+    fn from(p: PaymentRecord) -> Self {
+        Self {
+            id: p.id,
+            created_at: p.created_at,
+            use_case: p.use_case,
+            status: p.status,
+            currency_code: p.currency_code,
+            reference: p.reference,
+            amount_requested: p.amount_requested,
+            amount_authorized: p.amount_authorized,
+            amount_captured: p.amount_captured,
+            amount_voided: p.amount_voided,
+            amount_refunded: p.amount_refunded,
+            source: p.source,
+            flow_matrix_rule: p.flow_matrix_rule,
+            failure_details: p.failure_details,
+            initial_payment_id: p.initial_payment_id,
+            recurring_frequency: p.recurring_frequency,
+            recurring_expiry: p.recurring_expiry,
+            metadata: p.metadata,
+        }
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for PaymentListing
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Ts: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            created_at: row.try_get(1)?,
+            use_case: row.try_get(2)?,
+            status: row.try_get(3)?,
+            currency_code: row.try_get(4)?,
+            reference: row.try_get(5)?,
+            amount_requested: row.try_get(6)?,
+            amount_authorized: row.try_get(7)?,
+            amount_captured: row.try_get(8)?,
+            amount_voided: row.try_get(9)?,
+            amount_refunded: row.try_get(10)?,
+            source: row.try_get(11)?,
+            flow_matrix_rule: row.try_get(12)?,
+            failure_details: row.try_get(13)?,
+            initial_payment_id: row.try_get(14)?,
+            recurring_frequency: row.try_get(15)?,
+            recurring_expiry: row.try_get(16)?,
+            metadata: row.try_get(17)?,
+        })
+    }
+}
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RefundRecord {
     pub id: Uuid,
@@ -270,6 +354,11 @@ pub(crate) const PAYMENT_COLUMNS: &str = "id, account_id, version, created_at, u
      currency_code, reference, capture_mode, amount_requested, amount_authorized, amount_captured, amount_voided, \
      amount_refunded, amount_refund_reserved, capture_requested, token_id, source, flow_matrix_rule, processor, \
      processor_reference, failure_details, initial_payment_id, recurring_frequency, recurring_expiry, metadata";
+
+/// The columns of a `PaymentListing`, in the order it decodes them.
+pub(crate) const PAYMENT_LISTING_COLUMNS: &str = "id, created_at, use_case, status, currency_code, reference, \
+     amount_requested, amount_authorized, amount_captured, amount_voided, amount_refunded, source, \
+     flow_matrix_rule, failure_details, initial_payment_id, recurring_frequency, recurring_expiry, metadata";
 
 pub(crate) const REFUND_COLUMNS: &str =
     "id, payment_id, account_id, created_at, updated_at, amount, currency_code, status, reference, failure_details";

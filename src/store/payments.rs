@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, PaymentWrite,
-    RefundRecord, StoreResult, TransactionRecord, Ts,
+    AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentListing, PaymentRecord,
+    PaymentWrite, RefundRecord, StoreResult, TransactionRecord, Ts,
 };
 
 #[async_trait]
@@ -43,7 +43,7 @@ pub trait PaymentStore {
         upper: Option<Ts>,
         limit: i64,
         offset: i64,
-    ) -> StoreResult<Vec<PaymentRecord>>;
+    ) -> StoreResult<Vec<PaymentListing>>;
     /// The rows `list_payments_between` answers, as one JSON array (text) of their public objects
     /// (`model::payment::Payment`), built by the database: a page costs one value to read, not a row
     /// of many columns per payment.
@@ -69,12 +69,12 @@ macro_rules! impl_payment_store {
             use $crate::store::backend::{SqlBackend, INSERT_CHUNK};
             use $crate::store::jobs::{push_job_insert, push_jobs_retire, write_job};
             use $crate::store::payment_records::{
-                count_add, day_counts_sql, parse_day_counts, payment_filter, push_payment_insert, push_payments_update, total_add, DayDeltas, PAYMENT_COLUMNS,
+                count_add, day_counts_sql, parse_day_counts, payment_filter, push_payment_insert, push_payments_update, total_add, DayDeltas, PAYMENT_COLUMNS, PAYMENT_LISTING_COLUMNS,
                 REFUND_COLUMNS, TRANSACTION_COLUMNS,
             };
             use $crate::store::webhook_records::write_outbox;
             use $crate::store::{
-                day_of, AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentRecord, PaymentStore,
+                day_of, AuditEvent, NewJob, OutboxRecord, PaymentChange, PaymentFilter, PaymentListing, PaymentRecord, PaymentStore,
                 PaymentWrite, RefundRecord, StoreResult, TransactionRecord, Ts,
             };
 
@@ -448,11 +448,11 @@ macro_rules! impl_payment_store {
                     upper: Option<Ts>,
                     limit: i64,
                     offset: i64,
-                ) -> StoreResult<Vec<PaymentRecord>> {
+                ) -> StoreResult<Vec<PaymentListing>> {
                     let window = PaymentFilter { from: lower, until: upper, ..f.clone() };
                     let (filter, next) = payment_filter(&window, "created_at", 2);
                     let sql = format!(
-                        "SELECT {PAYMENT_COLUMNS} FROM payments{filter} ORDER BY created_at DESC, id DESC \
+                        "SELECT {PAYMENT_LISTING_COLUMNS} FROM payments{filter} ORDER BY created_at DESC, id DESC \
                          LIMIT ${next} OFFSET ${}",
                         next + 1
                     );

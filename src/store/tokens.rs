@@ -41,6 +41,77 @@ impl fmt::Debug for TokenRecord {
     }
 }
 
+/// What a token's public object shows, as a listing reads it: `TOKEN_LISTING_COLUMNS`, in that order,
+/// decoded by position. A page of 500 reads neither the sealed card nor the fingerprint, and looks no
+/// column up by its name.
+#[derive(Clone, Debug)]
+pub struct TokenListing {
+    pub id: Uuid,
+    pub created_at: Ts,
+    pub expiry_month: i32,
+    pub expiry_year: i32,
+    pub cardholder_name: Option<String>,
+    pub issuer_identification_number: String,
+    pub masked_account_number: String,
+    pub account_number_last_four: String,
+    pub account_number_length: i32,
+    pub scheme: String,
+    pub status: String,
+    pub business_key: Option<String>,
+    pub import_provider: Option<String>,
+    pub expires_at: Option<Ts>,
+}
+
+impl From<TokenRecord> for TokenListing {
+    fn from(t: TokenRecord) -> Self {
+        Self {
+            id: t.id,
+            created_at: t.created_at,
+            expiry_month: t.expiry_month,
+            expiry_year: t.expiry_year,
+            cardholder_name: t.cardholder_name,
+            issuer_identification_number: t.issuer_identification_number,
+            masked_account_number: t.masked_account_number,
+            account_number_last_four: t.account_number_last_four,
+            account_number_length: t.account_number_length,
+            scheme: t.scheme,
+            status: t.status,
+            business_key: t.business_key,
+            import_provider: t.import_provider,
+            expires_at: t.expires_at,
+        }
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for TokenListing
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Uuid: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Ts: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    i32: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            created_at: row.try_get(1)?,
+            expiry_month: row.try_get(2)?,
+            expiry_year: row.try_get(3)?,
+            cardholder_name: row.try_get(4)?,
+            issuer_identification_number: row.try_get(5)?,
+            masked_account_number: row.try_get(6)?,
+            account_number_last_four: row.try_get(7)?,
+            account_number_length: row.try_get(8)?,
+            scheme: row.try_get(9)?,
+            status: row.try_get(10)?,
+            business_key: row.try_get(11)?,
+            import_provider: row.try_get(12)?,
+            expires_at: row.try_get(13)?,
+        })
+    }
+}
+
 /// Which tokens of an account to list: created in `[from, until)`, oldest or newest first.
 #[derive(Clone, Copy, Debug)]
 pub struct TokenQuery {
@@ -62,7 +133,7 @@ pub trait TokenStore {
         outbox: &[OutboxRecord],
     ) -> StoreResult<()>;
     async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
-    async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenRecord>>;
+    async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenListing>>;
     /// The tokens `list_tokens` answers, as one JSON array (text) of their public objects
     /// (`model::token::Token`, card-art links starting with `public_url`), built by the database.
     async fn token_page_json(&self, query: &TokenQuery, public_url: &str) -> StoreResult<String>;
@@ -93,6 +164,11 @@ pub trait TokenStore {
         outbox: &[OutboxRecord],
     ) -> StoreResult<bool>;
 }
+
+/// The columns of a `TokenListing`, in the order it decodes them.
+pub(crate) const TOKEN_LISTING_COLUMNS: &str = "id, created_at, expiry_month, expiry_year, cardholder_name, \
+     issuer_identification_number, masked_account_number, account_number_last_four, account_number_length, \
+     scheme, status, business_key, import_provider, expires_at";
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, account_id, created_at, expiry_month, expiry_year, cardholder_name, \
      issuer_identification_number, masked_account_number, account_number_last_four, account_number_length, scheme, \
@@ -174,8 +250,8 @@ macro_rules! impl_token_store {
         const _: () = {
             use uuid::Uuid;
             use $crate::store::backend::SqlBackend;
-            use $crate::store::tokens::{token_filter, TOKEN_COLUMNS};
-            use $crate::store::{day_of, AuditEvent, OutboxRecord, StoreResult, TokenQuery, TokenRecord, TokenStore, Ts};
+            use $crate::store::tokens::{token_filter, TOKEN_COLUMNS, TOKEN_LISTING_COLUMNS};
+            use $crate::store::{day_of, AuditEvent, OutboxRecord, StoreResult, TokenListing, TokenQuery, TokenRecord, TokenStore, Ts};
             use $crate::store::payment_records::{day_counts_sql, parse_day_counts};
 
             type Db = <$store as SqlBackend>::DB;
@@ -191,11 +267,11 @@ macro_rules! impl_token_store {
                     Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(self.pool()).await?)
                 }
 
-                async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenRecord>> {
+                async fn list_tokens(&self, q: &TokenQuery) -> StoreResult<Vec<TokenListing>> {
                     let (filter, next) = token_filter(q);
                     let order = if q.oldest_first { "ASC" } else { "DESC" };
                     let sql = format!(
-                        "SELECT {TOKEN_COLUMNS} FROM tokens{filter} ORDER BY created_at {order}, id {order} \
+                        "SELECT {TOKEN_LISTING_COLUMNS} FROM tokens{filter} ORDER BY created_at {order}, id {order} \
                          LIMIT ${next} OFFSET ${}",
                         next + 1
                     );

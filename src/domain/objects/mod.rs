@@ -16,7 +16,7 @@ use crate::model::token::{IdentityAndVerification, NetworkTokenStatus, Token};
 use crate::model::{Timestamp, UnknownValue};
 use crate::store::{
     Account as StoredAccount, ImportFailure as ImportFailureRecord, ImportRecord, StoreError,
-    TokenRecord, Ts,
+    TokenListing, Ts,
 };
 
 /// A stored spelling, read through its string table; one no table knows means a damaged row.
@@ -30,7 +30,8 @@ pub(crate) fn at(ts: Ts) -> Timestamp {
 }
 
 /// The token as `GET /tokens/{id}` shows it; links start with `public_url`.
-pub fn token(t: TokenRecord, public_url: &str) -> Result<Token, StoreError> {
+pub fn token(t: impl Into<TokenListing>, public_url: &str) -> Result<Token, StoreError> {
+    let t = t.into();
     Ok(Token {
         card_art_url: format!("{public_url}/tokens/card-art/{}", t.id),
         id: t.id,
@@ -89,6 +90,7 @@ pub fn account(a: StoredAccount) -> Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TokenRecord;
     use uuid::Uuid;
 
     fn token_record() -> TokenRecord {

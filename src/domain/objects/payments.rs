@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 
 use super::{at, stored};
 use crate::model::payment::{Amounts, Payment, Refund, Transaction, TransactionStatus};
-use crate::store::{PaymentRecord, RefundRecord, StoreError, TransactionRecord};
+use crate::store::{PaymentListing, PaymentRecord, RefundRecord, StoreError, TransactionRecord};
 
 fn positive(n: i64) -> Option<i64> {
     (n > 0).then_some(n)
@@ -18,8 +18,14 @@ fn raw(json: String) -> Option<Box<RawValue>> {
 }
 
 /// A stored source with `cardholder_name` present: sources written before it was always set left it
-/// out when the token had none, and the spec's `PaymentSourceCard` requires it (`null` then).
+/// out when the token had none, and the spec's `PaymentSourceCard` requires it (`null` then). Every
+/// source written now has the member, so it is looked for as text first: `"cardholder_name":` outside
+/// a string can only be a key (a quote inside a string is escaped), and the sources this server
+/// writes have no nested object with that key. Only a source without it is parsed.
 fn with_cardholder_name(source: String) -> String {
+    if source.contains("\"cardholder_name\":") {
+        return source;
+    }
     match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&source) {
         Ok(mut map) if !map.contains_key("cardholder_name") => {
             map.insert("cardholder_name".into(), serde_json::Value::Null);
@@ -29,10 +35,10 @@ fn with_cardholder_name(source: String) -> String {
     }
 }
 
-impl TryFrom<PaymentRecord> for Payment {
+impl TryFrom<PaymentListing> for Payment {
     type Error = StoreError;
 
-    fn try_from(p: PaymentRecord) -> Result<Self, StoreError> {
+    fn try_from(p: PaymentListing) -> Result<Self, StoreError> {
         let source = match raw(with_cardholder_name(p.source)) {
             Some(source) => source,
             None => RawValue::from_string("{}".to_owned())
@@ -60,6 +66,14 @@ impl TryFrom<PaymentRecord> for Payment {
             recurring_frequency: p.recurring_frequency,
             recurring_expiry: p.recurring_expiry,
         })
+    }
+}
+
+impl TryFrom<PaymentRecord> for Payment {
+    type Error = StoreError;
+
+    fn try_from(p: PaymentRecord) -> Result<Self, StoreError> {
+        PaymentListing::from(p).try_into()
     }
 }
 
@@ -101,5 +115,31 @@ impl TryFrom<TransactionRecord> for Transaction {
             processor_reference: t.processor_reference,
             message: t.message,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_cardholder_name;
+
+    #[test]
+    fn a_source_gets_a_null_cardholder_name_only_when_it_has_no_such_member() {
+        let named = r#"{"type":"card","cardholder_name":"Jo","expiry_month":4}"#;
+        assert_eq!(with_cardholder_name(named.to_owned()), named);
+        let null = r#"{"type":"card","cardholder_name":null}"#;
+        assert_eq!(with_cardholder_name(null.to_owned()), null);
+        for old in [
+            r#"{"type":"card","expiry_month":4}"#,
+            // The key's text inside a string value is escaped, so it is not taken for the member.
+            r#"{"type":"card","note":"\"cardholder_name\":\"x\""}"#,
+        ] {
+            let fixed: serde_json::Value =
+                serde_json::from_str(&with_cardholder_name(old.to_owned())).unwrap();
+            assert_eq!(fixed["cardholder_name"], serde_json::Value::Null, "{old}");
+            assert!(fixed.as_object().unwrap().contains_key("cardholder_name"));
+            assert_eq!(fixed["type"], "card");
+        }
+        let not_json = "not json";
+        assert_eq!(with_cardholder_name(not_json.to_owned()), not_json);
     }
 }

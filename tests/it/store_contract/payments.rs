@@ -2,8 +2,8 @@
 //! (with their transactions, refunds and job, or not at all), counted per day and listed in windows.
 
 use strongroom::store::{
-    day_of, Action, AuditEvent, PaymentChange, PaymentFilter, PaymentRecord, PaymentWrite,
-    RefundRecord, TransactionRecord,
+    day_of, Action, AuditEvent, PaymentChange, PaymentFilter, PaymentListing, PaymentRecord,
+    PaymentWrite, RefundRecord, TransactionRecord,
 };
 use uuid::Uuid;
 
@@ -298,7 +298,7 @@ async fn payments_are_listed_newest_first_within_a_window(backend: Backend) {
     twin.id = Uuid::from_u128(rows[5].id.as_u128().wrapping_add(1));
     store.insert_payments(&rows, None).await.unwrap();
     store.insert_payment(&twin, None, &[]).await.unwrap();
-    let ids = |ps: Vec<PaymentRecord>| ps.iter().map(|p| p.id).collect::<Vec<_>>();
+    let ids = |ps: Vec<PaymentListing>| ps.iter().map(|p| p.id).collect::<Vec<_>>();
 
     let all = store
         .list_payments_between(&filter(a.id), None, None, 10, 0)

@@ -127,7 +127,7 @@ async fn tokens_are_listed_and_counted_within_their_window_in_either_order(backe
     let ids = |from: usize, to: usize| -> Vec<Uuid> {
         batch[from..to].iter().map(|(t, _)| t.id).collect()
     };
-    let listed = |rows: Vec<strongroom::store::TokenRecord>| -> Vec<Uuid> {
+    let listed = |rows: Vec<strongroom::store::TokenListing>| -> Vec<Uuid> {
         rows.iter().map(|t| t.id).collect()
     };
 
