@@ -239,8 +239,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = server::listen(config.listen)
         .with_context(|| format!("cannot listen on {} (STRONGROOM_LISTEN)", config.listen))?;
     let pid_file = (config.sqlite_file().is_some()).then(|| backup::pid_file(&config));
     let server = server::start(config, listener).await?;

@@ -37,6 +37,25 @@ use crate::vault::Vault;
 mod http;
 pub mod metrics;
 
+/// The length of the listening socket's queue of connections the kernel completed and the server has
+/// not yet taken. Rust's standard bind asks for 128: a burst of more clients connecting at once than
+/// that (256 payment clients starting together, or clients waiting while the server is at its
+/// connection cap) had the rest of their handshakes dropped, each retried by the client's kernel only
+/// after a second. The kernel caps it at `net.core.somaxconn` (4096 on current Linux).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the API's listening socket (address reuse on, as the standard bind has it) with
+/// `LISTEN_BACKLOG`. Called inside the runtime, which the socket is registered with.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Opens the configured store (creating the data directory for SQLite) and applies its migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     store::set_node_name(&config.node_name);

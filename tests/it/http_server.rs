@@ -14,6 +14,7 @@ on_both_backends!(
     an_idle_keep_alive_connection_is_closed,
     a_body_slower_than_the_body_timeout_is_408_and_the_connection_closes,
     over_the_cap_new_connections_wait_until_idle_ones_are_closed,
+    a_burst_of_connections_past_the_cap_is_queued_not_dropped,
     out_of_descriptors_accept_errors_are_logged_with_backoff_and_clients_are_served_after,
 );
 
@@ -141,6 +142,47 @@ async fn over_the_cap_new_connections_wait_until_idle_ones_are_closed(backend: B
         let (_, closed) = read_until_closed(stream, Duration::from_secs(1)).await;
         assert!(closed, "an idle connection stayed open");
     }
+}
+
+/// 300 clients connecting at once while the server is at its cap of one: more than the standard
+/// backlog of 128. Every handshake completes at once (a dropped one is retried by the client's kernel
+/// only after a second, past the 900 ms allowed here), and a queued one is served once the others
+/// are gone. Needs `net.core.somaxconn` of at least 300 (4096 on current Linux).
+async fn a_burst_of_connections_past_the_cap_is_queued_not_dropped(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.http.max_connections = 1;
+        c.http.header_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let addr = app.server().local_addr();
+    let held = connect(addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        burst.spawn(async move {
+            let connected =
+                tokio::time::timeout(Duration::from_millis(900), TcpStream::connect(addr)).await;
+            (i, connected)
+        });
+    }
+    let mut streams = Vec::new();
+    while let Some(joined) = burst.join_next().await {
+        let (i, connected) = joined.unwrap();
+        let stream = connected
+            .unwrap_or_else(|_| panic!("connection {i} was not taken within 900 ms"))
+            .unwrap();
+        streams.push((i, stream));
+    }
+    let (_, mut last) = streams.pop().unwrap();
+    last.write_all(b"GET /health HTTP/1.1\r\nHost: strongroom\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    drop(streams);
+    drop(held);
+    let (got, closed) = read_until_closed(&mut last, Duration::from_secs(10)).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(closed);
 }
 
 /// The experiment in small: idle connections past the process's descriptor limit. Accept

@@ -61,9 +61,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
 }
 
 async fn start_server(config: Config) -> RunningServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = server::listen("127.0.0.1:0".parse().unwrap()).expect("bind");
     server::start(config, listener)
         .await
         .expect("server starts")
