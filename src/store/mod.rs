@@ -74,6 +74,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.code().as_deref().is_some_and(is_out_of_space) => {
                 StoreError::Unavailable(format!("no space or I/O error: {}", db.message()))
             }
+            sqlx::Error::Database(db) if db.code().as_deref().is_some_and(is_session_lost) => {
+                StoreError::Unavailable(format!("the database ended the session: {}", db.message()))
+            }
             sqlx::Error::Database(db) => match db.kind() {
                 sqlx::error::ErrorKind::UniqueViolation
                 | sqlx::error::ErrorKind::ForeignKeyViolation => {
@@ -108,6 +111,14 @@ fn is_out_of_space(code: &str) -> bool {
         && code
             .parse::<u32>()
             .is_ok_and(|c| matches!(c & 0xff, SQLITE_IOERR | SQLITE_FULL))
+}
+
+/// Whether a PostgreSQL SQLSTATE says the session is over rather than the statement wrong: class 57
+/// (the server shutting down, restarting, or an administrator ending the session) and class 08
+/// (connection exceptions). Answered 503 as a connection that broke is, and for the same reason: the
+/// request may be retried, and the next statement runs on another connection.
+fn is_session_lost(code: &str) -> bool {
+    code.len() == 5 && (code.starts_with("57P") || code.starts_with("08"))
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
@@ -215,7 +226,7 @@ pub async fn open(
 
 #[cfg(test)]
 mod tests {
-    use super::is_out_of_space;
+    use super::{is_out_of_space, is_session_lost};
 
     #[test]
     fn a_full_disk_is_told_apart_from_other_errors() {
@@ -226,6 +237,18 @@ mod tests {
         // SQLITE_CONSTRAINT_UNIQUE, SQLITE_BUSY; PostgreSQL unique_violation, out_of_memory.
         for code in ["2067", "5", "23505", "53200", "10000"] {
             assert!(!is_out_of_space(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_session_the_database_ended_is_told_apart_from_a_failed_statement() {
+        // admin_shutdown, crash_shutdown, cannot_connect_now, connection_failure, connection_exception.
+        for code in ["57P01", "57P02", "57P03", "08006", "08000"] {
+            assert!(is_session_lost(code), "{code}");
+        }
+        // query_canceled, unique_violation, serialization_failure; SQLite's SQLITE_BUSY and a code of 8.
+        for code in ["57014", "23505", "40001", "5", "8", "0800"] {
+            assert!(!is_session_lost(code), "{code}");
         }
     }
 }

@@ -5,17 +5,19 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{
     PgArgumentBuffer, PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult, PgTypeInfo,
     PgValueRef,
 };
-use sqlx::{Decode, Encode, PgPool, Postgres, QueryBuilder, Type};
+use sqlx::{Connection, Decode, Encode, PgPool, Postgres, QueryBuilder, Type};
+use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, SqlText, INSERT_CHUNK};
@@ -29,6 +31,85 @@ use super::{
 
 pub struct PgStore {
     pool: PgPool,
+    /// The connections the group-commit writers keep between their batches: the token writer's and
+    /// the payment writer's (`WriterSlot`).
+    token_writer: Mutex<Option<HeldConnection>>,
+    payment_writer: Mutex<Option<HeldConnection>>,
+}
+
+/// A pool connection kept by one of the writers, which run one batch at a time.
+///
+/// sqlx sends a `Sync` round trip on every acquire (its liveness test) and another on every release:
+/// two extra trips to the database per batch besides the statement itself, and a wait in the pool's
+/// queue behind the requests' reads. Taken as it is, a connection used less than
+/// `WRITER_IDLE_CHECK` ago goes straight to the statement; one idle longer is tested first, within
+/// the pool's acquire timeout, as the pool would. A batch that fails (or is abandoned) gives its
+/// connection back to the pool, which tests it and closes it if broken, and the next batch acquires
+/// one afresh.
+struct HeldConnection {
+    conn: PoolConnection<Postgres>,
+    used: Instant,
+    taken: Instant,
+}
+
+const WRITER_IDLE_CHECK: Duration = Duration::from_secs(1);
+/// A kept connection goes back to the pool after this long, so that the pool's own lifetime limit
+/// (which closes connections older than 30 minutes) applies to it too.
+const WRITER_KEEP_AT_MOST: Duration = Duration::from_secs(10 * 60);
+
+/// A writer's connection for one batch, out of its slot: `succeeded` puts it back for the next
+/// batch; dropped without that, the connection goes back to the pool and the slot stays empty.
+struct WriterSlot<'a> {
+    slot: MutexGuard<'a, Option<HeldConnection>>,
+    held: HeldConnection,
+}
+
+impl WriterSlot<'_> {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.held.conn
+    }
+
+    fn succeeded(self) {
+        let Self { mut slot, mut held } = self;
+        held.used = Instant::now();
+        *slot = Some(held);
+    }
+}
+
+impl PgStore {
+    /// The connection of the writer whose slot is `slot`, tested first if it was idle (see
+    /// `HeldConnection`), or one acquired from the pool.
+    async fn writer_conn<'a>(
+        &self,
+        slot: &'a Mutex<Option<HeldConnection>>,
+    ) -> Result<WriterSlot<'a>, sqlx::Error> {
+        let mut slot = slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|held| held.taken.elapsed() > WRITER_KEEP_AT_MOST)
+        {
+            slot.take();
+        }
+        if let Some(held) = slot.as_mut() {
+            if held.used.elapsed() > WRITER_IDLE_CHECK {
+                let limit = self.pool.options().get_acquire_timeout();
+                let alive = tokio::time::timeout(limit, held.conn.ping()).await;
+                if !matches!(alive, Ok(Ok(()))) {
+                    held.conn.close_on_drop();
+                    slot.take();
+                }
+            }
+        }
+        let held = match slot.take() {
+            Some(held) => held,
+            None => HeldConnection {
+                conn: self.pool.acquire().await?,
+                used: Instant::now(),
+                taken: Instant::now(),
+            },
+        };
+        Ok(WriterSlot { slot, held })
+    }
 }
 
 impl SqlBackend for PgStore {
@@ -66,12 +147,19 @@ impl SqlBackend for PgStore {
         }
         let mut statement = QueryBuilder::<Postgres>::new("");
         push_payment_batch(&mut statement, writes, &steps, Ts::now());
+        let mut conn = match self.writer_conn(&self.payment_writer).await {
+            Ok(conn) => conn,
+            Err(err) => return Some(Err(err.into())),
+        };
         let updated: HashSet<Uuid> = match statement
             .build_query_as::<(Uuid,)>()
-            .fetch_all(&self.pool)
+            .fetch_all(conn.conn())
             .await
         {
-            Ok(rows) => rows.into_iter().map(|(id,)| id).collect(),
+            Ok(rows) => {
+                conn.succeeded();
+                rows.into_iter().map(|(id,)| id).collect()
+            }
             Err(err) => return Some(Err(err.into())),
         };
         Some(Ok(batch_answers(writes, &updated)))
@@ -84,6 +172,9 @@ impl SqlBackend for PgStore {
     }
 
     async fn close_pools(&self) {
+        // Closing waits for every connection to come back: the writers' first.
+        self.token_writer.lock().await.take();
+        self.payment_writer.lock().await.take();
         self.pool.close().await;
     }
 
@@ -133,7 +224,9 @@ impl SqlBackend for PgStore {
             push_jobs_cte(&mut statement, &mut with, "new_delivery_jobs", &jobs, None);
         }
         statement.push(" SELECT 1");
-        statement.build().execute(&self.pool).await?;
+        let mut conn = self.writer_conn(&self.token_writer).await?;
+        statement.build().execute(conn.conn()).await?;
+        conn.succeeded();
         Ok(())
     }
 }
@@ -784,7 +877,11 @@ pub async fn open(
         .connect_with(options)
         .await
         .map_err(|e| OpenError::Connect(e.to_string()))?;
-    Ok(Arc::new(PgStore { pool }))
+    Ok(Arc::new(PgStore {
+        pool,
+        token_writer: Mutex::default(),
+        payment_writer: Mutex::default(),
+    }))
 }
 
 impl_sql_store!(PgStore);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 
 use crate::support::relay::Relay;
-use crate::support::{card, postgres_available, spawn_app_with, Backend};
+use crate::support::{card, payment, postgres_available, spawn_app_with, Backend};
 
 /// `postgres://user@HOST:PORT/db` with its host and port replaced by `addr`.
 fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
@@ -84,5 +84,75 @@ async fn a_postgres_outage_is_answered_503_within_the_acquire_timeout() {
             answer.body
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Ends every session of the server's database, as a restart of PostgreSQL or an administrator would;
+/// answers how many there were.
+async fn end_the_servers_sessions(db_url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    ended
+}
+
+/// The token and payment writers keep their connections between batches. Sessions ended while the
+/// writers sat idle for more than a second are found out by the test before the next batch: the
+/// first requests after it are served. Sessions ended under use fail the batch that finds them with
+/// 503 `UNAVAILABLE` (never 500), and the next one is served on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writers_replace_connections_the_database_ended() {
+    if !postgres_available() {
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |c| c.auth_cache_ttl = Duration::ZERO).await;
+    let token = app.tokenize(&card("4242424242424242")).await.ok_body()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
+
+    assert!(end_the_servers_sessions(&app.db.url).await >= 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.tokenize(&card("4111111111111111")).await.ok_body();
+    let paid = app
+        .pay("one-off", &payment(&token, 1000, "automatic"))
+        .await;
+    assert_eq!(paid["status"], "captured", "{paid}");
+
+    for _ in 0..3 {
+        assert!(end_the_servers_sessions(&app.db.url).await >= 2);
+        let first = app.tokenize(&card("4111111111111111")).await;
+        if first.status != StatusCode::OK {
+            assert_eq!(
+                first.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                first.body
+            );
+            assert_eq!(first.body["classifier"], "UNAVAILABLE", "{}", first.body);
+            app.tokenize(&card("4111111111111111")).await.ok_body();
+        }
+        let first = app
+            .create_payment("one-off", &payment(&token, 1000, "automatic"))
+            .await;
+        if first.status != StatusCode::OK {
+            assert_eq!(
+                first.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                first.body
+            );
+            app.pay("one-off", &payment(&token, 1000, "automatic"))
+                .await;
+        }
     }
 }
