@@ -43,9 +43,9 @@ pub struct PgStore {
 /// two extra trips to the database per batch besides the statement itself, and a wait in the pool's
 /// queue behind the requests' reads. Taken as it is, a connection used less than
 /// `WRITER_IDLE_CHECK` ago goes straight to the statement; one idle longer is tested first, within
-/// the pool's acquire timeout, as the pool would. A batch that fails (or is abandoned) gives its
-/// connection back to the pool, which tests it and closes it if broken, and the next batch acquires
-/// one afresh.
+/// the pool's acquire timeout, as the pool would. A batch that fails gives its connection back to the
+/// pool, which tests it and closes it if broken; one unanswered within `writer_deadline` closes it;
+/// either way the next batch acquires one afresh.
 struct HeldConnection {
     conn: PoolConnection<Postgres>,
     used: Instant,
@@ -74,9 +74,31 @@ impl WriterSlot<'_> {
         held.used = Instant::now();
         *slot = Some(held);
     }
+
+    /// Gives up a connection whose statement did not answer: closed, not given back to the pool.
+    fn abandon(mut self) {
+        self.held.conn.close_on_drop();
+    }
+}
+
+/// A writer's statement unanswered after `deadline`: the database or the network to it hangs. Whether
+/// it committed is unknown, as with a connection that broke; the callers get 503.
+fn unanswered(deadline: Duration) -> super::StoreError {
+    super::StoreError::Unavailable(format!(
+        "the database did not answer a write within {} ms",
+        deadline.as_millis()
+    ))
 }
 
 impl PgStore {
+    /// How long a writer's statement may go unanswered (four times the pool's acquire timeout: 6 s by
+    /// default). A batch takes milliseconds; one waiting longer waits on a database or network that
+    /// hangs, and without a limit would hold its writer, and every request queued behind it, until the
+    /// operating system gave the connection up (minutes).
+    fn writer_deadline(&self) -> Duration {
+        self.pool.options().get_acquire_timeout() * 4
+    }
+
     /// The connection of the writer whose slot is `slot`, tested first if it was idle (see
     /// `HeldConnection`), or one acquired from the pool.
     async fn writer_conn<'a>(
@@ -151,16 +173,22 @@ impl SqlBackend for PgStore {
             Ok(conn) => conn,
             Err(err) => return Some(Err(err.into())),
         };
-        let updated: HashSet<Uuid> = match statement
-            .build_query_as::<(Uuid,)>()
-            .fetch_all(conn.conn())
-            .await
-        {
-            Ok(rows) => {
+        let deadline = self.writer_deadline();
+        let answer = tokio::time::timeout(
+            deadline,
+            statement.build_query_as::<(Uuid,)>().fetch_all(conn.conn()),
+        )
+        .await;
+        let updated: HashSet<Uuid> = match answer {
+            Ok(Ok(rows)) => {
                 conn.succeeded();
                 rows.into_iter().map(|(id,)| id).collect()
             }
-            Err(err) => return Some(Err(err.into())),
+            Ok(Err(err)) => return Some(Err(err.into())),
+            Err(_) => {
+                conn.abandon();
+                return Some(Err(unanswered(deadline)));
+            }
         };
         Some(Ok(batch_answers(writes, &updated)))
     }
@@ -225,9 +253,18 @@ impl SqlBackend for PgStore {
         }
         statement.push(" SELECT 1");
         let mut conn = self.writer_conn(&self.token_writer).await?;
-        statement.build().execute(conn.conn()).await?;
-        conn.succeeded();
-        Ok(())
+        let deadline = self.writer_deadline();
+        match tokio::time::timeout(deadline, statement.build().execute(conn.conn())).await {
+            Ok(Ok(_)) => {
+                conn.succeeded();
+                Ok(())
+            }
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => {
+                conn.abandon();
+                Err(unanswered(deadline))
+            }
+        }
     }
 }
 

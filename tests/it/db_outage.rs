@@ -156,3 +156,52 @@ async fn the_writers_replace_connections_the_database_ended() {
         }
     }
 }
+
+/// A database that stops answering while the token writer's kept connection is open (a hung server,
+/// a network that drops everything): the tokenization waiting on it is answered 503 `UNAVAILABLE`
+/// after the writers' deadline, four times the acquire timeout, instead of being held until the
+/// operating system gives the connection up; once the database answers again, requests are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_database_never_answers_is_503_after_the_writers_deadline() {
+    if !postgres_available() {
+        return;
+    }
+    let upstream = std::env::var(crate::support::POSTGRES_URL_VAR).unwrap();
+    let host = through(&upstream, "127.0.0.1:1".parse().unwrap()).1;
+    let relay = Relay::start(&host).await;
+    let addr = relay.addr();
+    let app = spawn_app_with(Backend::Postgres, move |c| {
+        c.database_url = through(&c.database_url, addr).0;
+        c.db_acquire_timeout = Duration::from_millis(500);
+        // The API key stays known: the request reaches the writer without a read.
+        c.auth_cache_ttl = Duration::from_secs(60);
+    })
+    .await;
+    app.tokenize(&card("4242424242424242")).await.ok_body();
+
+    relay.freeze();
+    let started = Instant::now();
+    let answer = app.tokenize(&card("4111111111111111")).await;
+    let took = started.elapsed();
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["classifier"], "UNAVAILABLE", "{}", answer.body);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "answered after {took:?}"
+    );
+
+    relay.restore();
+    let waited = Instant::now();
+    while app.tokenize(&card("4111111111111111")).await.status != StatusCode::OK {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "not served again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,6 +1,7 @@
 //! A TCP relay in front of a real service (PostgreSQL) that a test can cut: every relayed connection is
 //! closed and new ones are closed on arrival (the service is down), or held without an answer (the
-//! service or its network hangs), until it is restored.
+//! service or its network hangs), or every connection, open ones included, carries nothing (it
+//! hangs with connections open), until it is restored.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 const UP: u8 = 0;
 const REFUSE: u8 = 1;
 const HANG: u8 = 2;
+const FREEZE: u8 = 3;
 
 pub struct Relay {
     addr: std::net::SocketAddr,
@@ -36,7 +38,7 @@ impl Relay {
                         drop(client);
                         continue;
                     }
-                    HANG => {
+                    HANG | FREEZE => {
                         tokio::spawn(async move {
                             cut.cancelled().await;
                             drop(client);
@@ -46,6 +48,7 @@ impl Relay {
                     _ => {}
                 }
                 let upstream = upstream.clone();
+                let (is_down, current) = (is_down.clone(), current.clone());
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(&upstream).await else {
                         return;
@@ -53,6 +56,12 @@ impl Relay {
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut.cancelled() => {}
+                    }
+                    // Frozen: both ends stay open and carry nothing until the next change (`set`
+                    // replaces the token under the lock it cancels the old one in).
+                    if is_down.load(Ordering::SeqCst) == FREEZE {
+                        let next = current.lock().unwrap().clone();
+                        next.cancelled().await;
                     }
                 });
             }
@@ -78,6 +87,12 @@ impl Relay {
     /// The service hangs: connections closed, new ones accepted and never answered.
     pub fn hang(&self) {
         self.set(HANG);
+    }
+
+    /// The service hangs with its connections open: they stay open and carry nothing, new ones are
+    /// accepted and never answered.
+    pub fn freeze(&self) {
+        self.set(FREEZE);
     }
 
     /// The service is back.
