@@ -240,10 +240,15 @@ async fn a_receiver_down_while_the_server_restarts_gets_every_event_once_both_ar
     backend: Backend,
 ) {
     let mut app = spawn_app_with(backend, fast_webhooks).await;
-    // A port that a receiver held, now closed: deliveries meet a refused connection.
+    // A port that a receiver held, now closed: deliveries meet a refused connection. The port stays
+    // bound (not listening: refused all the same) so that no other socket of the parallel tests, a
+    // client's ephemeral port included, takes it before the receiver comes back on it.
     let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
     let addr = receiver.addr;
     receiver.stop().await;
+    let kept = tokio::net::TcpSocket::new_v4().unwrap();
+    kept.set_reuseaddr(true).unwrap();
+    kept.bind(addr).unwrap();
     let (webhook, key) = app.add_webhook(&format!("http://{addr}/hook"), "*").await;
 
     let token = app.token_for("4111111111111111").await;
@@ -260,6 +265,7 @@ async fn a_receiver_down_while_the_server_restarts_gets_every_event_once_both_ar
     app.restart(fast_webhooks).await;
     app.new_token(&card("5555555555554444")).await;
 
+    drop(kept);
     let receiver = Receiver::start(&addr.to_string(), vec![]).await;
     let hits = receiver.wait_for(4).await;
     let rows = app
