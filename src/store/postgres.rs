@@ -44,7 +44,7 @@ pub struct PgStore {
 /// queue behind the requests' reads. Taken as it is, a connection used less than
 /// `WRITER_IDLE_CHECK` ago goes straight to the statement; one idle longer is tested first, within
 /// the pool's acquire timeout, as the pool would. A batch that fails gives its connection back to the
-/// pool, which tests it and closes it if broken; one unanswered within `writer_deadline` closes it;
+/// pool, which tests it and closes it if broken; one unanswered within `writer_deadline` is closed;
 /// either way the next batch acquires one afresh.
 struct HeldConnection {
     conn: PoolConnection<Postgres>,
@@ -57,11 +57,13 @@ const WRITER_IDLE_CHECK: Duration = Duration::from_secs(1);
 /// (which closes connections older than 30 minutes) applies to it too.
 const WRITER_KEEP_AT_MOST: Duration = Duration::from_secs(10 * 60);
 
-/// A writer's connection for one batch, out of its slot: `succeeded` puts it back for the next
-/// batch; dropped without that, the connection goes back to the pool and the slot stays empty.
+/// A writer's connection for one batch, out of its slot, with the deadline its statement runs within.
+/// `settle` puts it back for the next batch after an answer; after an error it goes back to the pool
+/// and the slot stays empty; unanswered, it is closed.
 struct WriterSlot<'a> {
     slot: MutexGuard<'a, Option<HeldConnection>>,
     held: HeldConnection,
+    deadline: Duration,
 }
 
 impl WriterSlot<'_> {
@@ -69,25 +71,33 @@ impl WriterSlot<'_> {
         &mut self.held.conn
     }
 
-    fn succeeded(self) {
-        let Self { mut slot, mut held } = self;
-        held.used = Instant::now();
-        *slot = Some(held);
+    /// The outcome of the batch's statement, `answer` being it run under `tokio::time::timeout` with
+    /// `deadline`. Unanswered, the database or the network to it hangs: whether the statement
+    /// committed is unknown, as with a connection that broke, and the callers get 503.
+    fn settle<T>(
+        self,
+        answer: Result<Result<T, sqlx::Error>, tokio::time::error::Elapsed>,
+    ) -> StoreResult<T> {
+        match answer {
+            Ok(Ok(done)) => {
+                let Self {
+                    mut slot, mut held, ..
+                } = self;
+                held.used = Instant::now();
+                *slot = Some(held);
+                Ok(done)
+            }
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => {
+                let mut held = self.held;
+                held.conn.close_on_drop();
+                Err(super::StoreError::Unavailable(format!(
+                    "the database did not answer a write within {} ms",
+                    self.deadline.as_millis()
+                )))
+            }
+        }
     }
-
-    /// Gives up a connection whose statement did not answer: closed, not given back to the pool.
-    fn abandon(mut self) {
-        self.held.conn.close_on_drop();
-    }
-}
-
-/// A writer's statement unanswered after `deadline`: the database or the network to it hangs. Whether
-/// it committed is unknown, as with a connection that broke; the callers get 503.
-fn unanswered(deadline: Duration) -> super::StoreError {
-    super::StoreError::Unavailable(format!(
-        "the database did not answer a write within {} ms",
-        deadline.as_millis()
-    ))
 }
 
 impl PgStore {
@@ -130,7 +140,11 @@ impl PgStore {
                 taken: Instant::now(),
             },
         };
-        Ok(WriterSlot { slot, held })
+        Ok(WriterSlot {
+            slot,
+            held,
+            deadline: self.writer_deadline(),
+        })
     }
 }
 
@@ -173,22 +187,14 @@ impl SqlBackend for PgStore {
             Ok(conn) => conn,
             Err(err) => return Some(Err(err.into())),
         };
-        let deadline = self.writer_deadline();
         let answer = tokio::time::timeout(
-            deadline,
+            conn.deadline,
             statement.build_query_as::<(Uuid,)>().fetch_all(conn.conn()),
         )
         .await;
-        let updated: HashSet<Uuid> = match answer {
-            Ok(Ok(rows)) => {
-                conn.succeeded();
-                rows.into_iter().map(|(id,)| id).collect()
-            }
-            Ok(Err(err)) => return Some(Err(err.into())),
-            Err(_) => {
-                conn.abandon();
-                return Some(Err(unanswered(deadline)));
-            }
+        let updated: HashSet<Uuid> = match conn.settle(answer) {
+            Ok(rows) => rows.into_iter().map(|(id,)| id).collect(),
+            Err(err) => return Some(Err(err)),
         };
         Some(Ok(batch_answers(writes, &updated)))
     }
@@ -253,18 +259,10 @@ impl SqlBackend for PgStore {
         }
         statement.push(" SELECT 1");
         let mut conn = self.writer_conn(&self.token_writer).await?;
-        let deadline = self.writer_deadline();
-        match tokio::time::timeout(deadline, statement.build().execute(conn.conn())).await {
-            Ok(Ok(_)) => {
-                conn.succeeded();
-                Ok(())
-            }
-            Ok(Err(err)) => Err(err.into()),
-            Err(_) => {
-                conn.abandon();
-                Err(unanswered(deadline))
-            }
-        }
+        let answer =
+            tokio::time::timeout(conn.deadline, statement.build().execute(conn.conn())).await;
+        conn.settle(answer)?;
+        Ok(())
     }
 }
 
