@@ -291,18 +291,21 @@ impl Webhooks {
         Ok(subs.iter().any(|(_, events)| events.contains(event)))
     }
 
-    /// The outbox rows of `event` about `object_id`: one per webhook of the account subscribed to it,
-    /// none (and `object` never built) if there is no such webhook. Write them in the transaction of
-    /// the change that causes the event.
+    /// The outbox rows of `event` about `object_id` (created at `object_created_at`, the same for every
+    /// event of the object): one per webhook of the account subscribed to it, none (and `object` never
+    /// built) if there is no such webhook. Write them in the transaction of the change that causes the
+    /// event.
     pub async fn outbox_rows<T: Serialize>(
         &self,
         account_id: Uuid,
         event: EventType,
-        object_id: Uuid,
+        (object_id, object_created_at): (Uuid, Ts),
         object: impl FnOnce() -> T,
     ) -> Result<Vec<OutboxRecord>, EventError> {
-        self.outbox_rows_of(account_id, event, object_id, || Ok(object()))
-            .await
+        self.outbox_rows_of(account_id, event, (object_id, object_created_at), || {
+            Ok(object())
+        })
+        .await
     }
 
     /// As `outbox_rows`, for an object whose building can fail.
@@ -310,7 +313,7 @@ impl Webhooks {
         &self,
         account_id: Uuid,
         event: EventType,
-        object_id: Uuid,
+        (object_id, object_created_at): (Uuid, Ts),
         object: impl FnOnce() -> Result<T, EventError>,
     ) -> Result<Vec<OutboxRecord>, EventError> {
         let subs = self.subscriptions(account_id).await?;
@@ -344,6 +347,7 @@ impl Webhooks {
                     webhook_id,
                     account_id,
                     object_id,
+                    object_created_at,
                     event_type: event.as_str().to_owned(),
                     body: text.clone(),
                     created_at,
@@ -359,9 +363,12 @@ impl Webhooks {
         event: EventType,
         token: &TokenRecord,
     ) -> Result<Vec<OutboxRecord>, EventError> {
-        self.outbox_rows_of(token.account_id, event, token.id, || {
-            Ok(objects::token(token.clone(), &self.public_url)?)
-        })
+        self.outbox_rows_of(
+            token.account_id,
+            event,
+            (token.id, token.created_at),
+            || Ok(objects::token(token.clone(), &self.public_url)?),
+        )
         .await
     }
 
@@ -407,12 +414,12 @@ impl Webhooks {
             rows.extend(match refund {
                 None => {
                     let payment = Payment::try_from(p.clone())?;
-                    self.outbox_rows(p.account_id, event, p.id, || payment)
+                    self.outbox_rows(p.account_id, event, (p.id, p.created_at), || payment)
                         .await?
                 }
                 Some(r) => {
                     let refund = Refund::try_from(r.clone())?;
-                    self.outbox_rows(p.account_id, event, r.id, || refund)
+                    self.outbox_rows(p.account_id, event, (r.id, r.created_at), || refund)
                         .await?
                 }
             });
@@ -429,14 +436,14 @@ impl Webhooks {
         &self,
         account_id: Uuid,
         outcome: ImportOutcome,
-        import_id: Uuid,
+        (import_id, import_created_at): (Uuid, Ts),
         import: &T,
     ) -> Result<Vec<OutboxRecord>, EventError> {
         let event = match outcome {
             ImportOutcome::Finished => EventType::ImportFinished,
             ImportOutcome::Aborted => EventType::ImportAborted,
         };
-        self.outbox_rows(account_id, event, import_id, || import)
+        self.outbox_rows(account_id, event, (import_id, import_created_at), || import)
             .await
     }
 }

@@ -278,14 +278,15 @@ fn push_token_outbox<'a>(
 ) {
     with.next(statement, "new_deliveries");
     statement.push(format!(
-        "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, event_type, \
-         body, created_at, next_attempt_at, status, attempts) \
+        "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, \
+         object_created_at, event_type, body, created_at, next_attempt_at, status, attempts) \
          SELECT d.*, d.created_at, {pending}, 0 FROM UNNEST(",
         pending = SqlText(DeliveryStatus::Pending.as_str()),
     ));
     Arrays::new(statement).deliveries(|| outbox.iter());
     statement.push(
-        ") AS d (id, event_id, webhook_id, account_id, object_id, event_type, body, created_at))",
+        ") AS d (id, event_id, webhook_id, account_id, object_id, object_created_at, event_type, body, \
+         created_at))",
     );
 }
 
@@ -478,7 +479,8 @@ impl<'q, 'a> Arrays<'q, 'a> {
     }
 
     /// The columns of webhook rows that `webhook_deliveries` takes from the change (`id, event_id,
-    /// webhook_id, account_id, object_id, event_type, body, created_at`), in that order.
+    /// webhook_id, account_id, object_id, object_created_at, event_type, body, created_at`), in that
+    /// order.
     fn deliveries<I>(&mut self, rows: impl Fn() -> I) -> &mut Self
     where
         I: Iterator<Item = &'a OutboxRecord>,
@@ -488,6 +490,10 @@ impl<'q, 'a> Arrays<'q, 'a> {
             .push(rows().map(|o| o.webhook_id).collect(), "uuid")
             .push(rows().map(|o| o.account_id).collect(), "uuid")
             .push(rows().map(|o| o.object_id).collect(), "uuid")
+            .push(
+                rows().map(|o| o.object_created_at.datetime()).collect(),
+                "timestamptz",
+            )
             .push(rows().map(|o| o.event_type.as_str()).collect(), "text")
             .push(rows().map(|o| o.body.as_str()).collect(), "text")
             .push(
@@ -780,14 +786,14 @@ fn push_payment_batch<'a>(
             // The id of the job of a group's chunk, should this row be the first of several in it.
             .push(os().map(|_| Uuid::new_v4()).collect(), "uuid");
         statement.push(format!(
-        ") WITH ORDINALITY AS o (grp, step, id, event_id, webhook_id, account_id, object_id, event_type, \
-         body, created_at, job_id, job_kind, job_payload, job_max_attempts, job_run_at, job_lease_owner, \
+        ") WITH ORDINALITY AS o (grp, step, id, event_id, webhook_id, account_id, object_id, \
+         object_created_at, event_type, body, created_at, job_id, job_kind, job_payload, job_max_attempts, job_run_at, job_lease_owner, \
          job_lease_until, chunk_job_id, ord) \
          WHERE o.step IS NULL OR {applied_o}), \
          new_deliveries AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, \
-         object_id, event_type, body, created_at, next_attempt_at, status, attempts) \
-         SELECT id, event_id, webhook_id, account_id, object_id, event_type, body, created_at, created_at, \
-         {pending}, 0 FROM outbox ORDER BY grp, ord), \
+         object_id, object_created_at, event_type, body, created_at, next_attempt_at, status, attempts) \
+         SELECT id, event_id, webhook_id, account_id, object_id, object_created_at, event_type, body, \
+         created_at, created_at, {pending}, 0 FROM outbox ORDER BY grp, ord), \
          delivery_chunks AS (SELECT grp, MIN(rn) AS first, COUNT(*) AS n, MIN(created_at) AS at, \
          '{{\"delivery_ids\":[' || string_agg('\"' || id::text || '\"', ',' ORDER BY rn) || ']}}' AS payload \
          FROM outbox GROUP BY grp, (rn - 1) / {INSERT_CHUNK}), \

@@ -61,6 +61,9 @@ pub struct OutboxRecord {
     pub account_id: Uuid,
     /// The token, payment, refund or import the event is about; deliveries are ordered per object.
     pub object_id: Uuid,
+    /// When that object was created: the pending deliveries are indexed by it before the object's id,
+    /// so that the rows of new objects go to the index's end rather than to a random page of it.
+    pub object_created_at: Ts,
     pub event_type: String,
     /// The exact JSON that is sent and signed.
     pub body: String,
@@ -78,6 +81,8 @@ pub struct WebhookDelivery {
     pub webhook_id: Uuid,
     pub account_id: Uuid,
     pub object_id: Uuid,
+    /// See `OutboxRecord::object_created_at`; none for rows that ended before it was kept.
+    pub object_created_at: Option<Ts>,
     pub event_type: String,
     pub body: String,
     pub created_at: Ts,
@@ -92,7 +97,7 @@ pub(crate) const WEBHOOK_COLUMNS: &str =
     "id, account_id, url, events, sealed_key, created_at, removed_at";
 
 pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, account_id, object_id, \
-     event_type, body, created_at, status, attempts, next_attempt_at, last_error, finished_at";
+     object_created_at, event_type, body, created_at, status, attempts, next_attempt_at, last_error, finished_at";
 
 /// Appends `INSERT INTO webhook_deliveries (…) VALUES (…), …` for `rows` to `query`.
 pub(crate) fn push_outbox_insert<'a, DB>(query: &mut QueryBuilder<'a, DB>, rows: &'a [OutboxRecord])
@@ -103,8 +108,8 @@ where
     &'a str: Encode<'a, DB> + Type<DB>,
 {
     query.push(
-        "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, event_type, \
-         body, created_at, next_attempt_at, status, attempts) ",
+        "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, \
+         object_created_at, event_type, body, created_at, next_attempt_at, status, attempts) ",
     );
     query.push_values(rows, |mut row, r| {
         row.push_bind(r.id)
@@ -112,6 +117,7 @@ where
             .push_bind(r.webhook_id)
             .push_bind(r.account_id)
             .push_bind(r.object_id)
+            .push_bind(r.object_created_at)
             .push_bind(r.event_type.as_str())
             .push_bind(r.body.as_str())
             .push_bind(r.created_at)

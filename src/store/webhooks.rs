@@ -20,12 +20,10 @@ pub trait WebhookStore {
     /// it does not exist or was removed already.
     async fn remove_webhook(&self, id: Uuid, at: Ts, audit: &AuditEvent) -> StoreResult<bool>;
     async fn get_webhook_delivery(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>>;
-    /// The earliest still-pending delivery of the same webhook and object queued before `seq`, if any.
+    /// The earliest still-pending delivery of `later`'s webhook and object queued before it, if any.
     async fn pending_delivery_before(
         &self,
-        webhook_id: Uuid,
-        object_id: Uuid,
-        seq: i64,
+        later: &WebhookDelivery,
     ) -> StoreResult<Option<WebhookDelivery>>;
     /// Records a failed attempt of a pending delivery and when to try again.
     async fn record_delivery_attempt(
@@ -144,20 +142,20 @@ macro_rules! impl_webhook_store {
 
                 async fn pending_delivery_before(
                     &self,
-                    webhook_id: Uuid,
-                    object_id: Uuid,
-                    seq: i64,
+                    later: &WebhookDelivery,
                 ) -> StoreResult<Option<WebhookDelivery>> {
                     // The status is written into the text: `webhook_deliveries_pending` is matched by its literal.
                     let sql = format!(
-                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND object_id = $2 \
-                         AND seq < $3 AND status = {pending} ORDER BY seq LIMIT 1",
+                        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 \
+                         AND object_created_at = $2 AND object_id = $3 AND seq < $4 AND status = {pending} \
+                         ORDER BY seq LIMIT 1",
                         pending = SqlText(DeliveryStatus::Pending.as_str()),
                     );
                     Ok(sqlx::query_as(&sql)
-                        .bind(webhook_id)
-                        .bind(object_id)
-                        .bind(seq)
+                        .bind(later.webhook_id)
+                        .bind(later.object_created_at)
+                        .bind(later.object_id)
+                        .bind(later.seq)
                         .fetch_optional(self.pool())
                         .await?)
                 }
@@ -239,13 +237,14 @@ macro_rules! impl_webhook_store {
                             format!(
                                 "CROSS JOIN LATERAL (SELECT e.seq, e.event_id, e.next_attempt_at \
                                  FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id \
-                                 AND e.object_id = d.object_id AND e.seq < d.seq AND e.status = {pending} \
-                                 OFFSET 0) e"
+                                 AND e.object_created_at = d.object_created_at AND e.object_id = d.object_id \
+                                 AND e.seq < d.seq AND e.status = {pending} OFFSET 0) e"
                             )
                         } else {
                             format!(
                                 "JOIN webhook_deliveries e ON e.webhook_id = d.webhook_id \
-                                 AND e.object_id = d.object_id AND e.seq < d.seq AND e.status = {pending}"
+                                 AND e.object_created_at = d.object_created_at AND e.object_id = d.object_id \
+                                 AND e.seq < d.seq AND e.status = {pending}"
                             )
                         };
                         let mut query = sqlx::QueryBuilder::<Db>::new(format!(

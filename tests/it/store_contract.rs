@@ -184,6 +184,8 @@ pub fn outbox(webhook: &WebhookRecord, object_id: Uuid, created_at: Ts) -> Outbo
         webhook_id: webhook.id,
         account_id: webhook.account_id,
         object_id,
+        // Every event of an object carries its creation time; one time for all objects of a test.
+        object_created_at: t0(),
         event_type: "token.created".into(),
         body: format!("{{\"object\":\"{object_id}\"}}"),
         created_at,

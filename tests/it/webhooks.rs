@@ -390,14 +390,14 @@ async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
 
     let import = json!({"id": Uuid::new_v4(), "status": "finished", "stripe": {"api_key": "[REDACTED]"},
                         "attemts": 2, "attempts": 2, "successes": 2, "failures": 0});
-    let import_id = import["id"].as_str().unwrap().parse().unwrap();
+    let import_id: Uuid = import["id"].as_str().unwrap().parse().unwrap();
     for (outcome, name) in [
         (webhooks::ImportOutcome::Finished, "import.finished"),
         (webhooks::ImportOutcome::Aborted, "import.aborted"),
     ] {
         let rows = state
             .webhooks
-            .import_event(account, outcome, import_id, &import)
+            .import_event(account, outcome, (import_id, now), &import)
             .await
             .unwrap();
         assert_eq!(rows.len(), 1);
@@ -406,7 +406,10 @@ async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
             (body["event_type"].as_str().unwrap(), &body["import"]),
             (name, &import)
         );
-        assert_eq!(rows[0].object_id, import_id);
+        assert_eq!(
+            (rows[0].object_id, rows[0].object_created_at),
+            (import_id, now)
+        );
     }
     receiver.stop().await;
 }

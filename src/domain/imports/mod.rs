@@ -197,7 +197,12 @@ impl Imports {
             }
             let outbox = self
                 .webhooks
-                .import_event(current.account_id, how, id, &objects::import(ended)?)
+                .import_event(
+                    current.account_id,
+                    how,
+                    (id, current.created_at),
+                    &objects::import(ended)?,
+                )
                 .await?;
             if self
                 .store

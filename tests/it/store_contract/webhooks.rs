@@ -1,7 +1,9 @@
 //! Webhooks and the outbox on both backends: webhooks listed until removed, the outbox committed or
 //! rolled back with the change that writes it, deliveries retried in order, finished once and purged.
 
-use strongroom::store::{Action, AuditEvent, OutboxRecord, StoreError, Ts, WebhookRecord};
+use strongroom::store::{
+    Action, AuditEvent, OutboxRecord, StoreError, Ts, WebhookDelivery, WebhookRecord,
+};
 use uuid::Uuid;
 
 use super::{
@@ -21,6 +23,7 @@ on_both_backends!(
     deliveries_are_retried_in_order_and_finished_once,
     deliveries_that_ended_are_purged_and_pending_ones_kept,
     a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_claim,
+    deliveries_pending_before_the_object_time_index_still_wait_for_one_another,
 );
 
 #[allow(clippy::type_complexity)]
@@ -344,20 +347,15 @@ async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
         .unwrap();
     assert!(d1.seq < d2.seq);
     same(
-        &store
-            .pending_delivery_before(hook.id, object, d2.seq)
-            .await
-            .unwrap()
-            .unwrap(),
+        &store.pending_delivery_before(&d2).await.unwrap().unwrap(),
         &d1,
     );
+    assert!(store.pending_delivery_before(&d1).await.unwrap().is_none());
     assert!(store
-        .pending_delivery_before(hook.id, object, d1.seq)
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .pending_delivery_before(hook.id, Uuid::new_v4(), d2.seq)
+        .pending_delivery_before(&WebhookDelivery {
+            object_id: Uuid::new_v4(),
+            ..d2.clone()
+        })
         .await
         .unwrap()
         .is_none());
@@ -399,11 +397,7 @@ async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
         .record_delivery_attempt(first.id, 3, at(t0(), 90), "late")
         .await
         .unwrap());
-    assert!(store
-        .pending_delivery_before(hook.id, object, d2.seq)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(store.pending_delivery_before(&d2).await.unwrap().is_none());
 
     assert!(store
         .finish_webhook_delivery(
@@ -674,5 +668,169 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
         .unwrap();
     assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
     assert!(store.get_job(again.jobs[0].id).await.unwrap().is_none());
+    store.close().await;
+}
+
+/// Applies the migrations of `backend` numbered below `before` to the empty database at `url`, as an
+/// older release left it.
+async fn migrate_up_to(backend: Backend, url: &str, before: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        });
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < before {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+            let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+                .await
+                .unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn deliveries_pending_before_the_object_time_index_still_wait_for_one_another(
+    backend: Backend,
+) {
+    let db = crate::support::TestDb::new(backend).await;
+    migrate_up_to(backend, &db.url, "0019").await;
+    let store = strongroom::store::open(&db.url, 4, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let a = account("acme");
+    super::insert_account(&store, &a).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
+    // A token that still exists, created at t0 + 1 s, and an object that is gone (a deleted token).
+    let mut t = with_audit(token(a.id, at(t0(), 1)));
+    t.0.created_at = at(t0(), 1);
+    store
+        .insert_tokens(std::slice::from_ref(&t), &[])
+        .await
+        .unwrap();
+    let (kept, gone) = (t.0.id, Uuid::new_v4());
+    // Deliveries as the releases before `object_created_at` wrote them: (object, id, status, time).
+    let rows = [
+        (kept, Uuid::now_v7(), "delivered", at(t0(), 5)),
+        (kept, Uuid::now_v7(), "pending", at(t0(), 6)),
+        (kept, Uuid::now_v7(), "pending", at(t0(), 7)),
+        (gone, Uuid::now_v7(), "pending", at(t0(), 8)),
+        (gone, Uuid::now_v7(), "pending", at(t0(), 9)),
+    ];
+    macro_rules! insert_legacy {
+        ($pool:expr) => {
+            for (object, id, status, created) in &rows {
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, \
+                     event_type, body, created_at, next_attempt_at, status, attempts) \
+                     VALUES ($1, $2, $3, $4, $5, 'token.created', '{}', $6, $6, $7, 0)",
+                )
+                .bind(*id)
+                .bind(Uuid::new_v4())
+                .bind(hook.id)
+                .bind(a.id)
+                .bind(*object)
+                .bind(*created)
+                .bind(*status)
+                .execute(&$pool)
+                .await
+                .unwrap();
+            }
+        };
+    }
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            insert_legacy!(pool);
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            insert_legacy!(pool);
+            pool.close().await;
+        }
+    }
+
+    store.migrate().await.unwrap();
+    let ids: Vec<Uuid> = rows.iter().map(|(_, id, _, _)| *id).collect();
+    let found = store.get_webhook_deliveries(&ids).await.unwrap();
+    let keys: Vec<Option<Ts>> = found.iter().map(|d| d.object_created_at).collect();
+    // The pending rows of the token take its creation time, those of the gone object their earliest
+    // own; a row that had ended keeps none.
+    assert_eq!(
+        keys,
+        [
+            None,
+            Some(at(t0(), 1)),
+            Some(at(t0(), 1)),
+            Some(at(t0(), 8)),
+            Some(at(t0(), 8))
+        ]
+    );
+    same(
+        &store
+            .pending_delivery_before(&found[2])
+            .await
+            .unwrap()
+            .unwrap(),
+        &found[1],
+    );
+    same(
+        &store
+            .pending_delivery_before(&found[4])
+            .await
+            .unwrap()
+            .unwrap(),
+        &found[3],
+    );
+    assert!(store
+        .pending_delivery_before(&found[1])
+        .await
+        .unwrap()
+        .is_none());
+
+    // A new event of the token, written by this release, waits for the token's older rows.
+    let later = OutboxRecord {
+        object_created_at: t.0.created_at,
+        ..outbox(&hook, kept, at(t0(), 10))
+    };
+    let audit = super::noted(super::Action::TokenDelete);
+    assert!(store
+        .delete_token(a.id, kept, &audit, std::slice::from_ref(&later))
+        .await
+        .unwrap());
+    let later = store.get_webhook_delivery(later.id).await.unwrap().unwrap();
+    same(
+        &store
+            .pending_delivery_before(&later)
+            .await
+            .unwrap()
+            .unwrap(),
+        &found[1],
+    );
+    let earlier = store.earlier_pending_deliveries(&[later.id]).await.unwrap();
+    let mut seqs: Vec<i64> = earlier.iter().map(|e| e.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, [found[1].seq, found[2].seq]);
     store.close().await;
 }
