@@ -1,8 +1,8 @@
 -- The pending deliveries' index was keyed by (webhook, object, seq). Object ids are random (UUIDv4), so
 -- every outbox row went to a random page of it: with many deliveries queued, a commit of tokens wrote
--- one more page per subscribed token. Keyed by when the object was created first, the rows of new
--- objects go to its end; an object's deliveries still share one key prefix, so that its earlier
--- pending rows are found as before.
+-- one more page per subscribed token. Keyed by the object's creation time before its id, the rows of
+-- new objects go to the index's end, while an object's deliveries still share one key prefix, so that
+-- its earlier pending rows are found as before.
 ALTER TABLE webhook_deliveries ADD COLUMN object_created_at TIMESTAMPTZ;
 
 -- Rows still pending get their object's creation time; the rows of an object that no longer exists (a

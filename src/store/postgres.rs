@@ -787,8 +787,8 @@ fn push_payment_batch<'a>(
             .push(os().map(|_| Uuid::new_v4()).collect(), "uuid");
         statement.push(format!(
         ") WITH ORDINALITY AS o (grp, step, id, event_id, webhook_id, account_id, object_id, \
-         object_created_at, event_type, body, created_at, job_id, job_kind, job_payload, job_max_attempts, job_run_at, job_lease_owner, \
-         job_lease_until, chunk_job_id, ord) \
+         object_created_at, event_type, body, created_at, job_id, job_kind, job_payload, \
+         job_max_attempts, job_run_at, job_lease_owner, job_lease_until, chunk_job_id, ord) \
          WHERE o.step IS NULL OR {applied_o}), \
          new_deliveries AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, \
          object_id, object_created_at, event_type, body, created_at, next_attempt_at, status, attempts) \

@@ -97,7 +97,8 @@ pub(crate) const WEBHOOK_COLUMNS: &str =
     "id, account_id, url, events, sealed_key, created_at, removed_at";
 
 pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, account_id, object_id, \
-     object_created_at, event_type, body, created_at, status, attempts, next_attempt_at, last_error, finished_at";
+     object_created_at, event_type, body, created_at, status, attempts, next_attempt_at, last_error, \
+     finished_at";
 
 /// Appends `INSERT INTO webhook_deliveries (…) VALUES (…), …` for `rows` to `query`.
 pub(crate) fn push_outbox_insert<'a, DB>(query: &mut QueryBuilder<'a, DB>, rows: &'a [OutboxRecord])
