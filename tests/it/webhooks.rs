@@ -22,6 +22,7 @@ on_both_backends!(
     every_event_type_arrives_signed_with_the_object_the_api_returns,
     a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_once_more,
     deliveries_of_one_object_follow_the_order_of_its_changes,
+    a_tokens_deletion_waits_for_its_creation_event_to_be_delivered,
     a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back,
     no_event_carries_card_data_beyond_the_masked_number,
     refund_failed_and_import_events_carry_their_objects,
@@ -233,6 +234,24 @@ async fn deliveries_of_one_object_follow_the_order_of_its_changes(backend: Backe
         ]
     );
     assert_eq!(hits[2].object()["id"], paid["id"]);
+    receiver.stop().await;
+}
+
+async fn a_tokens_deletion_waits_for_its_creation_event_to_be_delivered(backend: Backend) {
+    let app = spawn_app_with(backend, fast_webhooks).await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![Reply::Status(503)]).await;
+    app.add_webhook(&receiver.url(), "token.*").await;
+    let token = app.token_for("4111111111111111").await;
+    // The creation's first attempt failed and is retried 100 ms or more later: the deletion, made
+    // now, is queued while it is pending and must go after it (both rows are found by the token's
+    // creation time and id).
+    receiver.wait_for(1).await;
+    let answer = app.delete_token(&token).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    let hits = receiver.wait_for(3).await;
+    let types: Vec<&str> = hits.iter().map(Hit::event_type).collect();
+    assert_eq!(types, ["token.created", "token.created", "token.deleted"]);
+    assert!(hits.iter().all(|hit| hit.object_id() == token));
     receiver.stop().await;
 }
 
