@@ -671,6 +671,28 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
     store.close().await;
 }
 
+/// Runs `$body` with `$pool` bound to a pool of its own on the database at `$url` (SQLite's file made
+/// if missing), then closes it: the same statements on either backend's pool type.
+macro_rules! with_pool {
+    ($backend:expr, $url:expr, |$pool:ident| $body:block) => {
+        match $backend {
+            Backend::Sqlite => {
+                let options: sqlx::sqlite::SqliteConnectOptions = $url.parse().unwrap();
+                let $pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+                    .await
+                    .unwrap();
+                $body
+                $pool.close().await;
+            }
+            Backend::Postgres => {
+                let $pool = sqlx::PgPool::connect($url).await.unwrap();
+                $body
+                $pool.close().await;
+            }
+        }
+    };
+}
+
 /// Applies the migrations of `backend` numbered below `before` to the empty database at `url`, as an
 /// older release left it.
 async fn migrate_up_to(backend: Backend, url: &str, before: &str) {
@@ -689,21 +711,9 @@ async fn migrate_up_to(backend: Backend, url: &str, before: &str) {
         }
     }
     let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
-    match backend {
-        Backend::Sqlite => {
-            let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-            let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
-                .await
-                .unwrap();
-            migrator.run(&pool).await.unwrap();
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            migrator.run(&pool).await.unwrap();
-            pool.close().await;
-        }
-    }
+    with_pool!(backend, url, |pool| {
+        migrator.run(&pool).await.unwrap();
+    });
 }
 
 async fn deliveries_pending_before_the_object_time_index_still_wait_for_one_another(
@@ -722,8 +732,7 @@ async fn deliveries_pending_before_the_object_time_index_still_wait_for_one_anot
         .await
         .unwrap();
     // A token that still exists, created at t0 + 1 s, and an object that is gone (a deleted token).
-    let mut t = with_audit(token(a.id, at(t0(), 1)));
-    t.0.created_at = at(t0(), 1);
+    let t = with_audit(token(a.id, at(t0(), 1)));
     store
         .insert_tokens(std::slice::from_ref(&t), &[])
         .await
@@ -737,39 +746,25 @@ async fn deliveries_pending_before_the_object_time_index_still_wait_for_one_anot
         (gone, Uuid::now_v7(), "pending", at(t0(), 8)),
         (gone, Uuid::now_v7(), "pending", at(t0(), 9)),
     ];
-    macro_rules! insert_legacy {
-        ($pool:expr) => {
-            for (object, id, status, created) in &rows {
-                sqlx::query(
-                    "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, \
-                     event_type, body, created_at, next_attempt_at, status, attempts) \
-                     VALUES ($1, $2, $3, $4, $5, 'token.created', '{}', $6, $6, $7, 0)",
-                )
-                .bind(*id)
-                .bind(Uuid::new_v4())
-                .bind(hook.id)
-                .bind(a.id)
-                .bind(*object)
-                .bind(*created)
-                .bind(*status)
-                .execute(&$pool)
-                .await
-                .unwrap();
-            }
-        };
-    }
-    match backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            insert_legacy!(pool);
-            pool.close().await;
+    with_pool!(backend, db.url.as_str(), |pool| {
+        for (object, id, status, created) in &rows {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, \
+                 event_type, body, created_at, next_attempt_at, status, attempts) \
+                 VALUES ($1, $2, $3, $4, $5, 'token.created', '{}', $6, $6, $7, 0)",
+            )
+            .bind(*id)
+            .bind(Uuid::new_v4())
+            .bind(hook.id)
+            .bind(a.id)
+            .bind(*object)
+            .bind(*created)
+            .bind(*status)
+            .execute(&pool)
+            .await
+            .unwrap();
         }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            insert_legacy!(pool);
-            pool.close().await;
-        }
-    }
+    });
 
     store.migrate().await.unwrap();
     let ids: Vec<Uuid> = rows.iter().map(|(_, id, _, _)| *id).collect();
