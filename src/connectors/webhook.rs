@@ -92,11 +92,38 @@ impl WebhookSender {
                 timed_out: e.is_timeout(),
                 reason: describe(&e.without_url()),
             })?;
-        match response.status() {
+        let status = response.status();
+        drain(response).await;
+        match status {
             reqwest::StatusCode::OK => Ok(()),
             status => Err(format!("the receiver answered {status}").into()),
         }
     }
+}
+
+/// The most of a receiver's answer body read (and thrown away) so that its connection can carry the
+/// next delivery: a connection whose answer was not read to its end is closed rather than reused, and
+/// every event would then pay a new connection (a TLS handshake on `https`). A longer body is left
+/// unread and its connection closed.
+const DRAINED_BODY: usize = 64 * 1024;
+
+/// How long reading the answer's body may take: a receiver that sends its status and then dribbles
+/// or withholds the body does not hold a send slot for the whole attempt timeout.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Reads the answer's body to its end, up to `DRAINED_BODY` and `DRAIN_TIME`. What it says does not
+/// matter (only the status counts), nor whether reading it fails.
+async fn drain(mut response: reqwest::Response) {
+    let read_all = async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > DRAINED_BODY {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ on_both_backends!(
     a_receiver_answering_500_three_times_then_200_gets_the_event_exactly_once_more,
     deliveries_of_one_object_follow_the_order_of_its_changes,
     a_tokens_deletion_waits_for_its_creation_event_to_be_delivered,
+    deliveries_reuse_the_connection_of_a_receiver_that_answers_with_a_body,
     a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back,
     no_event_carries_card_data_beyond_the_masked_number,
     refund_failed_and_import_events_carry_their_objects,
@@ -252,6 +253,34 @@ async fn a_tokens_deletion_waits_for_its_creation_event_to_be_delivered(backend:
     let types: Vec<&str> = hits.iter().map(Hit::event_type).collect();
     assert_eq!(types, ["token.created", "token.created", "token.deleted"]);
     assert!(hits.iter().all(|hit| hit.object_id() == token));
+    receiver.stop().await;
+}
+
+async fn deliveries_reuse_the_connection_of_a_receiver_that_answers_with_a_body(backend: Backend) {
+    let app = spawn_app_with(backend, fast_webhooks).await;
+    // Receivers commonly answer with a body; one left unread closes its connection, and every event
+    // would then open a new one (a TLS handshake each on `https`).
+    let requests = 6;
+    let plan = (0..requests)
+        .map(|i| Reply::StatusWithBody(if i == 2 { 503 } else { 200 }, "{\"ok\":true}".repeat(100)))
+        .collect();
+    let receiver = Receiver::start("127.0.0.1:0", plan).await;
+    app.add_webhook(&receiver.url(), "token.created").await;
+    // One event at a time, each sent once the last arrived: one connection can carry them all, the
+    // failed attempt (a 503 with a body) and its retry included.
+    for i in 0..requests - 1 {
+        app.new_token(&card("4111111111111111")).await;
+        let arrived = if i < 2 { i + 1 } else { i + 2 };
+        receiver.wait_for(arrived).await;
+    }
+    let hits = receiver.wait_for(requests).await;
+    let peers: std::collections::HashSet<_> = hits.iter().map(|hit| hit.peer).collect();
+    assert_eq!(
+        peers.len(),
+        1,
+        "{requests} requests came on {} connections",
+        peers.len()
+    );
     receiver.stop().await;
 }
 

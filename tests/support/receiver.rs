@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -23,6 +23,8 @@ pub struct Hit {
     pub signature: String,
     pub body: String,
     pub json: Value,
+    /// The sender's end of the connection the request came on: one per connection.
+    pub peer: SocketAddr,
 }
 
 impl Hit {
@@ -52,6 +54,9 @@ impl Hit {
 #[derive(Clone, Debug)]
 pub enum Reply {
     Status(u16),
+    /// The status with a body that follows the head 20 ms later (an answer the sender must read to its
+    /// end to reuse the connection).
+    StatusWithBody(u16, String),
     RedirectTo(String),
     Hang(Duration),
 }
@@ -69,7 +74,12 @@ pub struct Receiver {
     task: JoinHandle<()>,
 }
 
-async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+async fn hook(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     let signature = headers
         .get("x-hmac-signature")
         .and_then(|v| v.to_str().ok())
@@ -80,11 +90,25 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Strin
         signature,
         body,
         json,
+        peer,
     });
     let reply = shared.plan.lock().unwrap().pop_front();
     match reply {
         None => StatusCode::OK.into_response(),
         Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
+        Some(Reply::StatusWithBody(code, body)) => {
+            // Written after the head, as servers that flush their headers first do: a sender that
+            // stops reading at the status leaves it unread.
+            let later = futures_util::stream::once(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, std::convert::Infallible>(body)
+            });
+            (
+                StatusCode::from_u16(code).unwrap(),
+                axum::body::Body::from_stream(later),
+            )
+                .into_response()
+        }
         Some(Reply::RedirectTo(url)) => (StatusCode::FOUND, [("location", url)]).into_response(),
         Some(Reply::Hang(time)) => {
             tokio::time::sleep(time).await;
@@ -106,10 +130,13 @@ impl Receiver {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await
+            .unwrap();
         });
         Self {
             addr,
