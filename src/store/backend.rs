@@ -91,10 +91,10 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
 }
 
 /// A value from an enum's string table, written into a statement's text as an SQL string literal, for
-/// the few places where binding it would cost: a partial index (`jobs_ready`, `jobs_leased`,
-/// `webhook_deliveries_pending`) is only matched by a query that names its predicate's literal, which
-/// a parameter is not (a PostgreSQL generic plan, SQLite's planner), and the hot batch inserts keep
-/// their bound parameters to the columns that vary. Quotes in the text are doubled.
+/// the few places where binding it would cost: a partial index (`jobs_ready`, `jobs_leased`) is only
+/// matched by a query that names its predicate's literal, which a parameter is not (a PostgreSQL
+/// generic plan, SQLite's planner), and the hot batch inserts keep their bound parameters to the
+/// columns that vary. Quotes in the text are doubled.
 pub(crate) struct SqlText(pub &'static str);
 
 impl std::fmt::Display for SqlText {

@@ -2,7 +2,8 @@
 //! rolled back with the change that writes it, deliveries retried in order, finished once and purged.
 
 use strongroom::store::{
-    Action, AuditEvent, OutboxRecord, StoreError, Ts, WebhookDelivery, WebhookRecord,
+    Action, AuditEvent, DeliveryOutcomes, OutboxRecord, StoreError, Ts, WebhookDelivery,
+    WebhookRecord,
 };
 use uuid::Uuid;
 
@@ -22,6 +23,7 @@ on_both_backends!(
     deletions_and_payments_write_their_outbox_only_when_they_happen,
     deliveries_are_retried_in_order_and_finished_once,
     deliveries_that_ended_are_purged_and_pending_ones_kept,
+    the_purge_goes_on_past_its_first_window_and_a_pending_delivery_ahead,
     a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_claim,
     deliveries_pending_before_the_object_time_index_still_wait_for_one_another,
 );
@@ -483,6 +485,54 @@ async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend
         .await
         .unwrap()
         .is_some());
+    store.close().await;
+}
+
+async fn the_purge_goes_on_past_its_first_window_and_a_pending_delivery_ahead(backend: Backend) {
+    // The purge reads the oldest deliveries a window (1,000) at a time: the oldest one still pending,
+    // then more ended ones than a window holds, then one that ended too recently.
+    let (_db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
+        .await
+        .unwrap();
+    let t = with_audit(token(a.id, t0()));
+    let events: Vec<_> = (0..1152)
+        .map(|i| outbox(&hook, t.0.id, at(t0(), i)))
+        .collect();
+    store
+        .insert_tokens(std::slice::from_ref(&t), &events)
+        .await
+        .unwrap();
+    let ended = |range: std::ops::Range<usize>| DeliveryOutcomes {
+        delivered: events[range].iter().map(|e| e.id).collect(),
+        ..DeliveryOutcomes::default()
+    };
+    assert!(store
+        .record_delivery_outcomes(&[], &ended(1..1151), at(t0(), 2000))
+        .await
+        .unwrap());
+    assert!(store
+        .record_delivery_outcomes(&[], &ended(1151..1152), at(t0(), 4000))
+        .await
+        .unwrap());
+
+    assert_eq!(
+        store
+            .purge_webhook_deliveries(at(t0(), 3000))
+            .await
+            .unwrap(),
+        1150
+    );
+    let left: Vec<Uuid> = store
+        .list_webhook_deliveries(hook.id, 2000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(left, [events[1151].id, events[0].id]);
     store.close().await;
 }
 
