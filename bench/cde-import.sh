@@ -48,19 +48,6 @@ pkcs11_env() {
         STRONGROOM_PKCS11_PIN_FILE="$dir/pin" STRONGROOM_PKCS11_KEY_LABEL=strongroom-master
 }
 
-# cpu_ticks: CPU clock ticks (utime + stime) used so far by the server and, on PostgreSQL, by the
-# backends connected to this run's database.
-cpu_ticks() {
-    local pids=$SERVER_PID
-    if [ -n "$PG_DB" ]; then
-        pids="$pids $(psql "$PG_ADMIN_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'" 2>/dev/null)"
-    fi
-    for pid in $pids; do
-        # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-        sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }'
-    done | awk '{ s += $1 } END { print s + 0 }'
-}
-
 # tokens_stored: how many tokens the run's database holds.
 tokens_stored() {
     if [ -n "$PG_DB" ]; then
@@ -70,7 +57,6 @@ tokens_stored() {
     fi
 }
 
-TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 printf '\n%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s\n' backend provider metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors "us/token"
 for backend in $BACKENDS; do
   for provider in $PROVIDERS; do

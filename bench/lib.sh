@@ -100,3 +100,21 @@ stop_server() {
     fi
     SERVER_PID=""
 }
+
+# pid_ticks PID: CPU clock ticks (utime + stime) used so far by one process; TICK_US is a tick in
+# microseconds.
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+pid_ticks() {
+    # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+
+# cpu_ticks: the ticks used so far by the server and, on PostgreSQL, by the backends connected to this
+# run's database.
+cpu_ticks() {
+    local pids=$SERVER_PID
+    if [ -n "$PG_DB" ]; then
+        pids="$pids $(psql "$PG_ADMIN_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'" 2>/dev/null)"
+    fi
+    for pid in $pids; do pid_ticks "$pid"; done | awk '{ s += $1 } END { print s + 0 }'
+}

@@ -9,7 +9,8 @@
 #     outbox rows from that of sending;
 #  2. delivery throughput to a local receiver (examples/webhook_receiver.rs, which checks every
 #     signature): events are queued while the server runs without workers, then a server with
-#     $WORKERS workers starts and the time until the receiver has them all is measured.
+#     $WORKERS workers starts and the time until the receiver has them all is measured, with the CPU
+#     time per event of the server (with its PostgreSQL backends) and of the receiver.
 # It measures and prints; it asserts nothing.
 #
 #   bench/webhooks.sh          # both backends, 10 s per measurement at 1 and 16 connections, 2 workers
@@ -77,6 +78,8 @@ restart_server() {
     start_server "$1"
 }
 
+# per_event TICKS EVENTS: microseconds of CPU per event.
+per_event() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print "-" }'; }
 row() { printf '%-9s %5s  %-39s %10s %9s %9s %8s %9s\n' "$@"; }
 # share RPS BASE: RPS as a percentage of BASE (the same connections without a webhook).
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
@@ -141,14 +144,20 @@ for backend in $BACKENDS; do
         before=$(received)
         target=$((before + queued))
         started=$(now)
+        receiver_ticks=$(pid_ticks "$RECEIVER_PID")
         STRONGROOM_WORKERS=$workers restart_server "$dir"
+        # The server's ticks count from its start; its database backends' from now.
+        server_ticks=$(( $(cpu_ticks) - $(pid_ticks "$SERVER_PID") ))
         deadline=$(( $(date +%s) + 600 ))
         while [ "$(received)" -lt "$target" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
         delivered=$(( $(received) - before ))
         elapsed=$(awk -v a="$started" -v b="$(now)" 'BEGIN { print b - a }')
+        server_ticks=$(( $(cpu_ticks) - server_ticks ))
+        receiver_ticks=$(( $(pid_ticks "$RECEIVER_PID") - receiver_ticks ))
         stop_server
-        DELIVERY_ROWS+=("$(printf '%-9s %8s %15s %9.2f %10.0f %9s' "$backend" "$workers" "$delivered/$queued" "$elapsed" \
-            "$(awk -v n="$delivered" -v t="$elapsed" 'BEGIN { print n / t }')" "$(bad_signatures)")")
+        DELIVERY_ROWS+=("$(printf '%-9s %8s %15s %9.2f %10.0f %9s %13s %11s' "$backend" "$workers" "$delivered/$queued" "$elapsed" \
+            "$(awk -v n="$delivered" -v t="$elapsed" 'BEGIN { print n / t }')" "$(bad_signatures)" \
+            "$(per_event "$server_ticks" "$delivered")" "$(per_event "$receiver_ticks" "$delivered")")")
     done
     stop_receiver
     unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL
@@ -159,8 +168,9 @@ printf '\n%-9s %5s %12s %14s\n' backend conns "tokens made" "delivered meanwhile
 for line in "${DURING_ROWS[@]}"; do echo "$line"; done
 echo "(during the 'delivering' runs: requests wrk made, and events the receiver got while wrk ran)"
 
-printf '\n%-9s %8s %15s %9s %10s %9s\n' backend workers sent/queued seconds "events/s" "bad sigs"
+printf '\n%-9s %8s %15s %9s %10s %9s %13s %11s\n' backend workers sent/queued seconds "events/s" "bad sigs" "server us/ev" "recv us/ev"
 for line in "${DELIVERY_ROWS[@]}"; do echo "$line"; done
 echo "(events/s: deliveries queued by a server without workers, sent to a local receiver by one with WORKERS"
 echo " workers, from its start until the last arrived; 'sent' can exceed wrk's count of queued requests by"
-echo " the requests in flight when wrk stopped)"
+echo " the requests in flight when wrk stopped. us/ev: CPU time per event delivered, of the server with"
+echo " its PostgreSQL backends (from its start), and of the receiver)"
