@@ -44,7 +44,11 @@ impl From<String> for SendFailure {
 /// `host:port` of `url` (the port its scheme implies when none is written): the destination whose
 /// concurrency and timeouts the deliverer tracks.
 pub fn destination_of(url: &str) -> Option<String> {
-    let url = reqwest::Url::parse(url).ok()?;
+    destination(&reqwest::Url::parse(url).ok()?)
+}
+
+/// `destination_of` for a parsed URL.
+pub fn destination(url: &reqwest::Url) -> Option<String> {
     let host = url.host_str()?;
     let port = url.port_or_known_default()?;
     Some(format!("{host}:{port}"))
@@ -73,16 +77,28 @@ impl WebhookSender {
         })
     }
 
-    /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
-    pub async fn post(&self, url: &str, key: &[u8], body: &str) -> Result<(), SendFailure> {
-        let url = check_destination(url).map_err(SendFailure::from)?;
+    /// `url` parsed and checked by the address guard (a name it gives is checked when it resolves),
+    /// or why it is refused (never its secrets); a deliverer checks a webhook's URL once per run.
+    pub fn checked_url(&self, url: &str) -> Result<reqwest::Url, String> {
+        let url = check_destination(url)?;
         if let Some(ip) = literal_ip(&url) {
-            check_ip(ip, self.allow_link_local).map_err(SendFailure::from)?;
+            check_ip(ip, self.allow_link_local)?;
         }
+        Ok(url)
+    }
+
+    /// One attempt to a URL from `checked_url`: `Ok` only for a 200; otherwise why not (never the
+    /// URL's secrets or the body).
+    pub async fn post(
+        &self,
+        url: &reqwest::Url,
+        key: &[u8],
+        body: &str,
+    ) -> Result<(), SendFailure> {
         let signature = sign(key, body.as_bytes());
         let response = self
             .client
-            .post(url)
+            .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
             .body(body.to_owned())

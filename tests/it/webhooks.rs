@@ -265,13 +265,16 @@ async fn deliveries_reuse_the_connection_of_a_receiver_that_answers_with_a_body(
         .map(|i| Reply::StatusWithBody(if i == 2 { 503 } else { 200 }, "{\"ok\":true}".repeat(100)))
         .collect();
     let receiver = Receiver::start("127.0.0.1:0", plan).await;
-    app.add_webhook(&receiver.url(), "token.created").await;
-    // One event at a time, each sent once the last arrived: one connection can carry them all, the
-    // failed attempt (a 503 with a body) and its retry included.
-    for i in 0..requests - 1 {
+    let (webhook, _) = app.add_webhook(&receiver.url(), "token.created").await;
+    // One event at a time, each made once the last was recorded delivered (its answer read to the
+    // end): one connection can carry them all, the failed attempt (a 503 with a body) and its retry
+    // included.
+    for made in 1..requests {
         app.new_token(&card("4111111111111111")).await;
-        let arrived = if i < 2 { i + 1 } else { i + 2 };
-        receiver.wait_for(arrived).await;
+        app.wait_deliveries(webhook, |rows| {
+            rows.iter().filter(|d| d.status == "delivered").count() == made
+        })
+        .await;
     }
     let hits = receiver.wait_for(requests).await;
     let peers: std::collections::HashSet<_> = hits.iter().map(|hit| hit.peer).collect();

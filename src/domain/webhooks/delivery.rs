@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use serde::Deserialize;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
@@ -20,7 +21,7 @@ use futures_util::stream::{self, StreamExt};
 use super::breaker::{Breakers, Refusal, Slot};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
-use crate::connectors::webhook::{destination_of, SendFailure, WebhookSender};
+use crate::connectors::webhook::{destination, SendFailure, WebhookSender};
 use crate::jobs::{JobError, JobHandler, Ran};
 use crate::store::{
     DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery, Job, NewJob,
@@ -40,8 +41,20 @@ const SLOT_POLL: Duration = Duration::from_millis(2);
 /// How many more due delivery jobs a run takes in with its own.
 const ABSORB: i64 = 63;
 
+/// A webhook as one run sends to it: its URL checked and its signing key opened once for all of the
+/// run's rows to it, rather than for each row.
+struct Target {
+    webhook: WebhookRecord,
+    /// `host:port` (the breakers' key); none when the URL does not parse.
+    destination: Option<String>,
+    /// The URL the address guard let through, or why not.
+    url: Result<reqwest::Url, String>,
+    /// The signing key, or why it did not open.
+    key: Result<Zeroizing<Vec<u8>>, String>,
+}
+
 /// The rows of one (webhook, object) in a run, in order, with their webhook.
-type Chain = (Arc<WebhookRecord>, Vec<WebhookDelivery>);
+type Chain = (Arc<Target>, Vec<WebhookDelivery>);
 
 /// What became of one row in a run.
 enum Outcome {
@@ -163,11 +176,15 @@ impl Deliverer {
             .filter(|d| d.status == DeliveryStatus::Pending.as_str())
             .collect();
         let mut outcomes = Vec::with_capacity(rows.len());
-        let mut webhooks: HashMap<Uuid, Option<Arc<WebhookRecord>>> = HashMap::new();
+        let mut webhooks: HashMap<Uuid, Option<Arc<Target>>> = HashMap::new();
         for d in &rows {
             if let Entry::Vacant(slot) = webhooks.entry(d.webhook_id) {
                 let webhook = self.store.get_webhook(d.webhook_id).await?;
-                slot.insert(webhook.filter(|w| w.removed_at.is_none()).map(Arc::new));
+                let target = match webhook.filter(|w| w.removed_at.is_none()) {
+                    Some(webhook) => Some(Arc::new(self.target(webhook).await)),
+                    None => None,
+                };
+                slot.insert(target);
             }
         }
         // Earlier pending rows of the same object that this run does not send hold back its rows after them.
@@ -195,7 +212,7 @@ impl Deliverer {
         let mut chains: Vec<(Option<String>, Chain)> = Vec::new();
         let mut chain_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
         for d in rows {
-            let Some(Some(webhook)) = webhooks.get(&d.webhook_id) else {
+            let Some(Some(target)) = webhooks.get(&d.webhook_id) else {
                 outcomes.push(Outcome::Cancelled(d));
                 continue;
             };
@@ -204,7 +221,7 @@ impl Deliverer {
                 Some(&at) => chains[at].1 .1.push(d),
                 None => {
                     chain_of.insert(key, chains.len());
-                    chains.push((destination_of(&webhook.url), (webhook.clone(), vec![d])));
+                    chains.push((target.destination.clone(), (target.clone(), vec![d])));
                 }
             }
         }
@@ -218,7 +235,7 @@ impl Deliverer {
             .map(|(destination, chains)| async move {
                 let destination = destination.as_deref();
                 stream::iter(chains)
-                    .map(|(webhook, chain)| self.send_chain(destination, webhook, chain, held_back))
+                    .map(|(target, chain)| self.send_chain(destination, target, chain, held_back))
                     .buffer_unordered(self.settings.destination_concurrency.max(1))
                     .collect::<Vec<Vec<Outcome>>>()
                     .await
@@ -272,7 +289,7 @@ impl Deliverer {
     async fn send_chain(
         &self,
         destination: Option<&str>,
-        webhook: Arc<WebhookRecord>,
+        target: Arc<Target>,
         chain: Vec<WebhookDelivery>,
         held_back: &HashMap<Uuid, EarlierPending>,
     ) -> Vec<Outcome> {
@@ -299,7 +316,7 @@ impl Deliverer {
                 outcomes.push(Outcome::Postponed(d, *at));
                 continue;
             }
-            let outcome = self.send_one(destination, &webhook, d).await;
+            let outcome = self.send_one(destination, &target, d).await;
             wait_until = match &outcome {
                 Outcome::Retried { next, .. } => Some((
                     next.plus(WAIT_STEP),
@@ -321,9 +338,10 @@ impl Deliverer {
     async fn send_one(
         &self,
         destination: Option<&str>,
-        webhook: &WebhookRecord,
+        target: &Target,
         d: WebhookDelivery,
     ) -> Outcome {
+        let webhook = &target.webhook;
         // A URL that does not parse has no destination to share: its send fails on its own.
         let slot = match destination {
             None => None,
@@ -341,7 +359,7 @@ impl Deliverer {
             },
         };
         let attempts = d.attempts.saturating_add(1);
-        let outcome = self.send(webhook, &d).await;
+        let outcome = self.send(target, &d).await;
         if let (Some(slot), Some(dest)) = (slot, destination) {
             let timed_out = outcome.as_ref().err().is_some_and(|f| f.timed_out);
             if self.breakers.settle(slot, timed_out) {
@@ -458,8 +476,13 @@ impl Deliverer {
         Ok(Ran::Finished)
     }
 
-    /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
-    async fn send(&self, webhook: &WebhookRecord, d: &WebhookDelivery) -> Result<(), SendFailure> {
+    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
+    async fn target(&self, webhook: WebhookRecord) -> Target {
+        let url = self.sender.checked_url(&webhook.url);
+        let destination = match &url {
+            Ok(url) => destination(url),
+            Err(_) => None,
+        };
         let key = self
             .vault
             .open_bytes(
@@ -468,8 +491,26 @@ impl Deliverer {
                 &webhook.sealed_key,
             )
             .await
-            .map_err(|e| SendFailure::from(format!("the signing key did not open: {e}")))?;
-        self.sender.post(&webhook.url, &key, &d.body).await
+            .map_err(|e| format!("the signing key did not open: {e}"));
+        Target {
+            webhook,
+            destination,
+            url,
+            key,
+        }
+    }
+
+    /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
+    async fn send(&self, target: &Target, d: &WebhookDelivery) -> Result<(), SendFailure> {
+        let url = target
+            .url
+            .as_ref()
+            .map_err(|e| SendFailure::from(e.clone()))?;
+        let key = target
+            .key
+            .as_ref()
+            .map_err(|e| SendFailure::from(e.clone()))?;
+        self.sender.post(url, key, &d.body).await
     }
 }
 
