@@ -45,7 +45,7 @@ const ABSORB: i64 = 63;
 /// run's rows to it, rather than for each row.
 struct Target {
     webhook: WebhookRecord,
-    /// `host:port` (the breakers' key); none when the URL does not parse.
+    /// `host:port` (the breakers' key); none when the address guard refused the URL.
     destination: Option<String>,
     /// The URL the address guard let through, or why not.
     url: Result<reqwest::Url, String>,
@@ -342,7 +342,7 @@ impl Deliverer {
         d: WebhookDelivery,
     ) -> Outcome {
         let webhook = &target.webhook;
-        // A URL that does not parse has no destination to share: its send fails on its own.
+        // A URL the address guard refused has no destination to share: its send fails on its own.
         let slot = match destination {
             None => None,
             Some(dest) => match self.slot(dest).await {
