@@ -73,6 +73,17 @@ pub async fn store_with_account(backend: Backend) -> (TestDb, DynStore, Account)
     (db, store, a)
 }
 
+/// A fresh store holding one account with one webhook, added at `t0()`.
+pub async fn store_with_webhook(backend: Backend) -> (TestDb, DynStore, Account, WebhookRecord) {
+    let (db, store, a) = store_with_account(backend).await;
+    let hook = webhook(a.id, t0());
+    store
+        .insert_webhook(&hook, &noted(Action::WebhookAdd))
+        .await
+        .unwrap();
+    (db, store, a, hook)
+}
+
 /// A fixed instant in the past (2025-01-01T00:00:00Z): every call gives the same, and whatever is
 /// dated from it is older than `Ts::now()`.
 pub fn t0() -> Ts {

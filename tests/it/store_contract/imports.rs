@@ -5,7 +5,9 @@
 use strongroom::store::{Action, ImportFailure, ImportOutcome, ImportRecord, StoreError, Ts};
 use uuid::Uuid;
 
-use super::{at, audited, job, outbox, store_with_account, t0, token, trail, webhook, with_audit};
+use super::{
+    at, audited, job, outbox, store_with_account, store_with_webhook, t0, token, trail, with_audit,
+};
 use crate::support::on_both_backends;
 use crate::support::Backend;
 
@@ -280,12 +282,7 @@ async fn outcomes_are_counted_once_per_payment_method_while_the_import_runs(back
 }
 
 async fn an_import_ends_once_at_the_counters_it_read(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let record = import(a.id, t0());
     store
         .insert_import(

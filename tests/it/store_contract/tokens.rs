@@ -5,7 +5,8 @@ use strongroom::store::{Action, AuditEvent, StoreError, TokenQuery};
 use uuid::Uuid;
 
 use super::{
-    account, at, outbox, store_with_account, t0, token, token_columns, webhook, with_audit,
+    account, at, outbox, store_with_account, store_with_webhook, t0, token, token_columns,
+    with_audit,
 };
 use crate::support::on_both_backends;
 use crate::support::Backend;
@@ -252,12 +253,7 @@ async fn only_expired_tokens_are_listed_as_expired(backend: Backend) {
 }
 
 async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let t = with_audit(token(a.id, t0()));
     store
         .insert_tokens(std::slice::from_ref(&t), &[])

@@ -8,8 +8,8 @@ use strongroom::store::{
 use uuid::Uuid;
 
 use super::{
-    account, at, audited, outbox, payment, same, store_with_account, t0, token, trail, webhook,
-    with_audit,
+    account, at, audited, outbox, payment, same, store_with_account, store_with_webhook, t0, token,
+    trail, webhook, with_audit,
 };
 use crate::support::on_both_backends;
 use crate::support::Backend;
@@ -212,12 +212,7 @@ async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxR
 }
 
 async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     // A lone row keeps its own job; 250 rows make one job per `INSERT_CHUNK` rows.
     for size in [1, 250] {
         let batch: Vec<_> = (0..size)
@@ -246,12 +241,7 @@ async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
 }
 
 async fn the_outbox_is_rolled_back_with_its_token_batch(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     for size in [1, 250] {
         let mut batch: Vec<_> = (0..size)
             .map(|i| with_audit(token(a.id, at(t0(), i))))
@@ -276,12 +266,7 @@ async fn the_outbox_is_rolled_back_with_its_token_batch(backend: Backend) {
 }
 
 async fn deletions_and_payments_write_their_outbox_only_when_they_happen(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let t = with_audit(token(a.id, t0()));
     store
         .insert_tokens(std::slice::from_ref(&t), &[])
@@ -325,12 +310,7 @@ async fn deletions_and_payments_write_their_outbox_only_when_they_happen(backend
 }
 
 async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let t = with_audit(token(a.id, t0()));
     let object = t.0.id;
     let (first, second) = (
@@ -440,12 +420,7 @@ async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
 }
 
 async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let t = with_audit(token(a.id, t0()));
     let events: Vec<_> = (0..3).map(|i| outbox(&hook, t.0.id, at(t0(), i))).collect();
     store
@@ -491,12 +466,7 @@ async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend
 async fn the_purge_goes_on_past_its_first_window_and_a_pending_delivery_ahead(backend: Backend) {
     // The purge reads the oldest deliveries a window (1,000) at a time: the oldest one still pending,
     // then more ended ones than a window holds, then one that ended too recently.
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let t = with_audit(token(a.id, t0()));
     let events: Vec<_> = (0..1152)
         .map(|i| outbox(&hook, t.0.id, at(t0(), i)))
@@ -558,12 +528,7 @@ async fn a_webhook_is_added_with_its_audit_row_and_a_refused_one_writes_none(bac
 }
 
 async fn a_webhook_is_removed_with_its_audit_row_once(backend: Backend) {
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let remove = audited(a.id, Action::WebhookRemove, hook.id);
     assert!(store
         .remove_webhook(hook.id, at(t0(), 1), &remove)
@@ -586,12 +551,7 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
     use strongroom::store::{
         DeliveryOutcomes, DeliveryStatus, FinishedDelivery, JobStatus, RetriedDelivery,
     };
-    let (_db, store, a) = store_with_account(backend).await;
-    let hook = webhook(a.id, t0());
-    store
-        .insert_webhook(&hook, &super::noted(super::Action::WebhookAdd))
-        .await
-        .unwrap();
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
     let batch: Vec<_> = (0..3)
         .map(|i| with_audit(token(a.id, at(t0(), i))))
         .collect();
