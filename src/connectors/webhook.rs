@@ -43,11 +43,6 @@ impl From<String> for SendFailure {
 
 /// `host:port` of `url` (the port its scheme implies when none is written): the destination whose
 /// concurrency and timeouts the deliverer tracks.
-pub fn destination_of(url: &str) -> Option<String> {
-    destination(&reqwest::Url::parse(url).ok()?)
-}
-
-/// `destination_of` for a parsed URL.
 pub fn destination(url: &reqwest::Url) -> Option<String> {
     let host = url.host_str()?;
     let port = url.port_or_known_default()?;
@@ -157,12 +152,13 @@ mod tests {
 
     #[test]
     fn a_destination_is_its_host_and_port() {
+        let of = |url: &str| destination(&reqwest::Url::parse(url).unwrap());
         assert_eq!(
-            destination_of("https://hooks.example.com/a?b=c").as_deref(),
+            of("https://hooks.example.com/a?b=c").as_deref(),
             Some("hooks.example.com:443")
         );
         assert_eq!(
-            destination_of("http://127.0.0.1:8080/x").as_deref(),
+            of("http://127.0.0.1:8080/x").as_deref(),
             Some("127.0.0.1:8080")
         );
     }
