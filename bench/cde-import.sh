@@ -90,8 +90,7 @@ for backend in $BACKENDS; do
             read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
             ticks_after=$(cpu_ticks)
             tokens_after=$(tokens_stored)
-            t_cpu=$(awk -v t=$(( ticks_after - ticks_before )) -v n=$(( tokens_after - tokens_before )) -v us="$TICK_US" \
-                'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print "-" }')
+            t_cpu=$(us_per $(( ticks_after - ticks_before )) $(( tokens_after - tokens_before )))
             printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$provider" "$metrics" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
             printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s   (%.0f%% of /health)\n' "$backend" "$provider" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" "$t_cpu" \
                 "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"

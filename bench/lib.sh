@@ -118,3 +118,6 @@ cpu_ticks() {
     fi
     for pid in $pids; do pid_ticks "$pid"; done | awk '{ s += $1 } END { print s + 0 }'
 }
+
+# us_per TICKS COUNT: microseconds of CPU per item (a token, an event), or - for none.
+us_per() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print "-" }'; }

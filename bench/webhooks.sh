@@ -78,8 +78,6 @@ restart_server() {
     start_server "$1"
 }
 
-# per_event TICKS EVENTS: microseconds of CPU per event.
-per_event() { awk -v t="$1" -v n="$2" -v us="$TICK_US" 'BEGIN { if (n > 0) printf "%.1f", t * us / n; else print "-" }'; }
 row() { printf '%-9s %5s  %-39s %10s %9s %9s %8s %9s\n' "$@"; }
 # share RPS BASE: RPS as a percentage of BASE (the same connections without a webhook).
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
@@ -157,7 +155,7 @@ for backend in $BACKENDS; do
         stop_server
         DELIVERY_ROWS+=("$(printf '%-9s %8s %15s %9.2f %10.0f %9s %13s %11s' "$backend" "$workers" "$delivered/$queued" "$elapsed" \
             "$(awk -v n="$delivered" -v t="$elapsed" 'BEGIN { print n / t }')" "$(bad_signatures)" \
-            "$(per_event "$server_ticks" "$delivered")" "$(per_event "$receiver_ticks" "$delivered")")")
+            "$(us_per "$server_ticks" "$delivered")" "$(us_per "$receiver_ticks" "$delivered")")")
     done
     stop_receiver
     unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL
