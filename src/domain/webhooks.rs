@@ -20,7 +20,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-pub use delivery::{Deliverer, DELIVERY_JOB};
+pub use delivery::{Deliverer, DELIVERY_JOB, DELIVERY_PACE};
 pub use registry::{add_webhook, remove_webhook, SigningKey, WebhookError};
 
 use super::objects::{self, stored};
@@ -243,7 +243,7 @@ impl Webhooks {
         vault: Arc<Vault>,
         public_url: String,
         settings: &WebhookSettings,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, crate::connectors::webhook::SenderError> {
         let deliverer = Deliverer::new(store.clone(), vault, settings.clone())?;
         Ok(Self {
             store,

@@ -21,7 +21,7 @@ use futures_util::stream::{self, StreamExt};
 use super::breaker::{Breakers, Refusal, Slot};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
-use crate::connectors::webhook::{destination, SendFailure, WebhookSender};
+use crate::connectors::webhook::{destination, SendFailure, SenderError, WebhookSender};
 use crate::jobs::{JobError, JobHandler, Ran};
 use crate::store::{
     DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery, Job, NewJob,
@@ -40,6 +40,11 @@ const BUSY_STEP: Duration = Duration::from_millis(100);
 const SLOT_POLL: Duration = Duration::from_millis(2);
 /// How many more due delivery jobs a run takes in with its own.
 const ABSORB: i64 = 63;
+/// The least time between the claims of a delivery worker while events keep coming (`Worker::paced`):
+/// each run then sends what the last 50 ms queued, with one claim and one commit of outcomes for all
+/// of it, where a run per commit of the API took a claim and a commit of its own for every one. The
+/// delay it adds to a delivery is below the workers' idle poll (250 ms).
+pub const DELIVERY_PACE: Duration = Duration::from_millis(50);
 
 /// A webhook as one run sends to it: its URL checked and its signing key opened once for all of the
 /// run's rows to it, rather than for each row.
@@ -125,7 +130,7 @@ impl Deliverer {
         store: DynStore,
         vault: Arc<Vault>,
         settings: WebhookSettings,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, SenderError> {
         let sender = WebhookSender::new(settings.timeout, settings.allow_link_local)?;
         let breakers = Breakers::new(
             settings.destination_concurrency,
