@@ -110,8 +110,6 @@ pub struct Worker {
     owner: String,
     handlers: Arc<HashMap<&'static str, Arc<dyn JobHandler>>>,
     lease: Duration,
-    /// The least time from the start of one claim that found a job to the next claim (see `paced`).
-    pace: Duration,
 }
 
 impl Worker {
@@ -122,18 +120,7 @@ impl Worker {
             owner: format!("worker-{}", Uuid::new_v4()),
             handlers: Arc::new(handlers),
             lease,
-            pace: Duration::ZERO,
         }
-    }
-
-    /// A worker that, after a job, waits until `pace` has passed since it claimed it before it claims
-    /// the next, for a handler that takes the other due jobs of its kind into its run (as delivery
-    /// does): while jobs keep coming, one run then handles those of the last `pace` together, with one
-    /// claim and one commit, instead of a run with its own claim and commits for each. A run that
-    /// takes longer than `pace` is followed at once.
-    pub fn paced(mut self, pace: Duration) -> Self {
-        self.pace = pace;
-        self
     }
 
     pub fn owner(&self) -> &str {
@@ -278,13 +265,12 @@ impl Worker {
         }
     }
 
-    /// Steps until `shutdown` fires, sleeping `poll` between empty looks (and pacing its runs, see `paced`).
+    /// Steps until `shutdown` fires, sleeping `poll` between empty looks.
     pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
         loop {
             if shutdown.is_cancelled() {
                 return;
             }
-            let claimed_at = tokio::time::Instant::now();
             let idle = match self.step().await {
                 Ok(Step::Idle) => true,
                 Ok(_) => false,
@@ -293,17 +279,10 @@ impl Worker {
                     true
                 }
             };
-            let wait_until = if idle {
-                Some(tokio::time::Instant::now() + poll)
-            } else if !self.pace.is_zero() {
-                Some(claimed_at + self.pace)
-            } else {
-                None
-            };
-            if let Some(at) = wait_until {
+            if idle {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(at) => {}
+                    _ = tokio::time::sleep(poll) => {}
                 }
             }
         }

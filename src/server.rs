@@ -24,7 +24,7 @@ use crate::domain::payments::{PaymentStep, Payments};
 use crate::domain::routing::Routing;
 use crate::domain::sessions::Sessions;
 use crate::domain::tokens::Tokens;
-use crate::domain::webhooks::{Webhooks, DELIVERY_PACE};
+use crate::domain::webhooks::Webhooks;
 use crate::jobs::{JobHandler, Worker};
 use crate::store::{self, DynStore, Ts};
 use crate::store::{Action, AuditEvent};
@@ -148,7 +148,6 @@ pub fn job_pools(state: &AppState) -> Vec<JobPool> {
             name: "payments",
             size: sizes.payments,
             handlers: PaymentStep::all(&state.payments),
-            pace: Duration::ZERO,
         },
         JobPool {
             name: "imports",
@@ -161,13 +160,11 @@ pub fn job_pools(state: &AppState) -> Vec<JobPool> {
                     state.config.data_key_rotation_batch,
                 )),
             ],
-            pace: Duration::ZERO,
         },
         JobPool {
             name: "webhooks",
             size: sizes.webhooks,
             handlers: vec![state.webhooks.deliverer()],
-            pace: DELIVERY_PACE,
         },
     ]
 }
@@ -179,8 +176,6 @@ pub struct JobPool {
     /// How many workers of this pool a node runs.
     pub size: usize,
     pub handlers: Vec<Arc<dyn JobHandler>>,
-    /// See `Worker::paced`.
-    pub pace: Duration,
 }
 
 /// Every job handler this build knows, whatever its pool (for tests that step the jobs by hand).
@@ -376,8 +371,7 @@ pub async fn start(mut config: Config, listener: TcpListener) -> anyhow::Result<
                 state.store.clone(),
                 pool.handlers.clone(),
                 state.config.job_lease,
-            )
-            .paced(pool.pace);
+            );
             background.push(tokio::spawn(
                 worker.run(state.config.job_poll_interval, shutdown.clone()),
             ));

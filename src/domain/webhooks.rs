@@ -20,7 +20,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-pub use delivery::{Deliverer, DELIVERY_JOB, DELIVERY_PACE};
+pub use delivery::{Deliverer, DELIVERY_JOB};
 pub use registry::{add_webhook, remove_webhook, SigningKey, WebhookError};
 
 use super::objects::{self, stored};

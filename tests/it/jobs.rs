@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use strongroom::jobs::{enqueue, JobError, JobHandler, Ran, Step, Worker};
 use strongroom::store::{Job, JobStatus, Ts};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{held, on_both_backends, Backend, TestDb};
 
@@ -19,7 +18,6 @@ on_both_backends!(
     parallel_workers_run_every_job_exactly_once,
     a_job_run_in_steps_is_queued_again_without_using_its_attempts,
     a_pool_claims_only_its_own_kinds,
-    a_paced_worker_claims_again_only_once_its_pace_has_passed,
 );
 
 /// Counts how often each job ran; fails the jobs whose payload says so.
@@ -316,54 +314,5 @@ async fn a_pool_claims_only_its_own_kinds(backend: Backend) {
         assert!(matches!(records.step().await.unwrap(), Step::Completed(_)));
     }
     assert_eq!(records.step().await.unwrap(), Step::Idle);
-    store.close().await;
-}
-
-/// How long until `recorder` has run `id`, polling every 5 ms for up to 5 s.
-async fn until_run(recorder: &Recorder, id: uuid::Uuid) -> Duration {
-    let started = std::time::Instant::now();
-    while !recorder.runs.lock().unwrap().contains_key(&id) {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "job {id} never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
-}
-
-async fn a_paced_worker_claims_again_only_once_its_pace_has_passed(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = db.open_store().await;
-    let recorder = Arc::new(Recorder::default());
-    let pace = Duration::from_millis(600);
-    let worker = Worker::new(
-        store.clone(),
-        vec![recorder.clone()],
-        Duration::from_secs(30),
-    )
-    .paced(pace);
-    let shutdown = CancellationToken::new();
-    // Idle, it looks every 10 ms: without the pace, a job queued after a run would wait about that.
-    let running = tokio::spawn(worker.run(Duration::from_millis(10), shutdown.clone()));
-    let first = enqueue(&store, "test.record", &"one", 3).await.unwrap();
-    until_run(&recorder, first).await;
-    let claimed_first = store.get_job(first).await.unwrap().unwrap().updated_at;
-    let second = enqueue(&store, "test.record", &"one", 3).await.unwrap();
-    until_run(&recorder, second).await;
-    // The second claim came a pace after the first (`updated_at` of a finished job: its end, which
-    // follows its claim; the job at hand is claimed at the pace's end at the earliest).
-    let job = store.get_job(second).await.unwrap().unwrap();
-    let gap = job.updated_at.micros() - claimed_first.micros();
-    assert!(
-        gap >= (pace.as_micros() as i64) - 50_000,
-        "claimed {gap} µs after the first ended"
-    );
-    // Once idle, a job is claimed within the poll again (plus what the pace leaves of the last run).
-    tokio::time::sleep(pace).await;
-    let third = enqueue(&store, "test.record", &"one", 3).await.unwrap();
-    assert!(until_run(&recorder, third).await < Duration::from_millis(400));
-    shutdown.cancel();
-    running.await.unwrap();
     store.close().await;
 }

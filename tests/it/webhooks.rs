@@ -28,6 +28,7 @@ on_both_backends!(
     no_event_carries_card_data_beyond_the_masked_number,
     refund_failed_and_import_events_carry_their_objects,
     events_are_sent_by_threads_of_a_lower_priority_than_the_api,
+    a_delivery_run_starts_once_its_event_has_waited_the_pace,
 );
 
 /// The event types received for each object, in the order they arrived.
@@ -285,6 +286,22 @@ async fn deliveries_reuse_the_connection_of_a_receiver_that_answers_with_a_body(
         "{requests} requests came on {} connections",
         peers.len()
     );
+    receiver.stop().await;
+}
+
+async fn a_delivery_run_starts_once_its_event_has_waited_the_pace(backend: Backend) {
+    let app = spawn_app_with(backend, fast_webhooks).await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let (webhook, _) = app.add_webhook(&receiver.url(), "token.created").await;
+    // The workers look every 20 ms (`fast_webhooks`); a run waits until its job has been due for
+    // 50 ms, so that it sends whatever else came meanwhile.
+    app.new_token(&card("4111111111111111")).await;
+    let rows = app
+        .wait_deliveries(webhook, |rows| rows.iter().any(|d| d.status == "delivered"))
+        .await;
+    let d = &rows[0];
+    let took = d.finished_at.unwrap().micros() - d.created_at.micros();
+    assert!(took >= 50_000, "delivered {took} µs after the event");
     receiver.stop().await;
 }
 

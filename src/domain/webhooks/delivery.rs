@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde::Deserialize;
+use tracing::Instrument;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -40,11 +41,12 @@ const BUSY_STEP: Duration = Duration::from_millis(100);
 const SLOT_POLL: Duration = Duration::from_millis(2);
 /// How many more due delivery jobs a run takes in with its own.
 const ABSORB: i64 = 63;
-/// The least time between the claims of a delivery worker while events keep coming (`Worker::paced`):
-/// each run then sends what the last 50 ms queued, with one claim and one commit of outcomes for all
-/// of it, where a run per commit of the API took a claim and a commit of its own for every one. The
-/// delay it adds to a delivery is below the workers' idle poll (250 ms).
-pub const DELIVERY_PACE: Duration = Duration::from_millis(50);
+/// How long a delivery job has been due before its run sends: a run whose job is younger waits the
+/// rest, then takes in the jobs due meanwhile. While events keep coming, one run then sends those of
+/// the last 50 ms with one claim and one commit of outcomes, where a run per commit of the API cost a
+/// claim and a commit of its own for each (queued with the API's for the database; on SQLite, its one
+/// writer). A backlog, due for longer, is sent without waiting.
+const DELIVERY_PACE: Duration = Duration::from_millis(50);
 
 /// A webhook as one run sends to it: its URL checked and its signing key opened once for all of the
 /// run's rows to it, rather than for each row.
@@ -105,6 +107,12 @@ pub(super) fn job(delivery_id: Uuid, at: Ts) -> NewJob {
     }
 }
 
+/// What is left of `DELIVERY_PACE` for a job due at `due`, at `now`.
+fn pace_wait(due: Ts, now: Ts) -> Duration {
+    let due_for = u64::try_from(now.micros() - due.micros()).unwrap_or(0);
+    DELIVERY_PACE.saturating_sub(Duration::from_micros(due_for))
+}
+
 /// The delay before retry number `attempt` (1 after the first failure): `base · 2^(attempt-1)`, plus up
 /// to a quarter of jitter so that a receiver coming back is not hit by every retry at once.
 pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
@@ -120,6 +128,11 @@ pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
 pub struct Deliverer {
     store: DynStore,
     vault: Arc<Vault>,
+    sends: Arc<Sends>,
+}
+
+/// What a run's sends need, handed to the sending threads with them (`WebhookSender::spawn`).
+struct Sends {
     sender: WebhookSender,
     settings: WebhookSettings,
     breakers: Breakers,
@@ -140,9 +153,11 @@ impl Deliverer {
         Ok(Self {
             store,
             vault,
-            sender,
-            settings,
-            breakers,
+            sends: Arc::new(Sends {
+                sender,
+                settings,
+                breakers,
+            }),
         })
     }
 
@@ -161,6 +176,8 @@ impl Deliverer {
         // The other due delivery jobs join this run: their rows go out with its own and every outcome
         // is recorded in the one commit, so that a backlog of small jobs (one per token batch) costs a
         // claim and an end per run rather than per job.
+        // Due just now, the job waits out the pace for the events that follow it (`DELIVERY_PACE`).
+        tokio::time::sleep(pace_wait(job.run_at, Ts::now())).await;
         let mut jobs = vec![job.clone()];
         for more in self.absorb(job).await {
             match serde_json::from_str::<Payload>(&more.payload) {
@@ -234,20 +251,17 @@ impl Deliverer {
         for (destination, chain) in chains {
             by_destination.entry(destination).or_default().push(chain);
         }
-        let held_back = &held_back;
-        let sends = by_destination
-            .into_iter()
-            .map(|(destination, chains)| async move {
-                let destination = destination.as_deref();
-                stream::iter(chains)
-                    .map(|(target, chain)| self.send_chain(destination, target, chain, held_back))
-                    .buffer_unordered(self.settings.destination_concurrency.max(1))
-                    .collect::<Vec<Vec<Outcome>>>()
-                    .await
-            });
-        for sent in join_all(sends).await {
-            outcomes.extend(sent.into_iter().flatten());
-        }
+        let sends = self.sends.clone();
+        let sent = self
+            .sends
+            .sender
+            .spawn(
+                async move { sends.send_all(by_destination, held_back).await }
+                    .instrument(tracing::Span::current()),
+            )
+            .await
+            .map_err(|_| JobError::Retry("the run's sends stopped before they ended".into()))?;
+        outcomes.extend(sent);
         self.record(&jobs, outcomes).await
     }
 
@@ -288,6 +302,124 @@ impl Deliverer {
                 }
             }
         }))
+    }
+
+    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
+    async fn record(&self, jobs: &[Job], outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
+        let mut record = DeliveryOutcomes::default();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => record.delivered.push(d.id),
+                Outcome::Retried {
+                    d,
+                    attempts,
+                    next,
+                    reason,
+                } => {
+                    record.retried.push(RetriedDelivery {
+                        id: d.id,
+                        attempts: *attempts,
+                        next_attempt_at: *next,
+                        error: reason.clone(),
+                    });
+                    record.jobs.push(self::job(d.id, *next));
+                }
+                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
+                Outcome::Failed {
+                    d,
+                    attempts,
+                    reason,
+                } => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Failed,
+                    attempts: *attempts,
+                    error: Some(reason.clone()),
+                }),
+                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Cancelled,
+                    attempts: d.attempts,
+                    error: Some("the webhook was removed".to_owned()),
+                }),
+            }
+        }
+        let now = Ts::now();
+        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
+        if !self
+            .store
+            .record_delivery_outcomes(&fences, &record, now)
+            .await?
+        {
+            return Err(JobError::Retry(
+                "a lease of the run was lost before its outcomes were recorded".to_owned(),
+            ));
+        }
+        let m = crate::metrics::metrics();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => {
+                    m.webhook_delivery("delivered");
+                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
+                    m.webhook_lag.observe(lag);
+                }
+                Outcome::Retried { .. } => m.webhook_delivery("retried"),
+                Outcome::Failed { .. } => m.webhook_delivery("failed"),
+                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
+            }
+        }
+        Ok(Ran::Finished)
+    }
+
+    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
+    async fn target(&self, webhook: WebhookRecord) -> Target {
+        let url = self.sends.sender.checked_url(&webhook.url);
+        let destination = match &url {
+            Ok(url) => destination(url),
+            Err(_) => None,
+        };
+        let key = self
+            .vault
+            .open_bytes(
+                webhook.account_id,
+                &key_aad(webhook.id),
+                &webhook.sealed_key,
+            )
+            .await
+            .map_err(|e| format!("the signing key did not open: {e}"));
+        Target {
+            webhook,
+            destination,
+            url,
+            key,
+        }
+    }
+}
+
+impl Sends {
+    /// Sends a run's chains, destinations side by side, at most `destination_concurrency` chains at
+    /// once per destination (the breakers count the sends of every run on this node).
+    async fn send_all(
+        self: Arc<Self>,
+        by_destination: HashMap<Option<String>, Vec<Chain>>,
+        held_back: HashMap<Uuid, EarlierPending>,
+    ) -> Vec<Outcome> {
+        let (this, held_back) = (&self, &held_back);
+        let sends = by_destination
+            .into_iter()
+            .map(|(destination, chains)| async move {
+                let destination = destination.as_deref();
+                stream::iter(chains)
+                    .map(|(target, chain)| this.send_chain(destination, target, chain, held_back))
+                    .buffer_unordered(this.settings.destination_concurrency.max(1))
+                    .collect::<Vec<Vec<Outcome>>>()
+                    .await
+            });
+        join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()
     }
 
     /// Sends a chain's rows in order; once one is not delivered, the rest wait until after its next try.
@@ -415,96 +547,6 @@ impl Deliverer {
         }
     }
 
-    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
-    async fn record(&self, jobs: &[Job], outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
-        let mut record = DeliveryOutcomes::default();
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Delivered(d) => record.delivered.push(d.id),
-                Outcome::Retried {
-                    d,
-                    attempts,
-                    next,
-                    reason,
-                } => {
-                    record.retried.push(RetriedDelivery {
-                        id: d.id,
-                        attempts: *attempts,
-                        next_attempt_at: *next,
-                        error: reason.clone(),
-                    });
-                    record.jobs.push(self::job(d.id, *next));
-                }
-                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
-                Outcome::Failed {
-                    d,
-                    attempts,
-                    reason,
-                } => record.finished.push(FinishedDelivery {
-                    id: d.id,
-                    status: DeliveryStatus::Failed,
-                    attempts: *attempts,
-                    error: Some(reason.clone()),
-                }),
-                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
-                    id: d.id,
-                    status: DeliveryStatus::Cancelled,
-                    attempts: d.attempts,
-                    error: Some("the webhook was removed".to_owned()),
-                }),
-            }
-        }
-        let now = Ts::now();
-        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
-        if !self
-            .store
-            .record_delivery_outcomes(&fences, &record, now)
-            .await?
-        {
-            return Err(JobError::Retry(
-                "a lease of the run was lost before its outcomes were recorded".to_owned(),
-            ));
-        }
-        let m = crate::metrics::metrics();
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Delivered(d) => {
-                    m.webhook_delivery("delivered");
-                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
-                    m.webhook_lag.observe(lag);
-                }
-                Outcome::Retried { .. } => m.webhook_delivery("retried"),
-                Outcome::Failed { .. } => m.webhook_delivery("failed"),
-                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
-            }
-        }
-        Ok(Ran::Finished)
-    }
-
-    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
-    async fn target(&self, webhook: WebhookRecord) -> Target {
-        let url = self.sender.checked_url(&webhook.url);
-        let destination = match &url {
-            Ok(url) => destination(url),
-            Err(_) => None,
-        };
-        let key = self
-            .vault
-            .open_bytes(
-                webhook.account_id,
-                &key_aad(webhook.id),
-                &webhook.sealed_key,
-            )
-            .await
-            .map_err(|e| format!("the signing key did not open: {e}"));
-        Target {
-            webhook,
-            destination,
-            url,
-            key,
-        }
-    }
-
     /// One attempt: `Ok` only for a 200; otherwise why not (never the URL's secrets or the body).
     async fn send(&self, target: &Target, d: &WebhookDelivery) -> Result<(), SendFailure> {
         let url = target
@@ -544,6 +586,24 @@ impl JobHandler for Deliverer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_waits_until_its_job_has_been_due_for_the_pace() {
+        let now = Ts::now();
+        let ago = |ms: i64| Ts::from_micros(now.micros() - ms * 1000).unwrap();
+        assert_eq!(pace_wait(now, now), DELIVERY_PACE);
+        assert_eq!(
+            pace_wait(ago(20), now),
+            DELIVERY_PACE - Duration::from_millis(20)
+        );
+        assert_eq!(pace_wait(ago(50), now), Duration::ZERO);
+        assert_eq!(pace_wait(ago(5000), now), Duration::ZERO);
+        // A job due later than now (a clock step between nodes) waits the pace, no more.
+        assert_eq!(
+            pace_wait(now.plus(Duration::from_secs(9)), now),
+            DELIVERY_PACE
+        );
+    }
 
     #[test]
     fn retry_delays_double_and_stop_growing_at_an_hour() {
