@@ -53,20 +53,10 @@ pub fn destination(url: &reqwest::Url) -> Option<String> {
 pub struct WebhookSender {
     client: reqwest::Client,
     allow_link_local: bool,
-    sending: Sending,
-}
-
-/// Why a sender could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum SenderError {
-    #[error(transparent)]
-    Client(#[from] reqwest::Error),
-    #[error("cannot start the webhook sending threads: {0}")]
-    Threads(#[from] std::io::Error),
 }
 
 impl WebhookSender {
-    pub fn new(timeout: Duration, allow_link_local: bool) -> Result<Self, SenderError> {
+    pub fn new(timeout: Duration, allow_link_local: bool) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -79,7 +69,6 @@ impl WebhookSender {
         Ok(Self {
             client,
             allow_link_local,
-            sending: Sending::start()?,
         })
     }
 
@@ -119,81 +108,6 @@ impl WebhookSender {
         match status {
             reqwest::StatusCode::OK => Ok(()),
             status => Err(format!("the receiver answered {status}").into()),
-        }
-    }
-
-    /// Runs `work` on the sending threads (see `Sending`), where every `post` is to be made: a
-    /// deliverer hands them a whole run's sends at once, one hop between runtimes per run.
-    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.sending.handle().spawn(work)
-    }
-}
-
-/// How much lower than the API's the CPU priority of the sending threads is (added to the nice value).
-/// At 10 the scheduler gives a busy API thread about nine times the share of a busy sending thread.
-const SENDING_NICE: i32 = 10;
-
-/// The threads that send webhooks: a runtime of their own whose threads run at a lower CPU priority
-/// than the API's. A delivery costs the machine about what a tokenization does (the HTTP request, the
-/// receiver's answer, and on loopback the receiver's side of the traffic too), and while the two run
-/// flat out on the same cores, sending took about half of them. At a lower priority the sending gets
-/// what the API leaves idle and falls behind while the API saturates the CPU, catching up once it does
-/// not: an event is late rather than a card refused or slow. Only the HTTP exchanges of a run run there
-/// (handed over once per run: a hop between runtimes per event cost about 40 µs of CPU in wake-ups);
-/// the database work of a delivery stays on the server's runtime, so that no connection of its pools
-/// is ever driven by a low-priority thread. The connections to receivers are the sending threads'.
-struct Sending {
-    /// Taken out only when the sender is dropped.
-    runtime: Option<tokio::runtime::Runtime>,
-    handle: tokio::runtime::Handle,
-}
-
-impl Sending {
-    fn start() -> std::io::Result<Self> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("webhook-send")
-            .on_thread_start(lower_priority)
-            .enable_all()
-            .build()?;
-        Ok(Self {
-            handle: runtime.handle().clone(),
-            runtime: Some(runtime),
-        })
-    }
-
-    fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
-    }
-}
-
-impl Drop for Sending {
-    /// Without waiting for sends in flight (their runs record them as not delivered, or are gone with
-    /// the server), and allowed inside another runtime, where the server drops its state.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Lowers the calling thread's CPU priority by `SENDING_NICE` from the process's (to 19 at most). On
-/// Linux the nice value is a thread's own (`setpriority` of process 0 acts on the calling thread, which
-/// starts with its creator's); elsewhere it would be the whole process's, so nothing is changed there.
-/// Not being allowed is only a warning.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::process::{getpriority_process, setpriority_process};
-        let lowered = getpriority_process(None)
-            .and_then(|nice| setpriority_process(None, (nice + SENDING_NICE).min(19)));
-        if let Err(err) = lowered {
-            tracing::warn!(error = %err, "could not lower the priority of a webhook sending thread");
         }
     }
 }

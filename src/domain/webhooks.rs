@@ -243,7 +243,7 @@ impl Webhooks {
         vault: Arc<Vault>,
         public_url: String,
         settings: &WebhookSettings,
-    ) -> Result<Self, crate::connectors::webhook::SenderError> {
+    ) -> Result<Self, reqwest::Error> {
         let deliverer = Deliverer::new(store.clone(), vault, settings.clone())?;
         Ok(Self {
             store,

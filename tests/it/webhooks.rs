@@ -27,7 +27,6 @@ on_both_backends!(
     a_receiver_down_while_the_server_restarts_gets_every_event_once_both_are_back,
     no_event_carries_card_data_beyond_the_masked_number,
     refund_failed_and_import_events_carry_their_objects,
-    events_are_sent_by_threads_of_a_lower_priority_than_the_api,
     a_delivery_run_starts_once_its_event_has_waited_the_pace,
 );
 
@@ -302,50 +301,6 @@ async fn a_delivery_run_starts_once_its_event_has_waited_the_pace(backend: Backe
     let d = &rows[0];
     let took = d.finished_at.unwrap().micros() - d.created_at.micros();
     assert!(took >= 50_000, "delivered {took} µs after the event");
-    receiver.stop().await;
-}
-
-/// The nice value of each thread of this process named `name`, from `/proc` (Linux).
-fn nice_of_threads(name: &str) -> Vec<i64> {
-    let mut nices = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let dir = task.unwrap().path();
-        let (Ok(comm), Ok(stat)) = (
-            std::fs::read_to_string(dir.join("comm")),
-            std::fs::read_to_string(dir.join("stat")),
-        ) else {
-            continue; // the thread ended meanwhile
-        };
-        if comm.trim() == name {
-            nices.push(stat_nice(&stat));
-        }
-    }
-    nices
-}
-
-/// The nice value in a `/proc/…/stat` line: the 17th field after the command name.
-fn stat_nice(stat: &str) -> i64 {
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    after_name.split(' ').nth(16).unwrap().parse().unwrap()
-}
-
-async fn events_are_sent_by_threads_of_a_lower_priority_than_the_api(backend: Backend) {
-    if !cfg!(target_os = "linux") {
-        return; // elsewhere the priority is left as it is
-    }
-    let app = spawn_app_with(backend, fast_webhooks).await;
-    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
-    app.add_webhook(&receiver.url(), "token.created").await;
-    app.new_token(&card("4111111111111111")).await;
-    receiver.wait_for(1).await;
-    // The API runs on this test's runtime, at the process's priority; the sending threads run 10 below.
-    let api = stat_nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
-    let senders = nice_of_threads("webhook-send");
-    assert!(!senders.is_empty(), "no webhook sending thread");
-    assert!(
-        senders.iter().all(|nice| *nice == (api + 10).min(19)),
-        "sending threads at {senders:?}, the API at {api}"
-    );
     receiver.stop().await;
 }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde::Deserialize;
-use tracing::Instrument;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -22,7 +21,7 @@ use futures_util::stream::{self, StreamExt};
 use super::breaker::{Breakers, Refusal, Slot};
 use super::registry::key_aad;
 use crate::config::WebhookSettings;
-use crate::connectors::webhook::{destination, SendFailure, SenderError, WebhookSender};
+use crate::connectors::webhook::{destination, SendFailure, WebhookSender};
 use crate::jobs::{JobError, JobHandler, Ran};
 use crate::store::{
     DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery, Job, NewJob,
@@ -128,11 +127,6 @@ pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
 pub struct Deliverer {
     store: DynStore,
     vault: Arc<Vault>,
-    sends: Arc<Sends>,
-}
-
-/// What a run's sends need, handed to the sending threads with them (`WebhookSender::spawn`).
-struct Sends {
     sender: WebhookSender,
     settings: WebhookSettings,
     breakers: Breakers,
@@ -143,7 +137,7 @@ impl Deliverer {
         store: DynStore,
         vault: Arc<Vault>,
         settings: WebhookSettings,
-    ) -> Result<Self, SenderError> {
+    ) -> Result<Self, reqwest::Error> {
         let sender = WebhookSender::new(settings.timeout, settings.allow_link_local)?;
         let breakers = Breakers::new(
             settings.destination_concurrency,
@@ -153,11 +147,9 @@ impl Deliverer {
         Ok(Self {
             store,
             vault,
-            sends: Arc::new(Sends {
-                sender,
-                settings,
-                breakers,
-            }),
+            sender,
+            settings,
+            breakers,
         })
     }
 
@@ -251,17 +243,20 @@ impl Deliverer {
         for (destination, chain) in chains {
             by_destination.entry(destination).or_default().push(chain);
         }
-        let sends = self.sends.clone();
-        let sent = self
-            .sends
-            .sender
-            .spawn(
-                async move { sends.send_all(by_destination, held_back).await }
-                    .instrument(tracing::Span::current()),
-            )
-            .await
-            .map_err(|_| JobError::Retry("the run's sends stopped before they ended".into()))?;
-        outcomes.extend(sent);
+        let held_back = &held_back;
+        let sends = by_destination
+            .into_iter()
+            .map(|(destination, chains)| async move {
+                let destination = destination.as_deref();
+                stream::iter(chains)
+                    .map(|(target, chain)| self.send_chain(destination, target, chain, held_back))
+                    .buffer_unordered(self.settings.destination_concurrency.max(1))
+                    .collect::<Vec<Vec<Outcome>>>()
+                    .await
+            });
+        for sent in join_all(sends).await {
+            outcomes.extend(sent.into_iter().flatten());
+        }
         self.record(&jobs, outcomes).await
     }
 
@@ -302,124 +297,6 @@ impl Deliverer {
                 }
             }
         }))
-    }
-
-    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
-    async fn record(&self, jobs: &[Job], outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
-        let mut record = DeliveryOutcomes::default();
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Delivered(d) => record.delivered.push(d.id),
-                Outcome::Retried {
-                    d,
-                    attempts,
-                    next,
-                    reason,
-                } => {
-                    record.retried.push(RetriedDelivery {
-                        id: d.id,
-                        attempts: *attempts,
-                        next_attempt_at: *next,
-                        error: reason.clone(),
-                    });
-                    record.jobs.push(self::job(d.id, *next));
-                }
-                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
-                Outcome::Failed {
-                    d,
-                    attempts,
-                    reason,
-                } => record.finished.push(FinishedDelivery {
-                    id: d.id,
-                    status: DeliveryStatus::Failed,
-                    attempts: *attempts,
-                    error: Some(reason.clone()),
-                }),
-                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
-                    id: d.id,
-                    status: DeliveryStatus::Cancelled,
-                    attempts: d.attempts,
-                    error: Some("the webhook was removed".to_owned()),
-                }),
-            }
-        }
-        let now = Ts::now();
-        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
-        if !self
-            .store
-            .record_delivery_outcomes(&fences, &record, now)
-            .await?
-        {
-            return Err(JobError::Retry(
-                "a lease of the run was lost before its outcomes were recorded".to_owned(),
-            ));
-        }
-        let m = crate::metrics::metrics();
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Delivered(d) => {
-                    m.webhook_delivery("delivered");
-                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
-                    m.webhook_lag.observe(lag);
-                }
-                Outcome::Retried { .. } => m.webhook_delivery("retried"),
-                Outcome::Failed { .. } => m.webhook_delivery("failed"),
-                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
-            }
-        }
-        Ok(Ran::Finished)
-    }
-
-    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
-    async fn target(&self, webhook: WebhookRecord) -> Target {
-        let url = self.sends.sender.checked_url(&webhook.url);
-        let destination = match &url {
-            Ok(url) => destination(url),
-            Err(_) => None,
-        };
-        let key = self
-            .vault
-            .open_bytes(
-                webhook.account_id,
-                &key_aad(webhook.id),
-                &webhook.sealed_key,
-            )
-            .await
-            .map_err(|e| format!("the signing key did not open: {e}"));
-        Target {
-            webhook,
-            destination,
-            url,
-            key,
-        }
-    }
-}
-
-impl Sends {
-    /// Sends a run's chains, destinations side by side, at most `destination_concurrency` chains at
-    /// once per destination (the breakers count the sends of every run on this node).
-    async fn send_all(
-        self: Arc<Self>,
-        by_destination: HashMap<Option<String>, Vec<Chain>>,
-        held_back: HashMap<Uuid, EarlierPending>,
-    ) -> Vec<Outcome> {
-        let (this, held_back) = (&self, &held_back);
-        let sends = by_destination
-            .into_iter()
-            .map(|(destination, chains)| async move {
-                let destination = destination.as_deref();
-                stream::iter(chains)
-                    .map(|(target, chain)| this.send_chain(destination, target, chain, held_back))
-                    .buffer_unordered(this.settings.destination_concurrency.max(1))
-                    .collect::<Vec<Vec<Outcome>>>()
-                    .await
-            });
-        join_all(sends)
-            .await
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect()
     }
 
     /// Sends a chain's rows in order; once one is not delivered, the rest wait until after its next try.
@@ -544,6 +421,96 @@ impl Sends {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
+    async fn record(&self, jobs: &[Job], outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
+        let mut record = DeliveryOutcomes::default();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => record.delivered.push(d.id),
+                Outcome::Retried {
+                    d,
+                    attempts,
+                    next,
+                    reason,
+                } => {
+                    record.retried.push(RetriedDelivery {
+                        id: d.id,
+                        attempts: *attempts,
+                        next_attempt_at: *next,
+                        error: reason.clone(),
+                    });
+                    record.jobs.push(self::job(d.id, *next));
+                }
+                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
+                Outcome::Failed {
+                    d,
+                    attempts,
+                    reason,
+                } => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Failed,
+                    attempts: *attempts,
+                    error: Some(reason.clone()),
+                }),
+                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Cancelled,
+                    attempts: d.attempts,
+                    error: Some("the webhook was removed".to_owned()),
+                }),
+            }
+        }
+        let now = Ts::now();
+        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
+        if !self
+            .store
+            .record_delivery_outcomes(&fences, &record, now)
+            .await?
+        {
+            return Err(JobError::Retry(
+                "a lease of the run was lost before its outcomes were recorded".to_owned(),
+            ));
+        }
+        let m = crate::metrics::metrics();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => {
+                    m.webhook_delivery("delivered");
+                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
+                    m.webhook_lag.observe(lag);
+                }
+                Outcome::Retried { .. } => m.webhook_delivery("retried"),
+                Outcome::Failed { .. } => m.webhook_delivery("failed"),
+                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
+            }
+        }
+        Ok(Ran::Finished)
+    }
+
+    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
+    async fn target(&self, webhook: WebhookRecord) -> Target {
+        let url = self.sender.checked_url(&webhook.url);
+        let destination = match &url {
+            Ok(url) => destination(url),
+            Err(_) => None,
+        };
+        let key = self
+            .vault
+            .open_bytes(
+                webhook.account_id,
+                &key_aad(webhook.id),
+                &webhook.sealed_key,
+            )
+            .await
+            .map_err(|e| format!("the signing key did not open: {e}"));
+        Target {
+            webhook,
+            destination,
+            url,
+            key,
         }
     }
 
