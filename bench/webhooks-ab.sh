@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Interleaved A/B of two builds while a webhook is delivering: tokenization with a webhook subscribed to
+# token.created, the job workers sending to a local receiver (examples/webhook_receiver.rs, which checks
+# every signature), on ONE database per backend. Each round starts build A's server, then build B's, on
+# that database; before each wrk run it waits until the receiver has every event made so far, so that
+# both builds start from the same state. Single runs of bench/webhooks.sh move ten points or more from
+# run to run on a small machine; rounds that alternate the builds on the same data are what to compare.
+# It measures and prints; it asserts nothing.
+#
+#   BIN_A=/tmp/strongroom.old BIN_B=target/release/strongroom bench/webhooks-ab.sh
+#   BIN_A=… BIN_B=… ROUNDS=5 CONNECTIONS="16 64" DURATION=5s BACKENDS=postgres bench/webhooks-ab.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+BACKENDS="${BACKENDS:-sqlite postgres}"
+CONNECTIONS="${CONNECTIONS:-1 16}"
+ROUNDS="${ROUNDS:-3}"
+WORKERS="${WORKERS:-2}"
+if [ -z "${BIN_A:-}" ] || [ -z "${BIN_B:-}" ]; then
+    echo "set BIN_A and BIN_B to the two strongroom binaries to compare" >&2
+    exit 2
+fi
+BIN_A=$(realpath "$BIN_A")
+BIN_B=$(realpath "$BIN_B")
+
+# Nothing is built for the server: bench_setup takes BIN_A as its binary (for the admin commands).
+STRONGROOM_BENCH_BIN=$BIN_A
+source bench/lib.sh
+bench_setup
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release --quiet --example webhook_receiver
+RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
+RECEIVER_PID=""
+
+stop_receiver() {
+    if [ -n "$RECEIVER_PID" ]; then
+        kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null || true
+    fi
+    RECEIVER_PID=""
+}
+trap 'stop_receiver; bench_cleanup' EXIT
+
+# start_receiver ADDR LOG [KEY]: sets RECEIVER_PID and RECEIVER (host:port).
+start_receiver() {
+    WEBHOOK_KEY="${3:-}" "$RECEIVER_BIN" "$1" >"$2" 2>&1 &
+    RECEIVER_PID=$!
+    RECEIVER=""
+    for _ in $(seq 1 100); do
+        RECEIVER=$(grep -o 'listening on [0-9.:]*' "$2" 2>/dev/null | awk '{print $3}') || true
+        [ -n "$RECEIVER" ] && return 0
+        sleep 0.05
+    done
+    echo "the receiver did not start" >&2
+    exit 1
+}
+
+received() { curl -s "http://$RECEIVER/stats" | sed 's/.*"received":\([0-9]*\).*/\1/'; }
+
+# cde_import CONNS: prints "req/s p50_ms p99_ms errors requests".
+cde_import() {
+    local out
+    if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t"$(( $1 < 2 ? $1 : 2 ))" -c"$1" -d"$DURATION" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
+        echo "wrk failed against $BASE; the server's log ends:" >&2
+        tail -20 "$dir/stderr" >&2
+        exit 1
+    fi
+    echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }')"
+}
+
+# serve BIN: starts BIN's server on this backend's database (the last server's log removed first, so
+# that its address is not read).
+serve() {
+    rm -f "$dir/stderr"
+    BIN=$1 STRONGROOM_WORKERS=$WORKERS start_server "$dir"
+}
+
+row() { printf '%-9s %5s %5s %5s %8s %8s %8s %9s %10s %9s\n' "$@"; }
+printf '\n'
+row backend round build conns "req/s" "p50 ms" "p99 ms" made delivered "us/token"
+for backend in $BACKENDS; do
+    dir="$WORK/$backend"
+    mkdir -p "$dir"
+    open_backend "$backend" "$dir"
+    [ -n "$URL" ] || continue
+    export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
+    serve "$BIN_A"
+    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
+    ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+    start_receiver 127.0.0.1:0 "$dir/receiver.log"
+    HOOK=$("$BIN_A" webhook add --account "$ACCOUNT" --url "http://$RECEIVER/hook" --events token.created --json)
+    SIGNING_KEY=$(echo "$HOOK" | sed 's/.*"signing_key":"\([^"]*\)".*/\1/')
+    addr=$RECEIVER
+    stop_receiver
+    start_receiver "$addr" "$dir/receiver.log" "$SIGNING_KEY"
+    sleep 2.5 # the subscription cache window
+    # Untimed first: a new database's first writes grow its files.
+    read -r _ _ _ _ made < <(cde_import 16)
+    total=$made
+    stop_server
+    for round in $(seq 1 "$ROUNDS"); do
+        for build in A B; do
+            bin_var=BIN_$build
+            serve "${!bin_var}"
+            for conns in $CONNECTIONS; do
+                for _ in $(seq 1 3000); do [ "$(received)" -ge "$total" ] && break; sleep 0.1; done
+                got_before=$(received)
+                ticks=$(cpu_ticks)
+                read -r rps p50 p99 _ made < <(cde_import "$conns")
+                ticks=$(( $(cpu_ticks) - ticks ))
+                row "$backend" "$round" "$build" "$conns" "$rps" "$p50" "$p99" "$made" \
+                    "$(( $(received) - got_before ))" "$(us_per "$ticks" "$made")"
+                total=$((total + made))
+            done
+            stop_server
+        done
+    done
+    stop_receiver
+    unset STRONGROOM_DATA_DIR STRONGROOM_DATABASE_URL
+    drop_backend
+done
+echo "(each wrk run: DURATION of POST /cde-import with the webhook's events delivered meanwhile; 'delivered':"
+echo " events the receiver got during the run; us/token: CPU of the server with its PostgreSQL backends"
+echo " per token made, delivering included)"
