@@ -28,45 +28,8 @@ BIN_B=$(realpath "$BIN_B")
 STRONGROOM_BENCH_BIN=$BIN_A
 source bench/lib.sh
 bench_setup
-TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --quiet --example webhook_receiver
-RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
-RECEIVER_PID=""
-
-stop_receiver() {
-    if [ -n "$RECEIVER_PID" ]; then
-        kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null || true
-    fi
-    RECEIVER_PID=""
-}
-trap 'stop_receiver; bench_cleanup' EXIT
-
-# start_receiver ADDR LOG [KEY]: sets RECEIVER_PID and RECEIVER (host:port).
-start_receiver() {
-    WEBHOOK_KEY="${3:-}" "$RECEIVER_BIN" "$1" >"$2" 2>&1 &
-    RECEIVER_PID=$!
-    RECEIVER=""
-    for _ in $(seq 1 100); do
-        RECEIVER=$(grep -o 'listening on [0-9.:]*' "$2" 2>/dev/null | awk '{print $3}') || true
-        [ -n "$RECEIVER" ] && return 0
-        sleep 0.05
-    done
-    echo "the receiver did not start" >&2
-    exit 1
-}
-
-received() { curl -s "http://$RECEIVER/stats" | sed 's/.*"received":\([0-9]*\).*/\1/'; }
-
-# cde_import CONNS: prints "req/s p50_ms p99_ms errors requests".
-cde_import() {
-    local out
-    if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t"$(( $1 < 2 ? $1 : 2 ))" -c"$1" -d"$DURATION" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
-        echo "wrk failed against $BASE; the server's log ends:" >&2
-        tail -20 "$dir/stderr" >&2
-        exit 1
-    fi
-    echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }')"
-}
+source bench/receiver.sh
+receiver_setup
 
 # serve BIN: starts BIN's server on this backend's database (the last server's log removed first, so
 # that its address is not read).
@@ -87,15 +50,9 @@ for backend in $BACKENDS; do
     serve "$BIN_A"
     KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
     ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-    start_receiver 127.0.0.1:0 "$dir/receiver.log"
-    HOOK=$("$BIN_A" webhook add --account "$ACCOUNT" --url "http://$RECEIVER/hook" --events token.created --json)
-    SIGNING_KEY=$(echo "$HOOK" | sed 's/.*"signing_key":"\([^"]*\)".*/\1/')
-    addr=$RECEIVER
-    stop_receiver
-    start_receiver "$addr" "$dir/receiver.log" "$SIGNING_KEY"
-    sleep 2.5 # the subscription cache window
+    subscribe_receiver "$BIN_A" "$ACCOUNT" "$dir/receiver.log"
     # Untimed first: a new database's first writes grow its files.
-    read -r _ _ _ _ made < <(cde_import 16)
+    read -r _ _ _ _ made < <(cde_import 16 "$DURATION")
     total=$made
     stop_server
     for round in $(seq 1 "$ROUNDS"); do
@@ -106,7 +63,7 @@ for backend in $BACKENDS; do
                 for _ in $(seq 1 3000); do [ "$(received)" -ge "$total" ] && break; sleep 0.1; done
                 got_before=$(received)
                 ticks=$(cpu_ticks)
-                read -r rps p50 p99 _ made < <(cde_import "$conns")
+                read -r rps p50 p99 _ made < <(cde_import "$conns" "$DURATION")
                 ticks=$(( $(cpu_ticks) - ticks ))
                 row "$backend" "$round" "$build" "$conns" "$rps" "$p50" "$p99" "$made" \
                     "$(( $(received) - got_before ))" "$(us_per "$ticks" "$made")"

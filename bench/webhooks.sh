@@ -26,48 +26,9 @@ QUEUE_FOR="${QUEUE_FOR:-5s}"
 
 source bench/lib.sh
 bench_setup
-# lib.sh builds into ./target; honour CARGO_TARGET_DIR like cargo does.
-TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --quiet --example webhook_receiver
+source bench/receiver.sh
+receiver_setup
 # BIN comes from bench_setup: this build, or STRONGROOM_BENCH_BIN for an A/B against another build.
-RECEIVER_BIN="$TARGET/release/examples/webhook_receiver"
-RECEIVER_PID=""
-
-stop_receiver() {
-    if [ -n "$RECEIVER_PID" ]; then
-        kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null || true
-    fi
-    RECEIVER_PID=""
-}
-trap 'stop_receiver; bench_cleanup' EXIT
-
-# start_receiver ADDR LOG [KEY]: sets RECEIVER_PID and RECEIVER (host:port).
-start_receiver() {
-    WEBHOOK_KEY="${3:-}" "$RECEIVER_BIN" "$1" >"$2" 2>&1 &
-    RECEIVER_PID=$!
-    RECEIVER=""
-    for _ in $(seq 1 100); do
-        RECEIVER=$(grep -o 'listening on [0-9.:]*' "$2" 2>/dev/null | awk '{print $3}') || true
-        [ -n "$RECEIVER" ] && return 0
-        sleep 0.05
-    done
-    echo "the receiver did not start" >&2
-    exit 1
-}
-
-received() { curl -s "http://$RECEIVER/stats" | sed 's/.*"received":\([0-9]*\).*/\1/'; }
-bad_signatures() { curl -s "http://$RECEIVER/stats" | sed 's/.*"bad_signatures":\([0-9]*\).*/\1/'; }
-
-# cde_import CONNS DURATION: prints "req/s p50_ms p99_ms errors requests".
-cde_import() {
-    local out
-    if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t"$(( $1 < 2 ? $1 : 2 ))" -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
-        echo "wrk failed against $BASE; the server's log ends:" >&2
-        tail -20 "$dir/stderr" >&2
-        exit 1
-    fi
-    echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }')"
-}
 
 now() { date +%s.%N; }
 
@@ -106,13 +67,7 @@ for backend in $BACKENDS; do
         row "$backend" "$conns" "no webhook" "$rps" "$p50" "$p99" "$err" "100%"
     done
 
-    start_receiver 127.0.0.1:0 "$dir/receiver.log"
-    HOOK=$("$BIN" webhook add --account "$ACCOUNT" --url "http://$RECEIVER/hook" --events token.created --json)
-    SIGNING_KEY=$(echo "$HOOK" | sed 's/.*"signing_key":"\([^"]*\)".*/\1/')
-    addr=$RECEIVER
-    stop_receiver
-    start_receiver "$addr" "$dir/receiver.log" "$SIGNING_KEY"
-    sleep 2.5 # the subscription cache window
+    subscribe_receiver "$BIN" "$ACCOUNT" "$dir/receiver.log"
 
     # Delivery runs concurrently with the load: the receiver's count is sampled around each wrk run,
     # and the events it got during the run are printed beside the requests made.
