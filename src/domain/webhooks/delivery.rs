@@ -165,11 +165,11 @@ impl Deliverer {
             .into_iter()
             .chain(payload.delivery_ids)
             .collect();
+        // Due just now, the job waits out the pace for the events that follow it (`DELIVERY_PACE`).
+        tokio::time::sleep(pace_wait(job.run_at, Ts::now())).await;
         // The other due delivery jobs join this run: their rows go out with its own and every outcome
         // is recorded in the one commit, so that a backlog of small jobs (one per token batch) costs a
         // claim and an end per run rather than per job.
-        // Due just now, the job waits out the pace for the events that follow it (`DELIVERY_PACE`).
-        tokio::time::sleep(pace_wait(job.run_at, Ts::now())).await;
         let mut jobs = vec![job.clone()];
         for more in self.absorb(job).await {
             match serde_json::from_str::<Payload>(&more.payload) {
