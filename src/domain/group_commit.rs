@@ -19,8 +19,23 @@ use crate::store::DynStore;
 /// Spawns the loop: each batch goes to `write_batch`, which answers every caller in it.
 pub(crate) fn spawn_batches<P, F, Fut>(
     store: DynStore,
+    rx: mpsc::Receiver<P>,
+    max_batch: usize,
+    write_batch: F,
+) where
+    P: Send + 'static,
+    F: Fn(DynStore, Vec<P>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    spawn_batches_idle(store, rx, max_batch, |_| {}, write_batch);
+}
+
+/// The same loop, calling `idle` whenever it is about to wait for callers, nothing being queued.
+pub(crate) fn spawn_batches_idle<P, F, Fut>(
+    store: DynStore,
     mut rx: mpsc::Receiver<P>,
     max_batch: usize,
+    idle: fn(&DynStore),
     write_batch: F,
 ) where
     P: Send + 'static,
@@ -30,6 +45,9 @@ pub(crate) fn spawn_batches<P, F, Fut>(
     tokio::spawn(async move {
         loop {
             let mut pending = Vec::with_capacity(max_batch);
+            if rx.is_empty() {
+                idle(&store);
+            }
             if rx.recv_many(&mut pending, max_batch).await == 0 {
                 return;
             }

@@ -78,6 +78,9 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
         batch: &[(TokenRecord, AuditEvent)],
         outbox: &[OutboxRecord],
     ) -> StoreResult<()>;
+    /// The token writer has nothing queued after a batch: a backend that kept something for the next
+    /// batch (SQLite keeps the writer connection) lets it go now.
+    fn token_batches_idle(&self) {}
     /// Writes a group commit of payment writes in fewer trips than the shared path (a statement per kind
     /// of row), where the backend has a way and the batch allows it; `None`: the shared path writes it.
     async fn write_payment_batch(

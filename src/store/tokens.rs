@@ -142,6 +142,8 @@ pub trait TokenStore {
         tokens: &[(TokenRecord, AuditEvent)],
         outbox: &[OutboxRecord],
     ) -> StoreResult<()>;
+    /// The token writer has nothing queued after a batch (see `SqlBackend::token_batches_idle`).
+    fn token_batches_idle(&self);
     async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
     async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenListing>>;
     /// The tokens `list_tokens` answers, as one JSON array (text) of their public objects
@@ -270,6 +272,10 @@ macro_rules! impl_token_store {
             impl TokenStore for $store {
                 async fn insert_tokens(&self, batch: &[(TokenRecord, AuditEvent)], outbox: &[OutboxRecord]) -> StoreResult<()> {
                     self.insert_token_batch(batch, outbox).await
+                }
+
+                fn token_batches_idle(&self) {
+                    <$store as SqlBackend>::token_batches_idle(self)
                 }
 
                 async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>> {

@@ -3,7 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::group_commit::spawn_batches;
+use crate::domain::group_commit::spawn_batches_idle;
 use crate::store::{AuditEvent, DynStore, OutboxRecord, StoreError, TokenRecord};
 
 type Pending = (
@@ -28,7 +28,8 @@ impl TokenWriter {
     /// connections from about 6,500 to 3,700 a second.
     pub fn spawn(store: DynStore) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        spawn_batches(store, rx, MAX_BATCH, |store, pending| async move {
+        let idle: fn(&DynStore) = |store| store.token_batches_idle();
+        spawn_batches_idle(store, rx, MAX_BATCH, idle, |store, pending| async move {
             write_batch(&store, pending).await
         });
         Self { tx }

@@ -5,7 +5,7 @@ use strongroom::store::{Action, AuditEvent, StoreError, TokenQuery};
 use uuid::Uuid;
 
 use super::{
-    account, at, outbox, store_with_account, store_with_webhook, t0, token, token_columns,
+    account, at, job, outbox, store_with_account, store_with_webhook, t0, token, token_columns,
     with_audit,
 };
 use crate::support::on_both_backends;
@@ -15,6 +15,7 @@ on_both_backends!(
     a_token_batch_is_stored_with_its_audit_events_and_read_back_exactly,
     a_batch_of_several_statements_is_stored_whole,
     a_batch_with_a_bad_row_is_refused_whole_by_a_constraint,
+    the_writer_a_token_batch_used_is_soon_free_for_other_writes,
     tokens_are_listed_and_counted_within_their_window_in_either_order,
     a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction,
     only_expired_tokens_are_listed_as_expired,
@@ -69,6 +70,22 @@ async fn a_token_batch_is_stored_with_its_audit_events_and_read_back_exactly(bac
         ]
     );
     assert_eq!(events.len(), 2);
+    store.close().await;
+}
+
+/// SQLite keeps its one writer connection from a token batch to the next for a few milliseconds; the
+/// other writes on that connection (here a job) must have it soon after, with no further batch and no
+/// word from the token writer that it is idle.
+async fn the_writer_a_token_batch_used_is_soon_free_for_other_writes(backend: Backend) {
+    let (_db, store, a) = store_with_account(backend).await;
+    for i in 0..3 {
+        let batch = [with_audit(token(a.id, at(t0(), i)))];
+        store.insert_tokens(&batch, &[]).await.unwrap();
+    }
+    let check = job("writer-check", t0());
+    let written =
+        tokio::time::timeout(std::time::Duration::from_secs(2), store.enqueue_job(&check)).await;
+    assert!(matches!(written, Ok(Ok(()))), "{written:?}");
     store.close().await;
 }
 
