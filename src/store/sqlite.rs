@@ -204,7 +204,8 @@ impl SqlBackend for SqliteStore {
     }
 
     fn token_batches_idle(&self) {
-        // The token writer calls this between batches only, when it holds no lock on `token_hold`.
+        // Called between batches: the lock can only be taken by the timer or a close, each of which
+        // gives the connection back anyway.
         if let Ok(mut hold) = self.token_hold.try_lock() {
             hold.take();
         }
