@@ -21,6 +21,19 @@ bench_setup() {
     trap bench_cleanup EXIT
 }
 
+# ab_setup: bench_setup for the scripts that compare two builds. BIN_A and BIN_B name them (made
+# absolute here); nothing is built for the server, and BIN is BIN_A (for the admin commands).
+ab_setup() {
+    if [ -z "${BIN_A:-}" ] || [ -z "${BIN_B:-}" ]; then
+        echo "set BIN_A and BIN_B to the two strongroom binaries to compare" >&2
+        exit 2
+    fi
+    BIN_A=$(realpath "$BIN_A")
+    BIN_B=$(realpath "$BIN_B")
+    STRONGROOM_BENCH_BIN=$BIN_A
+    bench_setup
+}
+
 bench_cleanup() {
     stop_server
     drop_backend

@@ -17,16 +17,8 @@ DURATION="${DURATION:-6s}"
 BACKENDS="${BACKENDS:-sqlite}"
 CONNECTIONS="${CONNECTIONS:-16}"
 ROUNDS="${ROUNDS:-5}"
-if [ -z "${BIN_A:-}" ] || [ -z "${BIN_B:-}" ]; then
-    echo "set BIN_A and BIN_B to the two strongroom binaries to compare" >&2
-    exit 2
-fi
-BIN_A=$(realpath "$BIN_A")
-BIN_B=$(realpath "$BIN_B")
-
-STRONGROOM_BENCH_BIN=$BIN_A
 source bench/lib.sh
-bench_setup
+ab_setup
 source bench/receiver.sh
 receiver_setup
 

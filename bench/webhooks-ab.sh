@@ -17,17 +17,8 @@ BACKENDS="${BACKENDS:-sqlite postgres}"
 CONNECTIONS="${CONNECTIONS:-1 16}"
 ROUNDS="${ROUNDS:-3}"
 WORKERS="${WORKERS:-2}"
-if [ -z "${BIN_A:-}" ] || [ -z "${BIN_B:-}" ]; then
-    echo "set BIN_A and BIN_B to the two strongroom binaries to compare" >&2
-    exit 2
-fi
-BIN_A=$(realpath "$BIN_A")
-BIN_B=$(realpath "$BIN_B")
-
-# Nothing is built for the server: bench_setup takes BIN_A as its binary (for the admin commands).
-STRONGROOM_BENCH_BIN=$BIN_A
 source bench/lib.sh
-bench_setup
+ab_setup
 source bench/receiver.sh
 receiver_setup
 
