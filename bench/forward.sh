@@ -59,8 +59,7 @@ for backend in $BACKENDS; do
     [ -n "$URL" ] || continue
     export STRONGROOM_DATA_DIR="$WORK/$backend" STRONGROOM_DATABASE_URL="$URL"
     start_server "$WORK/$backend"
-    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$WORK/$backend/stdout" | head -1)
-    ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+    server_account "$WORK/$backend"
     "$BIN" destination add --account "$ACCOUNT" --url "http://$RECEIVER/" --json >/dev/null
     TOKEN=$(curl -s -H "X-API-Key: $KEY" -H 'Content-Type: application/json' "$BASE/cde-import" \
         -d '{"account_number":"4111111111111111","expiry_month":4,"expiry_year":2031,"cardholder_name":"Bench Holder"}' \

@@ -107,6 +107,13 @@ start_server() {
     exit 1
 }
 
+# server_account DIR: KEY, the API key of the account the server made and printed (to DIR/stdout) on
+# its first start, and ACCOUNT, that account's id.
+server_account() {
+    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$1/stdout" | head -1)
+    ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+}
+
 stop_server() {
     if [ -n "${SERVER_PID:-}" ]; then
         kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true

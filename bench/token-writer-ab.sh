@@ -44,15 +44,14 @@ for backend in $BACKENDS; do
             export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL" STRONGROOM_METRICS_LISTEN=127.0.0.1:0
             BIN=${!bin_var} STRONGROOM_WORKERS=0 start_server "$dir"
             METRICS_ADDR=$(grep -o 'metrics_addr=[0-9.:]*' "$dir/stderr" | head -1 | cut -d= -f2)
-            KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
-            ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+            server_account "$dir"
             # Untimed first: a new database's first writes grow its files.
             cde_import 16 3s >/dev/null
             for webhook in none outbox; do
                 [ "$webhook" = outbox ] && subscribe_receiver "$BIN_A" "$ACCOUNT" "$dir/receiver.log"
                 for conns in $CONNECTIONS; do
                     read -r sum0 count0 < <(batches)
-                    ticks=$(( $(cpu_ticks) ))
+                    ticks=$(cpu_ticks)
                     read -r rps _ p99 _ made < <(cde_import "$conns" "$DURATION")
                     ticks=$(( $(cpu_ticks) - ticks ))
                     read -r sum1 count1 < <(batches)

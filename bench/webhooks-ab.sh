@@ -39,8 +39,7 @@ for backend in $BACKENDS; do
     [ -n "$URL" ] || continue
     export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
     serve "$BIN_A"
-    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
-    ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+    server_account "$dir"
     subscribe_receiver "$BIN_A" "$ACCOUNT" "$dir/receiver.log"
     # Untimed first: a new database's first writes grow its files.
     read -r _ _ _ _ made < <(cde_import 16 "$DURATION")

@@ -53,8 +53,7 @@ for backend in $BACKENDS; do
     [ -n "$URL" ] || continue
     export STRONGROOM_DATA_DIR="$dir" STRONGROOM_DATABASE_URL="$URL"
     STRONGROOM_WORKERS=2 start_server "$dir"
-    KEY=$(grep -o 'sr_[A-Za-z0-9_-]*' "$dir/stdout" | head -1)
-    ACCOUNT=$(curl -s -H "X-API-Key: $KEY" "$BASE/account" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+    server_account "$dir"
 
     # Untimed first: a new database's first writes grow its files (on SQLite the WAL, whose fsync costs
     # more while it grows), which the runs with a webhook, coming later, would not pay.
