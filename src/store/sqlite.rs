@@ -404,15 +404,12 @@ struct Checkpoints {
     restart_wait: Duration,
 }
 
-/// Twenty rounds a second; a WAL of 16,384 frames (64 MiB of 4 KiB pages) or more is started over; a
-/// forced restart (at four times that) waits at most 10 ms for readers. A round that copied anything
-/// ends with an fsync of the database file, behind which a commit's fsync of the WAL can wait: at four
-/// rounds a second each had 250 ms of pages to flush, and tokenization's p99 at 16 connections with a
-/// webhook's rows in every batch had a median of 22 ms against 15 ms at twenty (14 interleaved pairs,
-/// lower in 10, throughput the same); rounds every 25 ms cut it further but cost throughput. A round
-/// with nothing to copy does no I/O.
+/// Four rounds a second; a WAL of 16,384 frames (64 MiB of 4 KiB pages) or more is started over; a
+/// forced restart (at four times that) waits at most 10 ms for readers. Twenty rounds a second, tried,
+/// flushed less per round and lowered p99 with a webhook's rows in every token batch, but cost
+/// tokenization at 64 connections without one (README, "Storage").
 const CHECKPOINTS: Checkpoints = Checkpoints {
-    every: Duration::from_millis(50),
+    every: Duration::from_millis(250),
     restart_at_frames: 16_384,
     restart_wait: Duration::from_millis(10),
 };
