@@ -48,8 +48,8 @@ pub use tokens::{TokenListing, TokenQuery, TokenRecord, TokenStore};
 pub use types::Ts;
 pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
 pub use webhook_records::{
-    DeliveryOutcomes, DeliveryStatus, EarlierPending, FinishedDelivery, OutboxRecord,
-    RetriedDelivery, WebhookDelivery, WebhookRecord,
+    CarriedEvent, CarriedEvents, DeliveryOutcomes, DeliveryStatus, EarlierPending,
+    FinishedDelivery, OutboxRecord, RetriedDelivery, WebhookDelivery, WebhookRecord,
 };
 pub use webhooks::WebhookStore;
 

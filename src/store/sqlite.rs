@@ -27,7 +27,7 @@ use super::payment_records::{
     DayDeltas,
 };
 use super::tokens::{day_counts, push_token_insert};
-use super::webhook_records::{push_outbox_insert, push_outbox_jobs};
+use super::webhook_records::{carrying_job, push_outbox_insert, push_outbox_jobs};
 use super::{
     AuditEvent, Backend, DynStore, Fence, OpenError, OutboxRecord, PaymentChange, PaymentWrite,
     StoreResult, TokenRecord, Ts,
@@ -184,7 +184,11 @@ impl SqlBackend for SqliteStore {
             });
             script.push(" ON CONFLICT (account_id, day, shard) DO UPDATE SET n = n + excluded.n; ");
         }
-        push_outbox(&mut script, outbox);
+        let carrying = carrying_job(outbox);
+        if let Some((job, at)) = &carrying {
+            push_job_insert(&mut script, [(job, *at)]);
+            script.push("; ");
+        }
         script.push("COMMIT;");
         let mut hold = self.token_hold.lock().await;
         let Held { mut conn, since } = self.token_writer(hold.take()).await?;

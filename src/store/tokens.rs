@@ -135,8 +135,11 @@ pub struct TokenQuery {
 
 #[async_trait]
 pub trait TokenStore {
-    /// Inserts tokens with their audit events, and `outbox` (the webhook rows of their events), in one
-    /// commit. An empty `outbox` writes nothing more.
+    /// Inserts tokens with their audit events, and `outbox` (their `token.created` events), in one
+    /// commit. The events are not written as rows but carried in the payload of one delivery job
+    /// (`webhook_records::CarriedEvent`); each becomes a row when that job's run records what became of
+    /// it, or when a later event of its token is written (`delete_token`, `touch_token`). So `outbox`
+    /// may hold only first events of their objects. An empty `outbox` writes nothing more.
     async fn insert_tokens(
         &self,
         tokens: &[(TokenRecord, AuditEvent)],
@@ -154,7 +157,8 @@ pub trait TokenStore {
     /// days that hold them), in the query's order, from counts kept with every insert and delete.
     async fn token_day_counts(&self, query: &TokenQuery) -> StoreResult<Vec<(i64, i64)>>;
     /// Deletes the token row with its sealed card and writes `audit` and `outbox` in the same
-    /// transaction; false (and nothing written) if there was no such token.
+    /// transaction, after the rows of the token's events still carried by their job (so that `outbox`
+    /// waits for them); false (and nothing written) if there was no such token.
     async fn delete_token(
         &self,
         account_id: Uuid,
@@ -167,7 +171,8 @@ pub trait TokenStore {
     async fn expired_tokens(&self, now: Ts, limit: i64) -> StoreResult<Vec<TokenRecord>>;
     /// Records a change of a token's state that is not a column (its security code was dropped): locks
     /// the token's row, so that its events are ordered with its deletion, and writes `audit` and
-    /// `outbox`; false (and nothing written) if there is no such token.
+    /// `outbox`, after the rows of the token's carried events as `delete_token` does; false (and
+    /// nothing written) if there is no such token.
     async fn touch_token(
         &self,
         account_id: Uuid,
@@ -364,6 +369,9 @@ macro_rules! impl_token_store {
                         .bind(account_id)
                         .execute(&mut *tx)
                         .await?;
+                    if done.rows_affected() == 1 {
+                        write_carried_rows(&mut tx, outbox, id).await?;
+                    }
                     Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), outbox).await?)
                 }
 
@@ -389,8 +397,38 @@ macro_rules! impl_token_store {
                         .bind(account_id)
                         .execute(&mut *tx)
                         .await?;
+                    if done.rows_affected() == 1 {
+                        write_carried_rows(&mut tx, outbox, id).await?;
+                    }
                     Ok($crate::store::audit::commit_if_one::<Db>(tx, done.rows_affected(), Some(audit), outbox).await?)
                 }
+            }
+
+            /// Before `outbox` (later events of the token `id`) is written: the token's events still
+            /// carried by their delivery job become rows first (see `webhook_records::carried_rows`).
+            async fn write_carried_rows(
+                tx: &mut sqlx::Transaction<'_, Db>,
+                outbox: &[OutboxRecord],
+                id: Uuid,
+            ) -> Result<(), sqlx::Error> {
+                use $crate::store::webhook_records::{carried_pattern, carried_rows, push_delivery_rows, CARRIED_PAYLOADS_SQL};
+                let Some(first) = outbox.first() else {
+                    return Ok(());
+                };
+                let payloads: Vec<String> = sqlx::query_scalar(CARRIED_PAYLOADS_SQL)
+                    .bind(first.job.kind.as_str())
+                    .bind(carried_pattern(id))
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let rows = carried_rows(&payloads, id);
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                push_delivery_rows(&mut insert, &rows);
+                insert.push(" ON CONFLICT (id) DO NOTHING");
+                insert.build().execute(&mut **tx).await?;
+                Ok(())
             }
         };
     };

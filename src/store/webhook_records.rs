@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
@@ -215,18 +216,6 @@ fn shared_delivery_job(first: &OutboxRecord, rows: &[OutboxRecord]) -> (NewJob, 
     (job, created_at)
 }
 
-/// The delivery jobs of `rows` as `write_outbox` writes them, with when each was created: one per
-/// `INSERT_CHUNK` rows, a lone row keeping its own.
-pub(crate) fn delivery_jobs(rows: &[OutboxRecord]) -> Vec<(NewJob, Ts)> {
-    rows.chunks(INSERT_CHUNK)
-        .filter_map(|chunk| match chunk {
-            [row] => Some((row.job.clone(), row.created_at)),
-            [first, ..] => Some(shared_delivery_job(first, chunk)),
-            [] => None,
-        })
-        .collect()
-}
-
 /// A still-pending delivery queued before `of_id` for the same webhook and object.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct EarlierPending {
@@ -263,4 +252,162 @@ pub struct DeliveryOutcomes {
     pub finished: Vec<FinishedDelivery>,
     /// The jobs that send again, each at its time, what was neither delivered nor finished.
     pub jobs: Vec<NewJob>,
+    /// Carried events (`CarriedEvent`) as this run left them, written as rows: inserted, or, where a
+    /// later event of the object wrote the row first (`write_carried_rows`), applied to it while it
+    /// is pending.
+    pub written: Vec<WebhookDelivery>,
+}
+
+/// A `token.created` event that a token batch writes into its delivery job's payload
+/// (`{"events": […]}`, see `carrying_job`) rather than as a row of `webhook_deliveries`: a row costs
+/// the batch's commit a page of the table and of each of its three indexes, the job's payload nothing
+/// more. Its row is written by the run that sends it, with what became of it, or before that by a
+/// later event of its token (`write_carried_rows`), which must wait for it. Only first events of their
+/// objects are carried, so that no event is ever waited for by one that is not yet a row.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CarriedEvent {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub webhook_id: Uuid,
+    pub account_id: Uuid,
+    pub object_id: Uuid,
+    /// Microseconds since the epoch, as SQLite stores `Ts`.
+    pub object_created_at: i64,
+    pub event_type: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+impl CarriedEvent {
+    fn of(row: &OutboxRecord) -> Self {
+        Self {
+            id: row.id,
+            event_id: row.event_id,
+            webhook_id: row.webhook_id,
+            account_id: row.account_id,
+            object_id: row.object_id,
+            object_created_at: row.object_created_at.micros(),
+            event_type: row.event_type.clone(),
+            body: row.body.clone(),
+            created_at: row.created_at.micros(),
+        }
+    }
+
+    /// The row it stands for, pending and never tried (`seq` 0: not written yet); none for a time out
+    /// of range, which this server never writes.
+    pub fn pending(&self) -> Option<WebhookDelivery> {
+        let created_at = Ts::from_micros(self.created_at)?;
+        Some(WebhookDelivery {
+            seq: 0,
+            id: self.id,
+            event_id: self.event_id,
+            webhook_id: self.webhook_id,
+            account_id: self.account_id,
+            object_id: self.object_id,
+            object_created_at: Some(Ts::from_micros(self.object_created_at)?),
+            event_type: self.event_type.clone(),
+            body: self.body.clone(),
+            created_at,
+            status: DeliveryStatus::Pending.as_str().to_owned(),
+            attempts: 0,
+            next_attempt_at: created_at,
+            last_error: None,
+            finished_at: None,
+        })
+    }
+}
+
+/// The events a delivery job's payload carries.
+#[derive(Serialize, Deserialize)]
+pub struct CarriedEvents {
+    pub events: Vec<CarriedEvent>,
+}
+
+/// The one delivery job of a token batch's `rows` (its `token.created` events), carrying them in its
+/// payload, with when it was created (the earliest row's time); none for no rows.
+pub(crate) fn carrying_job(rows: &[OutboxRecord]) -> Option<(NewJob, Ts)> {
+    let first = rows.first()?;
+    let created_at = rows
+        .iter()
+        .map(|r| r.created_at)
+        .min()
+        .unwrap_or(first.created_at);
+    let events = CarriedEvents {
+        events: rows.iter().map(CarriedEvent::of).collect(),
+    };
+    let job = NewJob {
+        id: NewJob::new_id(),
+        kind: first.job.kind.clone(),
+        // Serialising ids, numbers and strings cannot fail.
+        payload: serde_json::to_string(&events).unwrap_or_default(),
+        max_attempts: first.job.max_attempts,
+        run_at: created_at,
+        lease: None,
+    };
+    Some((job, created_at))
+}
+
+/// Appends `INSERT INTO webhook_deliveries (…) VALUES (…), …` of whole delivery rows (all but `seq`)
+/// to `query`; the caller adds its `ON CONFLICT` clause.
+pub(crate) fn push_delivery_rows<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    rows: &'a [WebhookDelivery],
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    Ts: Encode<'a, DB> + Type<DB>,
+    Option<Ts>: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+{
+    query.push(
+        "INSERT INTO webhook_deliveries (id, event_id, webhook_id, account_id, object_id, \
+         object_created_at, event_type, body, created_at, status, attempts, next_attempt_at, last_error, \
+         finished_at) ",
+    );
+    query.push_values(rows, |mut row, d| {
+        row.push_bind(d.id)
+            .push_bind(d.event_id)
+            .push_bind(d.webhook_id)
+            .push_bind(d.account_id)
+            .push_bind(d.object_id)
+            .push_bind(d.object_created_at)
+            .push_bind(d.event_type.as_str())
+            .push_bind(d.body.as_str())
+            .push_bind(d.created_at)
+            .push_bind(d.status.as_str())
+            .push_bind(d.attempts)
+            .push_bind(d.next_attempt_at)
+            .push_bind(d.last_error.as_deref())
+            .push_bind(d.finished_at);
+    });
+}
+
+/// Before a later event of an object is written (in the same transaction), the events of the object
+/// still carried by an unfinished delivery job become pending rows (`carried_rows`), so that the later
+/// event waits for them as for any earlier row; the job still sends them, and finding their rows
+/// written, its run applies its outcomes to them. This reads the payloads that may carry them: of the
+/// unfinished jobs of kind `$1` (the partial indexes of queued and of running jobs), those naming the
+/// object (`$2`, `carried_pattern`). A rare path: a token changes only when deleted or when its
+/// security code is dropped.
+pub(crate) const CARRIED_PAYLOADS_SQL: &str = "SELECT payload FROM jobs \
+     WHERE kind = $1 AND status = 'queued' AND payload LIKE $2 \
+     UNION ALL SELECT payload FROM jobs WHERE kind = $1 AND status = 'running' AND payload LIKE $2";
+
+/// The `LIKE` pattern of `CARRIED_PAYLOADS_SQL` for `object_id`.
+pub(crate) fn carried_pattern(object_id: Uuid) -> String {
+    format!("%\"object_id\":\"{object_id}\"%")
+}
+
+/// The events of `object_id` in `payloads`, as pending rows to insert (`ON CONFLICT (id) DO NOTHING`:
+/// a run may have written one meanwhile).
+pub(crate) fn carried_rows(payloads: &[String], object_id: Uuid) -> Vec<WebhookDelivery> {
+    payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<CarriedEvents>(p).ok())
+        .flat_map(|carried| carried.events)
+        .filter(|e| e.object_id == object_id)
+        .filter_map(|e| e.pending())
+        .collect()
 }

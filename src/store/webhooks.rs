@@ -77,7 +77,7 @@ macro_rules! impl_webhook_store {
             use $crate::store::audit::write_audit;
             use $crate::store::backend::{SqlBackend, SqlText, INSERT_CHUNK};
             use $crate::store::jobs::{push_job_insert, Fence};
-            use $crate::store::webhook_records::{DeliveryStatus, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
+            use $crate::store::webhook_records::{push_delivery_rows, DeliveryStatus, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
             use $crate::store::webhooks::PURGE_WINDOW;
             use $crate::store::{
                 AuditEvent, DeliveryOutcomes, EarlierPending, JobStatus, StoreResult, Ts, WebhookDelivery,
@@ -339,6 +339,19 @@ macro_rules! impl_webhook_store {
                         .bind(DeliveryStatus::Pending.as_str())
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    // Carried events: their rows, or what this run did applied to the rows that a later
+                    // event of their object wrote meanwhile, while those are pending.
+                    for chunk in outcomes.written.chunks(INSERT_CHUNK) {
+                        let mut query = sqlx::QueryBuilder::<Db>::new("");
+                        push_delivery_rows(&mut query, chunk);
+                        query.push(format!(
+                            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
+                             next_attempt_at = excluded.next_attempt_at, \
+                             last_error = COALESCE(excluded.last_error, webhook_deliveries.last_error), \
+                             finished_at = excluded.finished_at WHERE webhook_deliveries.status = {pending}"
+                        ));
+                        query.build().execute(&mut *tx).await?;
                     }
                     for chunk in outcomes.jobs.chunks(INSERT_CHUNK) {
                         let mut insert = sqlx::QueryBuilder::<Db>::new("");

@@ -24,8 +24,8 @@ use crate::config::WebhookSettings;
 use crate::connectors::webhook::{destination, SendFailure, WebhookSender};
 use crate::jobs::{JobError, JobHandler, Ran};
 use crate::store::{
-    DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery, Job, NewJob,
-    RetriedDelivery, Ts, WebhookDelivery, WebhookRecord,
+    CarriedEvent, DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery,
+    Job, NewJob, RetriedDelivery, Ts, WebhookDelivery, WebhookRecord,
 };
 use crate::vault::Vault;
 
@@ -84,14 +84,88 @@ enum Outcome {
     Cancelled(WebhookDelivery),
 }
 
-/// A delivery job's payload: one outbox row (`delivery_id`: a lone event, or one sent again) or the
-/// rows written in one commit (`delivery_ids`, see `store::webhook_records::push_outbox_jobs`).
+impl Outcome {
+    fn delivery(&self) -> &WebhookDelivery {
+        match self {
+            Outcome::Delivered(d)
+            | Outcome::Retried { d, .. }
+            | Outcome::Postponed(d, _)
+            | Outcome::Failed { d, .. }
+            | Outcome::Cancelled(d) => d,
+        }
+    }
+
+    /// The row as this outcome leaves it at `now`, with the job that sends it again if it stays
+    /// pending: what is recorded of a carried event, which has no row yet.
+    fn row(&self, now: Ts) -> (WebhookDelivery, Option<NewJob>) {
+        let mut row = self.delivery().clone();
+        let mut end = |status: DeliveryStatus, attempts: i32, error: Option<&str>| {
+            row.status = status.as_str().to_owned();
+            row.attempts = attempts;
+            row.last_error = error.map(str::to_owned).or(row.last_error.take());
+            row.finished_at = Some(now);
+        };
+        let again = match self {
+            Outcome::Delivered(d) => {
+                end(
+                    DeliveryStatus::Delivered,
+                    d.attempts.saturating_add(1),
+                    None,
+                );
+                None
+            }
+            Outcome::Failed {
+                attempts, reason, ..
+            } => {
+                end(DeliveryStatus::Failed, *attempts, Some(reason));
+                None
+            }
+            Outcome::Cancelled(d) => {
+                end(DeliveryStatus::Cancelled, d.attempts, Some(WEBHOOK_REMOVED));
+                None
+            }
+            Outcome::Retried {
+                attempts,
+                next,
+                reason,
+                ..
+            } => {
+                row.attempts = *attempts;
+                row.last_error = Some(reason.clone());
+                Some(*next)
+            }
+            Outcome::Postponed(_, at) => Some(*at),
+        };
+        let job = again.map(|at| {
+            row.next_attempt_at = at;
+            self::job(row.id, at)
+        });
+        (row, job)
+    }
+}
+
+/// Why a delivery was cancelled.
+const WEBHOOK_REMOVED: &str = "the webhook was removed";
+
+/// A delivery job's payload: one outbox row (`delivery_id`: a lone event, or one sent again), the
+/// rows written in one commit (`delivery_ids`, see `store::webhook_records::push_outbox_jobs`), or the
+/// events of a token batch carried in the payload itself (`events`, see `store::CarriedEvent`).
 #[derive(Deserialize)]
 struct Payload {
     #[serde(default)]
     delivery_id: Option<Uuid>,
     #[serde(default)]
     delivery_ids: Vec<Uuid>,
+    #[serde(default)]
+    events: Vec<CarriedEvent>,
+}
+
+impl Payload {
+    /// Adds the payload's rows to `ids` and its carried events to `carried`.
+    fn take(self, ids: &mut Vec<Uuid>, carried: &mut Vec<CarriedEvent>) {
+        ids.extend(self.delivery_id.into_iter().chain(self.delivery_ids));
+        carried.extend(self.events);
+    }
 }
 
 /// The job that delivers outbox row `delivery_id`. The deadline, not the job's attempts, ends retries.
@@ -160,11 +234,8 @@ impl Deliverer {
     async fn deliver(&self, job: &Job) -> Result<Ran, JobError> {
         let payload: Payload = serde_json::from_str(&job.payload)
             .map_err(|e| JobError::Fatal(format!("bad payload: {e}")))?;
-        let mut ids: Vec<Uuid> = payload
-            .delivery_id
-            .into_iter()
-            .chain(payload.delivery_ids)
-            .collect();
+        let (mut ids, mut carried) = (Vec::new(), Vec::new());
+        payload.take(&mut ids, &mut carried);
         // Due just now, the job waits out the pace for the events that follow it (`DELIVERY_PACE`).
         tokio::time::sleep(pace_wait(job.run_at, Ts::now())).await;
         // The other due delivery jobs join this run: their rows go out with its own and every outcome
@@ -173,7 +244,7 @@ impl Deliverer {
         let mut jobs = vec![job.clone()];
         for more in self.absorb(job).await {
             match serde_json::from_str::<Payload>(&more.payload) {
-                Ok(p) => ids.extend(p.delivery_id.into_iter().chain(p.delivery_ids)),
+                Ok(p) => p.take(&mut ids, &mut carried),
                 // Ended with the run: a payload this server cannot read never will be.
                 Err(err) => {
                     tracing::error!(job = %more.id, error = %err, "a webhook delivery job with a bad payload is dropped")
@@ -182,10 +253,25 @@ impl Deliverer {
             jobs.push(more);
         }
         let _renewer = AbortOnDrop(self.keep_leased(&jobs[1..]));
-        let rows: Vec<WebhookDelivery> = self
-            .store
-            .get_webhook_deliveries(&ids)
-            .await?
+        // A carried event whose row a later event of its object wrote meanwhile is sent as that row
+        // (if it is still pending); the others are sent as they are carried, and written with their
+        // outcomes (`unwritten`).
+        ids.extend(carried.iter().map(|e| e.id));
+        let mut rows = self.store.get_webhook_deliveries(&ids).await?;
+        let written: HashSet<Uuid> = rows.iter().map(|d| d.id).collect();
+        let mut unwritten = HashSet::new();
+        for e in &carried {
+            if written.contains(&e.id) || !unwritten.insert(e.id) {
+                continue;
+            }
+            match e.pending() {
+                Some(d) => rows.push(d),
+                None => {
+                    tracing::error!(delivery = %e.id, "a carried webhook event with a time out of range is dropped")
+                }
+            }
+        }
+        let rows: Vec<WebhookDelivery> = rows
             .into_iter()
             .filter(|d| d.status == DeliveryStatus::Pending.as_str())
             .collect();
@@ -203,9 +289,11 @@ impl Deliverer {
         }
         // Earlier pending rows of the same object that this run does not send hold back its rows after them.
         let in_run: HashSet<i64> = rows.iter().map(|d| d.seq).collect();
+        // A carried event is the first of its object: nothing comes before it.
         let live: Vec<Uuid> = rows
             .iter()
             .filter(|d| webhooks.get(&d.webhook_id).is_some_and(Option::is_some))
+            .filter(|d| !unwritten.contains(&d.id))
             .map(|d| d.id)
             .collect();
         let mut held_back: HashMap<Uuid, EarlierPending> = HashMap::new();
@@ -257,7 +345,7 @@ impl Deliverer {
         for sent in join_all(sends).await {
             outcomes.extend(sent.into_iter().flatten());
         }
-        self.record(&jobs, outcomes).await
+        self.record(&jobs, outcomes, &unwritten).await
     }
 
     /// Leases more due delivery jobs to this run's owner, until the run's own lease ends.
@@ -425,9 +513,22 @@ impl Deliverer {
     }
 
     /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
-    async fn record(&self, jobs: &[Job], outcomes: Vec<Outcome>) -> Result<Ran, JobError> {
+    /// The rows of `unwritten` (carried events) are written with their outcomes.
+    async fn record(
+        &self,
+        jobs: &[Job],
+        outcomes: Vec<Outcome>,
+        unwritten: &HashSet<Uuid>,
+    ) -> Result<Ran, JobError> {
         let mut record = DeliveryOutcomes::default();
+        let now = Ts::now();
         for outcome in &outcomes {
+            if unwritten.contains(&outcome.delivery().id) {
+                let (row, job) = outcome.row(now);
+                record.written.push(row);
+                record.jobs.extend(job);
+                continue;
+            }
             match outcome {
                 Outcome::Delivered(d) => record.delivered.push(d.id),
                 Outcome::Retried {
@@ -459,11 +560,10 @@ impl Deliverer {
                     id: d.id,
                     status: DeliveryStatus::Cancelled,
                     attempts: d.attempts,
-                    error: Some("the webhook was removed".to_owned()),
+                    error: Some(WEBHOOK_REMOVED.to_owned()),
                 }),
             }
         }
-        let now = Ts::now();
         let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
         if !self
             .store

@@ -2,8 +2,8 @@
 //! rolled back with the change that writes it, deliveries retried in order, finished once and purged.
 
 use strongroom::store::{
-    Action, AuditEvent, DeliveryOutcomes, OutboxRecord, StoreError, Ts, WebhookDelivery,
-    WebhookRecord,
+    Action, AuditEvent, DeliveryOutcomes, OutboxRecord, StoreError, TokenRecord, Ts,
+    WebhookDelivery, WebhookRecord,
 };
 use uuid::Uuid;
 
@@ -20,6 +20,7 @@ on_both_backends!(
     a_webhook_is_removed_with_its_audit_row_once,
     the_outbox_is_committed_with_a_token_batch,
     the_outbox_is_rolled_back_with_its_token_batch,
+    carried_events_become_rows_when_recorded_or_before_a_later_event,
     deletions_and_payments_write_their_outbox_only_when_they_happen,
     deliveries_are_retried_in_order_and_finished_once,
     deliveries_that_ended_are_purged_and_pending_ones_kept,
@@ -211,32 +212,213 @@ async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxR
     assert!(job_of(store, event).await.is_none());
 }
 
+/// Inserts `batch` without events, then writes `events` as rows with their jobs in one commit, as a
+/// later change of the first token does (`insert_tokens` carries its events in a job instead: see
+/// `carried_events_become_rows_when_recorded_or_before_a_later_event`).
+async fn insert_with_rows(
+    store: &strongroom::store::DynStore,
+    batch: &[(TokenRecord, AuditEvent)],
+    events: &[OutboxRecord],
+) {
+    store.insert_tokens(batch, &[]).await.unwrap();
+    let t = &batch[0].0;
+    let audit = AuditEvent::new(
+        Some(t.account_id),
+        "test",
+        Action::TokenConsume,
+        Some(t.id.to_string()),
+        "success",
+    );
+    assert!(store
+        .touch_token(t.account_id, t.id, &audit, events)
+        .await
+        .unwrap());
+}
+
+/// The unfinished job carrying `event` (`{"events": […]}`) and the events it carries.
+async fn carrier_of(
+    store: &strongroom::store::DynStore,
+    event: &OutboxRecord,
+) -> (strongroom::store::Job, Vec<strongroom::store::CarriedEvent>) {
+    let job = job_of(store, event).await.expect("a job carries the event");
+    let carried: strongroom::store::CarriedEvents = serde_json::from_str(&job.payload).unwrap();
+    (job, carried.events)
+}
+
 async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
     let (_db, store, a, hook) = store_with_webhook(backend).await;
-    // A lone row keeps its own job; 250 rows make one job per `INSERT_CHUNK` rows.
+    // Carried by one job whatever the batch's size, written as no rows.
     for size in [1, 250] {
         let batch: Vec<_> = (0..size)
             .map(|i| with_audit(token(a.id, at(t0(), i))))
             .collect();
         let events: Vec<_> = batch
             .iter()
-            .map(|(t, _)| outbox(&hook, t.id, at(t0(), 1)))
+            .map(|(t, _)| outbox(&hook, t.id, at(t0(), size)))
             .collect();
         store.insert_tokens(&batch, &events).await.unwrap();
         for (t, _) in &batch {
             assert!(store.get_token(a.id, t.id).await.unwrap().is_some());
         }
-        assert_written(&store, &events[0]).await;
-        assert_written(&store, &events[size as usize - 1]).await;
-        assert_eq!(
-            store
-                .list_webhook_deliveries(hook.id, 1_000)
-                .await
-                .unwrap()
-                .len(),
-            events.len() + if size == 1 { 0 } else { 1 }
-        );
+        let (job, carried) = carrier_of(&store, &events[0]).await;
+        assert_eq!(job.kind, events[0].job.kind);
+        assert_eq!(job.status, strongroom::store::JobStatus::Queued);
+        assert_eq!(job.run_at, events[0].created_at);
+        let carried: Vec<_> = carried.iter().map(|e| e.pending().unwrap()).collect();
+        assert_eq!(carried.len(), events.len());
+        for (c, e) in carried.iter().zip(&events) {
+            assert_eq!(
+                (c.id, c.event_id, c.webhook_id, c.account_id, c.object_id),
+                (e.id, e.event_id, e.webhook_id, e.account_id, e.object_id)
+            );
+            assert_eq!(
+                (c.object_created_at, c.created_at, c.status.as_str()),
+                (Some(e.object_created_at), e.created_at, "pending")
+            );
+            assert_eq!((&c.event_type, &c.body), (&e.event_type, &e.body));
+        }
+        let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+        assert!(store.get_webhook_deliveries(&ids).await.unwrap().is_empty());
     }
+    store.close().await;
+}
+
+async fn carried_events_become_rows_when_recorded_or_before_a_later_event(backend: Backend) {
+    let (_db, store, a, hook) = store_with_webhook(backend).await;
+    let batch: Vec<_> = (0..3)
+        .map(|i| with_audit(token(a.id, at(t0(), i))))
+        .collect();
+    let events: Vec<_> = batch
+        .iter()
+        .map(|(t, _)| outbox(&hook, t.id, at(t0(), 1)))
+        .collect();
+    store.insert_tokens(&batch, &events).await.unwrap();
+    let (_, carried) = carrier_of(&store, &events[0]).await;
+    let now = at(t0(), 10);
+    let job = store
+        .claim_next_job(&["webhook.deliver"], "w1", now, at(now, 30))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The second token is deleted with a later event while its first is still carried: the first
+    // becomes a pending row before the later one, which waits for it.
+    let later = outbox(&hook, batch[1].0.id, at(t0(), 2));
+    let audit = audited(a.id, Action::TokenDelete, batch[1].0.id);
+    assert!(store
+        .delete_token(a.id, batch[1].0.id, &audit, std::slice::from_ref(&later))
+        .await
+        .unwrap());
+    let first = store
+        .get_webhook_delivery(events[1].id)
+        .await
+        .unwrap()
+        .expect("the carried event became a row");
+    same(
+        &first,
+        &WebhookDelivery {
+            seq: first.seq,
+            ..carried[1].pending().unwrap()
+        },
+    );
+    let held = store.earlier_pending_deliveries(&[later.id]).await.unwrap();
+    assert_eq!(
+        held.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        [events[1].event_id]
+    );
+    assert!(store
+        .get_webhook_delivery(events[0].id)
+        .await
+        .unwrap()
+        .is_none());
+
+    // The run records its outcomes: rows for the first and third, the second's row updated.
+    let ended = |i: usize, status: &str, attempts: i32| WebhookDelivery {
+        status: status.into(),
+        attempts,
+        finished_at: (status != "pending").then_some(now),
+        next_attempt_at: if status == "pending" {
+            at(now, 5)
+        } else {
+            carried[i].pending().unwrap().next_attempt_at
+        },
+        last_error: (status == "pending").then(|| "the receiver answered 500".to_owned()),
+        ..carried[i].pending().unwrap()
+    };
+    let outcomes = DeliveryOutcomes {
+        written: vec![
+            ended(0, "delivered", 1),
+            ended(1, "delivered", 1),
+            ended(2, "pending", 1),
+        ],
+        ..DeliveryOutcomes::default()
+    };
+    assert!(store
+        .record_delivery_outcomes(&[job.fence()], &outcomes, now)
+        .await
+        .unwrap());
+    let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+    let rows = store.get_webhook_deliveries(&ids).await.unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|d| {
+            (
+                d.id,
+                d.status.as_str(),
+                d.attempts,
+                d.finished_at,
+                d.last_error.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (events[1].id, "delivered", 1, Some(now), None),
+            (events[0].id, "delivered", 1, Some(now), None),
+            (
+                events[2].id,
+                "pending",
+                1,
+                None,
+                Some("the receiver answered 500")
+            ),
+        ]
+    );
+    assert!(store
+        .earlier_pending_deliveries(&[later.id])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An outcome recorded again (a run taken over after a lost lease) changes no row that ended.
+    let again = DeliveryOutcomes {
+        written: vec![ended(1, "failed", 7)],
+        ..DeliveryOutcomes::default()
+    };
+    assert!(store
+        .record_delivery_outcomes(&[], &again, now)
+        .await
+        .unwrap());
+    let d = store
+        .get_webhook_delivery(events[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1));
+
+    // A token whose events were all recorded is deleted without writing any of them again.
+    let gone = outbox(&hook, batch[0].0.id, at(t0(), 3));
+    let audit = audited(a.id, Action::TokenDelete, batch[0].0.id);
+    assert!(store
+        .delete_token(a.id, batch[0].0.id, &audit, std::slice::from_ref(&gone))
+        .await
+        .unwrap());
+    assert!(store
+        .earlier_pending_deliveries(&[gone.id])
+        .await
+        .unwrap()
+        .is_empty());
     store.close().await;
 }
 
@@ -317,10 +499,12 @@ async fn deliveries_are_retried_in_order_and_finished_once(backend: Backend) {
         outbox(&hook, object, at(t0(), 1)),
         outbox(&hook, object, at(t0(), 2)),
     );
-    store
-        .insert_tokens(std::slice::from_ref(&t), &[first.clone(), second.clone()])
-        .await
-        .unwrap();
+    insert_with_rows(
+        &store,
+        std::slice::from_ref(&t),
+        &[first.clone(), second.clone()],
+    )
+    .await;
     let d1 = store.get_webhook_delivery(first.id).await.unwrap().unwrap();
     let d2 = store
         .get_webhook_delivery(second.id)
@@ -423,10 +607,7 @@ async fn deliveries_that_ended_are_purged_and_pending_ones_kept(backend: Backend
     let (_db, store, a, hook) = store_with_webhook(backend).await;
     let t = with_audit(token(a.id, t0()));
     let events: Vec<_> = (0..3).map(|i| outbox(&hook, t.0.id, at(t0(), i))).collect();
-    store
-        .insert_tokens(std::slice::from_ref(&t), &events)
-        .await
-        .unwrap();
+    insert_with_rows(&store, std::slice::from_ref(&t), &events).await;
     store
         .finish_webhook_delivery(events[0].id, "delivered", 1, None, at(t0(), 10))
         .await
@@ -471,10 +652,7 @@ async fn the_purge_goes_on_past_its_first_window_and_a_pending_delivery_ahead(ba
     let events: Vec<_> = (0..1152)
         .map(|i| outbox(&hook, t.0.id, at(t0(), i)))
         .collect();
-    store
-        .insert_tokens(std::slice::from_ref(&t), &events)
-        .await
-        .unwrap();
+    insert_with_rows(&store, std::slice::from_ref(&t), &events).await;
     let ended = |range: std::ops::Range<usize>| DeliveryOutcomes {
         delivered: events[range].iter().map(|e| e.id).collect(),
         ..DeliveryOutcomes::default()
@@ -561,14 +739,13 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
         .collect();
     // A later event of the first token, written on its own: the first row holds it back.
     let later = outbox(&hook, batch[0].0.id, at(t0(), 2));
-    store.insert_tokens(&batch, &events).await.unwrap();
-    store
-        .insert_tokens(
-            &[with_audit(token(a.id, at(t0(), 5)))],
-            std::slice::from_ref(&later),
-        )
-        .await
-        .unwrap();
+    insert_with_rows(&store, &batch, &events).await;
+    insert_with_rows(
+        &store,
+        &[with_audit(token(a.id, at(t0(), 5)))],
+        std::slice::from_ref(&later),
+    )
+    .await;
     events.push(later.clone());
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let rows = store.get_webhook_deliveries(&ids).await.unwrap();
@@ -613,6 +790,7 @@ async fn a_run_records_every_outcome_with_its_jobs_end_once_and_only_under_its_c
             error: Some("the webhook was removed".into()),
         }],
         jobs: vec![retry.clone()],
+        written: Vec::new(),
     };
     assert!(store
         .record_delivery_outcomes(&[job.fence()], &outcomes, now)

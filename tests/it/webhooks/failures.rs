@@ -78,7 +78,10 @@ async fn a_redirect_or_a_timeout_counts_as_a_failed_attempt_and_is_retried(backe
     let (webhook, _) = app.add_webhook(&receiver.url(), "token.created").await;
     app.new_token(&card("4111111111111111")).await;
     let rows = app
-        .wait_deliveries(webhook, |rows| rows.iter().all(|r| r.status == "delivered"))
+        .wait_deliveries(webhook, |rows| {
+            // A token's event is written as a row once first tried.
+            !rows.is_empty() && rows.iter().all(|r| r.status == "delivered")
+        })
         .await;
     assert_eq!(rows[0].attempts, 3);
     assert_eq!(receiver.hits().len(), 3);
@@ -122,7 +125,9 @@ async fn a_removed_webhook_receives_nothing_more(backend: Backend) {
     // Within the cache window the event may still be queued for it; it is then cancelled, never sent.
     app.new_token(&card("5555555555554444")).await;
     let rows = app
-        .wait_deliveries(webhook, |rows| rows.iter().all(|r| r.status != "pending"))
+        .wait_deliveries(webhook, |rows| {
+            !rows.is_empty() && rows.iter().all(|r| r.status != "pending")
+        })
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.hits().len(), 1);
