@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two builds' token writer: for each round and build, a fresh database and that
 # build's server (no job workers), POST /cde-import from wrk without a webhook, then with one subscribed
-# to token.created (its delivery rows join each batch's commit; nothing is sent). Besides wrk's numbers it
-# prints what the server's metrics say of the token writer during each run
+# to token.created (the delivery job carrying its events joins each batch's commit; nothing is sent).
+# Besides wrk's numbers it prints what the server's metrics say of the token writer during each run
 # (strongroom_db_query_duration_seconds{op="insert_tokens"}: one observation per batch, from asking for
 # the connection to the commit's end): batches, tokens per batch, a batch's mean time, and the share of
 # the run the writer spent in batches. It measures and prints; it asserts nothing.

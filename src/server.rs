@@ -164,7 +164,10 @@ pub fn job_pools(state: &AppState) -> Vec<JobPool> {
         JobPool {
             name: "webhooks",
             size: sizes.webhooks,
-            handlers: vec![state.webhooks.deliverer()],
+            handlers: vec![
+                state.webhooks.deliverer(),
+                state.webhooks.carried_deliverer(),
+            ],
         },
     ]
 }

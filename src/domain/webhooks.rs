@@ -259,6 +259,11 @@ impl Webhooks {
         self.deliverer.clone()
     }
 
+    /// The handler of the delivery jobs that carry their events (`store::CARRIED_EVENTS_JOB`).
+    pub fn carried_deliverer(&self) -> Arc<dyn JobHandler> {
+        Arc::new(delivery::CarriedDeliverer(self.deliverer.clone()))
+    }
+
     async fn subscriptions(&self, account_id: Uuid) -> StoreResult<Subscriptions> {
         let cached = self
             .cache

@@ -411,12 +411,14 @@ macro_rules! impl_token_store {
                 outbox: &[OutboxRecord],
                 id: Uuid,
             ) -> Result<(), sqlx::Error> {
-                use $crate::store::webhook_records::{carried_pattern, carried_rows, push_delivery_rows, CARRIED_PAYLOADS_SQL};
-                let Some(first) = outbox.first() else {
-                    return Ok(());
+                use $crate::store::webhook_records::{
+                    carried_pattern, carried_rows, push_delivery_rows, CARRIED_EVENTS_JOB, CARRIED_PAYLOADS_SQL,
                 };
+                if outbox.is_empty() {
+                    return Ok(());
+                }
                 let payloads: Vec<String> = sqlx::query_scalar(CARRIED_PAYLOADS_SQL)
-                    .bind(first.job.kind.as_str())
+                    .bind(CARRIED_EVENTS_JOB)
                     .bind(carried_pattern(id))
                     .fetch_all(&mut **tx)
                     .await?;

@@ -317,6 +317,11 @@ impl CarriedEvent {
     }
 }
 
+/// The kind of the delivery jobs that carry their events: a kind of its own, so that a server of an
+/// earlier version (a node not yet upgraded, or after a rollback), which would read such a payload as
+/// naming no delivery and end the job, never claims one; they wait for a server that sends them.
+pub const CARRIED_EVENTS_JOB: &str = "webhook.deliver_events";
+
 /// The events a delivery job's payload carries.
 #[derive(Serialize, Deserialize)]
 pub struct CarriedEvents {
@@ -337,7 +342,7 @@ pub(crate) fn carrying_job(rows: &[OutboxRecord]) -> Option<(NewJob, Ts)> {
     };
     let job = NewJob {
         id: NewJob::new_id(),
-        kind: first.job.kind.clone(),
+        kind: CARRIED_EVENTS_JOB.to_owned(),
         // Serialising ids, numbers and strings cannot fail.
         payload: serde_json::to_string(&events).unwrap_or_default(),
         max_attempts: first.job.max_attempts,
@@ -388,7 +393,7 @@ pub(crate) fn push_delivery_rows<'a, DB>(
 /// still carried by an unfinished delivery job become pending rows (`carried_rows`), so that the later
 /// event waits for them as for any earlier row; the job still sends them, and finding their rows
 /// written, its run applies its outcomes to them. This reads the payloads that may carry them: of the
-/// unfinished jobs of kind `$1` (the partial indexes of queued and of running jobs), those naming the
+/// unfinished jobs of kind `$1` (`CARRIED_EVENTS_JOB`; the partial indexes of queued and of running jobs), those naming the
 /// object (`$2`, `carried_pattern`). A rare path: a token changes only when deleted or when its
 /// security code is dropped.
 pub(crate) const CARRIED_PAYLOADS_SQL: &str = "SELECT payload FROM jobs \

@@ -25,7 +25,7 @@ use crate::connectors::webhook::{destination, SendFailure, WebhookSender};
 use crate::jobs::{JobError, JobHandler, Ran};
 use crate::store::{
     CarriedEvent, DeliveryOutcomes, DeliveryStatus, DynStore, EarlierPending, FinishedDelivery,
-    Job, NewJob, RetriedDelivery, Ts, WebhookDelivery, WebhookRecord,
+    Job, NewJob, RetriedDelivery, Ts, WebhookDelivery, WebhookRecord, CARRIED_EVENTS_JOB,
 };
 use crate::vault::Vault;
 
@@ -348,14 +348,14 @@ impl Deliverer {
         self.record(&jobs, outcomes, &unwritten).await
     }
 
-    /// Leases more due delivery jobs to this run's owner, until the run's own lease ends.
+    /// Leases more due delivery jobs of the run's own kind to its owner, until its own lease ends.
     async fn absorb(&self, job: &Job) -> Vec<Job> {
         let (Some(owner), Some(until)) = (job.lease_owner.as_deref(), job.lease_expires_at) else {
             return Vec::new();
         };
         match self
             .store
-            .claim_due_jobs(DELIVERY_JOB, owner, Ts::now(), until, ABSORB)
+            .claim_due_jobs(&job.kind, owner, Ts::now(), until, ABSORB)
             .await
         {
             Ok(jobs) => jobs,
@@ -647,6 +647,21 @@ impl JobHandler for Deliverer {
 
     async fn run(&self, job: &Job) -> Result<Ran, JobError> {
         self.deliver(job).await
+    }
+}
+
+/// The handler of the delivery jobs that carry their events (`CARRIED_EVENTS_JOB`), run by the same
+/// `Deliverer`: a run takes in other due jobs of its own kind only.
+pub struct CarriedDeliverer(pub Arc<Deliverer>);
+
+#[async_trait]
+impl JobHandler for CarriedDeliverer {
+    fn kind(&self) -> &'static str {
+        CARRIED_EVENTS_JOB
+    }
+
+    async fn run(&self, job: &Job) -> Result<Ran, JobError> {
+        self.0.deliver(job).await
     }
 }
 

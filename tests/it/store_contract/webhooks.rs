@@ -261,7 +261,7 @@ async fn the_outbox_is_committed_with_a_token_batch(backend: Backend) {
             assert!(store.get_token(a.id, t.id).await.unwrap().is_some());
         }
         let (job, carried) = carrier_of(&store, &events[0]).await;
-        assert_eq!(job.kind, events[0].job.kind);
+        assert_eq!(job.kind, strongroom::store::CARRIED_EVENTS_JOB);
         assert_eq!(job.status, strongroom::store::JobStatus::Queued);
         assert_eq!(job.run_at, events[0].created_at);
         let carried: Vec<_> = carried.iter().map(|e| e.pending().unwrap()).collect();
@@ -296,7 +296,12 @@ async fn carried_events_become_rows_when_recorded_or_before_a_later_event(backen
     let (_, carried) = carrier_of(&store, &events[0]).await;
     let now = at(t0(), 10);
     let job = store
-        .claim_next_job(&["webhook.deliver"], "w1", now, at(now, 30))
+        .claim_next_job(
+            &[strongroom::store::CARRIED_EVENTS_JOB],
+            "w1",
+            now,
+            at(now, 30),
+        )
         .await
         .unwrap()
         .unwrap();
