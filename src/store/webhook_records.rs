@@ -260,8 +260,8 @@ pub struct DeliveryOutcomes {
 
 /// A `token.created` event that a token batch writes into its delivery job's payload
 /// (`{"events": […]}`, see `carrying_job`) rather than as a row of `webhook_deliveries`: a row costs
-/// the batch's commit a page of the table and of each of its three indexes, the job's payload nothing
-/// more. Its row is written by the run that sends it, with what became of it, or before that by a
+/// the batch's commit a page of the table and of each of its three indexes, while the batch writes
+/// its one job row either way and the payload adds only bytes. Its row is written by the run that sends it, with what became of it, or before that by a
 /// later event of its token (`write_carried_rows`), which must wait for it. Only first events of their
 /// objects are carried, so that no event is ever waited for by one that is not yet a row.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -393,9 +393,9 @@ pub(crate) fn push_delivery_rows<'a, DB>(
 /// still carried by an unfinished delivery job become pending rows (`carried_rows`), so that the later
 /// event waits for them as for any earlier row; the job still sends them, and finding their rows
 /// written, its run applies its outcomes to them. This reads the payloads that may carry them: of the
-/// unfinished jobs of kind `$1` (`CARRIED_EVENTS_JOB`; the partial indexes of queued and of running jobs), those naming the
-/// object (`$2`, `carried_pattern`). A rare path: a token changes only when deleted or when its
-/// security code is dropped.
+/// unfinished jobs of kind `$1` (`CARRIED_EVENTS_JOB`; the partial indexes of queued and of running
+/// jobs), those naming the object (`$2`, `carried_pattern`). A rare path: a token changes only when
+/// deleted or when its security code is dropped.
 pub(crate) const CARRIED_PAYLOADS_SQL: &str = "SELECT payload FROM jobs \
      WHERE kind = $1 AND status = 'queued' AND payload LIKE $2 \
      UNION ALL SELECT payload FROM jobs WHERE kind = $1 AND status = 'running' AND payload LIKE $2";
