@@ -200,6 +200,18 @@ where
 /// attempts of the first row's job, the earliest time, and the rows' ids as its payload.
 fn shared_delivery_job(first: &OutboxRecord, rows: &[OutboxRecord]) -> (NewJob, Ts) {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let payload = serde_json::json!({ "delivery_ids": ids }).to_string();
+    job_of_rows(first, rows, first.job.kind.clone(), payload)
+}
+
+/// One job (not leased) of `kind` with `payload` for `rows`, with when it was created: the rows'
+/// earliest time, which is also when it runs, and the attempts of the first row's job.
+fn job_of_rows(
+    first: &OutboxRecord,
+    rows: &[OutboxRecord],
+    kind: String,
+    payload: String,
+) -> (NewJob, Ts) {
     let created_at = rows
         .iter()
         .map(|r| r.created_at)
@@ -207,8 +219,8 @@ fn shared_delivery_job(first: &OutboxRecord, rows: &[OutboxRecord]) -> (NewJob, 
         .unwrap_or(first.created_at);
     let job = NewJob {
         id: NewJob::new_id(),
-        kind: first.job.kind.clone(),
-        payload: serde_json::json!({ "delivery_ids": ids }).to_string(),
+        kind,
+        payload,
         max_attempts: first.job.max_attempts,
         run_at: created_at,
         lease: None,
@@ -332,24 +344,17 @@ pub struct CarriedEvents {
 /// payload, with when it was created (the earliest row's time); none for no rows.
 pub(crate) fn carrying_job(rows: &[OutboxRecord]) -> Option<(NewJob, Ts)> {
     let first = rows.first()?;
-    let created_at = rows
-        .iter()
-        .map(|r| r.created_at)
-        .min()
-        .unwrap_or(first.created_at);
     let events = CarriedEvents {
         events: rows.iter().map(CarriedEvent::of).collect(),
     };
-    let job = NewJob {
-        id: NewJob::new_id(),
-        kind: CARRIED_EVENTS_JOB.to_owned(),
-        // Serialising ids, numbers and strings cannot fail.
-        payload: serde_json::to_string(&events).unwrap_or_default(),
-        max_attempts: first.job.max_attempts,
-        run_at: created_at,
-        lease: None,
-    };
-    Some((job, created_at))
+    // Serialising ids, numbers and strings cannot fail.
+    let payload = serde_json::to_string(&events).unwrap_or_default();
+    Some(job_of_rows(
+        first,
+        rows,
+        CARRIED_EVENTS_JOB.to_owned(),
+        payload,
+    ))
 }
 
 /// Appends `INSERT INTO webhook_deliveries (…) VALUES (…), …` of whole delivery rows (all but `seq`)
