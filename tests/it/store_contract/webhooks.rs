@@ -222,13 +222,7 @@ async fn insert_with_rows(
 ) {
     store.insert_tokens(batch, &[]).await.unwrap();
     let t = &batch[0].0;
-    let audit = AuditEvent::new(
-        Some(t.account_id),
-        "test",
-        Action::TokenConsume,
-        Some(t.id.to_string()),
-        "success",
-    );
+    let audit = audited(t.account_id, Action::TokenConsume, t.id);
     assert!(store
         .touch_token(t.account_id, t.id, &audit, events)
         .await
