@@ -450,6 +450,26 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_sender_nice_defaults_to_10_within_0_to_19() {
+        let config = Config::resolve(&Settings::default()).unwrap();
+        assert_eq!(config.webhooks.sender_nice, 10);
+        let nice = |n| {
+            Config::resolve(&Settings {
+                webhook_sender_nice: Some(n),
+                ..Default::default()
+            })
+        };
+        assert_eq!(nice(0).unwrap().webhooks.sender_nice, 0);
+        assert_eq!(nice(19).unwrap().webhooks.sender_nice, 19);
+        for bad in [-1, 20] {
+            assert_eq!(
+                nice(bad).unwrap_err().to_string(),
+                "configuration: STRONGROOM_WEBHOOK_SENDER_NICE (--webhook-sender-nice): must be from 0 to 19"
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_listen_address_names_the_setting() {
         let settings = Settings {
             listen: Some("nowhere".into()),

@@ -258,7 +258,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             public_url.clone(),
             &config.webhooks,
         )
-        .context("cannot build the webhook HTTP client")?,
+        .context("cannot start the webhook sender")?,
     );
     let sandbox = Arc::new(Sandbox::new(config.sandbox_latency));
     let router = Routing::new(

@@ -25,6 +25,8 @@ pub struct WebhookSettings {
     pub breaker_timeouts: u32,
     /// How long deliveries to a destination whose breaker is open are postponed.
     pub breaker_cooldown: Duration,
+    /// The nice value of the thread that sends webhooks (Linux; 0 leaves it as the server's).
+    pub sender_nice: i32,
 }
 
 impl Default for WebhookSettings {
@@ -38,6 +40,7 @@ impl Default for WebhookSettings {
             destination_concurrency: 1,
             breaker_timeouts: 3,
             breaker_cooldown: Duration::from_secs(30),
+            sender_nice: 10,
         }
     }
 }
@@ -81,6 +84,9 @@ pub(super) fn resolve(layered: &Layered) -> Result<WebhookSettings, ConfigError>
             in_range(seconds, 1, 3600),
         )?;
         webhooks.breaker_cooldown = Duration::from_secs(seconds);
+    }
+    if let Some(nice) = s.webhook_sender_nice {
+        webhooks.sender_nice = layered.check("webhook_sender_nice", in_range(nice, 0, 19))?;
     }
     Ok(webhooks)
 }

@@ -1,6 +1,8 @@
 //! The webhook sender: one signed POST to a receiver, through the address guard, with a deadline and no
-//! redirects followed. Which row to send and what to record of the outcome is `domain::webhooks`'s.
+//! redirects followed, sent from a thread of its own. Which row to send and what to record of the
+//! outcome is `domain::webhooks`'s.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,10 +55,71 @@ pub fn destination(url: &reqwest::Url) -> Option<String> {
 pub struct WebhookSender {
     client: reqwest::Client,
     allow_link_local: bool,
+    thread: SendThread,
+}
+
+/// The thread webhooks are sent from, with a single-threaded runtime of its own. A send is a round
+/// trip (the request written, a wait, the answer read, the next request): on the server's runtime each
+/// of those steps could wake another of its worker threads, which cost more CPU than the send itself;
+/// here they stay on one thread. And the thread's priority can be set below the API's
+/// (`webhook_sender_nice`), so that deliveries take the CPU the API leaves.
+struct SendThread {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the sender, which ends the thread and its runtime (and whatever it still runs).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl SendThread {
+    fn start(nice: i32) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("webhook-sender".to_owned())
+            .spawn(move || {
+                lower_priority(nice);
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(Self {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
+}
+
+/// Sets the calling thread's nice value (none when `nice` is 0). On Linux the nice value is each
+/// thread's own, so the server's other threads keep theirs.
+#[cfg(target_os = "linux")]
+fn lower_priority(nice: i32) {
+    if nice > 0 {
+        if let Err(err) = rustix::process::setpriority_process(None, nice) {
+            tracing::warn!(error = %err, nice, "could not lower the webhook sender's priority");
+        }
+    }
+}
+
+/// Elsewhere the call would set the whole process's priority: the sender keeps the server's.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(nice: i32) {
+    if nice > 0 {
+        tracing::warn!(nice, "webhook_sender_nice is applied on Linux only");
+    }
+}
+
+/// A task on the sending thread, stopped if whoever waits for it stops waiting.
+struct OnSendThread<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for OnSendThread<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl WebhookSender {
-    pub fn new(timeout: Duration, allow_link_local: bool) -> Result<Self, reqwest::Error> {
+    /// `nice`: the sending thread's nice value (`webhook_sender_nice`).
+    pub fn new(timeout: Duration, allow_link_local: bool, nice: i32) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -69,6 +132,23 @@ impl WebhookSender {
         Ok(Self {
             client,
             allow_link_local,
+            thread: SendThread::start(nice)?,
+        })
+    }
+
+    /// Runs `sends` (a delivery run's sends, which call `post`) on the sending thread and returns what
+    /// they return; stops them if the caller stops waiting. An error only if the thread could not run
+    /// them to their end (it panicked, or the server is stopping).
+    pub async fn on_send_thread<F>(&self, sends: F) -> Result<F::Output, String>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut task = OnSendThread(self.thread.runtime.spawn(sends));
+        // Not the panic's message: it is not known to be free of what a body holds.
+        (&mut task.0).await.map_err(|e| {
+            let how = if e.is_panic() { "panicked" } else { "stopped" };
+            format!("the webhook sends {how} before their end")
         })
     }
 
@@ -83,7 +163,8 @@ impl WebhookSender {
     }
 
     /// One attempt to a URL from `checked_url`: `Ok` only for a 200; otherwise why not (never the
-    /// URL's secrets or the body).
+    /// URL's secrets or the body). Called from the sending thread (`on_send_thread`), where the
+    /// client's connections then live.
     pub async fn post(
         &self,
         url: &reqwest::Url,
@@ -148,6 +229,41 @@ mod tests {
             sign(b"Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn sends_run_on_a_thread_of_their_own_at_its_nice_value() {
+        let nice_here = || rustix::process::getpriority_process(None).unwrap();
+        let before = nice_here();
+        let sender = WebhookSender::new(Duration::from_secs(1), false, 7).unwrap();
+        let (name, nice) = sender
+            .on_send_thread(async move {
+                let name = std::thread::current().name().map(str::to_owned);
+                (name, nice_here())
+            })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("webhook-sender"));
+        assert_eq!(nice, 7);
+        // The nice value is the sending thread's alone.
+        assert_eq!(nice_here(), before);
+        // At 0 the thread keeps the priority it started with.
+        let sender = WebhookSender::new(Duration::from_secs(1), false, 0).unwrap();
+        let nice = sender.on_send_thread(async move { nice_here() }).await;
+        assert_eq!(nice.unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_sending_thread_is_an_error_without_its_message() {
+        let sender = WebhookSender::new(Duration::from_secs(1), false, 0).unwrap();
+        let err = sender
+            .on_send_thread(async { panic!("secret 4242424242424242") })
+            .await
+            .unwrap_err();
+        assert_eq!(err, "the webhook sends panicked before their end");
+        // The thread goes on sending.
+        assert_eq!(sender.on_send_thread(async { 2 + 2 }).await, Ok(4));
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl Webhooks {
         vault: Arc<Vault>,
         public_url: String,
         settings: &WebhookSettings,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> anyhow::Result<Self> {
         let deliverer = Deliverer::new(store.clone(), vault, settings.clone())?;
         Ok(Self {
             store,

@@ -201,18 +201,30 @@ pub fn retry_delay(base: Duration, attempt: i32) -> Duration {
 pub struct Deliverer {
     store: DynStore,
     vault: Arc<Vault>,
+    sends: Arc<Sends>,
+}
+
+/// What a run's sends need, on the sending thread (`WebhookSender::on_send_thread`).
+struct Sends {
     sender: WebhookSender,
     settings: WebhookSettings,
     breakers: Breakers,
 }
+
+/// A run's chains by destination (`host:port`; none for a URL the address guard refused).
+type ByDestination = HashMap<Option<String>, Vec<Chain>>;
 
 impl Deliverer {
     pub fn new(
         store: DynStore,
         vault: Arc<Vault>,
         settings: WebhookSettings,
-    ) -> Result<Self, reqwest::Error> {
-        let sender = WebhookSender::new(settings.timeout, settings.allow_link_local)?;
+    ) -> anyhow::Result<Self> {
+        let sender = WebhookSender::new(
+            settings.timeout,
+            settings.allow_link_local,
+            settings.sender_nice,
+        )?;
         let breakers = Breakers::new(
             settings.destination_concurrency,
             settings.breaker_timeouts,
@@ -221,9 +233,11 @@ impl Deliverer {
         Ok(Self {
             store,
             vault,
-            sender,
-            settings,
-            breakers,
+            sends: Arc::new(Sends {
+                sender,
+                settings,
+                breakers,
+            }),
         })
     }
 
@@ -327,24 +341,18 @@ impl Deliverer {
                 }
             }
         }
-        let mut by_destination: HashMap<Option<String>, Vec<Chain>> = HashMap::new();
+        let mut by_destination = ByDestination::new();
         for (destination, chain) in chains {
             by_destination.entry(destination).or_default().push(chain);
         }
-        let held_back = &held_back;
-        let sends = by_destination
-            .into_iter()
-            .map(|(destination, chains)| async move {
-                let destination = destination.as_deref();
-                stream::iter(chains)
-                    .map(|(target, chain)| self.send_chain(destination, target, chain, held_back))
-                    .buffer_unordered(self.settings.destination_concurrency.max(1))
-                    .collect::<Vec<Vec<Outcome>>>()
-                    .await
-            });
-        for sent in join_all(sends).await {
-            outcomes.extend(sent.into_iter().flatten());
-        }
+        let sends = Arc::clone(&self.sends);
+        let sent = self
+            .sends
+            .sender
+            .on_send_thread(async move { sends.send_all(by_destination, &held_back).await })
+            .await
+            .map_err(JobError::Retry)?;
+        outcomes.extend(sent);
         self.record(&jobs, outcomes, &unwritten).await
     }
 
@@ -385,6 +393,135 @@ impl Deliverer {
                 }
             }
         }))
+    }
+
+    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
+    /// The rows of `unwritten` (carried events) are written with their outcomes.
+    async fn record(
+        &self,
+        jobs: &[Job],
+        outcomes: Vec<Outcome>,
+        unwritten: &HashSet<Uuid>,
+    ) -> Result<Ran, JobError> {
+        let mut record = DeliveryOutcomes::default();
+        let now = Ts::now();
+        for outcome in &outcomes {
+            if unwritten.contains(&outcome.delivery().id) {
+                let (row, job) = outcome.row(now);
+                record.written.push(row);
+                record.jobs.extend(job);
+                continue;
+            }
+            match outcome {
+                Outcome::Delivered(d) => record.delivered.push(d.id),
+                Outcome::Retried {
+                    d,
+                    attempts,
+                    next,
+                    reason,
+                } => {
+                    record.retried.push(RetriedDelivery {
+                        id: d.id,
+                        attempts: *attempts,
+                        next_attempt_at: *next,
+                        error: reason.clone(),
+                    });
+                    record.jobs.push(self::job(d.id, *next));
+                }
+                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
+                Outcome::Failed {
+                    d,
+                    attempts,
+                    reason,
+                } => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Failed,
+                    attempts: *attempts,
+                    error: Some(reason.clone()),
+                }),
+                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
+                    id: d.id,
+                    status: DeliveryStatus::Cancelled,
+                    attempts: d.attempts,
+                    error: Some(WEBHOOK_REMOVED.to_owned()),
+                }),
+            }
+        }
+        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
+        if !self
+            .store
+            .record_delivery_outcomes(&fences, &record, now)
+            .await?
+        {
+            return Err(JobError::Retry(
+                "a lease of the run was lost before its outcomes were recorded".to_owned(),
+            ));
+        }
+        let m = crate::metrics::metrics();
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Delivered(d) => {
+                    m.webhook_delivery("delivered");
+                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
+                    m.webhook_lag.observe(lag);
+                }
+                Outcome::Retried { .. } => m.webhook_delivery("retried"),
+                Outcome::Failed { .. } => m.webhook_delivery("failed"),
+                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
+            }
+        }
+        Ok(Ran::Finished)
+    }
+
+    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
+    async fn target(&self, webhook: WebhookRecord) -> Target {
+        let url = self.sends.sender.checked_url(&webhook.url);
+        let destination = match &url {
+            Ok(url) => destination(url),
+            Err(_) => None,
+        };
+        let key = self
+            .vault
+            .open_bytes(
+                webhook.account_id,
+                &key_aad(webhook.id),
+                &webhook.sealed_key,
+            )
+            .await
+            .map_err(|e| format!("the signing key did not open: {e}"));
+        Target {
+            webhook,
+            destination,
+            url,
+            key,
+        }
+    }
+}
+
+impl Sends {
+    /// Sends the chains, destinations side by side, at most `destination_concurrency` chains of one
+    /// destination at once.
+    async fn send_all(
+        &self,
+        by_destination: ByDestination,
+        held_back: &HashMap<Uuid, EarlierPending>,
+    ) -> Vec<Outcome> {
+        let sends = by_destination
+            .into_iter()
+            .map(|(destination, chains)| async move {
+                let destination = destination.as_deref();
+                stream::iter(chains)
+                    .map(|(target, chain)| self.send_chain(destination, target, chain, held_back))
+                    .buffer_unordered(self.settings.destination_concurrency.max(1))
+                    .collect::<Vec<Vec<Outcome>>>()
+                    .await
+            });
+        join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect()
     }
 
     /// Sends a chain's rows in order; once one is not delivered, the rest wait until after its next try.
@@ -509,108 +646,6 @@ impl Deliverer {
                 }
                 other => return other,
             }
-        }
-    }
-
-    /// Records the run's outcomes and its jobs' ends in one commit, then counts them in the metrics.
-    /// The rows of `unwritten` (carried events) are written with their outcomes.
-    async fn record(
-        &self,
-        jobs: &[Job],
-        outcomes: Vec<Outcome>,
-        unwritten: &HashSet<Uuid>,
-    ) -> Result<Ran, JobError> {
-        let mut record = DeliveryOutcomes::default();
-        let now = Ts::now();
-        for outcome in &outcomes {
-            if unwritten.contains(&outcome.delivery().id) {
-                let (row, job) = outcome.row(now);
-                record.written.push(row);
-                record.jobs.extend(job);
-                continue;
-            }
-            match outcome {
-                Outcome::Delivered(d) => record.delivered.push(d.id),
-                Outcome::Retried {
-                    d,
-                    attempts,
-                    next,
-                    reason,
-                } => {
-                    record.retried.push(RetriedDelivery {
-                        id: d.id,
-                        attempts: *attempts,
-                        next_attempt_at: *next,
-                        error: reason.clone(),
-                    });
-                    record.jobs.push(self::job(d.id, *next));
-                }
-                Outcome::Postponed(d, at) => record.jobs.push(self::job(d.id, *at)),
-                Outcome::Failed {
-                    d,
-                    attempts,
-                    reason,
-                } => record.finished.push(FinishedDelivery {
-                    id: d.id,
-                    status: DeliveryStatus::Failed,
-                    attempts: *attempts,
-                    error: Some(reason.clone()),
-                }),
-                Outcome::Cancelled(d) => record.finished.push(FinishedDelivery {
-                    id: d.id,
-                    status: DeliveryStatus::Cancelled,
-                    attempts: d.attempts,
-                    error: Some(WEBHOOK_REMOVED.to_owned()),
-                }),
-            }
-        }
-        let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
-        if !self
-            .store
-            .record_delivery_outcomes(&fences, &record, now)
-            .await?
-        {
-            return Err(JobError::Retry(
-                "a lease of the run was lost before its outcomes were recorded".to_owned(),
-            ));
-        }
-        let m = crate::metrics::metrics();
-        for outcome in &outcomes {
-            match outcome {
-                Outcome::Delivered(d) => {
-                    m.webhook_delivery("delivered");
-                    let lag = (now.micros() - d.created_at.micros()).max(0) as f64 / 1e6;
-                    m.webhook_lag.observe(lag);
-                }
-                Outcome::Retried { .. } => m.webhook_delivery("retried"),
-                Outcome::Failed { .. } => m.webhook_delivery("failed"),
-                Outcome::Postponed(..) | Outcome::Cancelled(_) => {}
-            }
-        }
-        Ok(Ran::Finished)
-    }
-
-    /// A webhook ready for a run's sends: its URL checked and its signing key opened.
-    async fn target(&self, webhook: WebhookRecord) -> Target {
-        let url = self.sender.checked_url(&webhook.url);
-        let destination = match &url {
-            Ok(url) => destination(url),
-            Err(_) => None,
-        };
-        let key = self
-            .vault
-            .open_bytes(
-                webhook.account_id,
-                &key_aad(webhook.id),
-                &webhook.sealed_key,
-            )
-            .await
-            .map_err(|e| format!("the signing key did not open: {e}"));
-        Target {
-            webhook,
-            destination,
-            url,
-            key,
         }
     }
 
