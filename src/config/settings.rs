@@ -160,8 +160,8 @@ pub struct Settings {
         env = "STRONGROOM_WEBHOOK_BREAKER_COOLDOWN_SECONDS"
     )]
     pub webhook_breaker_cooldown_seconds: Option<u64>,
-    /// The nice value (0..19) of the thread that sends webhooks: above 0, deliveries yield the CPU to
-    /// API requests when both want it, and catch up when it is free.
+    /// How many nice levels (0..19) the thread that sends webhooks runs below the server: above 0,
+    /// deliveries yield the CPU to API requests when both want it, and catch up when it is free.
     #[arg(long, global = true, env = "STRONGROOM_WEBHOOK_SENDER_NICE")]
     pub webhook_sender_nice: Option<i32>,
     /// How long `POST /forward` waits for its destination (connect, send, answer), in seconds.

@@ -25,7 +25,7 @@ pub struct WebhookSettings {
     pub breaker_timeouts: u32,
     /// How long deliveries to a destination whose breaker is open are postponed.
     pub breaker_cooldown: Duration,
-    /// The nice value of the thread that sends webhooks (Linux; 0 leaves it as the server's).
+    /// How many nice levels the thread that sends webhooks runs below the server (Linux; 0: none).
     pub sender_nice: i32,
 }
 

@@ -89,12 +89,16 @@ impl SendThread {
     }
 }
 
-/// Sets the calling thread's nice value (none when `nice` is 0). On Linux the nice value is each
-/// thread's own, so the server's other threads keep theirs.
+/// Raises the calling thread's nice value by `nice` (at most to 19), below the thread that started it
+/// (whose value it inherited). On Linux the nice value is each thread's own, so the server's other
+/// threads keep theirs.
 #[cfg(target_os = "linux")]
 fn lower_priority(nice: i32) {
+    use rustix::process::{getpriority_process, setpriority_process};
     if nice > 0 {
-        if let Err(err) = rustix::process::setpriority_process(None, nice) {
+        let lowered = getpriority_process(None)
+            .and_then(|now| setpriority_process(None, now.saturating_add(nice).min(19)));
+        if let Err(err) = lowered {
             tracing::warn!(error = %err, nice, "could not lower the webhook sender's priority");
         }
     }
@@ -118,7 +122,7 @@ impl<T> Drop for OnSendThread<T> {
 }
 
 impl WebhookSender {
-    /// `nice`: the sending thread's nice value (`webhook_sender_nice`).
+    /// `nice`: how much the sending thread's nice value is above the caller's (`webhook_sender_nice`).
     pub fn new(timeout: Duration, allow_link_local: bool, nice: i32) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -245,10 +249,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("webhook-sender"));
-        assert_eq!(nice, 7);
+        assert_eq!(nice, (before + 7).min(19));
         // The nice value is the sending thread's alone.
         assert_eq!(nice_here(), before);
-        // At 0 the thread keeps the priority it started with.
+        // At 0 the thread keeps the priority it inherited.
         let sender = WebhookSender::new(Duration::from_secs(1), false, 0).unwrap();
         let nice = sender.on_send_thread(async move { nice_here() }).await;
         assert_eq!(nice.unwrap(), before);
@@ -258,7 +262,7 @@ mod tests {
     async fn a_panic_on_the_sending_thread_is_an_error_without_its_message() {
         let sender = WebhookSender::new(Duration::from_secs(1), false, 0).unwrap();
         let err = sender
-            .on_send_thread(async { panic!("secret 4242424242424242") })
+            .on_send_thread(async { panic!("what a body holds") })
             .await
             .unwrap_err();
         assert_eq!(err, "the webhook sends panicked before their end");
