@@ -273,9 +273,10 @@ pub struct DeliveryOutcomes {
 /// A `token.created` event that a token batch writes into its delivery job's payload
 /// (`{"events": […]}`, see `carrying_job`) rather than as a row of `webhook_deliveries`: a row costs
 /// the batch's commit a page of the table and of each of its three indexes, while the batch writes
-/// its one job row either way and the payload adds only bytes. Its row is written by the run that sends it, with what became of it, or before that by a
-/// later event of its token (`write_carried_rows`), which must wait for it. Only first events of their
-/// objects are carried, so that no event is ever waited for by one that is not yet a row.
+/// its one job row either way and the payload adds only bytes. Its row is written by the run that
+/// sends it, with what became of it, or before that by a later event of its token
+/// (`write_carried_rows`), which must wait for it. Only first events of their objects are carried, so
+/// that no event is ever waited for by one that is not yet a row.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CarriedEvent {
     pub id: Uuid,
