@@ -29,6 +29,7 @@ on_both_backends!(
     no_event_carries_card_data_beyond_the_masked_number,
     refund_failed_and_import_events_carry_their_objects,
     a_delivery_run_starts_once_its_event_has_waited_the_pace,
+    a_delivery_runs_claim_and_outcome_commit_are_timed_in_the_metrics,
 );
 
 /// The event types received for each object, in the order they arrived.
@@ -491,6 +492,37 @@ async fn refund_failed_and_import_events_carry_their_objects(backend: Backend) {
             (rows[0].object_id, rows[0].object_created_at),
             (import_id, now)
         );
+    }
+    receiver.stop().await;
+}
+
+/// `strongroom_db_query_duration_seconds` times the two writes of a delivery run that take the
+/// database's writer: the claim of the other due jobs it takes in, and the commit of its outcomes.
+async fn a_delivery_runs_claim_and_outcome_commit_are_timed_in_the_metrics(backend: Backend) {
+    let app = spawn_app_with(backend, fast_webhooks).await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let (webhook, _) = app.add_webhook(&receiver.url(), "token.created").await;
+    app.new_token(&card("4242424242424242")).await;
+    app.wait_deliveries(webhook, |rows| rows.iter().any(|d| d.status == "delivered"))
+        .await;
+    // The registry is the process's: other tests' runs count too, so only "at least once" is asked.
+    // The observation follows the commit the row was read from by a moment.
+    let timed = |text: &str, op: &str| {
+        let name = format!("strongroom_db_query_duration_seconds_count{{op=\"{op}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = strongroom::metrics::metrics().render();
+        if timed(&text, "claim_due_jobs") >= 1.0 && timed(&text, "record_delivery_outcomes") >= 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not timed:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     receiver.stop().await;
 }

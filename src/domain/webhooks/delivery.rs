@@ -361,11 +361,10 @@ impl Deliverer {
         let (Some(owner), Some(until)) = (job.lease_owner.as_deref(), job.lease_expires_at) else {
             return Vec::new();
         };
-        match self
+        let claimed = self
             .store
-            .claim_due_jobs(&job.kind, owner, Ts::now(), until, ABSORB)
-            .await
-        {
+            .claim_due_jobs(&job.kind, owner, Ts::now(), until, ABSORB);
+        match crate::metrics::timed("claim_due_jobs", claimed).await {
             Ok(jobs) => jobs,
             Err(err) => {
                 tracing::warn!(error = %err, "could not take more due webhook deliveries into a run");
@@ -448,11 +447,8 @@ impl Deliverer {
             }
         }
         let fences: Vec<_> = jobs.iter().map(Job::fence).collect();
-        if !self
-            .store
-            .record_delivery_outcomes(&fences, &record, now)
-            .await?
-        {
+        let recorded = self.store.record_delivery_outcomes(&fences, &record, now);
+        if !crate::metrics::timed("record_delivery_outcomes", recorded).await? {
             return Err(JobError::Retry(
                 "a lease of the run was lost before its outcomes were recorded".to_owned(),
             ));
