@@ -164,10 +164,10 @@ pub fn job_pools(state: &AppState) -> Vec<JobPool> {
         JobPool {
             name: "webhooks",
             size: sizes.webhooks,
-            handlers: vec![
-                state.webhooks.deliverer(),
-                state.webhooks.carried_deliverer(),
-            ],
+            handlers: [state.webhooks.deliverer()]
+                .into_iter()
+                .chain(state.webhooks.carried_deliverers())
+                .collect(),
         },
     ]
 }

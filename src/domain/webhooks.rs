@@ -31,7 +31,7 @@ use crate::jobs::{JobError, JobHandler};
 use crate::model::payment::{Payment, PaymentStatus, Refund, RefundStatus};
 use crate::store::{
     DynStore, OutboxRecord, PaymentChange, PaymentRecord, RefundRecord, StoreError, StoreResult,
-    TokenRecord, Ts,
+    TokenRecord, Ts, CARRIED_EVENTS_JOB, PAYLOAD_EVENTS_JOB,
 };
 use crate::vault::Vault;
 
@@ -259,9 +259,11 @@ impl Webhooks {
         self.deliverer.clone()
     }
 
-    /// The handler of the delivery jobs that carry their events (`store::CARRIED_EVENTS_JOB`).
-    pub fn carried_deliverer(&self) -> Arc<dyn JobHandler> {
-        Arc::new(delivery::CarriedDeliverer(self.deliverer.clone()))
+    /// The handlers of the delivery jobs that carry their events (`store::CARRIED_EVENTS_JOB`, and
+    /// `store::PAYLOAD_EVENTS_JOB` as an earlier version wrote them).
+    pub fn carried_deliverers(&self) -> [Arc<dyn JobHandler>; 2] {
+        [CARRIED_EVENTS_JOB, PAYLOAD_EVENTS_JOB]
+            .map(|kind| Arc::new(delivery::CarriedDeliverer(self.deliverer.clone(), kind)) as _)
     }
 
     async fn subscriptions(&self, account_id: Uuid) -> StoreResult<Subscriptions> {

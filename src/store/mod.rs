@@ -50,7 +50,7 @@ pub use vault_keys::{AccountKeysRecord, Reseal, SealedColumn, VaultKeyStore};
 pub use webhook_records::{
     CarriedEvent, CarriedEvents, DeliveryOutcomes, DeliveryStatus, EarlierPending,
     FinishedDelivery, OutboxRecord, RetriedDelivery, WebhookDelivery, WebhookRecord,
-    CARRIED_EVENTS_JOB,
+    CARRIED_EVENTS_JOB, PAYLOAD_EVENTS_JOB,
 };
 pub use webhooks::WebhookStore;
 

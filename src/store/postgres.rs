@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::backend::{impl_sql_store, SqlBackend, SqlDb, SqlText, INSERT_CHUNK};
 use super::payment_records::{batch_answers, plain_steps, PAYMENT_COLUMNS, TRANSACTION_COLUMNS};
 use super::tokens::{day_counts, TOKEN_COLUMNS};
-use super::webhook_records::carrying_job;
+use super::webhook_records::{carrying_job, push_carried_insert};
 use super::{
     day_of, AuditEvent, Backend, DeliveryStatus, DynStore, Fence, JobStatus, NewJob, OpenError,
     OutboxRecord, PaymentChange, PaymentRecord, PaymentWrite, StoreResult, TokenRecord, Ts,
@@ -241,7 +241,8 @@ impl SqlBackend for PgStore {
     /// The whole batch is one statement of one text whatever its size: the columns go as arrays
     /// (`UNNEST`), so that each connection prepares and plans it once, and the tokens, their day counts
     /// (one upsert per account and day, in the session's shard), their audit events and the delivery
-    /// job carrying their webhook events are written by one round trip, atomically.
+    /// job carrying their webhook events (with its `carried_events` row) are written by one round trip,
+    /// atomically.
     async fn insert_token_batch(
         &self,
         batch: &[(TokenRecord, AuditEvent)],
@@ -252,14 +253,18 @@ impl SqlBackend for PgStore {
         let mut statement = sqlx::QueryBuilder::<Postgres>::new("");
         push_token_batch(&mut statement, batch, &counts);
         let mut with = With { started: true };
-        if let Some((job, at)) = &carrying {
+        if let Some(carrying) = &carrying {
             push_jobs_cte(
                 &mut statement,
                 &mut with,
                 "new_delivery_jobs",
-                &[(None, job, *at)],
+                &[(None, &carrying.job, carrying.at)],
                 None,
             );
+            // Its key is checked at the statement's end, when the job's row is there.
+            with.next(&mut statement, "new_carried_events");
+            push_carried_insert(&mut statement, carrying);
+            statement.push(")");
         }
         statement.push(" SELECT 1");
         let mut conn = self.writer_conn(&self.token_writer).await?;

@@ -27,7 +27,9 @@ use super::payment_records::{
     DayDeltas,
 };
 use super::tokens::{day_counts, push_token_insert};
-use super::webhook_records::{carrying_job, push_outbox_insert, push_outbox_jobs};
+use super::webhook_records::{
+    carrying_job, push_carried_insert, push_outbox_insert, push_outbox_jobs,
+};
 use super::{
     AuditEvent, Backend, DynStore, Fence, OpenError, OutboxRecord, PaymentChange, PaymentWrite,
     StoreResult, TokenRecord, Ts,
@@ -185,8 +187,10 @@ impl SqlBackend for SqliteStore {
             script.push(" ON CONFLICT (account_id, day, shard) DO UPDATE SET n = n + excluded.n; ");
         }
         let carrying = carrying_job(outbox);
-        if let Some((job, at)) = &carrying {
-            push_job_insert(&mut script, [(job, *at)]);
+        if let Some(carrying) = &carrying {
+            push_job_insert(&mut script, [(&carrying.job, carrying.at)]);
+            script.push("; ");
+            push_carried_insert(&mut script, carrying);
             script.push("; ");
         }
         script.push("COMMIT;");

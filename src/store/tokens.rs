@@ -412,7 +412,7 @@ macro_rules! impl_token_store {
                 id: Uuid,
             ) -> Result<(), sqlx::Error> {
                 use $crate::store::webhook_records::{
-                    carried_pattern, carried_rows, push_delivery_rows, CARRIED_EVENTS_JOB, CARRIED_PAYLOADS_SQL,
+                    carried_pattern, carried_rows, push_delivery_rows, CARRIED_EVENTS_JOB, CARRIED_PAYLOADS_SQL, PAYLOAD_EVENTS_JOB,
                 };
                 if outbox.is_empty() {
                     return Ok(());
@@ -420,6 +420,7 @@ macro_rules! impl_token_store {
                 let payloads: Vec<String> = sqlx::query_scalar(CARRIED_PAYLOADS_SQL)
                     .bind(CARRIED_EVENTS_JOB)
                     .bind(carried_pattern(id))
+                    .bind(PAYLOAD_EVENTS_JOB)
                     .fetch_all(&mut **tx)
                     .await?;
                 let rows = carried_rows(&payloads, id);

@@ -330,10 +330,14 @@ impl CarriedEvent {
     }
 }
 
-/// The kind of the delivery jobs that carry their events: a kind of its own, so that a server of an
-/// earlier version (a node not yet upgraded, or after a rollback), which would read such a payload as
-/// naming no delivery and end the job, never claims one; they wait for a server that sends them.
-pub const CARRIED_EVENTS_JOB: &str = "webhook.deliver_events";
+/// The kind of the delivery jobs that carry their events in `carried_events`: a kind of its own, so
+/// that a server of an earlier version (a node not yet upgraded, or after a rollback), which would find
+/// no events in such a job and end it, never claims one; they wait for a server that sends them.
+pub const CARRIED_EVENTS_JOB: &str = "webhook.deliver_carried";
+
+/// The kind of the delivery jobs that an earlier version wrote with their events in their payload
+/// (`{"events": […]}`): still sent, and still found by `CARRIED_PAYLOADS_SQL`.
+pub const PAYLOAD_EVENTS_JOB: &str = "webhook.deliver_events";
 
 /// The events a delivery job's payload carries.
 #[derive(Serialize, Deserialize)]
@@ -341,21 +345,44 @@ pub struct CarriedEvents {
     pub events: Vec<CarriedEvent>,
 }
 
-/// The one delivery job of a token batch's `rows` (its `token.created` events), carrying them in its
-/// payload, with when it was created (the earliest row's time); none for no rows.
-pub(crate) fn carrying_job(rows: &[OutboxRecord]) -> Option<(NewJob, Ts)> {
+/// The one delivery job of a token batch: the job, when it was created, and the events it carries.
+pub(crate) struct CarryingJob {
+    pub job: NewJob,
+    pub at: Ts,
+    /// `{"events": […]}` (`CarriedEvents`), for `carried_events`: the job's own payload is `{}`.
+    pub events: String,
+}
+
+/// The one delivery job of a token batch's `rows` (its `token.created` events), with the events it
+/// carries (written to `carried_events` with it, see `push_carried_insert`) and when it was created
+/// (the earliest row's time); none for no rows.
+pub(crate) fn carrying_job(rows: &[OutboxRecord]) -> Option<CarryingJob> {
     let first = rows.first()?;
     let events = CarriedEvents {
         events: rows.iter().map(CarriedEvent::of).collect(),
     };
     // Serialising ids, numbers and strings cannot fail.
-    let payload = serde_json::to_string(&events).unwrap_or_default();
-    Some(job_of_rows(
-        first,
-        rows,
-        CARRIED_EVENTS_JOB.to_owned(),
-        payload,
-    ))
+    let events = serde_json::to_string(&events).unwrap_or_default();
+    let (job, at) = job_of_rows(first, rows, CARRIED_EVENTS_JOB.to_owned(), "{}".to_owned());
+    Some(CarryingJob { job, at, events })
+}
+
+/// Appends `INSERT INTO carried_events (job_id, events) VALUES (…)` for `carrying`, after its job's
+/// insert in the same transaction.
+pub(crate) fn push_carried_insert<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    carrying: &'a CarryingJob,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+{
+    query
+        .push("INSERT INTO carried_events (job_id, events) VALUES (")
+        .push_bind(carrying.job.id)
+        .push(", ")
+        .push_bind(carrying.events.as_str())
+        .push(")");
 }
 
 /// Appends `INSERT INTO webhook_deliveries (…) VALUES (…), …` of whole delivery rows (all but `seq`)
@@ -398,13 +425,18 @@ pub(crate) fn push_delivery_rows<'a, DB>(
 /// Before a later event of an object is written (in the same transaction), the events of the object
 /// still carried by an unfinished delivery job become pending rows (`carried_rows`), so that the later
 /// event waits for them as for any earlier row; the job still sends them, and finding their rows
-/// written, its run applies its outcomes to them. This reads the payloads that may carry them: of the
+/// written, its run applies its outcomes to them. This reads the events that may carry them: of the
 /// unfinished jobs of kind `$1` (`CARRIED_EVENTS_JOB`; the partial indexes of queued and of running
-/// jobs), those naming the object (`$2`, `carried_pattern`). A rare path: a token changes only when
-/// deleted or when its security code is dropped.
-pub(crate) const CARRIED_PAYLOADS_SQL: &str = "SELECT payload FROM jobs \
-     WHERE kind = $1 AND status = 'queued' AND payload LIKE $2 \
-     UNION ALL SELECT payload FROM jobs WHERE kind = $1 AND status = 'running' AND payload LIKE $2";
+/// jobs) their `carried_events`, and of those of kind `$3` (`PAYLOAD_EVENTS_JOB`) their payloads,
+/// those naming the object (`$2`, `carried_pattern`). A rare path: a token changes only when deleted
+/// or when its security code is dropped.
+pub(crate) const CARRIED_PAYLOADS_SQL: &str = "\
+     SELECT c.events FROM jobs j JOIN carried_events c ON c.job_id = j.id \
+     WHERE j.kind = $1 AND j.status = 'queued' AND c.events LIKE $2 \
+     UNION ALL SELECT c.events FROM jobs j JOIN carried_events c ON c.job_id = j.id \
+     WHERE j.kind = $1 AND j.status = 'running' AND c.events LIKE $2 \
+     UNION ALL SELECT payload FROM jobs WHERE kind = $3 AND status = 'queued' AND payload LIKE $2 \
+     UNION ALL SELECT payload FROM jobs WHERE kind = $3 AND status = 'running' AND payload LIKE $2";
 
 /// The `LIKE` pattern of `CARRIED_PAYLOADS_SQL` for `object_id`.
 pub(crate) fn carried_pattern(object_id: Uuid) -> String {

@@ -47,6 +47,9 @@ pub trait WebhookStore {
     /// For each delivery of `ids`, every still-pending delivery of the same webhook and object queued
     /// before it (one lookup for a whole batch instead of `pending_delivery_before` per row).
     async fn earlier_pending_deliveries(&self, ids: &[Uuid]) -> StoreResult<Vec<EarlierPending>>;
+    /// The events that the delivery jobs of `jobs` carry (`carried_events`), each job's as
+    /// `{"events": […]}` (`CarriedEvents`); a job without any has none.
+    async fn carried_events(&self, jobs: &[Uuid]) -> StoreResult<Vec<String>>;
     /// Records what a run of delivery jobs did and ends the jobs (`done`), in one transaction fenced on
     /// their claims; false, writing nothing, if any claim was lost. Each delivery changes only while
     /// pending.
@@ -224,6 +227,21 @@ macro_rules! impl_webhook_store {
                         found.extend(query.build_query_as::<WebhookDelivery>().fetch_all(self.pool()).await?);
                     }
                     found.sort_by_key(|d| d.seq);
+                    Ok(found)
+                }
+
+                async fn carried_events(&self, jobs: &[Uuid]) -> StoreResult<Vec<String>> {
+                    let mut found = Vec::with_capacity(jobs.len());
+                    for chunk in jobs.chunks(INSERT_CHUNK) {
+                        let mut query =
+                            sqlx::QueryBuilder::<Db>::new("SELECT events FROM carried_events WHERE job_id IN (");
+                        let mut list = query.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        query.push(")");
+                        found.extend(query.build_query_scalar::<String>().fetch_all(self.pool()).await?);
+                    }
                     Ok(found)
                 }
 

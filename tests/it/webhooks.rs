@@ -30,6 +30,7 @@ on_both_backends!(
     refund_failed_and_import_events_carry_their_objects,
     a_delivery_run_starts_once_its_event_has_waited_the_pace,
     a_delivery_runs_claim_and_outcome_commit_are_timed_in_the_metrics,
+    a_job_an_earlier_version_wrote_with_its_events_in_its_payload_is_still_sent,
 );
 
 /// The event types received for each object, in the order they arrived.
@@ -524,5 +525,49 @@ async fn a_delivery_runs_claim_and_outcome_commit_are_timed_in_the_metrics(backe
         assert!(Instant::now() < deadline, "not timed:\n{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    receiver.stop().await;
+}
+
+/// A delivery job as the previous version wrote it, its events in its payload (`PAYLOAD_EVENTS_JOB`),
+/// is still sent after an upgrade, and its event written as a row with its outcome.
+async fn a_job_an_earlier_version_wrote_with_its_events_in_its_payload_is_still_sent(
+    backend: Backend,
+) {
+    use strongroom::store::{CarriedEvent, CarriedEvents, NewJob, Ts};
+    let app = spawn_app_with(backend, fast_webhooks).await;
+    let receiver = Receiver::start("127.0.0.1:0", vec![]).await;
+    let (webhook, key) = app.add_webhook(&receiver.url(), "token.created").await;
+    let now = Ts::now();
+    let event = CarriedEvent {
+        id: Uuid::now_v7(),
+        event_id: Uuid::new_v4(),
+        webhook_id: webhook,
+        account_id: app.account_id().await,
+        object_id: Uuid::new_v4(),
+        object_created_at: now.micros(),
+        event_type: "token.created".to_owned(),
+        body: json!({"event_type": "token.created", "note": "written by an earlier version"})
+            .to_string(),
+        created_at: now.micros(),
+    };
+    let payload = CarriedEvents {
+        events: vec![event.clone()],
+    };
+    let job = NewJob {
+        id: NewJob::new_id(),
+        kind: strongroom::store::PAYLOAD_EVENTS_JOB.to_owned(),
+        payload: serde_json::to_string(&payload).unwrap(),
+        max_attempts: i32::MAX,
+        run_at: now,
+        lease: None,
+    };
+    app.store().enqueue_job(&job).await.unwrap();
+    let hits = receiver.wait_for(1).await;
+    assert_eq!(hits[0].body, event.body);
+    assert!(hits[0].signed_with(&key));
+    let rows = app
+        .wait_deliveries(webhook, |rows| rows.iter().any(|d| d.status == "delivered"))
+        .await;
+    assert_eq!((rows.len(), rows[0].id), (1, event.id));
     receiver.stop().await;
 }

@@ -267,6 +267,23 @@ impl Deliverer {
             jobs.push(more);
         }
         let _renewer = AbortOnDrop(self.keep_leased(&jobs[1..]));
+        // Token batches' jobs keep their events beside them (a job an earlier version wrote, in its
+        // payload, taken above).
+        let carriers: Vec<Uuid> = jobs
+            .iter()
+            .filter(|j| j.kind == CARRIED_EVENTS_JOB)
+            .map(|j| j.id)
+            .collect();
+        if !carriers.is_empty() {
+            for events in self.store.carried_events(&carriers).await? {
+                match serde_json::from_str::<Payload>(&events) {
+                    Ok(p) => p.take(&mut ids, &mut carried),
+                    Err(err) => {
+                        tracing::error!(error = %err, "a delivery job's carried events could not be read; they are dropped")
+                    }
+                }
+            }
+        }
         // A carried event whose row a later event of its object wrote meanwhile is sent as that row
         // (if it is still pending); the others are sent as they are carried, and written with their
         // outcomes (`unwritten`).
@@ -681,14 +698,15 @@ impl JobHandler for Deliverer {
     }
 }
 
-/// The handler of the delivery jobs that carry their events (`CARRIED_EVENTS_JOB`), run by the same
-/// `Deliverer`: a run takes in other due jobs of its own kind only.
-pub struct CarriedDeliverer(pub Arc<Deliverer>);
+/// The handler of the delivery jobs that carry their events, of one kind (`CARRIED_EVENTS_JOB`, or
+/// `PAYLOAD_EVENTS_JOB` as an earlier version wrote them), run by the same `Deliverer`: a run takes in
+/// other due jobs of its own kind only.
+pub struct CarriedDeliverer(pub Arc<Deliverer>, pub &'static str);
 
 #[async_trait]
 impl JobHandler for CarriedDeliverer {
     fn kind(&self) -> &'static str {
-        CARRIED_EVENTS_JOB
+        self.1
     }
 
     async fn run(&self, job: &Job) -> Result<Ran, JobError> {

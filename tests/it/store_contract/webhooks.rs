@@ -194,12 +194,13 @@ async fn job_of(
     event: &OutboxRecord,
 ) -> Option<strongroom::store::Job> {
     let id = event.id.to_string();
-    store
-        .list_unfinished_jobs(10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|job| job.payload.contains(&id))
+    for job in store.list_unfinished_jobs(10_000).await.unwrap() {
+        let carried = store.carried_events(&[job.id]).await.unwrap();
+        if job.payload.contains(&id) || carried.iter().any(|events| events.contains(&id)) {
+            return Some(job);
+        }
+    }
+    None
 }
 
 async fn assert_not_written(store: &strongroom::store::DynStore, event: &OutboxRecord) {
@@ -229,13 +230,17 @@ async fn insert_with_rows(
         .unwrap());
 }
 
-/// The unfinished job carrying `event` (`{"events": […]}`) and the events it carries.
+/// The unfinished job carrying `event` and the events it carries (in `carried_events`, `{"events":
+/// […]}`; the job's own payload is `{}`).
 async fn carrier_of(
     store: &strongroom::store::DynStore,
     event: &OutboxRecord,
 ) -> (strongroom::store::Job, Vec<strongroom::store::CarriedEvent>) {
     let job = job_of(store, event).await.expect("a job carries the event");
-    let carried: strongroom::store::CarriedEvents = serde_json::from_str(&job.payload).unwrap();
+    assert_eq!(job.payload, "{}");
+    let texts = store.carried_events(&[job.id]).await.unwrap();
+    assert_eq!(texts.len(), 1);
+    let carried: strongroom::store::CarriedEvents = serde_json::from_str(&texts[0]).unwrap();
     (job, carried.events)
 }
 
@@ -418,6 +423,15 @@ async fn carried_events_become_rows_when_recorded_or_before_a_later_event(backen
         .await
         .unwrap()
         .is_empty());
+    // The events stay beside their job, which ended, until the job is purged with them.
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().unwrap().status,
+        strongroom::store::JobStatus::Done
+    );
+    assert_eq!(store.carried_events(&[job.id]).await.unwrap().len(), 1);
+    store.purge_finished_jobs(at(now, 60)).await.unwrap();
+    assert!(store.get_job(job.id).await.unwrap().is_none());
+    assert!(store.carried_events(&[job.id]).await.unwrap().is_empty());
     store.close().await;
 }
 
