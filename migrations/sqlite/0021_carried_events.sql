@@ -1,5 +1,5 @@
--- The events a token batch's delivery job carries (`webhook.deliver_events`), kept beside the job
--- instead of in its payload. A payload of seven events took 2.6 pages (7.9 KB on average) and SQLite
+-- The events a token batch's delivery job carries (kind `webhook.deliver_carried`), kept beside the job
+-- instead of in its payload. A batch's events took 2.6 pages (7.9 KB on average) and SQLite
 -- rewrites a row whose size changes whole, overflow pages included: the claim and the end of every
 -- delivery job copied its events twice more, about three quarters of what a delivery run wrote. Here
 -- they are written once, with the batch, and deleted with their job when it is purged.

@@ -412,7 +412,8 @@ macro_rules! impl_token_store {
                 id: Uuid,
             ) -> Result<(), sqlx::Error> {
                 use $crate::store::webhook_records::{
-                    carried_pattern, carried_rows, push_delivery_rows, CARRIED_EVENTS_JOB, CARRIED_PAYLOADS_SQL, PAYLOAD_EVENTS_JOB,
+                    carried_pattern, carried_rows, push_delivery_rows, CARRIED_EVENTS_JOB, CARRIED_PAYLOADS_SQL,
+                    PAYLOAD_EVENTS_JOB,
                 };
                 if outbox.is_empty() {
                     return Ok(());
