@@ -3,7 +3,8 @@
 //! node keeps codes in its own memory; several nodes share them through Redis (run it without
 //! persistence), where each code is stored sealed under its account's data key, bound to its token.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use crate::model::card::SecurityCode;
 
 pub enum CvcCache {
     Memory(MemoryCvc),
-    Redis(RedisCvc),
+    Redis(Box<RedisCvc>),
 }
 
 impl CvcCache {
@@ -42,7 +43,7 @@ impl CvcCache {
         .await
         .map_err(|_| "STRONGROOM_REDIS_URL: Redis did not answer within 10 s".to_owned())?
         .map_err(|e| format!("STRONGROOM_REDIS_URL: cannot connect: {e}"))?;
-        Ok(CvcCache::Redis(RedisCvc { conn, ttl, vault }))
+        Ok(CvcCache::Redis(Box::new(RedisCvc { conn, ttl, vault })))
     }
 
     /// Keeps the code for the TTL. Fails (within [`REDIS_DEADLINE`]) when Redis cannot take it: the
@@ -200,58 +201,124 @@ impl RedisCvc {
     }
 }
 
+/// Codes in this node's memory, split by token id over [`SHARDS`] maps, each behind a lock of its own.
+///
+/// With one map for every code, every request waited while it grew: each doubling rehashed all the codes
+/// under the one lock, on a worker thread, while requests on the other worker queued on the lock (README,
+/// "Other protections"). At the default TTL and a few thousand cards a second it holds millions. A shard
+/// holds a [`SHARDS`]th of the codes, so its growth takes that much less and holds up only the requests
+/// whose token lands on it. Codes expire in the order they were put (one TTL for all), so each shard keeps
+/// that order too, and a sweep removes what has expired without walking the codes still live.
 pub struct MemoryCvc {
     ttl: Duration,
-    entries: Mutex<HashMap<Uuid, (SecurityCode, Instant)>>,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+/// How many maps the codes are split over (a power of two).
+const SHARDS: usize = 4096;
+
+#[derive(Default)]
+struct Shard {
+    /// The code stays a `SecurityCode`, its digits on the heap and wiped when it is dropped: a map's
+    /// growth moves its entries, and would leave copies of digits kept inline in the memory it frees.
+    codes: HashMap<Uuid, (SecurityCode, Instant)>,
+    /// Every put's expiry and token, oldest first. A code taken or dropped before it expired, or put
+    /// again since (a later expiry), leaves its entry here until a sweep reaches it and finds it stale.
+    expiries: VecDeque<(Instant, Uuid)>,
+}
+
+impl Shard {
+    /// Removes the codes that expired by `now`; returns how many.
+    fn sweep(&mut self, now: Instant) -> usize {
+        let mut removed = 0;
+        while let Some(&(expires, token_id)) = self.expiries.front() {
+            if now < expires {
+                break;
+            }
+            self.expiries.pop_front();
+            if let Entry::Occupied(entry) = self.codes.entry(token_id) {
+                if entry.get().1 == expires {
+                    entry.remove();
+                    removed += 1;
+                }
+            }
+        }
+        // Give back what a burst grew once most of it has gone.
+        if self.codes.capacity() > 64 && self.codes.len() * 4 < self.codes.capacity() {
+            self.codes.shrink_to(self.codes.len() * 2);
+        }
+        if self.expiries.capacity() > 64 && self.expiries.len() * 4 < self.expiries.capacity() {
+            self.expiries.shrink_to(self.expiries.len() * 2);
+        }
+        removed
+    }
 }
 
 impl MemoryCvc {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (SecurityCode, Instant)>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn shard(&self, token_id: Uuid) -> std::sync::MutexGuard<'_, Shard> {
+        lock(&self.shards[shard_of(token_id)])
     }
 
     pub fn put(&self, token_id: Uuid, code: SecurityCode) {
-        self.entries()
-            .insert(token_id, (code, Instant::now() + self.ttl));
+        self.put_at(token_id, code, Instant::now());
+    }
+
+    fn put_at(&self, token_id: Uuid, code: SecurityCode, now: Instant) {
+        let expires = now + self.ttl;
+        let mut shard = self.shard(token_id);
+        shard.codes.insert(token_id, (code, expires));
+        shard.expiries.push_back((expires, token_id));
     }
 
     /// Takes the code out for one use; it is gone afterwards.
     pub fn take(&self, token_id: Uuid) -> Option<SecurityCode> {
-        let (code, expires) = self.entries().remove(&token_id)?;
+        let (code, expires) = self.shard(token_id).codes.remove(&token_id)?;
         (Instant::now() < expires).then_some(code)
     }
 
     /// Whether a live code is held for the token.
     pub fn holds(&self, token_id: Uuid) -> bool {
-        self.entries()
+        self.shard(token_id)
+            .codes
             .get(&token_id)
             .is_some_and(|(_, expires)| Instant::now() < *expires)
     }
 
     /// Drops the code, if any; true if one was live.
     pub fn drop_code(&self, token_id: Uuid) -> bool {
-        self.entries()
+        self.shard(token_id)
+            .codes
             .remove(&token_id)
             .is_some_and(|(_, expires)| Instant::now() < expires)
     }
 
-    /// Removes every expired code; returns how many.
+    /// Removes every expired code, one shard at a time; returns how many.
     pub fn sweep(&self) -> usize {
-        let now = Instant::now();
-        let mut entries = self.entries();
-        let before = entries.len();
-        entries.retain(|_, (_, expires)| now < *expires);
-        before - entries.len()
+        self.sweep_at(Instant::now())
     }
+
+    fn sweep_at(&self, now: Instant) -> usize {
+        self.shards.iter().map(|shard| lock(shard).sweep(now)).sum()
+    }
+}
+
+/// The shard of a token: its id's two halves folded, so that any random bits of it count.
+fn shard_of(token_id: Uuid) -> usize {
+    let (high, low) = token_id.as_u64_pair();
+    ((high ^ low) as usize) & (SHARDS - 1)
+}
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -281,5 +348,115 @@ mod tests {
         assert!(!cache.holds(id));
         assert_eq!(cache.sweep(), 1);
         assert!(cache.take(id).is_none());
+    }
+
+    fn code(digits: &str, scheme: Scheme) -> SecurityCode {
+        SecurityCode::parse(digits, scheme).unwrap()
+    }
+
+    #[test]
+    fn codes_spread_over_the_shards_and_each_comes_back_as_put() {
+        let cache = MemoryCvc::new(Duration::from_secs(60));
+        let ids: Vec<Uuid> = (0..10_000).map(|_| Uuid::new_v4()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let digits = if i % 2 == 0 {
+                format!("{:03}", i % 1000)
+            } else {
+                format!("{:04}", i)
+            };
+            let scheme = if i % 2 == 0 {
+                Scheme::Visa
+            } else {
+                Scheme::AmericanExpress
+            };
+            cache.put(*id, code(&digits, scheme));
+        }
+        // 10,000 random ids over 4,096 shards leave about 350 of them empty.
+        let used = cache
+            .shards
+            .iter()
+            .filter(|s| !lock(s).codes.is_empty())
+            .count();
+        assert!(used > SHARDS * 3 / 4, "only {used} shards hold codes");
+        for (i, id) in ids.iter().enumerate() {
+            let digits = if i % 2 == 0 {
+                format!("{:03}", i % 1000)
+            } else {
+                format!("{:04}", i)
+            };
+            assert_eq!(cache.take(*id).map(|c| c.peek().to_owned()), Some(digits));
+        }
+    }
+
+    #[test]
+    fn a_sweep_removes_only_what_expired_in_the_order_it_was_put() {
+        let cache = MemoryCvc::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let (early, late) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.put_at(early, code("123", Scheme::Visa), t0);
+        cache.put_at(
+            late,
+            code("456", Scheme::Visa),
+            t0 + Duration::from_secs(30),
+        );
+        assert_eq!(cache.sweep_at(t0 + Duration::from_secs(59)), 0);
+        assert_eq!(cache.sweep_at(t0 + Duration::from_secs(60)), 1);
+        assert!(!lock(&cache.shards[shard_of(early)])
+            .codes
+            .contains_key(&early));
+        assert!(cache.holds(late));
+        assert_eq!(cache.sweep_at(t0 + Duration::from_secs(90)), 1);
+        assert!(cache.shards.iter().all(|s| {
+            let s = lock(s);
+            s.codes.is_empty() && s.expiries.is_empty()
+        }));
+    }
+
+    #[test]
+    fn a_code_put_again_lives_until_its_last_expiry() {
+        let cache = MemoryCvc::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let id = Uuid::new_v4();
+        cache.put_at(id, code("123", Scheme::Visa), t0);
+        cache.put_at(id, code("789", Scheme::Visa), t0 + Duration::from_secs(30));
+        // The first put's expiry is stale: the code it names was replaced.
+        assert_eq!(cache.sweep_at(t0 + Duration::from_secs(61)), 0);
+        assert!(cache.holds(id));
+        assert_eq!(cache.sweep_at(t0 + Duration::from_secs(90)), 1);
+        assert!(cache.take(id).is_none());
+    }
+
+    #[test]
+    fn a_code_taken_or_dropped_before_it_expires_is_not_counted_by_the_sweep() {
+        let cache = MemoryCvc::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let (taken, dropped) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.put_at(taken, code("123", Scheme::Visa), t0);
+        cache.put_at(dropped, code("123", Scheme::Visa), t0);
+        assert!(cache.take(taken).is_some());
+        assert!(cache.drop_code(dropped));
+        assert_eq!(cache.sweep_at(t0 + Duration::from_secs(60)), 0);
+        assert!(cache.shards.iter().all(|s| lock(s).expiries.is_empty()));
+    }
+
+    #[test]
+    fn a_shard_gives_back_what_a_burst_grew_once_it_has_expired() {
+        let mut shard = Shard::default();
+        let t0 = Instant::now();
+        for i in 0..10_000u64 {
+            let at = t0 + Duration::from_millis(i);
+            let id = Uuid::from_u64_pair(0, i);
+            shard.codes.insert(id, (code("123", Scheme::Visa), at));
+            shard.expiries.push_back((at, id));
+        }
+        let grown = shard.codes.capacity();
+        assert_eq!(shard.sweep(t0 + Duration::from_millis(9_900)), 9_901);
+        assert_eq!(shard.codes.len(), 99);
+        assert!(
+            shard.codes.capacity() < grown / 8,
+            "{} of {grown}",
+            shard.codes.capacity()
+        );
+        assert!(shard.expiries.capacity() < 1_000);
     }
 }
