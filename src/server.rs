@@ -436,7 +436,7 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     let tick = Duration::from_secs(5);
     let mut ticks = 0u64;
     loop {
-        // Off the runtime's workers: a sweep takes about 30 ms per 100,000 codes expired.
+        // Off the runtime's workers: a sweep walks every code (about 7 ms a million) and frees the expired.
         let cvc = Arc::clone(&state.tokens.cvc);
         if let Err(err) = tokio::task::spawn_blocking(move || cvc.sweep()).await {
             tracing::warn!(error = %err, "the sweep of expired security codes did not finish");

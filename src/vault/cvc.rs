@@ -3,8 +3,7 @@
 //! node keeps codes in its own memory; several nodes share them through Redis (run it without
 //! persistence), where each code is stored sealed under its account's data key, bound to its token.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -205,53 +204,31 @@ impl RedisCvc {
 ///
 /// With one map for every code, every request waited while it grew: each doubling rehashed all the codes
 /// under the one lock, on a worker thread, while requests on the other worker queued on the lock (README,
-/// "Other protections"). At the default TTL and a few thousand cards a second it holds millions. A shard
-/// holds a [`SHARDS`]th of the codes, so its growth takes that much less and holds up only the requests
-/// whose token lands on it. Codes expire in the order they were put (one TTL for all), so each shard keeps
-/// that order too, and a sweep removes what has expired without walking the codes still live.
+/// "Other protections"), and the sweep walked them all under it too. At the default TTL and a few
+/// thousand cards a second it holds millions. A shard holds a [`SHARDS`]th of the codes, so its growth
+/// and its sweep take that much less and hold up only the requests whose token lands on it.
 pub struct MemoryCvc {
     ttl: Duration,
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Mutex<Codes>]>,
 }
 
 /// How many maps the codes are split over (a power of two).
 const SHARDS: usize = 4096;
 
-#[derive(Default)]
-struct Shard {
-    /// The code stays a `SecurityCode`, its digits on the heap and wiped when it is dropped: a map's
-    /// growth moves its entries, and would leave copies of digits kept inline in the memory it frees.
-    codes: HashMap<Uuid, (SecurityCode, Instant)>,
-    /// Every put's expiry and token, oldest first. A code taken or dropped before it expired, or put
-    /// again since (a later expiry), leaves its entry here until a sweep reaches it and finds it stale.
-    expiries: VecDeque<(Instant, Uuid)>,
-}
+/// A shard's codes with their expiry. Each stays a `SecurityCode`, its digits on the heap and wiped
+/// when it is dropped: a map's growth moves its entries, and would leave copies of digits kept inline
+/// in the memory it frees.
+type Codes = HashMap<Uuid, (SecurityCode, Instant)>;
 
-impl Shard {
-    /// Removes the codes that expired by `now`; returns how many.
-    fn sweep(&mut self, now: Instant) -> usize {
-        let mut removed = 0;
-        while let Some(&(expires, token_id)) = self.expiries.front() {
-            if now < expires {
-                break;
-            }
-            self.expiries.pop_front();
-            if let Entry::Occupied(entry) = self.codes.entry(token_id) {
-                if entry.get().1 == expires {
-                    entry.remove();
-                    removed += 1;
-                }
-            }
-        }
-        // Give back what a burst grew once most of it has gone.
-        if self.codes.capacity() > 64 && self.codes.len() * 4 < self.codes.capacity() {
-            self.codes.shrink_to(self.codes.len() * 2);
-        }
-        if self.expiries.capacity() > 64 && self.expiries.len() * 4 < self.expiries.capacity() {
-            self.expiries.shrink_to(self.expiries.len() * 2);
-        }
-        removed
+/// Removes the shard's codes that expired by `now`; returns how many.
+fn sweep_shard(codes: &mut Codes, now: Instant) -> usize {
+    let before = codes.len();
+    codes.retain(|_, (_, expires)| now < *expires);
+    // Give back what a burst grew once most of it has gone.
+    if codes.capacity() > 64 && codes.len() * 4 < codes.capacity() {
+        codes.shrink_to(codes.len() * 2);
     }
+    before - codes.len()
 }
 
 impl MemoryCvc {
@@ -262,7 +239,7 @@ impl MemoryCvc {
         }
     }
 
-    fn shard(&self, token_id: Uuid) -> std::sync::MutexGuard<'_, Shard> {
+    fn shard(&self, token_id: Uuid) -> std::sync::MutexGuard<'_, Codes> {
         lock(&self.shards[shard_of(token_id)])
     }
 
@@ -271,22 +248,19 @@ impl MemoryCvc {
     }
 
     fn put_at(&self, token_id: Uuid, code: SecurityCode, now: Instant) {
-        let expires = now + self.ttl;
-        let mut shard = self.shard(token_id);
-        shard.codes.insert(token_id, (code, expires));
-        shard.expiries.push_back((expires, token_id));
+        self.shard(token_id)
+            .insert(token_id, (code, now + self.ttl));
     }
 
     /// Takes the code out for one use; it is gone afterwards.
     pub fn take(&self, token_id: Uuid) -> Option<SecurityCode> {
-        let (code, expires) = self.shard(token_id).codes.remove(&token_id)?;
+        let (code, expires) = self.shard(token_id).remove(&token_id)?;
         (Instant::now() < expires).then_some(code)
     }
 
     /// Whether a live code is held for the token.
     pub fn holds(&self, token_id: Uuid) -> bool {
         self.shard(token_id)
-            .codes
             .get(&token_id)
             .is_some_and(|(_, expires)| Instant::now() < *expires)
     }
@@ -294,7 +268,6 @@ impl MemoryCvc {
     /// Drops the code, if any; true if one was live.
     pub fn drop_code(&self, token_id: Uuid) -> bool {
         self.shard(token_id)
-            .codes
             .remove(&token_id)
             .is_some_and(|(_, expires)| Instant::now() < expires)
     }
@@ -305,7 +278,10 @@ impl MemoryCvc {
     }
 
     fn sweep_at(&self, now: Instant) -> usize {
-        self.shards.iter().map(|shard| lock(shard).sweep(now)).sum()
+        self.shards
+            .iter()
+            .map(|shard| sweep_shard(&mut lock(shard), now))
+            .sum()
     }
 }
 
@@ -315,7 +291,7 @@ fn shard_of(token_id: Uuid) -> usize {
     ((high ^ low) as usize) & (SHARDS - 1)
 }
 
-fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+fn lock(shard: &Mutex<Codes>) -> std::sync::MutexGuard<'_, Codes> {
     shard
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -372,11 +348,7 @@ mod tests {
             cache.put(*id, code(&digits, scheme));
         }
         // 10,000 random ids over 4,096 shards leave about 350 of them empty.
-        let used = cache
-            .shards
-            .iter()
-            .filter(|s| !lock(s).codes.is_empty())
-            .count();
+        let used = cache.shards.iter().filter(|s| !lock(s).is_empty()).count();
         assert!(used > SHARDS * 3 / 4, "only {used} shards hold codes");
         for (i, id) in ids.iter().enumerate() {
             let digits = if i % 2 == 0 {
@@ -389,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sweep_removes_only_what_expired_in_the_order_it_was_put() {
+    fn a_sweep_removes_only_what_expired() {
         let cache = MemoryCvc::new(Duration::from_secs(60));
         let t0 = Instant::now();
         let (early, late) = (Uuid::new_v4(), Uuid::new_v4());
@@ -401,15 +373,10 @@ mod tests {
         );
         assert_eq!(cache.sweep_at(t0 + Duration::from_secs(59)), 0);
         assert_eq!(cache.sweep_at(t0 + Duration::from_secs(60)), 1);
-        assert!(!lock(&cache.shards[shard_of(early)])
-            .codes
-            .contains_key(&early));
+        assert!(!lock(&cache.shards[shard_of(early)]).contains_key(&early));
         assert!(cache.holds(late));
         assert_eq!(cache.sweep_at(t0 + Duration::from_secs(90)), 1);
-        assert!(cache.shards.iter().all(|s| {
-            let s = lock(s);
-            s.codes.is_empty() && s.expiries.is_empty()
-        }));
+        assert!(cache.shards.iter().all(|s| lock(s).is_empty()));
     }
 
     #[test]
@@ -419,7 +386,7 @@ mod tests {
         let id = Uuid::new_v4();
         cache.put_at(id, code("123", Scheme::Visa), t0);
         cache.put_at(id, code("789", Scheme::Visa), t0 + Duration::from_secs(30));
-        // The first put's expiry is stale: the code it names was replaced.
+        // The second put replaced the first, expiry and all.
         assert_eq!(cache.sweep_at(t0 + Duration::from_secs(61)), 0);
         assert!(cache.holds(id));
         assert_eq!(cache.sweep_at(t0 + Duration::from_secs(90)), 1);
@@ -436,27 +403,26 @@ mod tests {
         assert!(cache.take(taken).is_some());
         assert!(cache.drop_code(dropped));
         assert_eq!(cache.sweep_at(t0 + Duration::from_secs(60)), 0);
-        assert!(cache.shards.iter().all(|s| lock(s).expiries.is_empty()));
     }
 
     #[test]
     fn a_shard_gives_back_what_a_burst_grew_once_it_has_expired() {
-        let mut shard = Shard::default();
+        let mut codes = Codes::default();
         let t0 = Instant::now();
         for i in 0..10_000u64 {
             let at = t0 + Duration::from_millis(i);
-            let id = Uuid::from_u64_pair(0, i);
-            shard.codes.insert(id, (code("123", Scheme::Visa), at));
-            shard.expiries.push_back((at, id));
+            codes.insert(Uuid::from_u64_pair(0, i), (code("123", Scheme::Visa), at));
         }
-        let grown = shard.codes.capacity();
-        assert_eq!(shard.sweep(t0 + Duration::from_millis(9_900)), 9_901);
-        assert_eq!(shard.codes.len(), 99);
-        assert!(
-            shard.codes.capacity() < grown / 8,
-            "{} of {grown}",
-            shard.codes.capacity()
+        let grown = codes.capacity();
+        assert_eq!(
+            sweep_shard(&mut codes, t0 + Duration::from_millis(9_900)),
+            9_901
         );
-        assert!(shard.expiries.capacity() < 1_000);
+        assert_eq!(codes.len(), 99);
+        assert!(
+            codes.capacity() < grown / 8,
+            "{} of {grown}",
+            codes.capacity()
+        );
     }
 }
