@@ -332,31 +332,23 @@ mod tests {
 
     #[test]
     fn codes_spread_over_the_shards_and_each_comes_back_as_put() {
+        // Even ids a Visa code of 3 digits, odd ones an American Express code of 4.
+        let digits = |i: usize| match i % 2 {
+            0 => (format!("{:03}", i % 1000), Scheme::Visa),
+            _ => (format!("{i:04}"), Scheme::AmericanExpress),
+        };
         let cache = MemoryCvc::new(Duration::from_secs(60));
         let ids: Vec<Uuid> = (0..10_000).map(|_| Uuid::new_v4()).collect();
         for (i, id) in ids.iter().enumerate() {
-            let digits = if i % 2 == 0 {
-                format!("{:03}", i % 1000)
-            } else {
-                format!("{:04}", i)
-            };
-            let scheme = if i % 2 == 0 {
-                Scheme::Visa
-            } else {
-                Scheme::AmericanExpress
-            };
-            cache.put(*id, code(&digits, scheme));
+            let (put, scheme) = digits(i);
+            cache.put(*id, code(&put, scheme));
         }
         // 10,000 random ids over 4,096 shards leave about 350 of them empty.
         let used = cache.shards.iter().filter(|s| !lock(s).is_empty()).count();
         assert!(used > SHARDS * 3 / 4, "only {used} shards hold codes");
         for (i, id) in ids.iter().enumerate() {
-            let digits = if i % 2 == 0 {
-                format!("{:03}", i % 1000)
-            } else {
-                format!("{:04}", i)
-            };
-            assert_eq!(cache.take(*id).map(|c| c.peek().to_owned()), Some(digits));
+            let taken = cache.take(*id).map(|c| c.peek().to_owned());
+            assert_eq!(taken, Some(digits(i).0));
         }
     }
 
