@@ -7,7 +7,9 @@
 # prints; it asserts nothing. The `us/token` column is the CPU time (user + system, from /proc/<pid>/stat) spent
 # by the server and its database during the tokenization run, per token created in it: on SQLite that is
 # the server process alone (the database is in it); on PostgreSQL the server plus the backends serving
-# this run's database.
+# this run's database. `srv p99` is the server's own p99 for the same requests, from its request log: the
+# handlers' time, beside wrk's p99, which also counts waits before a request is read and corrects for
+# coordinated omission (README, "Benchmarks").
 #
 #   bench/cde-import.sh                 # both backends, metrics off and on, 10 s per measurement, `file` key provider
 #   DURATION=5s BACKENDS=sqlite CONNECTIONS=16 bench/cde-import.sh
@@ -57,7 +59,7 @@ tokens_stored() {
     fi
 }
 
-printf '\n%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s\n' backend provider metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors "us/token"
+printf '\n%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s %8s\n' backend provider metrics conns endpoint "req/s" "p50 ms" "p99 ms" errors "us/token" "srv p99"
 for backend in $BACKENDS; do
   for provider in $PROVIDERS; do
     for metrics in $METRICS; do
@@ -87,12 +89,14 @@ for backend in $BACKENDS; do
             read -r h_rps h_p50 h_p99 h_err < <(measure "$BASE/health" "$conns")
             tokens_before=$(tokens_stored)
             ticks_before=$(cpu_ticks)
+            log_from=$(wc -l <"$dir/stderr")
             read -r t_rps t_p50 t_p99 t_err < <(STRONGROOM_BENCH_KEY="$KEY" measure "$BASE/cde-import" "$conns" -s bench/cde_import.lua)
             ticks_after=$(cpu_ticks)
             tokens_after=$(tokens_stored)
             t_cpu=$(us_per $(( ticks_after - ticks_before )) $(( tokens_after - tokens_before )))
+            t_srv=$(server_p99 "$dir/stderr" "$log_from" /cde-import)
             printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s\n' "$backend" "$provider" "$metrics" "$conns" "GET /health" "$h_rps" "$h_p50" "$h_p99" "$h_err"
-            printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s   (%.0f%% of /health)\n' "$backend" "$provider" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" "$t_cpu" \
+            printf '%-9s %-8s %-7s %6s  %-18s %10s %9s %9s %8s %9s %8s   (%.0f%% of /health)\n' "$backend" "$provider" "$metrics" "$conns" "POST /cde-import" "$t_rps" "$t_p50" "$t_p99" "$t_err" "$t_cpu" "$t_srv" \
                 "$(awk -v t="$t_rps" -v h="$h_rps" 'BEGIN { print (h > 0 ? 100 * t / h : 0) }')"
         done
         if [ -n "$SCRAPER_PID" ]; then

@@ -90,6 +90,15 @@ wrk_summary() {
         END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (errors == "" ? 0 : errors) }'
 }
 
+# server_p99 LOG FROM ROUTE: the p99, in ms, of the latencies the server logged (`latency_us`) for ROUTE in
+# LOG after its line FROM, or "-". That is the handler's time only: a request that waited for a worker
+# thread before it was read counts in wrk's p99 (which also corrects for coordinated omission, README
+# "Benchmarks") but not here, so the two apart point at stalls outside the handlers.
+server_p99() {
+    tail -n +"$(( $2 + 1 ))" "$1" | grep -F "route=$3 " | grep -o 'latency_us=[0-9]*' | cut -d= -f2 | sort -n |
+        awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f\n", v[i] / 1000 }'
+}
+
 # start_server DIR: runs `$BIN serve` (settings from the environment) on a free port, logs in DIR;
 # sets SERVER_PID and BASE.
 start_server() {

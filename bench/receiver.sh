@@ -50,14 +50,15 @@ subscribe_receiver() {
 received() { curl -s "http://$RECEIVER/stats" | sed 's/.*"received":\([0-9]*\).*/\1/'; }
 bad_signatures() { curl -s "http://$RECEIVER/stats" | sed 's/.*"bad_signatures":\([0-9]*\).*/\1/'; }
 
-# cde_import CONNS DURATION: prints "req/s p50_ms p99_ms errors requests" (KEY, BASE and the server's
-# log directory `dir` from the caller).
+# cde_import CONNS DURATION: prints "req/s p50_ms p99_ms errors requests server_p99_ms" (KEY, BASE and
+# the server's log directory `dir` from the caller; `server_p99` in lib.sh).
 cde_import() {
-    local out
+    local out from
+    from=$(wc -l <"$dir/stderr")
     if ! out=$(STRONGROOM_BENCH_KEY="$KEY" wrk -t"$(( $1 < 2 ? $1 : 2 ))" -c"$1" -d"$2" --latency -s bench/cde_import.lua "$BASE/cde-import"); then
         echo "wrk failed against $BASE; the server's log ends:" >&2
         tail -20 "$dir/stderr" >&2
         exit 1
     fi
-    echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }')"
+    echo "$(echo "$out" | wrk_summary) $(echo "$out" | awk '/requests in/ { print $1 }') $(server_p99 "$dir/stderr" "$from" /cde-import)"
 }

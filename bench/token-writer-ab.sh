@@ -52,7 +52,7 @@ for backend in $BACKENDS; do
                 for conns in $CONNECTIONS; do
                     read -r sum0 count0 < <(batches)
                     ticks=$(cpu_ticks)
-                    read -r rps _ p99 _ made < <(cde_import "$conns" "$DURATION")
+                    read -r rps _ p99 _ made _ < <(cde_import "$conns" "$DURATION")
                     ticks=$(( $(cpu_ticks) - ticks ))
                     read -r sum1 count1 < <(batches)
                     read -r n per ms busy < <(awk -v s0="$sum0" -v s1="$sum1" -v c0="$count0" -v c1="$count1" -v made="$made" -v d="$seconds" \

@@ -42,7 +42,7 @@ for backend in $BACKENDS; do
     server_account "$dir"
     subscribe_receiver "$BIN_A" "$ACCOUNT" "$dir/receiver.log"
     # Untimed first: a new database's first writes grow its files.
-    read -r _ _ _ _ made < <(cde_import 16 "$DURATION")
+    read -r _ _ _ _ made _ < <(cde_import 16 "$DURATION")
     total=$made
     stop_server
     for round in $(seq 1 "$ROUNDS"); do
@@ -53,7 +53,7 @@ for backend in $BACKENDS; do
                 for _ in $(seq 1 3000); do [ "$(received)" -ge "$total" ] && break; sleep 0.1; done
                 got_before=$(received)
                 ticks=$(cpu_ticks)
-                read -r rps p50 p99 _ made < <(cde_import "$conns" "$DURATION")
+                read -r rps p50 p99 _ made _ < <(cde_import "$conns" "$DURATION")
                 ticks=$(( $(cpu_ticks) - ticks ))
                 row "$backend" "$round" "$build" "$conns" "$rps" "$p50" "$p99" "$made" \
                     "$(( $(received) - got_before ))" "$(us_per "$ticks" "$made")"

@@ -11,6 +11,8 @@
 #     signature): events are queued while the server runs without workers, then a server with
 #     $WORKERS workers starts and the time until the receiver has them all is measured, with the CPU
 #     time per event of the server (with its PostgreSQL backends) and of the receiver.
+# "srv p99" is the server's own p99 for the same requests, from its request log (the handlers' time;
+# wrk's p99 also counts waits before a request is read, README "Benchmarks").
 # It measures and prints; it asserts nothing.
 #
 #   bench/webhooks.sh          # both backends, 10 s per measurement at 1 and 16 connections, 2 workers
@@ -39,11 +41,11 @@ restart_server() {
     start_server "$1"
 }
 
-row() { printf '%-9s %5s  %-39s %10s %9s %9s %8s %9s\n' "$@"; }
+row() { printf '%-9s %5s  %-39s %10s %9s %9s %8s %9s %9s\n' "$@"; }
 # share RPS BASE: RPS as a percentage of BASE (the same connections without a webhook).
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "-" }'; }
 printf '\n'
-row backend conns "POST /cde-import" "req/s" "p50 ms" "p99 ms" errors "vs none"
+row backend conns "POST /cde-import" "req/s" "p50 ms" "p99 ms" errors "vs none" "srv p99"
 DURING_ROWS=()
 DELIVERY_ROWS=()
 for backend in $BACKENDS; do
@@ -61,9 +63,9 @@ for backend in $BACKENDS; do
     # One connection shows the latency a request pays; more show throughput.
     declare -A NONE=()
     for conns in 1 $CONNECTIONS; do
-        read -r rps p50 p99 err _ < <(cde_import "$conns" "$DURATION")
+        read -r rps p50 p99 err _ srv < <(cde_import "$conns" "$DURATION")
         NONE[$conns]=$rps
-        row "$backend" "$conns" "no webhook" "$rps" "$p50" "$p99" "$err" "100%"
+        row "$backend" "$conns" "no webhook" "$rps" "$p50" "$p99" "$err" "100%" "$srv"
     done
 
     subscribe_receiver "$BIN" "$ACCOUNT" "$dir/receiver.log"
@@ -73,9 +75,9 @@ for backend in $BACKENDS; do
     requests=$(received)
     for conns in 1 $CONNECTIONS; do
         got_before=$(received)
-        read -r rps p50 p99 err made < <(cde_import "$conns" "$DURATION")
+        read -r rps p50 p99 err made srv < <(cde_import "$conns" "$DURATION")
         got=$(( $(received) - got_before ))
-        row "$backend" "$conns" "webhook subscribed, delivering" "$rps" "$p50" "$p99" "$err" "$(share "$rps" "${NONE[$conns]}")"
+        row "$backend" "$conns" "webhook subscribed, delivering" "$rps" "$p50" "$p99" "$err" "$(share "$rps" "${NONE[$conns]}")" "$srv"
         DURING_ROWS+=("$(printf '%-9s %5s %12s %14s' "$backend" "$conns" "$made" "$got")")
         requests=$((requests + made))
     done
@@ -87,9 +89,9 @@ for backend in $BACKENDS; do
         STRONGROOM_WORKERS=0 restart_server "$dir"
         queued=0
         for conns in 1 "${CONNECTIONS##* }"; do
-            read -r rps p50 p99 err made < <(cde_import "$conns" "$QUEUE_FOR")
+            read -r rps p50 p99 err made srv < <(cde_import "$conns" "$QUEUE_FOR")
             [ "$workers" = "${WORKERS%% *}" ] && row "$backend" "$conns" "webhook subscribed, no workers (outbox)" "$rps" "$p50" "$p99" "$err" \
-                "$([ -n "${NONE[$conns]:-}" ] && share "$rps" "${NONE[$conns]}" || echo -)"
+                "$([ -n "${NONE[$conns]:-}" ] && share "$rps" "${NONE[$conns]}" || echo -)" "$srv"
             queued=$((queued + made))
         done
         stop_server
