@@ -95,7 +95,10 @@ wrk_summary() {
 # thread before it was read counts in wrk's p99 (which also corrects for coordinated omission, README
 # "Benchmarks") but not here, so the two apart point at stalls outside the handlers.
 server_p99() {
-    tail -n +"$(( $2 + 1 ))" "$1" | grep -F "route=$3 " | grep -o 'latency_us=[0-9]*' | cut -d= -f2 | sort -n |
+    # awk and sort only: a grep that matched nothing would fail the pipeline and, under `set -e`, the caller.
+    tail -n +"$(( $2 + 1 ))" "$1" |
+        awk -v route="route=$3 " 'index($0, route) && match($0, /latency_us=[0-9]+/) { print substr($0, RSTART + 11, RLENGTH - 11) }' |
+        sort -n |
         awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f\n", v[i] / 1000 }'
 }
 
