@@ -185,7 +185,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Serve => "info,sqlx=warn",
         _ => "warn",
     };
-    telemetry::init(config.log_format, default_filter);
+    telemetry::init(
+        config.log_format,
+        default_filter,
+        matches!(cli.command, Command::Serve),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,7 +200,11 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let outcome = runtime.block_on(run(cli.command, config));
+    // What the runtime's tasks log as they stop is written too.
+    drop(runtime);
+    telemetry::flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             telemetry::print_err(&format!("error: {err:#}\n"));

@@ -49,6 +49,66 @@ async fn logs_on_dev_full_neither_stop_nor_slow_the_server() {
     assert!(server.is_running(), "the server is still up");
 }
 
+/// A log reader that stops reading (stderr on a pipe nobody drains, as a stalled log shipper or a paused
+/// terminal leaves it) holds up the server's log-writer thread, not its requests: they are answered,
+/// and the lines that found no room are dropped and counted.
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let fifo = db.dir.path().join("stderr.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Open for reading (and writing, so that opening does not wait for a writer) and never read: once
+    // the pipe's buffer is full, every write to it blocks.
+    let _never_read = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    // Logging at trace level, as every test server does: several lines a request.
+    let server = ServerProcess::start_with_output(&db, &[], &fifo);
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut requests = 0;
+    let dropped = loop {
+        for _ in 0..200 {
+            let answer = client
+                .get(format!("{}/health", server.base))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("request {requests} was not answered: {e}"));
+            assert_eq!(answer.status(), StatusCode::OK);
+            requests += 1;
+        }
+        let ready: serde_json::Value = client
+            .get(format!("{}/ready", server.base))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["status"], "ready");
+        let dropped = ready["log_lines_dropped"].as_u64().unwrap();
+        if dropped > 0 {
+            break dropped;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{requests} requests and no line dropped: the log never filled the pipe and the buffer"
+        );
+    };
+    assert!(
+        dropped > 0 && requests >= 200,
+        "{dropped} lines dropped after {requests} requests"
+    );
+}
+
 /// A tmpfs of `megabytes` mounted on a fresh directory, unmounted when dropped (needs root).
 struct SmallDisk {
     dir: tempfile::TempDir,

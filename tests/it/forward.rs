@@ -408,6 +408,7 @@ async fn no_card_data_reaches_the_logs_or_the_database_after_forwards(backend: B
         assert!(!response.text().await.unwrap().contains(pan));
     }
     assert_eq!(destination.received().len(), 2);
+    server.let_log_settle();
     let (out, log) = server.kill_9();
     assert!(log.contains("TRACE"), "the server logged at trace level");
     assert!(log.contains(" forward "), "a forward line is logged");

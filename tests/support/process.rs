@@ -179,6 +179,13 @@ impl ServerProcess {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Waits until what the server logged so far is in its log file: it writes its log from a thread
+    /// of its own, a few milliseconds after each line (for a test that reads, after a kill -9, the lines
+    /// of its last requests).
+    pub fn let_log_settle(&self) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     pub fn kill_9(mut self) -> (String, String) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -71,6 +71,7 @@ async fn no_processor_secret_in_the_database_or_the_logs(backend: Backend) {
     let (ok, out, err) = cli_with_input(&db, &["processor", "remove", &id], "");
     assert!(ok, "{err}");
     outputs.push_str(&out);
+    server.let_log_settle();
     let (_, log) = server.kill_9();
     assert!(log.contains("TRACE"), "the server logged at trace level");
     for (place, bytes) in [
@@ -184,6 +185,7 @@ async fn no_adyen_secret_in_the_database_or_the_logs(backend: Backend) {
     let (ok, out, err) = cli_with_input(&db, &["processor", "remove", &id], "");
     assert!(ok, "{err}");
     outputs.push_str(&out);
+    server.let_log_settle();
     let (_, log) = server.kill_9();
     assert!(log.contains("TRACE"), "the server logged at trace level");
     for (place, bytes) in [
