@@ -137,7 +137,7 @@ const BACKLOG_CAP: usize = 1 << 20;
 const GATHER: Duration = Duration::from_millis(2);
 
 /// Log lines waiting for the background writer.
-pub struct Backlog {
+struct Backlog {
     queue: Mutex<Queue>,
     ready: Condvar,
     /// Held while lines taken from `queue` are written, so that lines are written in the order they
