@@ -130,7 +130,9 @@ macro_rules! impl_vault_key_store {
                     .bind(k.rewrapped_at)
                     .bind(k.previous_dek_version)
                     .bind(&k.previous_wrapped_dek)
-                    .execute(self.pool())
+                    // On SQLite the writers' one connection, where writes queue rather than meet in the
+                    // busy handler.
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected() == 1)
                 }

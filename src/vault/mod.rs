@@ -68,6 +68,8 @@ pub struct Vault {
     store: DynStore,
     provider: DynProvider,
     accounts: RwLock<HashMap<Uuid, Arc<AccountKeys>>>,
+    /// Held while an account's first keys are made (`create_account_keys`).
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Vault {
@@ -94,6 +96,7 @@ impl Vault {
             store,
             provider,
             accounts: RwLock::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -127,19 +130,7 @@ impl Vault {
     ) -> Result<Arc<AccountKeys>, VaultError> {
         let record = match self.store.get_account_keys(account_id).await? {
             Some(record) => record,
-            None => {
-                // New keys are wrapped by the newest master key, which another process may have just added.
-                self.provider.reload()?;
-                let fresh = new_account_keys(account_id, &*self.provider)?;
-                if self.store.insert_account_keys(&fresh).await? {
-                    fresh
-                } else {
-                    self.store
-                        .get_account_keys(account_id)
-                        .await?
-                        .ok_or(VaultError::Integrity)?
-                }
-            }
+            None => self.create_account_keys(account_id).await?,
         };
         let keys = match cached {
             Some(keys) if keys.stamp == stamp(&record) => Arc::new(AccountKeys {
@@ -156,6 +147,30 @@ impl Vault {
             cache.insert(account_id, keys.clone());
         }
         Ok(keys)
+    }
+
+    /// Makes and stores the account's first keys, or reads the ones another request or node stored
+    /// first. One request of this process at a time: the requests of a new account's first burst all
+    /// find no keys at once, and each used to make its own and race to insert them; on SQLite the
+    /// inserts from several connections met in its busy handler, whose sleeps (1, 2, 5, 10… ms) held
+    /// some of those first requests 130–550 ms. Now one makes them and the others find them. (Keys are
+    /// made once in an account's life, so one lock for every account costs nothing.)
+    async fn create_account_keys(&self, account_id: Uuid) -> Result<AccountKeysRecord, VaultError> {
+        let _one_at_a_time = self.creating.lock().await;
+        if let Some(record) = self.store.get_account_keys(account_id).await? {
+            return Ok(record);
+        }
+        // New keys are wrapped by the newest master key, which another process may have just added.
+        self.provider.reload()?;
+        let fresh = new_account_keys(account_id, &*self.provider)?;
+        if self.store.insert_account_keys(&fresh).await? {
+            Ok(fresh)
+        } else {
+            self.store
+                .get_account_keys(account_id)
+                .await?
+                .ok_or(VaultError::Integrity)
+        }
     }
 
     /// The account's keys able to open `version`, read again at once if the cache does not have it.

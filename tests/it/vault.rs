@@ -20,6 +20,7 @@ on_both_backends!(
     no_card_data_reaches_the_database_or_the_trace_logs_and_a_kill_loses_nothing,
     a_kill_while_batches_are_in_flight_loses_no_answered_token,
     tokens_sealed_before_a_master_key_rotation_open_after_it,
+    a_new_accounts_first_burst_makes_its_keys_once,
 );
 
 fn file_bytes(path: &Path) -> Vec<u8> {
@@ -401,4 +402,121 @@ async fn a_kill_while_batches_are_in_flight_loses_no_answered_token(backend: Bac
     assert_eq!(shown.status, StatusCode::OK);
     assert_eq!(shown.body["id"], json!(first.0.to_string()));
     let _ = server.kill_9();
+}
+
+/// A key provider that counts its wraps, over the file provider of a test's data directory.
+struct CountingProvider {
+    inner: FileProvider,
+    wraps: std::sync::atomic::AtomicUsize,
+}
+
+impl strongroom::vault::provider::KeyProvider for CountingProvider {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn versions(&self) -> Vec<u32> {
+        self.inner.versions()
+    }
+    fn reload(&self) -> strongroom::vault::provider::ProviderResult<()> {
+        self.inner.reload()
+    }
+    fn wrap(
+        &self,
+        version: u32,
+        aad: &[u8],
+        key: &strongroom::vault::master::KeyBytes,
+    ) -> strongroom::vault::provider::ProviderResult<Vec<u8>> {
+        self.wraps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wrap(version, aad, key)
+    }
+    fn unwrap(
+        &self,
+        version: u32,
+        aad: &[u8],
+        wrapped: &[u8],
+    ) -> strongroom::vault::provider::ProviderResult<strongroom::vault::master::KeyBytes> {
+        self.inner.unwrap(version, aad, wrapped)
+    }
+    fn init(&self) -> strongroom::vault::provider::ProviderResult<u32> {
+        self.inner.init()
+    }
+    fn add_version(&self) -> strongroom::vault::provider::ProviderResult<u32> {
+        self.inner.add_version()
+    }
+    fn destroy_version(&self, version: u32) -> strongroom::vault::provider::ProviderResult<()> {
+        self.inner.destroy_version(version)
+    }
+    fn check(&self) -> strongroom::vault::provider::ProviderResult<()> {
+        self.inner.check()
+    }
+    fn lock_file(&self) -> std::path::PathBuf {
+        self.inner.lock_file()
+    }
+}
+
+/// The first requests of a new account arrive together and all find it without keys: one makes them
+/// (two wraps: the data key and the fingerprint key) and the others use the same, where each used to
+/// make its own and race to insert it (on SQLite some of those requests then slept 130–550 ms in the
+/// busy handler).
+async fn a_new_accounts_first_burst_makes_its_keys_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (account, _) = app
+        .create_account("first-burst", &[Feature::CdeImport])
+        .await;
+    assert!(app
+        .store()
+        .get_account_keys(account)
+        .await
+        .unwrap()
+        .is_none());
+    let provider = std::sync::Arc::new(CountingProvider {
+        inner: FileProvider::open(&strongroom::vault::master::KeyFile::Configured(
+            app.db
+                .dir
+                .path()
+                .join(strongroom::vault::master::DEV_KEY_FILE),
+        ))
+        .unwrap(),
+        wraps: Default::default(),
+    });
+    let vault = std::sync::Arc::new(Vault::new(app.store().clone(), provider.clone()));
+    let seals = (0..16u8).map(|n| {
+        let vault = vault.clone();
+        tokio::spawn(async move {
+            let sealed = vault.seal_bytes(account, b"aad", &[n]).await.unwrap();
+            (n, sealed)
+        })
+    });
+    let sealed: Vec<(u8, Vec<u8>)> = futures_util::future::join_all(seals)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        provider.wraps.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the account's keys were made more than once"
+    );
+    // Every one of them sealed under the keys that were stored: a fresh vault opens them all.
+    let fresh = Vault::new(
+        app.store().clone(),
+        std::sync::Arc::new(
+            FileProvider::open(&strongroom::vault::master::KeyFile::Configured(
+                app.db
+                    .dir
+                    .path()
+                    .join(strongroom::vault::master::DEV_KEY_FILE),
+            ))
+            .unwrap(),
+        ),
+    );
+    for (n, sealed) in sealed {
+        assert_eq!(
+            *fresh.open_bytes(account, b"aad", &sealed).await.unwrap(),
+            [n]
+        );
+    }
 }
