@@ -17,3 +17,12 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod vault;
+
+/// Locks `mutex`, taking it over if a thread panicked while it held it. For the in-memory maps and
+/// buffers locked through this (codes, counters, caches, log lines) a panic elsewhere leaves data that
+/// are still usable, and refusing them would turn one panic into failed requests from then on.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -16,13 +16,14 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::lock;
 
 /// Log lines (writes) that could not be written since the process started.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -153,11 +154,6 @@ struct Queue {
     lines: u64,
     /// The thread waits for the next line, which must wake it.
     idle: bool,
-}
-
-/// A lock that a panic while it was held does not make unusable (the data are bytes of log lines).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Backlog {

@@ -3,7 +3,7 @@
 //! nothing (no idempotency record, no audit row).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -39,7 +39,7 @@ impl RateLimiter {
 
     fn check_at(&self, key: Uuid, now: Instant) -> Result<(), Duration> {
         // A poisoned lock only means a panic elsewhere while holding it; the counts are still usable.
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = crate::lock(&self.buckets);
         if buckets.len() > PRUNE_ABOVE {
             let (per_second, burst) = (self.per_second, self.burst);
             buckets.retain(|_, b| {

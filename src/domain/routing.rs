@@ -363,9 +363,7 @@ impl Routing {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<dyn Processor>>> {
-        self.connectors
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.connectors)
     }
 }
 

@@ -12,6 +12,7 @@ use redis::{Cmd, FromRedisValue};
 use uuid::Uuid;
 
 use super::Vault;
+use crate::lock;
 use crate::model::card::SecurityCode;
 
 pub enum CvcCache {
@@ -289,12 +290,6 @@ impl MemoryCvc {
 fn shard_of(token_id: Uuid) -> usize {
     let (high, low) = token_id.as_u64_pair();
     ((high ^ low) as usize) & (SHARDS - 1)
-}
-
-fn lock(shard: &Mutex<Codes>) -> std::sync::MutexGuard<'_, Codes> {
-    shard
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

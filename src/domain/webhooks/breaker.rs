@@ -8,8 +8,10 @@
 //! timeout reopens the breaker at once, any answer (even an error status) closes it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::lock;
 
 #[derive(Default)]
 struct Destination {
@@ -31,6 +33,7 @@ pub struct Breakers {
     concurrency: usize,
     threshold: u32,
     cooldown: Duration,
+    /// Only counters: the map a panicking holder left is still usable (`crate::lock`).
     destinations: Arc<Mutex<HashMap<String, Destination>>>,
 }
 
@@ -39,11 +42,6 @@ pub struct Slot {
     destination: String,
     destinations: Arc<Mutex<HashMap<String, Destination>>>,
     settled: bool,
-}
-
-fn lock(map: &Mutex<HashMap<String, Destination>>) -> MutexGuard<'_, HashMap<String, Destination>> {
-    // The map only holds counters: one left by a panicking holder is still usable.
-    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Breakers {
