@@ -9,6 +9,7 @@
 #
 #   BIN_A=/tmp/strongroom.old BIN_B=target/release/strongroom bench/token-writer-ab.sh
 #   BIN_A=… BIN_B=… ROUNDS=5 CONNECTIONS=64 DURATION=6s BACKENDS="sqlite postgres" bench/token-writer-ab.sh
+#   BIN_A=… BIN_B=… WEBHOOKS=none bench/token-writer-ab.sh    # only the runs without a webhook
 # Nothing is built for the server: bench_setup takes BIN_A as its binary (for the admin commands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ DURATION="${DURATION:-6s}"
 BACKENDS="${BACKENDS:-sqlite}"
 CONNECTIONS="${CONNECTIONS:-16}"
 ROUNDS="${ROUNDS:-5}"
+# "none" (no webhook), "outbox" (one subscribed, its deliveries queued), or both in that order.
+WEBHOOKS="${WEBHOOKS:-none outbox}"
 source bench/lib.sh
 ab_setup
 source bench/receiver.sh
@@ -47,7 +50,7 @@ for backend in $BACKENDS; do
             server_account "$dir"
             # Untimed first: a new database's first writes grow its files.
             cde_import 16 3s >/dev/null
-            for webhook in none outbox; do
+            for webhook in $WEBHOOKS; do
                 [ "$webhook" = outbox ] && subscribe_receiver "$BIN_A" "$ACCOUNT" "$dir/receiver.log"
                 for conns in $CONNECTIONS; do
                     read -r sum0 count0 < <(batches)
