@@ -117,7 +117,7 @@ impl Worker {
         let handlers = handlers.into_iter().map(|h| (h.kind(), h)).collect();
         Self {
             store,
-            owner: format!("worker-{}", Uuid::new_v4()),
+            owner: format!("worker-{}", crate::new_id()),
             handlers: Arc::new(handlers),
             lease,
         }

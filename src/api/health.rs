@@ -38,7 +38,7 @@ const SPACE_PROBE_BYTES: usize = 64 * 1024;
 /// Writes (then removes) a small file in `dir`: the portable, dependency-free way to learn that its
 /// filesystem has no space left (`std` has no statvfs) — the error says why.
 fn probe_space(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".ready-probe-{}", uuid::Uuid::new_v4()));
+    let probe = dir.join(format!(".ready-probe-{}", crate::new_id()));
     let written = std::fs::File::create(&probe).and_then(|mut file| {
         file.write_all(&[0u8; SPACE_PROBE_BYTES])
             .and_then(|()| file.flush())

@@ -182,7 +182,7 @@ async fn request_context(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(|| crate::new_id().to_string());
     let metrics = crate::metrics::metrics();
     // Interned: the label costs no allocation after a route's first request.
     let route_label = req

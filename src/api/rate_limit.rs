@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn a_key_gets_its_burst_then_its_rate() {
         let limiter = RateLimiter::new(2, 3);
-        let (key, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (key, other) = (crate::new_id(), crate::new_id());
         let start = Instant::now();
         for _ in 0..3 {
             assert!(limiter.check_at(key, start).is_ok());
@@ -92,10 +92,10 @@ mod tests {
         let limiter = RateLimiter::new(1000, 1);
         let start = Instant::now();
         for _ in 0..=PRUNE_ABOVE {
-            let _ = limiter.check_at(Uuid::new_v4(), start);
+            let _ = limiter.check_at(crate::new_id(), start);
         }
         let later = start + Duration::from_secs(1);
-        assert!(limiter.check_at(Uuid::new_v4(), later).is_ok());
+        assert!(limiter.check_at(crate::new_id(), later).is_ok());
         let tracked = limiter.buckets.lock().unwrap().len();
         assert_eq!(tracked, 1);
     }

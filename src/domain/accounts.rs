@@ -40,7 +40,7 @@ fn digest(secret: &str) -> Vec<u8> {
 
 /// Makes a new key record for `account_id` and the secret to hand out.
 pub fn generate_api_key(account_id: Uuid, label: &str) -> (ApiKeyRecord, ApiKeySecret) {
-    let id = Uuid::new_v4();
+    let id = crate::new_id();
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let mut secret = URL_SAFE_NO_PAD.encode(raw);
@@ -95,7 +95,7 @@ pub async fn create_account(
     actor: &str,
 ) -> StoreResult<(Account, ApiKeyRecord, ApiKeySecret)> {
     let account = Account {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         name: name.to_owned(),
         features,
         created_at: Ts::now(),
@@ -115,7 +115,7 @@ pub async fn bootstrap_default_account(
     store: &DynStore,
 ) -> StoreResult<Option<(Account, ApiKeySecret)>> {
     let account = Account {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         name: "default".to_owned(),
         features: FeatureSet::all(),
         created_at: Ts::now(),
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_generated_key_parses_back_and_matches_its_digest() {
-        let account = Uuid::new_v4();
+        let account = crate::new_id();
         let (record, secret) = generate_api_key(account, "test");
         let (id, presented_secret) = parse_presented_key(secret.expose()).unwrap();
         assert_eq!(id, record.id);
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let (_, secret) = generate_api_key(Uuid::new_v4(), "test");
+        let (_, secret) = generate_api_key(crate::new_id(), "test");
         assert_eq!(format!("{secret:?}"), "ApiKeySecret(****)");
     }
 }

@@ -81,7 +81,7 @@ pub async fn add_destination(
         return Err(DestinationError::UnknownAccount(account_id));
     }
     let destination = DestinationRecord {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         account_id,
         url: url.to_string(),
         created_at: Ts::now(),

@@ -169,7 +169,7 @@ pub async fn add_processor(
     if store.get_account(new.account_id).await?.is_none() {
         return Err(ProcessorError::UnknownAccount(new.account_id));
     }
-    let id = Uuid::new_v4();
+    let id = crate::new_id();
     let timeout = new.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let record = ProcessorRecord {
         id,

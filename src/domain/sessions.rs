@@ -98,7 +98,7 @@ pub async fn add_origin(
         return Err(OriginError::UnknownAccount(account_id));
     }
     let record = OriginRecord {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         account_id,
         origin,
         created_at: Ts::now(),

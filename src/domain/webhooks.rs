@@ -334,7 +334,7 @@ impl Webhooks {
         }
         let created_at = Ts::now();
         let body = Body {
-            id: Uuid::new_v4(),
+            id: crate::new_id(),
             created_at,
             event,
             object: &object()?,

@@ -769,7 +769,7 @@ fn push_payment_batch<'a>(
                 "timestamptz",
             )
             // The id of the job of a group's chunk, should this row be the first of several in it.
-            .push(os().map(|_| Uuid::new_v4()).collect(), "uuid");
+            .push(os().map(|_| crate::new_id()).collect(), "uuid");
         statement.push(format!(
         ") WITH ORDINALITY AS o (grp, step, id, event_id, webhook_id, account_id, object_id, \
          object_created_at, event_type, body, created_at, job_id, job_kind, job_payload, \

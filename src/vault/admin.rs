@@ -71,7 +71,7 @@ impl KeyLock {
         .await
         .map_err(|e| AdminError::LockFile(path.display().to_string(), e.to_string()))?
         .map_err(|e| AdminError::LockFile(path.display().to_string(), e.to_string()))?;
-        let holder = format!("{}:{}", std::process::id(), Uuid::new_v4());
+        let holder = format!("{}:{}", std::process::id(), crate::new_id());
         loop {
             let until = Ts::now().plus(LOCK_ROW_TTL);
             if store.try_key_lock(LOCK_ROW, &holder, until).await? {

@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn a_code_is_taken_once() {
         let cache = MemoryCvc::new(Duration::from_secs(60));
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         cache.put(id, SecurityCode::parse("123", Scheme::Visa).unwrap());
         assert!(cache.holds(id));
         assert_eq!(
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn an_expired_code_is_gone() {
         let cache = MemoryCvc::new(Duration::from_millis(1));
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         cache.put(id, SecurityCode::parse("123", Scheme::Visa).unwrap());
         std::thread::sleep(Duration::from_millis(5));
         assert!(!cache.holds(id));
@@ -333,7 +333,7 @@ mod tests {
             _ => (format!("{i:04}"), Scheme::AmericanExpress),
         };
         let cache = MemoryCvc::new(Duration::from_secs(60));
-        let ids: Vec<Uuid> = (0..10_000).map(|_| Uuid::new_v4()).collect();
+        let ids: Vec<Uuid> = (0..10_000).map(|_| crate::new_id()).collect();
         for (i, id) in ids.iter().enumerate() {
             let (put, scheme) = digits(i);
             cache.put(*id, code(&put, scheme));
@@ -351,7 +351,7 @@ mod tests {
     fn a_sweep_removes_only_what_expired() {
         let cache = MemoryCvc::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        let (early, late) = (Uuid::new_v4(), Uuid::new_v4());
+        let (early, late) = (crate::new_id(), crate::new_id());
         cache.put_at(early, code("123", Scheme::Visa), t0);
         cache.put_at(
             late,
@@ -370,7 +370,7 @@ mod tests {
     fn a_code_put_again_lives_until_its_last_expiry() {
         let cache = MemoryCvc::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         cache.put_at(id, code("123", Scheme::Visa), t0);
         cache.put_at(id, code("789", Scheme::Visa), t0 + Duration::from_secs(30));
         // The second put replaced the first, expiry and all.
@@ -384,7 +384,7 @@ mod tests {
     fn a_code_taken_or_dropped_before_it_expires_is_not_counted_by_the_sweep() {
         let cache = MemoryCvc::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        let (taken, dropped) = (Uuid::new_v4(), Uuid::new_v4());
+        let (taken, dropped) = (crate::new_id(), crate::new_id());
         cache.put_at(taken, code("123", Scheme::Visa), t0);
         cache.put_at(dropped, code("123", Scheme::Visa), t0);
         assert!(cache.take(taken).is_some());

@@ -86,7 +86,7 @@ impl FileProvider {
         let tmp = dir.join(format!(
             ".{name}.{}.{}.tmp",
             std::process::id(),
-            uuid::Uuid::new_v4().simple()
+            crate::new_id().simple()
         ));
         write_new_file(&tmp, text)?;
         if let Err(e) = std::fs::rename(&tmp, &self.path) {

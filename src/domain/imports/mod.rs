@@ -240,7 +240,7 @@ impl Imports {
         actor: &str,
         stripe_key: &StripeKey,
     ) -> Result<Import, ImportError> {
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         let vault = &self.tokens.vault;
         let (ingest_key, digest) = mint_ingest_key(id);
         let now = Ts::now();
@@ -546,7 +546,7 @@ mod tests {
 
     #[test]
     fn an_ingest_key_names_its_import_and_checks_against_its_digest() {
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         let (key, digest) = mint_ingest_key(id);
         let (parsed, secret) = parse_ingest_key(&key).unwrap();
         assert_eq!(parsed, id);

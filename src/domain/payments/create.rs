@@ -95,7 +95,7 @@ impl Payments {
             CaptureMode::Automatic
         };
         let payment = PaymentRecord {
-            id: Uuid::new_v4(),
+            id: crate::new_id(),
             account_id,
             version: 1,
             created_at: now,

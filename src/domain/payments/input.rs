@@ -401,7 +401,7 @@ mod tests {
 
     fn one_off() -> Value {
         json!({"amount": 1000, "currency_code": "EUR", "reference": "Order 1",
-               "source": {"type": "token", "token_id": Uuid::new_v4()}})
+               "source": {"type": "token", "token_id": crate::new_id()}})
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn transaction(
         ),
     };
     TransactionRecord {
-        id: Uuid::new_v4(),
+        id: crate::new_id(),
         payment_id: payment.id,
         created_at: Ts::now(),
         kind: kind.as_str().to_owned(),
@@ -183,7 +183,7 @@ impl Payments {
             router,
             settle_after,
             recovery_lease,
-            lease_owner: format!("payments-{}", uuid::Uuid::new_v4()),
+            lease_owner: format!("payments-{}", crate::new_id()),
             webhooks,
         }
     }

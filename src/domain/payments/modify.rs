@@ -97,7 +97,7 @@ impl Payments {
         let now = Ts::now();
         let (start, _) = state::REFUND_START;
         let refund = RefundRecord {
-            id: Uuid::new_v4(),
+            id: crate::new_id(),
             payment_id: payment.id,
             account_id,
             created_at: now,

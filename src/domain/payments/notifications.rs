@@ -269,7 +269,7 @@ impl Payments {
             tracing::warn!(processor = %processor.id, payment = %payment.id, "an unanswered authorization was not cancelled");
         }
         let record = TransactionRecord {
-            id: Uuid::new_v4(),
+            id: crate::new_id(),
             payment_id: payment.id,
             created_at: Ts::now(),
             kind: void.to_owned(),

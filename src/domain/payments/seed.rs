@@ -60,7 +60,7 @@ pub fn synthetic_payments(
             let refunded = if captured > 0 && rng.gen_ratio(1, 10) { captured / 2 } else { 0 };
             let capture_mode = if captured > 0 { CaptureMode::Automatic } else { CaptureMode::Manual };
             PaymentRecord {
-                id: Uuid::new_v4(),
+                id: crate::new_id(),
                 account_id,
                 version: 1,
                 created_at,

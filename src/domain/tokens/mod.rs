@@ -114,7 +114,7 @@ impl Tokens {
         valid: ValidCard,
         origin: Origin,
     ) -> Result<TokenRecord, TokenError> {
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         let sealed = self.vault.seal(account_id, id, &valid.card).await?;
         let card = &valid.card;
         let now = Ts::now();

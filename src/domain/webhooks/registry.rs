@@ -67,7 +67,7 @@ pub async fn add_webhook(
     if store.get_account(account_id).await?.is_none() {
         return Err(WebhookError::UnknownAccount(account_id));
     }
-    let id = Uuid::new_v4();
+    let id = crate::new_id();
     let key = SigningKey::generate();
     let sealed_key = vault
         .seal_bytes(account_id, &key_aad(id), key.expose().as_bytes())
