@@ -38,7 +38,6 @@ impl RateLimiter {
     }
 
     fn check_at(&self, key: Uuid, now: Instant) -> Result<(), Duration> {
-        // A poisoned lock only means a panic elsewhere while holding it; the counts are still usable.
         let mut buckets = crate::lock(&self.buckets);
         if buckets.len() > PRUNE_ABOVE {
             let (per_second, burst) = (self.per_second, self.burst);
