@@ -17,6 +17,7 @@
 #
 #   bench/webhooks.sh          # both backends, 10 s per measurement at 1 and 16 connections, 2 workers
 #   DURATION=5s BACKENDS=sqlite CONNECTIONS="16 64" WORKERS="2 8" QUEUE_FOR=5s bench/webhooks.sh
+#   STRONGROOM_WEBHOOK_DESTINATION_CONCURRENCY=4 bench/webhooks.sh   # servers take other settings from the environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
