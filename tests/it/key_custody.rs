@@ -12,8 +12,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use strongroom::domain::data_keys::rotation_progress;
 use strongroom::store::{AccountKeysRecord, DynStore, JobStatus, SealedColumn};
-use strongroom::vault::file_provider::FileProvider;
-use strongroom::vault::master::{KeyFile, MasterKeys};
+use strongroom::vault::master::MasterKeys;
 use strongroom::vault::{open_from_backup, sealed_version, Vault};
 use uuid::Uuid;
 
@@ -173,10 +172,7 @@ async fn twenty_master_key_rotations_at_once_leave_a_valid_key_file_and_every_ca
         keys.current_version()
     );
     // Every card opens, in a fresh process's vault and through the running server.
-    let fresh = Vault::new(
-        app.store().clone(),
-        Arc::new(FileProvider::open(&KeyFile::Configured(key_file)).unwrap()),
-    );
+    let fresh = Vault::new(app.store().clone(), Arc::new(app.db.file_provider()));
     for (id, pan) in ids.iter().zip(pans) {
         let record = app.store().get_token(account, *id).await.unwrap().unwrap();
         let card = fresh.open(account, *id, &record.sealed_card).await.unwrap();
@@ -444,8 +440,7 @@ async fn deleted_card_after_copy(backend: Backend, rotate: bool) -> Result<Strin
 
     // An attacker with the copy and today's master key (the key file as it is now).
     let rows = backup_rows(&copy, rows, account, doomed).await;
-    let provider =
-        FileProvider::open(&KeyFile::Configured(app.db.dir.path().join("master.key"))).unwrap();
+    let provider = app.db.file_provider();
     open_from_backup(&provider, &rows.keys, doomed, &rows.sealed)
         .map(|card| card.pan.peek().to_owned())
         .map_err(|e| e.to_string())

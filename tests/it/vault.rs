@@ -3,7 +3,7 @@
 //! master-key rotation open after it.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -22,12 +22,6 @@ on_both_backends!(
     tokens_sealed_before_a_master_key_rotation_open_after_it,
     a_new_accounts_first_burst_makes_its_keys_once,
 );
-
-/// The file key provider over the master key file at `path` (a test's own, or its data directory's
-/// `DEV_KEY_FILE`), as a fresh node would open it.
-fn file_provider(path: PathBuf) -> FileProvider {
-    FileProvider::open(&strongroom::vault::master::KeyFile::Configured(path)).unwrap()
-}
 
 fn file_bytes(path: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -276,7 +270,7 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
     std::fs::write(&key_file, kept).unwrap();
     let fresh = Vault::new(
         app.store().clone(),
-        std::sync::Arc::new(file_provider(key_file.clone())),
+        std::sync::Arc::new(app.db.file_provider()),
     );
     for (owner, id, pan) in tokens {
         let record = app.store().get_token(owner, id).await.unwrap().unwrap();
@@ -364,12 +358,7 @@ async fn a_kill_while_batches_are_in_flight_loses_no_answered_token(backend: Bac
 
     // Every token answered 200 is stored and opens to its card, with only the master key on disk.
     let store = db.open_store().await;
-    let vault = Vault::new(
-        store.clone(),
-        std::sync::Arc::new(file_provider(
-            db.dir.path().join(strongroom::vault::master::DEV_KEY_FILE),
-        )),
-    );
+    let vault = Vault::new(store.clone(), std::sync::Arc::new(db.file_provider()));
     for (id, pan) in &answered {
         let record = store.get_token(account, *id).await.unwrap();
         let record = record.unwrap_or_else(|| panic!("token {id} answered 200 is lost"));
@@ -470,13 +459,8 @@ async fn a_new_accounts_first_burst_makes_its_keys_once(backend: Backend) {
         .await
         .unwrap()
         .is_none());
-    let dev_key = app
-        .db
-        .dir
-        .path()
-        .join(strongroom::vault::master::DEV_KEY_FILE);
     let provider = std::sync::Arc::new(CountingProvider {
-        inner: file_provider(dev_key.clone()),
+        inner: app.db.file_provider(),
         wraps: Default::default(),
     });
     let vault = std::sync::Arc::new(Vault::new(app.store().clone(), provider.clone()));
@@ -500,7 +484,7 @@ async fn a_new_accounts_first_burst_makes_its_keys_once(backend: Backend) {
     // Every one of them sealed under the keys that were stored: a fresh vault opens them all.
     let fresh = Vault::new(
         app.store().clone(),
-        std::sync::Arc::new(file_provider(dev_key)),
+        std::sync::Arc::new(app.db.file_provider()),
     );
     for (n, sealed) in sealed {
         assert_eq!(

@@ -6,6 +6,8 @@ use std::time::Duration;
 use sqlx::{Connection, Executor};
 use strongroom::config::Config;
 use strongroom::store::DynStore;
+use strongroom::vault::file_provider::FileProvider;
+use strongroom::vault::master::{KeyFile, DEV_KEY_FILE};
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -19,6 +21,12 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The file key provider over the master key file of this test's data directory, as a fresh node
+    /// would open it.
+    pub fn file_provider(&self) -> FileProvider {
+        FileProvider::open(&KeyFile::Configured(self.dir.path().join(DEV_KEY_FILE))).unwrap()
+    }
+
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         match backend {
