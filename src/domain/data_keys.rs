@@ -90,10 +90,12 @@ pub async fn rotation_progress(
                 total += rows.len() as u64;
                 done += rows
                     .iter()
-                    .filter(|(_, sealed)| version.is_some() && sealed_version(sealed) == version)
+                    .filter(|(_, _, sealed)| version.is_some() && sealed_version(sealed) == version)
                     .count() as u64;
                 match rows.last() {
-                    Some((last, _)) if rows.len() as i64 == PAGE => after = Some(*last),
+                    Some((id, created_at, _)) if rows.len() as i64 == PAGE => {
+                        after = Some((*created_at, *id))
+                    }
                     _ => break,
                 }
             }
@@ -134,12 +136,12 @@ impl DataKeyRotation {
                 .store()
                 .list_sealed(at, account_id, after, self.batch)
                 .await?;
-            let Some((last, _)) = rows.last() else {
+            let Some((last, last_created_at, _)) = rows.last() else {
                 return Ok(replaced);
             };
-            after = Some(*last);
+            after = Some((*last_created_at, *last));
             let mut updates = Vec::new();
-            for (id, old) in rows {
+            for (id, created_at, old) in rows {
                 if sealed_version(&old) == Some(new_version) {
                     continue;
                 }
@@ -157,6 +159,7 @@ impl DataKeyRotation {
                             .map_err(|e| JobError::Retry(e.to_string()))?;
                         Reseal {
                             id,
+                            created_at,
                             old,
                             new: sealed.sealed_card,
                             fingerprint: Some(sealed.fingerprint),
@@ -170,6 +173,7 @@ impl DataKeyRotation {
                     {
                         Some(new) => Reseal {
                             id,
+                            created_at,
                             old,
                             new,
                             fingerprint: None,
@@ -180,7 +184,10 @@ impl DataKeyRotation {
                 updates.push(update);
             }
             if !updates.is_empty() {
-                replaced += self.store().replace_sealed(at, &updates).await?;
+                replaced += self
+                    .store()
+                    .replace_sealed(at, account_id, &updates)
+                    .await?;
             }
         }
     }

@@ -351,6 +351,7 @@ fn push_token_batch<'a>(
             .map(|t| t.expires_at.map(|at| at.datetime()))
             .collect::<Vec<_>>(),
     );
+    columns.push_bind(tokens().map(|t| t.keyed_id).collect::<Vec<_>>());
     statement.push(
         ") RETURNING 1), new_counts AS (INSERT INTO token_day_counts (account_id, day, shard, n) \
          SELECT account_id, day, pg_backend_pid() % 16, n FROM UNNEST(",

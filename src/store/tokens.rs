@@ -29,6 +29,9 @@ pub struct TokenRecord {
     pub business_key: Option<String>,
     pub import_provider: Option<String>,
     pub expires_at: Option<Ts>,
+    /// Whether `id` was made under the account's id key (`vault::token_ids`), so that it gives back
+    /// `created_at`; false for a random id, which only the index on random ids finds.
+    pub keyed_id: bool,
 }
 
 impl fmt::Debug for TokenRecord {
@@ -147,7 +150,15 @@ pub trait TokenStore {
     ) -> StoreResult<()>;
     /// The token writer has nothing queued after a batch (see `SqlBackend::token_batches_idle`).
     fn token_batches_idle(&self);
-    async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>>;
+    /// The account's token `id`. `created_at` is the creation time its id gives back, if it is one
+    /// made under the account's id key: the token is then looked up by that time (and, if not found
+    /// there, among the tokens with random ids, which an id from elsewhere almost surely is).
+    async fn get_token(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+        created_at: Option<Ts>,
+    ) -> StoreResult<Option<TokenRecord>>;
     async fn list_tokens(&self, query: &TokenQuery) -> StoreResult<Vec<TokenListing>>;
     /// The tokens `list_tokens` answers, as one JSON array (text) of their public objects
     /// (`model::token::Token`, card-art links starting with `public_url`), built by the database.
@@ -158,11 +169,13 @@ pub trait TokenStore {
     async fn token_day_counts(&self, query: &TokenQuery) -> StoreResult<Vec<(i64, i64)>>;
     /// Deletes the token row with its sealed card and writes `audit` and `outbox` in the same
     /// transaction, after the rows of the token's events still carried by their job (so that `outbox`
-    /// waits for them); false (and nothing written) if there was no such token.
+    /// waits for them); false (and nothing written) if there was no such token. `created_at` is the
+    /// token's, as read: the row is found by it, whatever its id.
     async fn delete_token(
         &self,
         account_id: Uuid,
         id: Uuid,
+        created_at: Ts,
         audit: &AuditEvent,
         outbox: &[OutboxRecord],
     ) -> StoreResult<bool>;
@@ -172,11 +185,12 @@ pub trait TokenStore {
     /// Records a change of a token's state that is not a column (its security code was dropped): locks
     /// the token's row, so that its events are ordered with its deletion, and writes `audit` and
     /// `outbox`, after the rows of the token's carried events as `delete_token` does; false (and
-    /// nothing written) if there is no such token.
+    /// nothing written) if there is no such token. `created_at` as for `delete_token`.
     async fn touch_token(
         &self,
         account_id: Uuid,
         id: Uuid,
+        created_at: Ts,
         audit: &AuditEvent,
         outbox: &[OutboxRecord],
     ) -> StoreResult<bool>;
@@ -189,7 +203,7 @@ pub(crate) const TOKEN_LISTING_COLUMNS: &str = "id, created_at, expiry_month, ex
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, account_id, created_at, expiry_month, expiry_year, cardholder_name, \
      issuer_identification_number, masked_account_number, account_number_last_four, account_number_length, scheme, \
-     status, fingerprint, sealed_card, business_key, import_provider, expires_at";
+     status, fingerprint, sealed_card, business_key, import_provider, expires_at, keyed_id";
 
 /// `WHERE` for a token listing; binds `$1` account, then `from` and `until` when present, in that order.
 pub(crate) fn token_filter(query: &TokenQuery) -> (String, usize) {
@@ -219,6 +233,7 @@ pub(crate) fn push_token_insert<'a, DB>(
     &'a str: Encode<'a, DB> + Type<DB>,
     Option<&'a str>: Encode<'a, DB> + Type<DB>,
     &'a [u8]: Encode<'a, DB> + Type<DB>,
+    bool: Encode<'a, DB> + Type<DB>,
 {
     query.push(format!("INSERT INTO tokens ({TOKEN_COLUMNS}) "));
     query.push_values(rows, |mut row, (t, _)| {
@@ -238,7 +253,8 @@ pub(crate) fn push_token_insert<'a, DB>(
             .push_bind(t.sealed_card.as_slice())
             .push_bind(t.business_key.as_deref())
             .push_bind(t.import_provider.as_deref())
-            .push_bind(t.expires_at);
+            .push_bind(t.expires_at)
+            .push_bind(t.keyed_id);
     });
 }
 
@@ -283,8 +299,31 @@ macro_rules! impl_token_store {
                     <$store as SqlBackend>::token_batches_idle(self)
                 }
 
-                async fn get_token(&self, account_id: Uuid, id: Uuid) -> StoreResult<Option<TokenRecord>> {
-                    let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1 AND account_id = $2");
+                async fn get_token(
+                    &self,
+                    account_id: Uuid,
+                    id: Uuid,
+                    created_at: Option<Ts>,
+                ) -> StoreResult<Option<TokenRecord>> {
+                    if let Some(created_at) = created_at {
+                        let sql = format!(
+                            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = $1 AND created_at = $2 AND id = $3"
+                        );
+                        let found = sqlx::query_as(&sql)
+                            .bind(account_id)
+                            .bind(created_at)
+                            .bind(id)
+                            .fetch_optional(self.pool())
+                            .await?;
+                        if found.is_some() {
+                            return Ok(found);
+                        }
+                    }
+                    // `keyed_id = FALSE` as the partial index on random ids says it (SQLite uses such an
+                    // index only for a query whose terms imply its own).
+                    let sql = format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1 AND keyed_id = FALSE AND account_id = $2"
+                    );
                     Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(self.pool()).await?)
                 }
 
@@ -360,13 +399,15 @@ macro_rules! impl_token_store {
                     &self,
                     account_id: Uuid,
                     id: Uuid,
+                    created_at: Ts,
                     audit: &AuditEvent,
                     outbox: &[OutboxRecord],
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
-                    let done = sqlx::query("DELETE FROM tokens WHERE id = $1 AND account_id = $2")
-                        .bind(id)
+                    let done = sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND created_at = $2 AND id = $3")
                         .bind(account_id)
+                        .bind(created_at)
+                        .bind(id)
                         .execute(&mut *tx)
                         .await?;
                     if done.rows_affected() == 1 {
@@ -387,15 +428,19 @@ macro_rules! impl_token_store {
                     &self,
                     account_id: Uuid,
                     id: Uuid,
+                    created_at: Ts,
                     audit: &AuditEvent,
                     outbox: &[OutboxRecord],
                 ) -> StoreResult<bool> {
                     let mut tx = self.pool().begin().await?;
                     // A write that changes nothing, for the row lock: a delete of the token waits for it.
-                    let done = sqlx::query("UPDATE tokens SET status = status WHERE id = $1 AND account_id = $2")
-                        .bind(id)
-                        .bind(account_id)
-                        .execute(&mut *tx)
+                    let done = sqlx::query(
+                        "UPDATE tokens SET status = status WHERE account_id = $1 AND created_at = $2 AND id = $3",
+                    )
+                    .bind(account_id)
+                    .bind(created_at)
+                    .bind(id)
+                    .execute(&mut *tx)
                         .await?;
                     if done.rows_affected() == 1 {
                         write_carried_rows(&mut tx, outbox, id).await?;

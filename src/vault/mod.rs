@@ -9,6 +9,7 @@ pub mod master;
 pub mod pkcs11;
 pub mod provider;
 pub mod rotate;
+pub mod token_ids;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -27,6 +28,7 @@ use crate::store::{AccountKeysRecord, DynStore, StoreError, Ts};
 use master::KeyBytes;
 use provider::KeyProvider;
 use provider::{DynProvider, MasterKeyError};
+use token_ids::TokenIds;
 
 /// The format byte that starts every sealed card and wrapped key.
 const FORMAT_V1: u8 = 1;
@@ -55,8 +57,11 @@ struct AccountKeys {
     fingerprint: KeyBytes,
     /// The data key being rotated away from, until its rotation job destroys it.
     previous: Option<(u32, Aes256Gcm)>,
+    /// The permutation that makes the account's token ids (`token_ids`); none until the account's
+    /// record has an id key (records made before there were id keys get theirs when next loaded).
+    ids: Option<TokenIds>,
     /// What the entry was unwrapped from, to tell whether the stored record changed.
-    stamp: (i32, i32, Option<i32>),
+    stamp: Stamp,
     checked_at: Instant,
 }
 
@@ -129,6 +134,7 @@ impl Vault {
         cached: Option<Arc<AccountKeys>>,
     ) -> Result<Arc<AccountKeys>, VaultError> {
         let record = match self.store.get_account_keys(account_id).await? {
+            Some(record) if record.wrapped_id_key.is_none() => self.add_id_key(record).await?,
             Some(record) => record,
             None => self.create_account_keys(account_id).await?,
         };
@@ -138,6 +144,7 @@ impl Vault {
                 dek: keys.dek.clone(),
                 fingerprint: keys.fingerprint.clone(),
                 previous: keys.previous.clone(),
+                ids: keys.ids.clone(),
                 stamp: keys.stamp,
                 checked_at: Instant::now(),
             }),
@@ -171,6 +178,50 @@ impl Vault {
                 .await?
                 .ok_or(VaultError::Integrity)
         }
+    }
+
+    /// Gives a key record made before there were id keys one (wrapped by the record's master version),
+    /// unless another request or node did first; the record as it now is.
+    async fn add_id_key(&self, record: AccountKeysRecord) -> Result<AccountKeysRecord, VaultError> {
+        let _one_at_a_time = self.creating.lock().await;
+        let version = master_version(record.master_version)?;
+        let wrapped =
+            self.provider
+                .wrap(version, &aad(ID_ROLE, record.account_id), &random_key())?;
+        self.store
+            .add_account_id_key(record.account_id, record.master_version, &wrapped)
+            .await?;
+        self.store
+            .get_account_keys(record.account_id)
+            .await?
+            .ok_or(VaultError::Integrity)
+    }
+
+    /// A new token's id: made from `created_at` under the account's id key (see `token_ids`), so that
+    /// the token can be found by the time it gives back; the second value says whether it was. Random
+    /// (a plain UUIDv4) if the account has no id key.
+    pub async fn new_token_id(
+        &self,
+        account_id: Uuid,
+        created_at: Ts,
+    ) -> Result<(Uuid, bool), VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        Ok(
+            match keys.ids.as_ref().and_then(|ids| ids.make(created_at)) {
+                Some(id) => (id, true),
+                None => (crate::new_id(), false),
+            },
+        )
+    }
+
+    /// The creation time token id `id` of the account was made from, if its id key made it.
+    pub async fn token_created_at(
+        &self,
+        account_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Ts>, VaultError> {
+        let keys = self.account_keys(account_id).await?;
+        Ok(keys.ids.as_ref().and_then(|ids| ids.created_at(id)))
     }
 
     /// The account's keys able to open `version`, read again at once if the cache does not have it.
@@ -364,11 +415,15 @@ fn has_version(keys: &AccountKeys, version: u32) -> bool {
     keys.dek_version == version || matches!(keys.previous, Some((v, _)) if v == version)
 }
 
-fn stamp(record: &AccountKeysRecord) -> (i32, i32, Option<i32>) {
+/// Data key version, master version, previous data key version, and whether there is an id key.
+type Stamp = (i32, i32, Option<i32>, bool);
+
+fn stamp(record: &AccountKeysRecord) -> Stamp {
     (
         record.dek_version,
         record.master_version,
         record.previous_dek_version,
+        record.wrapped_id_key.is_some(),
     )
 }
 
@@ -391,6 +446,7 @@ fn cipher(key: &KeyBytes) -> Aes256Gcm {
 
 const DEK_ROLE: &[u8] = b"strongroom/dek/";
 const FPK_ROLE: &[u8] = b"strongroom/fingerprint-key/";
+const ID_ROLE: &[u8] = b"strongroom/token-id-key/";
 
 fn aad(role: &[u8], account_id: Uuid) -> Vec<u8> {
     [role, account_id.as_bytes()].concat()
@@ -441,6 +497,7 @@ fn new_account_keys(
             &aad(FPK_ROLE, account_id),
             &random_key(),
         )?,
+        wrapped_id_key: Some(provider.wrap(version, &aad(ID_ROLE, account_id), &random_key())?),
         created_at: Ts::now(),
         rewrapped_at: None,
         previous_dek_version: None,
@@ -475,11 +532,19 @@ fn unwrap_account_keys(
         }
         _ => None,
     };
+    let ids = match &record.wrapped_id_key {
+        Some(wrapped) => {
+            let key = unwrap_with(provider, record.master_version, &aad(ID_ROLE, id), wrapped)?;
+            Some(TokenIds::new(&key))
+        }
+        None => None,
+    };
     Ok(AccountKeys {
         dek_version: u32::try_from(record.dek_version).map_err(|_| VaultError::Integrity)?,
         dek: cipher(&dek),
         fingerprint,
         previous,
+        ids,
         stamp: stamp(record),
         checked_at: Instant::now(),
     })
@@ -500,6 +565,10 @@ fn rewrap_account_keys(
         master_version: new_version as i32,
         wrapped_dek: rewrap(DEK_ROLE, &record.wrapped_dek)?,
         wrapped_fingerprint_key: rewrap(FPK_ROLE, &record.wrapped_fingerprint_key)?,
+        wrapped_id_key: match &record.wrapped_id_key {
+            Some(w) => Some(rewrap(ID_ROLE, w)?),
+            None => None,
+        },
         previous_wrapped_dek: match &record.previous_wrapped_dek {
             Some(w) => Some(rewrap(DEK_ROLE, w)?),
             None => None,
@@ -510,7 +579,8 @@ fn rewrap_account_keys(
 }
 
 /// The account's next keys: a new data key and a new fingerprint key, the current data key kept as the
-/// previous one until the rotation job has re-sealed everything under the new one.
+/// previous one until the rotation job has re-sealed everything under the new one. The id key stays:
+/// the ids it made are the tokens' names.
 fn rotated_account_keys(
     record: &AccountKeysRecord,
     provider: &dyn KeyProvider,

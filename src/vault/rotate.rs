@@ -60,14 +60,26 @@ pub(crate) async fn rewrap_all(
         }
         let n = batch.len();
         for (i, record) in batch.into_iter().enumerate() {
-            let fresh = rewrap_account_keys(&record, provider, new_version)?;
             let with_audit = audit.filter(|_| last_batch && i + 1 == n);
-            if store
-                .rewrap_account_keys(&fresh, record.master_version, with_audit)
-                .await?
-            {
-                rewrapped += 1;
-                audited |= with_audit.is_some();
+            // A record that changed since it was listed (another node rewrapped it, or gave it its
+            // id key) is read again, once, and rewrapped if it still needs it.
+            let mut current = record;
+            for attempt in 1..=2 {
+                let fresh = rewrap_account_keys(&current, provider, new_version)?;
+                if store
+                    .rewrap_account_keys(&fresh, current.master_version, with_audit)
+                    .await?
+                {
+                    rewrapped += 1;
+                    audited |= with_audit.is_some();
+                    break;
+                }
+                match store.get_account_keys(current.account_id).await? {
+                    Some(now) if attempt == 1 && now.master_version < new_version as i32 => {
+                        current = now
+                    }
+                    _ => break,
+                }
             }
         }
         if last_batch {

@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 use strongroom::domain::data_keys::rotation_progress;
-use strongroom::store::{AccountKeysRecord, DynStore, JobStatus, SealedColumn};
+use strongroom::store::{AccountKeysRecord, DynStore, JobStatus, SealedColumn, Ts};
 use strongroom::vault::master::MasterKeys;
 use strongroom::vault::{open_from_backup, sealed_version, Vault};
 use uuid::Uuid;
 
 use crate::support::fake_stripe::{FakeStripe, FakeStripeConfig};
 use crate::support::{
-    card, cli_with_env, on_both_backends, payment, spawn_app, visa_cards, Backend, ServerProcess,
-    SoftHsm, TestDb, STRIPE_KEY,
+    card, cli_with_env, on_both_backends, payment, spawn_app, stored_token, visa_cards, Backend,
+    ServerProcess, SoftHsm, TestDb, STRIPE_KEY,
 };
 
 on_both_backends!(
@@ -174,7 +174,9 @@ async fn twenty_master_key_rotations_at_once_leave_a_valid_key_file_and_every_ca
     // Every card opens, in a fresh process's vault and through the running server.
     let fresh = Vault::new(app.store().clone(), Arc::new(app.db.file_provider()));
     for (id, pan) in ids.iter().zip(pans) {
-        let record = app.store().get_token(account, *id).await.unwrap().unwrap();
+        let record = stored_token(app.store(), &fresh, account, *id)
+            .await
+            .unwrap();
         let card = fresh.open(account, *id, &record.sealed_card).await.unwrap();
         assert_eq!(card.pan.peek(), pan);
         app.pay("one-off", &payment(&id.to_string(), 1000, "automatic"))
@@ -316,6 +318,8 @@ async fn with_an_hsm_cards_tokenize_and_pay_through_rotation_retirement_and_rest
 struct Backup {
     keys: AccountKeysRecord,
     sealed: Vec<u8>,
+    /// The token's creation time, by which its row is found (with its id) in the copy.
+    created_at: Ts,
 }
 
 /// Copies the database as a backup would: the SQLite files themselves, or the rows of PostgreSQL.
@@ -330,13 +334,8 @@ async fn copy_database(
         .await
         .unwrap()
         .unwrap();
-    let sealed = app
-        .store()
-        .get_token(account, id)
-        .await
-        .unwrap()
-        .unwrap()
-        .sealed_card;
+    let record = app.stored_token(account, id).await.unwrap();
+    let (sealed, created_at) = (record.sealed_card, record.created_at);
     if app.db.url.starts_with("sqlite://") {
         // With `cp` in a process of its own: closing a descriptor of the database in this process (which
         // runs the server) would drop every POSIX lock SQLite holds on it here.
@@ -352,9 +351,23 @@ async fn copy_database(
                 assert!(copied.success());
             }
         }
-        return (Some(copy), Backup { keys, sealed });
+        return (
+            Some(copy),
+            Backup {
+                keys,
+                sealed,
+                created_at,
+            },
+        );
     }
-    (None, Backup { keys, sealed })
+    (
+        None,
+        Backup {
+            keys,
+            sealed,
+            created_at,
+        },
+    )
 }
 
 /// Reads the card's rows back out of the copy (the SQLite files, opened as a database of their own).
@@ -373,13 +386,17 @@ async fn backup_rows(
         .unwrap();
     let keys = store.get_account_keys(account).await.unwrap().unwrap();
     let sealed = store
-        .get_token(account, id)
+        .get_token(account, id, Some(rows.created_at))
         .await
         .unwrap()
         .unwrap()
         .sealed_card;
     store.close().await;
-    Backup { keys, sealed }
+    Backup {
+        keys,
+        sealed,
+        created_at: rows.created_at,
+    }
 }
 
 async fn deleted_card_after_copy(backend: Backend, rotate: bool) -> Result<String, String> {
@@ -429,7 +446,7 @@ async fn deleted_card_after_copy(backend: Backend, rotate: bool) -> Result<Strin
         assert!(live.previous_wrapped_dek.is_none());
         assert_ne!(live.wrapped_dek, rows.keys.wrapped_dek);
         // The token kept is re-sealed under the new data key and still pays.
-        let record = app.store().get_token(account, kept).await.unwrap().unwrap();
+        let record = app.stored_token(account, kept).await.unwrap();
         assert_eq!(sealed_version(&record.sealed_card), Some(2));
         app.pay("one-off", &payment(&kept.to_string(), 900, "automatic"))
             .await;
@@ -479,7 +496,7 @@ async fn sealed_under(store: &DynStore, account: Uuid, version: u32) -> (usize, 
         .unwrap();
     let under = rows
         .iter()
-        .filter(|(_, s)| sealed_version(s) == Some(version))
+        .filter(|(_, _, s)| sealed_version(s) == Some(version))
         .count();
     (under, rows.len())
 }

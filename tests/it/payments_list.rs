@@ -17,12 +17,7 @@ on_both_backends!(
 async fn seeded(app: &TestApp, count: usize, days: u32) -> Vec<PaymentRecord> {
     let account = app.account_id().await;
     let token_id = app.token_for("4111111111111111").await.parse().unwrap();
-    let token = app
-        .store()
-        .get_token(account, token_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let token = app.stored_token(account, token_id).await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut rows = synthetic_payments(&mut rng, account, &token, Ts::now(), days, count);
     // Ties in created_at must be broken by id.

@@ -114,6 +114,7 @@ pub fn token(account_id: Uuid, created_at: Ts) -> TokenRecord {
         business_key: None,
         import_provider: None,
         expires_at: None,
+        keyed_id: false,
     }
 }
 

@@ -3,5 +3,6 @@
 
 mod create;
 mod ephemeral;
+mod ids;
 mod lifecycle;
 mod list;

@@ -13,7 +13,8 @@ use strongroom::vault::file_provider::FileProvider;
 use strongroom::vault::Vault;
 
 use crate::support::{
-    card, on_both_backends, send, spawn_app, with_check_digit, Backend, ServerProcess, TestDb,
+    card, on_both_backends, send, spawn_app, stored_token, with_check_digit, Backend,
+    ServerProcess, TestDb,
 };
 
 on_both_backends!(
@@ -273,7 +274,7 @@ async fn tokens_sealed_before_a_master_key_rotation_open_after_it(backend: Backe
         std::sync::Arc::new(app.db.file_provider()),
     );
     for (owner, id, pan) in tokens {
-        let record = app.store().get_token(owner, id).await.unwrap().unwrap();
+        let record = stored_token(app.store(), &fresh, owner, id).await.unwrap();
         let card = fresh.open(owner, id, &record.sealed_card).await.unwrap();
         assert_eq!(card.pan.peek(), pan);
         // Sealed for one token, a ciphertext does not open as another.
@@ -360,7 +361,7 @@ async fn a_kill_while_batches_are_in_flight_loses_no_answered_token(backend: Bac
     let store = db.open_store().await;
     let vault = Vault::new(store.clone(), std::sync::Arc::new(db.file_provider()));
     for (id, pan) in &answered {
-        let record = store.get_token(account, *id).await.unwrap();
+        let record = stored_token(&store, &vault, account, *id).await;
         let record = record.unwrap_or_else(|| panic!("token {id} answered 200 is lost"));
         let opened = vault.open(account, *id, &record.sealed_card).await.unwrap();
         assert_eq!(opened.pan.peek(), pan.as_str());
@@ -445,7 +446,7 @@ impl strongroom::vault::provider::KeyProvider for CountingProvider {
 }
 
 /// The first requests of a new account arrive together and all find it without keys: one makes them
-/// (two wraps: the data key and the fingerprint key) and the others use the same, where each used to
+/// (three wraps: the data key, the fingerprint key and the token id key) and the others use the same, where each used to
 /// make its own and race to insert it (on SQLite some of those requests then slept 130–550 ms in the
 /// busy handler).
 async fn a_new_accounts_first_burst_makes_its_keys_once(backend: Backend) {
@@ -478,7 +479,7 @@ async fn a_new_accounts_first_burst_makes_its_keys_once(backend: Backend) {
         .collect();
     assert_eq!(
         provider.wraps.load(std::sync::atomic::Ordering::SeqCst),
-        2,
+        3,
         "the account's keys were made more than once"
     );
     // Every one of them sealed under the keys that were stored: a fresh vault opens them all.

@@ -38,6 +38,6 @@ pub use process::ServerProcess;
 pub use processors::{
     cli_with_input, contains, database_bytes, spawn_app_with_adyen, STRIPE_SECRET,
 };
-pub use tokens::{card, with_check_digit};
+pub use tokens::{card, stored_token, with_check_digit};
 pub use tools::{softhsm_available, tool_available};
 pub use webhooks::fast_webhooks;

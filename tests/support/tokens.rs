@@ -6,7 +6,12 @@ use std::fmt::Display;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use strongroom::store::{DynStore, TokenRecord};
+use strongroom::vault::Vault;
+use uuid::Uuid;
+
 use super::answer::{send, Answer};
+use super::app::TestApp;
 use super::client::ApiClient;
 
 /// A valid card body for `pan`, expiring 04/2031, without a security code.
@@ -113,5 +118,25 @@ pub(super) fn with_query(path: &str, query: &str) -> String {
         path.to_owned()
     } else {
         format!("{path}?{query}")
+    }
+}
+
+/// The stored row of the account's token `id`, found as the server finds it: by the creation time its
+/// id gives back under the account's id key (`vault`'s), else among the tokens with random ids.
+pub async fn stored_token(
+    store: &DynStore,
+    vault: &Vault,
+    account: Uuid,
+    id: Uuid,
+) -> Option<TokenRecord> {
+    let created_at = vault.token_created_at(account, id).await.unwrap();
+    store.get_token(account, id, created_at).await.unwrap()
+}
+
+impl TestApp {
+    /// `stored_token` through the running server's store and vault.
+    pub async fn stored_token(&self, account: Uuid, id: Uuid) -> Option<TokenRecord> {
+        let state = self.server().state();
+        stored_token(self.store(), &state.tokens.vault, account, id).await
     }
 }

@@ -99,9 +99,14 @@ impl Forwarder {
                 .and_then(|v| v.to_str().ok()),
         );
         let template = Template::parse(req.body, syntax).map_err(ForwardError::InvalidBody)?;
+        let created_at = self
+            .tokens
+            .vault
+            .token_created_at(req.account_id, req.token_id)
+            .await?;
         let token = self
             .store
-            .get_token(req.account_id, req.token_id)
+            .get_token(req.account_id, req.token_id, created_at)
             .await?
             .filter(|t| !crate::domain::tokens::has_expired(t, crate::store::Ts::now()))
             .ok_or(ForwardError::UnknownToken)?;

@@ -112,6 +112,7 @@ mod tests {
             business_key: Some("pm_1".into()),
             import_provider: Some("stripe".into()),
             expires_at: None,
+            keyed_id: false,
         }
     }
 

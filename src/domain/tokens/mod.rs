@@ -114,10 +114,10 @@ impl Tokens {
         valid: ValidCard,
         origin: Origin,
     ) -> Result<TokenRecord, TokenError> {
-        let id = crate::new_id();
+        let now = Ts::now();
+        let (id, keyed_id) = self.vault.new_token_id(account_id, now).await?;
         let sealed = self.vault.seal(account_id, id, &valid.card).await?;
         let card = &valid.card;
-        let now = Ts::now();
         let record = TokenRecord {
             id,
             account_id,
@@ -136,6 +136,7 @@ impl Tokens {
             business_key: origin.business_key,
             import_provider: origin.import_provider,
             expires_at: valid.expires_in.map(|life| now.plus(life)),
+            keyed_id,
         };
         let audit = AuditEvent::new(
             Some(account_id),
@@ -175,7 +176,8 @@ impl Tokens {
 
     /// The token, unless there is none or it has expired (gone from that moment, swept or not).
     pub async fn get(&self, account_id: Uuid, id: Uuid) -> Result<Option<TokenRecord>, TokenError> {
-        let token = self.store.get_token(account_id, id).await?;
+        let created_at = self.vault.token_created_at(account_id, id).await?;
+        let token = self.store.get_token(account_id, id, created_at).await?;
         Ok(token.filter(|t| !has_expired(t, Ts::now())))
     }
 
@@ -293,7 +295,7 @@ impl Tokens {
             .await?;
         let deleted = self
             .store
-            .delete_token(account_id, id, &audit, &outbox)
+            .delete_token(account_id, id, token.created_at, &audit, &outbox)
             .await?;
         if deleted {
             self.cvc.drop_code(id).await;
@@ -361,7 +363,7 @@ impl Tokens {
         }
         Ok(self
             .store
-            .touch_token(account_id, id, &audit, &outbox)
+            .touch_token(account_id, id, token.created_at, &audit, &outbox)
             .await?)
     }
 

@@ -13,10 +13,8 @@ async fn a_payment_left_processing_by_a_crash_is_authorized_by_its_recovery_job(
     // What a node leaves behind when it dies between saving the payment and saving the authorization:
     // the payment `processing`, and its recovery job (made due now instead of in a minute).
     let record = app
-        .store()
-        .get_token(account, token.parse().unwrap())
+        .stored_token(account, token.parse().unwrap())
         .await
-        .unwrap()
         .unwrap();
     let mut rng = rand::thread_rng();
     let mut payment = strongroom::domain::payments::synthetic_payments(

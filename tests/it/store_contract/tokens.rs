@@ -53,11 +53,11 @@ async fn a_token_batch_is_stored_with_its_audit_events_and_read_back_exactly(bac
     let batch = vec![with_audit(token(a.id, at(t0(), 1))), with_audit(imported)];
     store.insert_tokens(&batch, &[]).await.unwrap();
     for (t, _) in &batch {
-        let read = store.get_token(a.id, t.id).await.unwrap().unwrap();
+        let read = store.get_token(a.id, t.id, None).await.unwrap().unwrap();
         assert_eq!(token_columns(&read), token_columns(t));
     }
     assert!(store
-        .get_token(Uuid::new_v4(), batch[0].0.id)
+        .get_token(Uuid::new_v4(), batch[0].0.id, None)
         .await
         .unwrap()
         .is_none());
@@ -208,10 +208,10 @@ async fn a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction(back
     };
 
     assert!(!store
-        .delete_token(other.id, t.0.id, &audit(other.id), &[])
+        .delete_token(other.id, t.0.id, t.0.created_at, &audit(other.id), &[])
         .await
         .unwrap());
-    assert!(store.get_token(a.id, t.0.id).await.unwrap().is_some());
+    assert!(store.get_token(a.id, t.0.id, None).await.unwrap().is_some());
     assert!(store
         .list_audit_events(other.id, 10)
         .await
@@ -219,12 +219,12 @@ async fn a_token_is_deleted_once_with_its_audit_row_in_the_same_transaction(back
         .is_empty());
 
     assert!(store
-        .delete_token(a.id, t.0.id, &audit(a.id), &[])
+        .delete_token(a.id, t.0.id, t.0.created_at, &audit(a.id), &[])
         .await
         .unwrap());
-    assert!(store.get_token(a.id, t.0.id).await.unwrap().is_none());
+    assert!(store.get_token(a.id, t.0.id, None).await.unwrap().is_none());
     assert!(!store
-        .delete_token(a.id, t.0.id, &audit(a.id), &[])
+        .delete_token(a.id, t.0.id, t.0.created_at, &audit(a.id), &[])
         .await
         .unwrap());
     let events = store.list_audit_events(a.id, 10).await.unwrap();
@@ -260,12 +260,26 @@ async fn only_expired_tokens_are_listed_as_expired(backend: Backend) {
         Vec::<Uuid>::new()
     );
     store
-        .delete_token(a.id, expired.id, &with_audit(expired.clone()).1, &[])
+        .delete_token(
+            a.id,
+            expired.id,
+            expired.created_at,
+            &with_audit(expired.clone()).1,
+            &[],
+        )
         .await
         .unwrap();
     assert!(store.expired_tokens(now, 10).await.unwrap().is_empty());
-    assert!(store.get_token(a.id, due_now.id).await.unwrap().is_some());
-    assert!(store.get_token(a.id, lasting.id).await.unwrap().is_some());
+    assert!(store
+        .get_token(a.id, due_now.id, None)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .get_token(a.id, lasting.id, None)
+        .await
+        .unwrap()
+        .is_some());
     store.close().await;
 }
 
@@ -292,6 +306,7 @@ async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend:
         .touch_token(
             a.id,
             missing,
+            t.0.created_at,
             &consumed(missing),
             std::slice::from_ref(&lost)
         )
@@ -305,6 +320,7 @@ async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend:
         .touch_token(
             a.id,
             t.0.id,
+            t.0.created_at,
             &consumed(t.0.id),
             std::slice::from_ref(&event)
         )
@@ -321,7 +337,7 @@ async fn touching_a_token_writes_its_audit_and_outbox_only_if_it_exists(backend:
         audit_of(&events, Action::TokenConsume),
         [(Some(t.0.id.to_string()), "success")]
     );
-    let read = store.get_token(a.id, t.0.id).await.unwrap().unwrap();
+    let read = store.get_token(a.id, t.0.id, None).await.unwrap().unwrap();
     assert_eq!(token_columns(&read), token_columns(&t.0));
     store.close().await;
 }

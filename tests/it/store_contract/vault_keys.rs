@@ -12,6 +12,7 @@ on_both_backends!(
     an_accounts_first_keys_are_stored_once_and_read_back_exactly,
     keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once,
     a_rewrap_writes_its_audit_row_only_when_it_happens,
+    an_id_key_is_added_once_and_no_rewrap_read_before_it_drops_it,
 );
 
 fn keys(account_id: Uuid, master_version: i32, fill: u8) -> AccountKeysRecord {
@@ -25,6 +26,7 @@ fn keys(account_id: Uuid, master_version: i32, fill: u8) -> AccountKeysRecord {
         rewrapped_at: None,
         previous_dek_version: None,
         previous_wrapped_dek: None,
+        wrapped_id_key: Some(vec![fill.wrapping_add(2); 60]),
     }
 }
 
@@ -168,5 +170,63 @@ async fn a_rewrap_writes_its_audit_row_only_when_it_happens(backend: Backend) {
         .await
         .unwrap());
     assert_eq!(trail(&store, a).await, rotated);
+    store.close().await;
+}
+
+async fn an_id_key_is_added_once_and_no_rewrap_read_before_it_drops_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let a = new_account(&store).await;
+    let without = AccountKeysRecord {
+        wrapped_id_key: None,
+        ..keys(a, 1, 1)
+    };
+    store.insert_account_keys(&without).await.unwrap();
+    // Only under the master version it was read at, and only once.
+    assert!(!store.add_account_id_key(a, 2, &[4; 60]).await.unwrap());
+    assert!(store.add_account_id_key(a, 1, &[4; 60]).await.unwrap());
+    assert!(!store.add_account_id_key(a, 1, &[5; 60]).await.unwrap());
+    let read = store.get_account_keys(a).await.unwrap().unwrap();
+    assert_eq!(read.wrapped_id_key, Some(vec![4; 60]));
+
+    // A rewrap or a data-key rotation prepared from the record as it was before is refused ...
+    let stale = AccountKeysRecord {
+        master_version: 2,
+        wrapped_dek: vec![8; 60],
+        ..without.clone()
+    };
+    assert!(!store.rewrap_account_keys(&stale, 1, None).await.unwrap());
+    let rotated = AccountKeysRecord {
+        dek_version: 2,
+        previous_dek_version: Some(1),
+        previous_wrapped_dek: Some(without.wrapped_dek.clone()),
+        ..stale.clone()
+    };
+    let audit = AuditEvent::new(Some(a), "test", Action::DataKeyRotateStart, None, "started");
+    assert!(!store
+        .begin_data_key_rotation(&rotated, 1, &audit)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_account_keys(a)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped_id_key,
+        Some(vec![4; 60])
+    );
+    // ... and one from the record as it is carries the id key over.
+    let fresh = AccountKeysRecord {
+        master_version: 2,
+        wrapped_id_key: Some(vec![6; 60]),
+        ..read
+    };
+    assert!(store.rewrap_account_keys(&fresh, 1, None).await.unwrap());
+    let read = store.get_account_keys(a).await.unwrap().unwrap();
+    assert_eq!(
+        (read.master_version, read.wrapped_id_key),
+        (2, Some(vec![6; 60]))
+    );
     store.close().await;
 }

@@ -75,12 +75,7 @@ async fn an_ephemeral_token_is_gone_when_it_expires_and_swept_with_an_event(back
     // The sweep (run here rather than waiting for the housekeeping tick) destroys the rest.
     state.tokens.sweep_expired(Ts::now()).await.unwrap();
     let account = app.account_id().await;
-    assert!(app
-        .store()
-        .get_token(account, token_id)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(app.stored_token(account, token_id).await.is_none());
     assert!(!state.tokens.cvc.holds(token_id).await);
     let events = app.store().list_audit_events(account, 50).await.unwrap();
     assert!(

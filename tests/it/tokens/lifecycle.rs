@@ -50,17 +50,19 @@ async fn a_deleted_token_is_gone_for_good(backend: Backend) {
     let app = spawn_app(backend).await;
     let token = app.new_token(&card("5555555555554444")).await;
     let id = token["id"].as_str().unwrap();
+    let uuid = id.parse().unwrap();
+    assert!(app
+        .stored_token(app.account_id().await, uuid)
+        .await
+        .is_some());
     let deleted = app.delete_token(id).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get_token(id).await.status, StatusCode::NOT_FOUND);
     let again = app.delete_token(id).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    let uuid = id.parse().unwrap();
     assert!(
-        app.store()
-            .get_token(app.account_id().await, uuid)
+        app.stored_token(app.account_id().await, uuid)
             .await
-            .unwrap()
             .is_none(),
         "the sealed card is gone"
     );
