@@ -22,6 +22,7 @@ on_both_backends!(
     touching_a_token_writes_its_audit_and_outbox_only_if_it_exists,
     a_page_built_by_the_database_is_the_page_the_rust_mapping_builds,
     statistics_are_refreshed_once_a_table_has_changed_enough,
+    tokens_stored_before_keyed_ids_are_migrated_whole_and_found_by_their_id,
 );
 
 fn query(account_id: Uuid) -> TokenQuery {
@@ -422,6 +423,122 @@ async fn statistics_are_refreshed_once_a_table_has_changed_enough(backend: Backe
             // Fresh now: the next round leaves it alone.
             let again = store.refresh_stale_statistics().await.unwrap();
             assert!(!again.iter().any(|t| t == "tokens"), "{again:?}");
+        }
+    }
+    store.close().await;
+}
+
+/// Migration 0022 on a database an older release filled: on SQLite it copies the tokens into a table
+/// without the primary key on the id, in one transaction whose statements change far more than the
+/// 128 KiB a statement's journal keeps in memory (the journal spills to a file: with the spill size
+/// this build had before, every such spill failed with "database or disk is full"). The tokens are
+/// then found by their id through the index on random ids, and by their creation time; the queries'
+/// plans use those indexes.
+async fn tokens_stored_before_keyed_ids_are_migrated_whole_and_found_by_their_id(backend: Backend) {
+    const COUNT: usize = 30_000;
+    let db = crate::support::TestDb::new(backend).await;
+    super::webhooks::migrate_up_to(backend, &db.url, "0022").await;
+    let store = strongroom::store::open(&db.url, 4, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let a = account("acme");
+    super::insert_account(&store, &a).await;
+    let rows: Vec<_> = (0..COUNT)
+        .map(|i| with_audit(token(a.id, at(t0(), i as u64))))
+        .collect();
+    let insert = |chunk: &[(strongroom::store::TokenRecord, AuditEvent)]| {
+        let mut sql = String::from(
+            "INSERT INTO tokens (id, account_id, created_at, expiry_month, expiry_year, cardholder_name, \
+             issuer_identification_number, masked_account_number, account_number_last_four, \
+             account_number_length, scheme, status, fingerprint, sealed_card) VALUES ",
+        );
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(t, _)| {
+                let (id, account, fp, sealed) = match backend {
+                    Backend::Sqlite => (
+                        format!("X'{}'", t.id.simple()),
+                        format!("X'{}'", a.id.simple()),
+                        format!("X'{}'", hex::encode(&t.fingerprint)),
+                        format!("X'{}'", hex::encode(&t.sealed_card)),
+                    ),
+                    Backend::Postgres => (
+                        format!("'{}'", t.id),
+                        format!("'{}'", a.id),
+                        format!("'\\x{}'", hex::encode(&t.fingerprint)),
+                        format!("'\\x{}'", hex::encode(&t.sealed_card)),
+                    ),
+                };
+                let created = match backend {
+                    Backend::Sqlite => t.created_at.micros().to_string(),
+                    Backend::Postgres => format!("'{}'", t.created_at.rfc3339()),
+                };
+                format!(
+                    "({id}, {account}, {created}, 12, 2030, 'Ada Lovelace', '42424242', '42424242******42', '4242', 16, \
+                     'visa', 'active', {fp}, {sealed})"
+                )
+            })
+            .collect();
+        sql.push_str(&values.join(", "));
+        sql
+    };
+    let statements: Vec<String> = rows.chunks(1000).map(insert).collect();
+    match backend {
+        Backend::Sqlite => {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            for sql in &statements {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            for sql in &statements {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
+    store.migrate().await.unwrap();
+    for (t, _) in rows.iter().step_by(997) {
+        let by_id = store.get_token(a.id, t.id, None).await.unwrap().unwrap();
+        assert_eq!(token_columns(&by_id), token_columns(t));
+        assert!(!by_id.keyed_id);
+        let by_time = store
+            .get_token(a.id, t.id, Some(t.created_at))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_time.id, t.id);
+    }
+    assert!(store
+        .get_token(a.id, Uuid::new_v4(), None)
+        .await
+        .unwrap()
+        .is_none());
+    if backend == Backend::Sqlite {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        for (query, index) in [
+            (
+                "SELECT sealed_card FROM tokens WHERE id = ?1 AND keyed_id = FALSE AND account_id = ?2",
+                "tokens_by_random_id",
+            ),
+            (
+                "SELECT sealed_card FROM tokens WHERE account_id = ?2 AND created_at = ?3 AND id = ?1",
+                "tokens_by_account_created",
+            ),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {query}"))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            assert!(
+                plan.iter().any(|(_, _, _, detail)| detail.contains(index)),
+                "{query}: {plan:?}"
+            );
         }
     }
     store.close().await;

@@ -920,7 +920,7 @@ macro_rules! with_pool {
 
 /// Applies the migrations of `backend` numbered below `before` to the empty database at `url`, as an
 /// older release left it.
-async fn migrate_up_to(backend: Backend, url: &str, before: &str) {
+pub(super) async fn migrate_up_to(backend: Backend, url: &str, before: &str) {
     let dir = tempfile::tempdir().unwrap();
     let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("migrations")
