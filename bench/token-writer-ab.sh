@@ -10,7 +10,8 @@
 #   BIN_A=/tmp/strongroom.old BIN_B=target/release/strongroom bench/token-writer-ab.sh
 #   BIN_A=… BIN_B=… ROUNDS=5 CONNECTIONS=64 DURATION=6s BACKENDS="sqlite postgres" bench/token-writer-ab.sh
 #   BIN_A=… BIN_B=… WEBHOOKS=none bench/token-writer-ab.sh    # only the runs without a webhook
-# Nothing is built for the server: bench_setup takes BIN_A as its binary (for the admin commands).
+# Nothing is built for the server: bench_setup takes BIN_A as its binary; each round's admin commands
+# (subscribing the webhook) run the round's own build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +52,8 @@ for backend in $BACKENDS; do
             # Untimed first: a new database's first writes grow its files.
             cde_import 16 3s >/dev/null
             for webhook in $WEBHOOKS; do
-                [ "$webhook" = outbox ] && subscribe_receiver "$BIN_A" "$ACCOUNT" "$dir/receiver.log"
+                # With the round's own build: its database may have migrations an older build lacks.
+                [ "$webhook" = outbox ] && subscribe_receiver "${!bin_var}" "$ACCOUNT" "$dir/receiver.log"
                 for conns in $CONNECTIONS; do
                     read -r sum0 count0 < <(batches)
                     ticks=$(cpu_ticks)

@@ -441,7 +441,7 @@ macro_rules! impl_token_store {
                     .bind(created_at)
                     .bind(id)
                     .execute(&mut *tx)
-                        .await?;
+                    .await?;
                     if done.rows_affected() == 1 {
                         write_carried_rows(&mut tx, outbox, id).await?;
                     }

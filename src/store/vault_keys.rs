@@ -10,7 +10,8 @@ pub(crate) const ACCOUNT_KEYS_COLUMNS: &str =
     "account_id, dek_version, master_version, wrapped_dek, wrapped_fingerprint_key, created_at, rewrapped_at, \
      previous_dek_version, previous_wrapped_dek, wrapped_id_key";
 
-/// An account's data key and fingerprint key, each wrapped (AES-256-GCM) by master key `master_version`.
+/// An account's data key, fingerprint key and token id key, each wrapped (AES-256-GCM) by master key
+/// `master_version`.
 #[derive(Clone, sqlx::FromRow)]
 pub struct AccountKeysRecord {
     pub account_id: Uuid,

@@ -21,9 +21,9 @@ const RANDOM_BITS: u32 = 42;
 const CHECK_BITS: u32 = 24;
 const FREE_BITS: u32 = TIME_BITS + RANDOM_BITS + CHECK_BITS;
 
-/// A walk leaves the v4 set 63 times in 64 on average and comes back within 64 steps on average;
-/// one of more than 4096 steps has a chance of about e^-64. An id whose walk would be longer is
-/// never made (new random bits are drawn), so decoding may give up at the same bound.
+/// A step of the walk lands in the v4 set once in 64 on average, so a walk takes 64 steps on
+/// average; one of more than 4096 steps has a chance of about e^-64. An id whose walk would be longer
+/// is never made (new random bits are drawn), so decoding may give up at the same bound.
 const MAX_WALK: usize = 4096;
 
 /// The permutation under one account's id key (the key schedule is zeroed when dropped).
