@@ -1,10 +1,12 @@
 //! Vault keys on both backends: an account's first keys are stored once, and keys wrapped by an older
 //! master key are listed and rewrapped only from the version they were read at.
 
-use strongroom::store::{AccountKeysRecord, Action, AuditEvent, DynStore, Ts};
+use strongroom::store::{
+    AccountKeysRecord, Action, AuditEvent, DynStore, Reseal, SealedColumn, Ts,
+};
 use uuid::Uuid;
 
-use super::{account, at, t0, trail};
+use super::{account, at, t0, token, trail, with_audit};
 use crate::support::on_both_backends;
 use crate::support::{Backend, TestDb};
 
@@ -13,6 +15,7 @@ on_both_backends!(
     keys_wrapped_by_an_older_master_are_listed_and_rewrapped_once,
     a_rewrap_writes_its_audit_row_only_when_it_happens,
     an_id_key_is_added_once_and_no_rewrap_read_before_it_drops_it,
+    sealed_tokens_are_paged_by_creation_time_then_id_and_replaced_where_they_were_read,
 );
 
 fn keys(account_id: Uuid, master_version: i32, fill: u8) -> AccountKeysRecord {
@@ -228,5 +231,78 @@ async fn an_id_key_is_added_once_and_no_rewrap_read_before_it_drops_it(backend: 
         (read.master_version, read.wrapped_id_key),
         (2, Some(vec![6; 60]))
     );
+    store.close().await;
+}
+
+async fn sealed_tokens_are_paged_by_creation_time_then_id_and_replaced_where_they_were_read(
+    backend: Backend,
+) {
+    const TOKENS: SealedColumn = SealedColumn {
+        table: "tokens",
+        id: "id",
+        column: "sealed_card",
+        account: "account_id",
+    };
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let a = new_account(&store).await;
+    // Three tokens share a creation time: the id orders them, and a page may end among them.
+    let batch: Vec<_> = [1, 2, 2, 2, 3]
+        .into_iter()
+        .map(|s| with_audit(token(a, at(t0(), s))))
+        .collect();
+    store.insert_tokens(&batch, &[]).await.unwrap();
+    let mut expected: Vec<_> = batch.iter().map(|(t, _)| (t.created_at, t.id)).collect();
+    expected.sort();
+
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = store.list_sealed(TOKENS, a, after, 2).await.unwrap();
+        let Some((id, created_at, _)) = rows.last() else {
+            break;
+        };
+        after = Some((*created_at, *id));
+        paged.extend(rows.iter().map(|(id, created_at, _)| (*created_at, *id)));
+    }
+    assert_eq!(paged, expected);
+
+    let (created_at, id) = expected[2];
+    let old = vec![7; 48];
+    let reseal = |created_at| Reseal {
+        id,
+        created_at,
+        old: old.clone(),
+        new: vec![9; 48],
+        fingerprint: None,
+    };
+    // Not where it was read (another time, another account): nothing replaced.
+    assert_eq!(
+        store
+            .replace_sealed(TOKENS, a, &[reseal(at(t0(), 9))])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .replace_sealed(TOKENS, Uuid::new_v4(), &[reseal(created_at)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .replace_sealed(TOKENS, a, &[reseal(created_at)])
+            .await
+            .unwrap(),
+        1
+    );
+    let read = store
+        .get_token(a, id, Some(created_at))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.sealed_card, vec![9; 48]);
     store.close().await;
 }
