@@ -89,6 +89,7 @@ impl From<ForwardError> for ApiError {
             ForwardError::CodeCache(e) => ApiError::unavailable(&e),
             ForwardError::Store(e) => e.into(),
             ForwardError::Vault(e) => ApiError::internal(&e),
+            ForwardError::Internal(e) => ApiError::internal(&e),
         }
     }
 }

@@ -197,21 +197,22 @@ impl Vault {
             .ok_or(VaultError::Integrity)
     }
 
-    /// A new token's id: made from `created_at` under the account's id key (see `token_ids`), so that
-    /// the token can be found by the time it gives back; the second value says whether it was. Random
-    /// (a plain UUIDv4) if the account has no id key.
-    pub async fn new_token_id(
+    /// A new token's id and `card` sealed for it, from one read of the account's keys. The id is made
+    /// from `created_at` under the account's id key (see `token_ids`), so that the token can be found
+    /// by the time it gives back; the second value says whether it was. Random (a plain UUIDv4) if the
+    /// account has no id key.
+    pub async fn seal_new_token(
         &self,
         account_id: Uuid,
         created_at: Ts,
-    ) -> Result<(Uuid, bool), VaultError> {
+        card: &CardData,
+    ) -> Result<(Uuid, bool, Sealed), VaultError> {
         let keys = self.account_keys(account_id).await?;
-        Ok(
-            match keys.ids.as_ref().and_then(|ids| ids.make(created_at)) {
-                Some(id) => (id, true),
-                None => (crate::new_id(), false),
-            },
-        )
+        let (id, keyed) = match keys.ids.as_ref().and_then(|ids| ids.make(created_at)) {
+            Some(id) => (id, true),
+            None => (crate::new_id(), false),
+        };
+        Ok((id, keyed, seal_card(&keys, id, card)?))
     }
 
     /// The creation time token id `id` of the account was made from, if its id key made it.
@@ -247,12 +248,7 @@ impl Vault {
         card: &CardData,
     ) -> Result<Sealed, VaultError> {
         let keys = self.account_keys(account_id).await?;
-        let sealed_card = seal_under(&keys, token_id.as_bytes(), &card.to_plaintext())?;
-        let fingerprint = keyed_digest(&keys.fingerprint, b"pan", card.pan.peek().as_bytes());
-        Ok(Sealed {
-            sealed_card,
-            fingerprint,
-        })
+        seal_card(&keys, token_id, card)
     }
 
     /// Opens the card sealed for `token_id`. Callers write the audit event for the access.
@@ -349,6 +345,16 @@ impl Vault {
             cache.clear();
         }
     }
+}
+
+/// `card` sealed for token `token_id` under `keys`, with its fingerprint.
+fn seal_card(keys: &AccountKeys, token_id: Uuid, card: &CardData) -> Result<Sealed, VaultError> {
+    let sealed_card = seal_under(keys, token_id.as_bytes(), &card.to_plaintext())?;
+    let fingerprint = keyed_digest(&keys.fingerprint, b"pan", card.pan.peek().as_bytes());
+    Ok(Sealed {
+        sealed_card,
+        fingerprint,
+    })
 }
 
 /// `[format][data key version][nonce][AES-256-GCM]` of `plaintext` under `keys`' data key, bound to `aad`.

@@ -15,7 +15,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::destinations::DestinationCache;
-use super::tokens::Tokens;
+use super::tokens::{TokenError, Tokens};
+use super::InternalError;
 use crate::connectors::forward::{Answer, ForwardClient, SendError};
 use crate::connectors::guard::{literal_ip, refusal};
 use crate::store::{Action, AuditEvent, DynStore, StoreError, TokenRecord};
@@ -54,6 +55,20 @@ pub enum ForwardError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+/// The failures of reading the token, as the forward reports them.
+impl From<TokenError> for ForwardError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Vault(e) => ForwardError::Vault(e),
+            TokenError::Store(e) => ForwardError::Store(e),
+            TokenError::CodeCache(e) => ForwardError::CodeCache(e),
+            TokenError::Internal(e) => ForwardError::Internal(e),
+        }
+    }
 }
 
 pub struct Forwarder {
@@ -99,16 +114,10 @@ impl Forwarder {
                 .and_then(|v| v.to_str().ok()),
         );
         let template = Template::parse(req.body, syntax).map_err(ForwardError::InvalidBody)?;
-        let created_at = self
-            .tokens
-            .vault
-            .token_created_at(req.account_id, req.token_id)
-            .await?;
         let token = self
-            .store
-            .get_token(req.account_id, req.token_id, created_at)
+            .tokens
+            .get(req.account_id, req.token_id)
             .await?
-            .filter(|t| !crate::domain::tokens::has_expired(t, crate::store::Ts::now()))
             .ok_or(ForwardError::UnknownToken)?;
         let result = self.forward_token(&req, &template, &token).await;
         let outcome = match &result {

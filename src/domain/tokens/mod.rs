@@ -115,8 +115,10 @@ impl Tokens {
         origin: Origin,
     ) -> Result<TokenRecord, TokenError> {
         let now = Ts::now();
-        let (id, keyed_id) = self.vault.new_token_id(account_id, now).await?;
-        let sealed = self.vault.seal(account_id, id, &valid.card).await?;
+        let (id, keyed_id, sealed) = self
+            .vault
+            .seal_new_token(account_id, now, &valid.card)
+            .await?;
         let card = &valid.card;
         let record = TokenRecord {
             id,
